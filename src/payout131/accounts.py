@@ -1,0 +1,58 @@
+"""Settlement accounts the bank keeps for partners (BIK 049205131), and top-ups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from payout131 import ledger, validation
+from payout131.errors import AuthorizationError, NotFound
+from payout131.projects import wallet_code
+from payout131.storage import schema as t
+
+__all__ = ["BANK_BIK", "open_settlement_account", "settlement_account", "topup_wallet"]
+
+BANK_BIK = "049205131"
+
+
+def open_settlement_account(
+    conn: Connection, project_id: str, now: int, number: str | None = None
+) -> str:
+    """Open a ruble settlement account; generate a valid ``40702810…`` number if none given."""
+    if number is None:
+        while True:
+            number = validation.generate_account(BANK_BIK, "40702810")
+            if ledger.account_id(conn, number) is None:
+                break
+    else:
+        number = validation.check_settlement_account("--number", BANK_BIK, number)
+    ledger.open_account(conn, number, "settlement", project_id, now)
+    return number
+
+
+def settlement_account(conn: Connection, project_id: str, number: str, field: str) -> Any:
+    """The ledger row of a settlement account that must belong to ``project_id``."""
+    a = t.ledger_accounts
+    row = conn.execute(
+        sa.select(a.c.id, a.c.project_id, a.c.balance, a.c.held).where(
+            a.c.code == number, a.c.kind == "settlement"
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"{field}: no settlement account {number} at Bank 131 (BIK {BANK_BIK})")
+    if row.project_id != project_id:
+        raise AuthorizationError(f"{field}: account {number} does not belong to this project")
+    return row
+
+
+def topup_wallet(conn: Connection, project_id: str, amount: int, now: int) -> int:
+    account = ledger.account_id(conn, wallet_code(project_id))
+    if account is None:
+        raise NotFound(f"no project {project_id!r}")
+    return ledger.topup(conn, account, amount, now)
+
+
+def project_exists_query(project_id: str) -> sa.Select[tuple[str]]:
+    return sa.select(t.projects.c.id).where(t.projects.c.id == project_id)

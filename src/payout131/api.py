@@ -1,0 +1,193 @@
+"""The partner methods: parse a signed body, run one use case in one transaction, render.
+
+The HTTP layer has already identified the project and verified the signature over the raw
+bytes; this module turns the bytes into JSON, applies idempotency, runs the method and
+returns the status and exact response bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import Connection
+
+from payout131 import idempotency, ledger, sessions, wire
+from payout131.accounts import settlement_account
+from payout131.bank import Bank
+from payout131.errors import ApiError, IdempotencyKeyExists, InvalidRequest
+from payout131.projects import Project, wallet_code
+
+__all__ = ["METHODS", "Method", "handle", "parse_body"]
+
+Handler = Callable[[Connection, sessions.Call, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    handler: Handler
+    mutating: bool
+    rko: bool = False
+    versions: tuple[str, ...] = ("v1", "v2")
+    wakes_worker: bool = False
+
+
+def _session(fn: Callable[[Connection, sessions.Call, dict[str, Any]], dict[str, Any]]) -> Handler:
+    def handler(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "ok", "session": fn(conn, call, body)}
+
+    return handler
+
+
+def wallet_balance(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
+    stamp = body.get("request_datetime")
+    if stamp is not None:
+        try:
+            datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidRequest(
+                "request_datetime: must be an RFC 3339 date-time like 2025-02-20T08:42:35Z"
+            ) from None
+    account = ledger.account_id(conn, wallet_code(call.project.id))
+    assert account is not None
+    money = ledger.balance(conn, account)
+    return {
+        "status": "ok",
+        "wallets": [
+            {
+                "id": call.project.id,
+                "amount_details": {"amount": money.available, "currency": "rub"},
+            }
+        ],
+    }
+
+
+def account_balance(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
+    number = body.get("account_number")
+    if not isinstance(number, str) or not number:
+        raise InvalidRequest("account_number: required, the 20-digit settlement account number")
+    row = settlement_account(conn, call.project.id, number, "account_number")
+    return {
+        "status": "ok",
+        "account_number": number,
+        "account_currency": "RUB",
+        "balance": {
+            "current_balance": int(row.balance),
+            "available_balance": int(row.balance) - int(row.held),
+            "held": int(row.held),
+        },
+    }
+
+
+def _not_yet(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
+    raise InvalidRequest("tokenized bank accounts are not supported by this server yet")
+
+
+METHODS: dict[str, Method] = {
+    "session/create": Method(_session(sessions.create_session), True),
+    "session/create/rko": Method(_session(sessions.create_session), True, rko=True),
+    "session/start/payout": Method(_session(sessions.start_payout), True, wakes_worker=True),
+    "session/start/payout/rko": Method(
+        _session(sessions.start_payout), True, rko=True, wakes_worker=True
+    ),
+    "session/init/payout": Method(_session(sessions.init_payout), True, wakes_worker=True),
+    "session/init/payout/rko": Method(
+        _session(sessions.init_payout), True, rko=True, wakes_worker=True
+    ),
+    "session/confirm": Method(_session(sessions.confirm), True, wakes_worker=True),
+    "session/cancel": Method(_session(sessions.cancel), True),
+    "session/status": Method(_session(sessions.status), False),
+    "wallet/balance": Method(wallet_balance, False, versions=("v1",)),
+    "report/account_balance": Method(account_balance, False, versions=("v1",)),
+    "token": Method(_not_yet, True, versions=("v1",)),
+    "tokenize": Method(_not_yet, True, versions=("v1",)),
+    "token/info": Method(_not_yet, False, versions=("v1",)),
+}
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request's JSON object; ``[]`` and an empty body mean ``{}`` (the PHP SDK's habit)."""
+    if not raw.strip():
+        return {}
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"body: not valid JSON ({exc})") from None
+    if value == []:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest("body: must be a JSON object")
+    return value
+
+
+def _run(bank: Bank, method: Method, call: sessions.Call, body: dict[str, Any]) -> bytes:
+    transaction = bank.db.write if method.mutating else bank.db.read
+    with transaction() as conn:
+        return wire.dumps(method.handler(conn, call, body))
+
+
+def _run_with_key(
+    bank: Bank,
+    name: str,
+    method: Method,
+    call: sessions.Call,
+    body: dict[str, Any],
+    key: str,
+    raw: bytes,
+) -> tuple[int, bytes]:
+    project = call.project
+    digest = idempotency.body_hash(raw)
+    replay = project.idempotency_mode == "replay"
+    try:
+        with bank.db.write() as conn:
+            idempotency.claim(conn, project.id, key, name, digest, call.now)
+            out = wire.dumps(method.handler(conn, call, body))
+            idempotency.record(conn, project.id, key, 200, out)
+            return 200, out
+    except idempotency.KeyTaken:
+        if not replay:
+            raise idempotency.already_exists() from None
+    with bank.db.read() as conn:
+        stored = idempotency.lookup(conn, project.id, key)
+    if stored is None or stored.body_sha256 != digest:
+        raise IdempotencyKeyExists(
+            "X-PARTNER-IDEMPOTENCY-KEY: this key was used with a different request body"
+        )
+    return stored.status, stored.body
+
+
+def handle(
+    bank: Bank,
+    project: Project,
+    version: str,
+    name: str,
+    raw: bytes,
+    *,
+    idempotency_key: str | None = None,
+    submerchant: str | None = None,
+) -> tuple[int, bytes]:
+    """Run one authenticated method call; the HTTP status and the response bytes."""
+    method = METHODS[name]
+    try:
+        body = parse_body(raw)
+        call = sessions.Call(
+            project=project,
+            version=version,
+            rko=method.rko,
+            now=bank.clock.now(),
+            directory=bank.directory,
+            submerchant=submerchant,
+        )
+        if method.mutating and idempotency_key is not None:
+            key = idempotency.validate_key(idempotency_key)
+            status, out = _run_with_key(bank, name, method, call, body, key, raw)
+        else:
+            status, out = 200, _run(bank, method, call, body)
+    except ApiError as exc:
+        return exc.status, wire.dumps(exc.envelope())
+    if method.wakes_worker:
+        bank.worker.wakeup.set()
+    return status, out

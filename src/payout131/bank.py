@@ -1,0 +1,56 @@
+"""The bank: the composition root that holds the store, the clock, the keys and the rail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from payout131.bik import BikDirectory
+from payout131.clock import Clock, SystemClock
+from payout131.directory import load_directory
+from payout131.keys import load_bank_key
+from payout131.projects import ProjectCache
+from payout131.rails import Rail, make_rail
+from payout131.settings import Settings
+from payout131.storage import Database, migrate
+from payout131.work import Worker
+
+__all__ = ["Bank"]
+
+
+@dataclass(eq=False)
+class Bank:
+    """Everything a request or a background step needs, built once and handed down."""
+
+    settings: Settings
+    db: Database
+    clock: Clock
+    directory: BikDirectory
+    private_key: rsa.RSAPrivateKey
+    rail: Rail
+
+    def __post_init__(self) -> None:
+        self.projects = ProjectCache(self.db)
+        self.worker = Worker(self)
+
+    @classmethod
+    def open(
+        cls, settings: Settings, *, clock: Clock | None = None, rail: Rail | None = None
+    ) -> Bank:
+        """Open the store (migrating it), load the keys and the BIK directory."""
+        db = Database(settings.database, pool_size=settings.db_threads)
+        migrate(db)
+        with db.read() as conn:
+            directory = load_directory(conn)
+        return cls(
+            settings=settings,
+            db=db,
+            clock=clock or SystemClock(),
+            directory=directory,
+            private_key=load_bank_key(settings.bank_private_key_path),
+            rail=rail or make_rail(settings.rail),
+        )
+
+    def close(self) -> None:
+        self.db.dispose()

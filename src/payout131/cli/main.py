@@ -1,0 +1,68 @@
+"""The ``payout131`` command group and its server-side commands: init, serve, bank-key."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from payout131.cli import bik_commands, ledger_commands, project_commands
+from payout131.cli.context import settings
+from payout131.settings import Settings
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="payout131")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """payout131: a self-hostable payout server speaking Bank 131's partner API.
+
+    Configured by PAYOUT131_HOME (data directory, default ./.payout131) and
+    PAYOUT131_DATABASE_URL (sqlite:///path, the default inside the home, or postgresql://...).
+    """
+    ctx.obj = Settings.from_env()
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="Also register a ready-to-use demo project.")
+def init(demo: bool) -> None:
+    """Create the data directory, the database and the bank's RSA key pair."""
+    from payout131.cli.setup import initialise
+
+    initialise(settings(), demo=demo)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8131, show_default=True, type=int, help="Port to listen on.")
+@click.option("--no-worker", is_flag=True, help="Serve the API only; run `payout131 worker` apart.")
+def serve(host: str, port: int, no_worker: bool) -> None:
+    """Serve the partner API and run the background work in one process."""
+    import uvicorn
+
+    from payout131.bank import Bank
+    from payout131.server import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    bank = Bank.open(settings())
+    app = create_app(bank, run_worker=not no_worker)
+    click.echo(f"payout131 listening on http://{host}:{port} (database: {bank.db.dialect})")
+    uvicorn.run(app, host=host, port=port, server_header=False, log_level="info", access_log=True)
+
+
+@main.command("bank-key")
+def bank_key() -> None:
+    """Print the bank's public key (PEM): partners verify webhooks with it."""
+    path = settings().bank_public_key_path
+    if not path.exists():
+        raise click.ClickException(f"no bank key at {path}: run `payout131 init` first")
+    click.echo(path.read_text(), nl=False)
+
+
+main.add_command(project_commands.project)
+main.add_command(ledger_commands.account)
+main.add_command(ledger_commands.wallet)
+main.add_command(ledger_commands.ledger_group)
+main.add_command(bik_commands.bik)

@@ -1,0 +1,154 @@
+"""``payout131 project``: register partners, show and change their settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.exc import IntegrityError
+
+from payout131 import projects, validation
+from payout131.cli.context import write
+from payout131.client import signing
+from payout131.errors import InvalidRequest
+
+__all__ = ["project"]
+
+
+@click.group()
+def project() -> None:
+    """Partner projects: who may call the API and with which key."""
+
+
+def _settings(
+    webhook_url: str | None,
+    legal_name: str | None,
+    inn: str | None,
+    kpp: str | None,
+    idempotency: str | None,
+    confirm_timeout: int | None,
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    try:
+        if inn is not None:
+            fields["inn"] = validation.check_inn("--inn", inn)
+        if kpp is not None:
+            fields["kpp"] = validation.check_kpp("--kpp", kpp)
+    except InvalidRequest as exc:
+        raise click.BadParameter(exc.description) from None
+    if webhook_url is not None:
+        if webhook_url and not webhook_url.startswith(("http://", "https://")):
+            raise click.BadParameter("--webhook-url: must start with http:// or https://")
+        fields["webhook_url"] = webhook_url or None
+    if legal_name is not None:
+        fields["legal_name"] = legal_name
+    if idempotency is not None:
+        fields["idempotency_mode"] = idempotency
+    if confirm_timeout is not None:
+        fields["confirm_timeout_s"] = confirm_timeout * 60
+    return fields
+
+
+def _read_key(path: Path) -> str:
+    pem = path.read_bytes()
+    try:
+        signing.load_public_key(pem)
+    except signing.KeyFormatError as exc:
+        raise click.BadParameter(f"--public-key {path}: {exc}") from None
+    return pem.decode()
+
+
+_common = [
+    click.option("--webhook-url", help="Where webhooks are sent (empty to clear)."),
+    click.option("--legal-name", help="The partner's legal name, shown in confirm_information."),
+    click.option("--inn", help="The partner's INN (10 or 12 digits)."),
+    click.option("--kpp", help="The partner's KPP (9 characters)."),
+    click.option(
+        "--idempotency",
+        type=click.Choice(["bank131", "replay"]),
+        help="Repeated idempotency keys: refuse (bank131) or replay the first response.",
+    ),
+    click.option("--confirm-timeout", type=click.IntRange(1), help="Minutes a payout may wait."),
+]
+
+
+def _with_common(fn: Any) -> Any:
+    for option in reversed(_common):
+        fn = option(fn)
+    return fn
+
+
+@project.command("add")
+@click.argument("project_id")
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The partner's RSA public key (PEM).",
+)
+@click.option("--single-request", is_flag=True, help="Payouts skip the confirm step.")
+@_with_common
+def add(project_id: str, public_key: Path, single_request: bool, **options: Any) -> None:
+    """Register a partner project and its public key."""
+    fields = _settings(**options)
+    pem = _read_key(public_key)
+    with write() as (conn, now):
+        try:
+            projects.add_project(
+                conn, project_id, pem, now, single_request=single_request, **fields
+            )
+        except IntegrityError:
+            raise click.ClickException(f"project {project_id!r} already exists") from None
+    click.echo(f"project {project_id} registered")
+
+
+@project.command("set")
+@click.argument("project_id")
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Replace the partner's public key.",
+)
+@click.option("--single-request/--two-step", default=None, help="Switch single-request mode.")
+@click.option("--disabled/--enabled", default=None, help="Refuse or allow the project's calls.")
+@_with_common
+def set_(
+    project_id: str,
+    public_key: Path | None,
+    single_request: bool | None,
+    disabled: bool | None,
+    **options: Any,
+) -> None:
+    """Change a project's settings."""
+    fields = _settings(**options)
+    if public_key is not None:
+        fields["public_key_pem"] = _read_key(public_key)
+    if single_request is not None:
+        fields["single_request"] = single_request
+    if disabled is not None:
+        fields["disabled"] = disabled
+    if not fields:
+        raise click.UsageError("nothing to change: give at least one option")
+    with write() as (conn, _):
+        try:
+            projects.update_project(conn, project_id, **fields)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"project {project_id} updated: {', '.join(sorted(fields))}")
+
+
+@project.command("show")
+@click.argument("project_id")
+def show(project_id: str) -> None:
+    """Print a project's settings as JSON."""
+    with write() as (conn, _):
+        found = projects.get_project(conn, project_id)
+    if found is None:
+        raise click.ClickException(f"no project {project_id!r}")
+    data = {name: getattr(found, name) for name in found.__slots__ if name != "public_key_pem"}
+    data["public_key"] = found.public_key_pem
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))

@@ -1,0 +1,222 @@
+"""The double-entry ledger: integer kopecks, append-only entries, holds.
+
+Every movement is a transaction of at least two entries summing to zero. Partner accounts
+(settlement accounts and collateral wallets) carry ``balance`` (the sum of their entries,
+kept by a database trigger) and ``held`` (the sum of active holds); the database refuses
+``balance - held < 0``. A payout places a hold when it starts; success posts it (the money
+moves to ``system:payouts``), cancel or failure releases it. Each hold is resolved once.
+
+All functions run inside the caller's write transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from payout131.errors import InsufficientBalance
+from payout131.storage import schema as t
+
+__all__ = [
+    "FEES",
+    "FUNDING",
+    "PAYOUTS",
+    "Balance",
+    "HoldAlreadyResolved",
+    "account_id",
+    "balance",
+    "check",
+    "open_account",
+    "place_hold",
+    "post_hold",
+    "release_hold",
+    "topup",
+    "transfer",
+]
+
+FUNDING = "system:funding"
+PAYOUTS = "system:payouts"
+FEES = "system:fees"
+
+
+class HoldAlreadyResolved(RuntimeError):
+    """A hold was posted or released twice: a bug, never a partner's mistake."""
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    balance: int
+    held: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+def open_account(conn: Connection, code: str, kind: str, project_id: str | None, now: int) -> int:
+    result = conn.execute(
+        sa.insert(t.ledger_accounts)
+        .values(code=code, kind=kind, project_id=project_id, created_at=now)
+        .returning(t.ledger_accounts.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def account_id(conn: Connection, code: str) -> int | None:
+    found = conn.execute(
+        sa.select(t.ledger_accounts.c.id).where(t.ledger_accounts.c.code == code)
+    ).scalar()
+    return None if found is None else int(found)
+
+
+def balance(conn: Connection, account: int) -> Balance:
+    row = conn.execute(
+        sa.select(t.ledger_accounts.c.balance, t.ledger_accounts.c.held).where(
+            t.ledger_accounts.c.id == account
+        )
+    ).one()
+    return Balance(int(row.balance), int(row.held))
+
+
+def _next_transaction_id(conn: Connection) -> int:
+    if conn.dialect.name == "postgresql":
+        return int(conn.execute(sa.text("SELECT nextval('ledger_transaction_ids')")).scalar_one())
+    # SQLite: the write transaction holds the database lock, so MAX + 1 is ours alone.
+    return int(
+        conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(t.ledger_transactions.c.id), 0) + 1)
+        ).scalar_one()
+    )
+
+
+def transfer(
+    conn: Connection,
+    kind: str,
+    entries: list[tuple[int, int]],
+    now: int,
+    *,
+    payout_n: int | None = None,
+    memo: str = "",
+) -> int:
+    """Write one balanced transaction of ``(account_id, signed amount)`` entries."""
+    txn = _next_transaction_id(conn)
+    conn.execute(
+        sa.insert(t.ledger_entries),
+        [{"transaction_id": txn, "account_id": acc, "amount": amt} for acc, amt in entries],
+    )
+    conn.execute(
+        sa.insert(t.ledger_transactions).values(
+            id=txn, kind=kind, payout_n=payout_n, memo=memo, created_at=now
+        )
+    )
+    return txn
+
+
+def topup(conn: Connection, account: int, amount: int, now: int, memo: str = "top-up") -> int:
+    """Credit a partner account with money arriving from outside the bank."""
+    funding = account_id(conn, FUNDING)
+    assert funding is not None, "system accounts are created by the migrations"
+    return transfer(conn, "topup", [(funding, -amount), (account, amount)], now, memo=memo)
+
+
+def place_hold(conn: Connection, account: int, payout_n: int, amount: int, now: int) -> None:
+    """Reserve ``amount`` for a payout, or raise ``InsufficientBalance``."""
+    accounts = t.ledger_accounts
+    moved = conn.execute(
+        sa.update(accounts)
+        .where(accounts.c.id == account, accounts.c.balance - accounts.c.held >= amount)
+        .values(held=accounts.c.held + amount)
+    )
+    if moved.rowcount != 1:
+        raise InsufficientBalance(
+            f"amount_details.amount: {amount} exceeds the available balance of the paying account"
+        )
+    conn.execute(
+        sa.insert(t.holds).values(
+            account_id=account, payout_n=payout_n, amount=amount, status="active", created_at=now
+        )
+    )
+
+
+def _resolve_hold(conn: Connection, payout_n: int, status: str, now: int) -> tuple[int, int]:
+    resolved = conn.execute(
+        sa.update(t.holds)
+        .where(t.holds.c.payout_n == payout_n, t.holds.c.status == "active")
+        .values(status=status, resolved_at=now)
+        .returning(t.holds.c.account_id, t.holds.c.amount)
+    ).one_or_none()
+    if resolved is None:
+        raise HoldAlreadyResolved(f"payout {payout_n} has no active hold")
+    account, amount = int(resolved.account_id), int(resolved.amount)
+    accounts = t.ledger_accounts
+    conn.execute(
+        sa.update(accounts).where(accounts.c.id == account).values(held=accounts.c.held - amount)
+    )
+    return account, amount
+
+
+def post_hold(conn: Connection, payout_n: int, now: int, fee: int = 0) -> None:
+    """The payout succeeded: the held money leaves the account (plus the fee, if any)."""
+    account, amount = _resolve_hold(conn, payout_n, "posted", now)
+    paid_out = account_id(conn, PAYOUTS)
+    assert paid_out is not None
+    transfer(conn, "payout", [(account, -amount), (paid_out, amount)], now, payout_n=payout_n)
+    if fee:
+        fees = account_id(conn, FEES)
+        assert fees is not None
+        transfer(conn, "fee", [(account, -fee), (fees, fee)], now, payout_n=payout_n)
+
+
+def release_hold(conn: Connection, payout_n: int, now: int) -> None:
+    """The payout was cancelled or failed: the held money is available again."""
+    _resolve_hold(conn, payout_n, "released", now)
+
+
+def check(conn: Connection) -> list[str]:
+    """Recompute every balance from the entries; return each violation found."""
+    problems: list[str] = []
+    a, e, h, x = t.ledger_accounts, t.ledger_entries, t.holds, t.ledger_transactions
+    sums = (
+        sa.select(e.c.account_id, sa.func.sum(e.c.amount).label("total"))
+        .group_by(e.c.account_id)
+        .subquery()
+    )
+    active = (
+        sa.select(h.c.account_id, sa.func.sum(h.c.amount).label("total"))
+        .where(h.c.status == "active")
+        .group_by(h.c.account_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        sa.select(
+            a.c.code,
+            a.c.kind,
+            a.c.balance,
+            a.c.held,
+            sa.func.coalesce(sums.c.total, 0).label("entries"),
+            sa.func.coalesce(active.c.total, 0).label("holds"),
+        )
+        .outerjoin(sums, sums.c.account_id == a.c.id)
+        .outerjoin(active, active.c.account_id == a.c.id)
+    )
+    for row in rows:
+        if int(row.balance) != int(row.entries):
+            problems.append(f"{row.code}: balance {row.balance} but entries sum to {row.entries}")
+        if int(row.held) != int(row.holds):
+            problems.append(f"{row.code}: held {row.held} but active holds sum to {row.holds}")
+        if row.kind != "system" and int(row.balance) - int(row.held) < 0:
+            problems.append(f"{row.code}: available balance is negative")
+    unbalanced = conn.execute(
+        sa.select(e.c.transaction_id, sa.func.sum(e.c.amount))
+        .group_by(e.c.transaction_id)
+        .having(sa.func.sum(e.c.amount) != 0)
+    )
+    problems.extend(f"transaction {txn}: entries sum to {total}" for txn, total in unbalanced)
+    orphans = conn.execute(
+        sa.select(sa.func.count()).select_from(e).where(~e.c.transaction_id.in_(sa.select(x.c.id)))
+    ).scalar_one()
+    if orphans:
+        problems.append(f"{orphans} entries belong to no transaction")
+    return problems

@@ -1,0 +1,118 @@
+"""Partner projects: registration, settings, and the key cache the server verifies with."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.engine import Connection
+
+from payout131 import ledger
+from payout131.client import signing
+from payout131.storage import Database
+from payout131.storage import schema as t
+
+__all__ = ["Project", "ProjectCache", "add_project", "get_project", "update_project", "wallet_code"]
+
+_SETTABLE = {
+    "webhook_url",
+    "single_request",
+    "disabled",
+    "legal_name",
+    "inn",
+    "kpp",
+    "idempotency_mode",
+    "confirm_timeout_s",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    public_key_pem: str
+    webhook_url: str | None
+    single_request: bool
+    disabled: bool
+    legal_name: str | None
+    inn: str | None
+    kpp: str | None
+    idempotency_mode: str
+    confirm_timeout_s: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> Project:
+        return cls(**{name: row._mapping[name] for name in cls.__slots__})
+
+
+def wallet_code(project_id: str) -> str:
+    return f"wallet:{project_id}"
+
+
+def add_project(
+    conn: Connection, project_id: str, public_key_pem: str, now: int, **fields: Any
+) -> None:
+    """Register a project and open its collateral wallet."""
+    signing.load_public_key(public_key_pem.encode())  # refuse a bad key at the door
+    unknown = set(fields) - _SETTABLE
+    if unknown:
+        raise ValueError(f"unknown project settings: {sorted(unknown)}")
+    conn.execute(
+        sa.insert(t.projects).values(
+            id=project_id, public_key_pem=public_key_pem, created_at=now, **fields
+        )
+    )
+    ledger.open_account(conn, wallet_code(project_id), "wallet", project_id, now)
+
+
+def update_project(conn: Connection, project_id: str, **fields: Any) -> None:
+    unknown = set(fields) - _SETTABLE - {"public_key_pem"}
+    if unknown:
+        raise ValueError(f"unknown project settings: {sorted(unknown)}")
+    if "public_key_pem" in fields:
+        signing.load_public_key(fields["public_key_pem"].encode())
+    done = conn.execute(sa.update(t.projects).where(t.projects.c.id == project_id).values(**fields))
+    if done.rowcount != 1:
+        raise LookupError(f"no project {project_id!r}")
+
+
+def get_project(conn: Connection, project_id: str) -> Project | None:
+    row = conn.execute(sa.select(t.projects).where(t.projects.c.id == project_id)).one_or_none()
+    return None if row is None else Project.from_row(row)
+
+
+class ProjectCache:
+    """Projects and their parsed public keys, re-read after ``ttl`` seconds.
+
+    Parsing a key costs far more than a verification, and a project is read on every
+    request, so both are cached; a change made by the CLI is seen within ``ttl``.
+    """
+
+    def __init__(self, db: Database, ttl: float = 2.0) -> None:
+        self._db, self._ttl = db, ttl
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Project | None]] = {}
+        self._keys: dict[str, rsa.RSAPublicKey] = {}
+
+    def get(self, project_id: str) -> Project | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._entries.get(project_id)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        with self._db.read() as conn:
+            project = get_project(conn, project_id)
+        with self._lock:
+            self._entries[project_id] = (now, project)
+        return project
+
+    def public_key(self, project: Project) -> rsa.RSAPublicKey:
+        key = self._keys.get(project.public_key_pem)
+        if key is None:
+            key = signing.load_public_key(project.public_key_pem.encode())
+            with self._lock:
+                self._keys[project.public_key_pem] = key
+        return key

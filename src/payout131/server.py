@@ -1,0 +1,160 @@
+"""The HTTP edge: routes, body limits, authentication, the error envelope; one ASGI app.
+
+Authentication happens on the raw bytes before anything parses them: the project header
+names the partner, ``X-PARTNER-SIGN`` must verify over the exact body with the project's
+registered key. Database work runs in worker threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from payout131 import api
+from payout131.bank import Bank
+from payout131.client import signing
+from payout131.errors import (
+    ApiError,
+    AuthenticationError,
+    AuthorizationError,
+    IdentificationError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+)
+from payout131.wire import dumps
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("payout131.server")
+JSON = "application/json"
+
+
+def _error(exc: ApiError) -> Response:
+    return Response(dumps(exc.envelope()), status_code=exc.status, media_type=JSON)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class PartnerApi:
+    """``POST /api/{v1|v2}/<method>``: the signed partner API."""
+
+    def __init__(self, bank: Bank, limiter: anyio.CapacityLimiter) -> None:
+        self.bank, self.limiter = bank, limiter
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            return await self._serve(request)
+        except ApiError as exc:
+            return _error(exc)
+
+    def _method(self, request: Request) -> tuple[str, str]:
+        version, name = request.path_params["version"], request.path_params["method"]
+        method = api.METHODS.get(name)
+        if method is None or version not in method.versions:
+            raise NotFound(f"{request.url.path}: no such method in API {version}")
+        return version, name
+
+    async def _serve(self, request: Request) -> Response:
+        version, name = self._method(request)
+        limit = self.bank.settings.max_body_bytes
+        try:
+            raw = await _read_body(request, limit)
+        except _TooLarge:
+            raise InvalidRequest(f"body: larger than the limit of {limit} bytes") from None
+        project_id = request.headers.get("x-partner-project")
+        if not project_id:
+            raise IdentificationError("X-PARTNER-PROJECT: header required")
+        project = await anyio.to_thread.run_sync(
+            self.bank.projects.get, project_id, limiter=self.limiter
+        )
+        if project is None:
+            raise IdentificationError(f"X-PARTNER-PROJECT: unknown project {project_id[:64]!r}")
+        signature = request.headers.get("x-partner-sign")
+        if not signature:
+            raise AuthenticationError("X-PARTNER-SIGN: header required")
+        if not signing.verify(self.bank.projects.public_key(project), raw, signature):
+            raise AuthenticationError(
+                "X-PARTNER-SIGN: the signature does not match the body and the project's key"
+            )
+        if project.disabled:
+            raise AuthorizationError(f"project {project.id} is disabled")
+        status, out = await anyio.to_thread.run_sync(
+            lambda: api.handle(
+                self.bank,
+                project,
+                version,
+                name,
+                raw,
+                idempotency_key=request.headers.get("x-partner-idempotency-key"),
+                submerchant=request.headers.get("x-partner-submerchant"),
+            ),
+            limiter=self.limiter,
+        )
+        return Response(out, status_code=status, media_type=JSON)
+
+
+async def _health(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type=JSON)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 404)
+    if status == 405:
+        return Response(
+            dumps(InvalidRequest(f"{request.method} {request.url.path}: use POST").envelope()),
+            status_code=405,
+            media_type=JSON,
+        )
+    return _error(NotFound(f"{request.url.path}: no such endpoint"))
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    return _error(InternalError("the server failed to process the request; it was logged"))
+
+
+def create_app(bank: Bank, *, run_worker: bool = True) -> Starlette:
+    """The ASGI app; with ``run_worker`` the background work runs in the same process."""
+    limiter = anyio.CapacityLimiter(bank.settings.db_threads)
+    partner_api = PartnerApi(bank, limiter)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with anyio.create_task_group() as tasks:
+            if run_worker:
+                tasks.start_soon(bank.worker.run)
+            yield {}
+            tasks.cancel_scope.cancel()
+
+    return Starlette(
+        routes=[
+            Route("/api/{version}/{method:path}", partner_api.__call__, methods=["POST"]),
+            Route("/health", _health, methods=["GET"]),
+        ],
+        exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,402 @@
+"""Payout sessions and their state machine: the use cases behind the session methods.
+
+    session  created ──start──▶ in_progress ──▶ accepted      (payout succeeded)
+                                            └─▶ cancelled     (payout failed or cancelled)
+    payout   in_progress ──check──▶ pending ──confirm──▶ in_progress ──rail──▶ succeeded | failed
+                                        └──cancel / confirm timeout──▶ failed
+
+Single-request projects skip ``pending``: a started payout goes straight to the rail.
+Every function runs inside one write transaction handed in by the caller, so a state change,
+its ledger entries and its webhook event commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from payout131 import events, ledger, wire
+from payout131.accounts import BANK_BIK, settlement_account
+from payout131.bik import BikDirectory
+from payout131.errors import AuthorizationError, InvalidRequest, NotFound, SessionWrongState
+from payout131.payout_request import DRAFT_FIELDS, PayoutRequest, parse_payout, require_object
+from payout131.projects import Project, wallet_code
+from payout131.storage import schema as t
+
+__all__ = [
+    "Call",
+    "cancel",
+    "confirm",
+    "create_session",
+    "init_payout",
+    "load_session",
+    "render",
+    "start_payout",
+    "status",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """An authenticated partner call: who, which API version, which variant."""
+
+    project: Project
+    version: str
+    rko: bool
+    now: int
+    directory: BikDirectory
+    submerchant: str | None = None
+
+
+def _json(value: Any) -> str:
+    return wire.dumps(value).decode()
+
+
+def parse_session_ref(body: dict[str, Any]) -> int:
+    value = body.get("session_id")
+    if value is None:
+        raise InvalidRequest("session_id: required")
+    if not isinstance(value, str):
+        raise InvalidRequest('session_id: must be a string like "ps_123"')
+    digits = value[3:]
+    if not value.startswith("ps_") or not digits.isdigit() or len(digits) > 18:
+        raise NotFound(f"session_id: no session {value[:64]!r}")
+    return int(digits)
+
+
+def load_session(conn: Connection, call: Call, body: dict[str, Any], lock: bool = True) -> Any:
+    """The session named by ``session_id``, locked for the rest of the transaction."""
+    n = parse_session_ref(body)
+    query = sa.select(t.sessions).where(t.sessions.c.n == n)
+    row = conn.execute(query.with_for_update() if lock else query).one_or_none()
+    if row is None:
+        raise NotFound(f"session_id: no session ps_{n}")
+    if row.project_id != call.project.id:
+        raise AuthorizationError(f"session_id: session ps_{n} belongs to another project")
+    return row
+
+
+def _payouts(conn: Connection, session_n: int) -> list[Any]:
+    rows = conn.execute(
+        sa.select(t.payouts).where(t.payouts.c.session_n == session_n).order_by(t.payouts.c.n)
+    )
+    return [r._mapping for r in rows]
+
+
+def render(conn: Connection, session_n: int, version: str | None = None) -> dict[str, Any]:
+    row = conn.execute(sa.select(t.sessions).where(t.sessions.c.n == session_n)).one()
+    return wire.render_session(dict(row._mapping), _payouts(conn, session_n), version)
+
+
+def _new_session(conn: Connection, call: Call, body: dict[str, Any], status: str) -> int:
+    draft = {k: body[k] for k in DRAFT_FIELDS if k in body}
+    result = conn.execute(
+        sa.insert(t.sessions)
+        .values(
+            project_id=call.project.id,
+            api_version=call.version,
+            rko=call.rko,
+            status=status,
+            submerchant=call.submerchant,
+            metadata=_json(body["metadata"]) if "metadata" in body else None,
+            draft=_json(draft),
+            created_at=call.now,
+            updated_at=call.now,
+        )
+        .returning(t.sessions.c.n)
+    )
+    return int(result.scalar_one())
+
+
+def _check_draft(body: dict[str, Any], call: Call) -> None:
+    """At create every field is optional, but a field that is given must be right."""
+    if "amount_details" in body:
+        require_object("amount_details", body["amount_details"])
+    for name in ("participant_details", "payment_method", "payout_details"):
+        if name in body and body[name] is not None:
+            require_object(name, body[name])
+
+
+def create_session(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    _check_draft(body, call)
+    n = _new_session(conn, call, body, "created")
+    return render(conn, n, call.version)
+
+
+def _merged(draft_text: str, body: dict[str, Any], version: str) -> dict[str, Any]:
+    merged: dict[str, Any] = msgspec.json.decode(draft_text)
+    given = {k: body[k] for k in DRAFT_FIELDS if k in body}
+    if "payment_method" in given or "payout_details" in given:
+        merged.pop("payment_method", None)
+        merged.pop("payout_details", None)
+    merged.update(given)
+    return merged
+
+
+def _paying_account(conn: Connection, call: Call, request: PayoutRequest) -> int:
+    if call.rko:
+        assert request.sender_account is not None
+        row = settlement_account(
+            conn, call.project.id, request.sender_account, "participant_details.sender.account"
+        )
+        return int(row.id)
+    account = ledger.account_id(conn, wallet_code(call.project.id))
+    assert account is not None, "every project has a wallet"
+    return account
+
+
+def _recipient(call: Call, request: PayoutRequest) -> dict[str, Any]:
+    dest = request.destination
+    bank = call.directory.get(dest.bik)
+    return {
+        "account_number": dest.account,
+        "token": dest.token,
+        "name": dest.full_name,
+        "bank_name": bank.name if bank else None,
+        "bik": dest.bik,
+        "correspondent_account_number": bank.correspondent_account if bank else None,
+        "inn": dest.inn,
+        "kpp": dest.kpp,
+    }
+
+
+def _start(conn: Connection, call: Call, session: Any, body: dict[str, Any]) -> None:
+    """Check the payout, hold the money and queue the next step: the core of start/init."""
+    if session.rko != call.rko:
+        used, wanted = ("session/create/rko", "/rko") if session.rko else ("session/create", "")
+        raise InvalidRequest(
+            f"session_id: ps_{session.n} was opened with {used}; "
+            f"start it with session/start/payout{wanted}"
+        )
+    request = parse_payout(
+        _merged(session.draft, body, call.version), call.version, call.rko, call.directory
+    )
+    account = _paying_account(conn, call, request)
+    single = call.project.single_request
+    payout_n = int(
+        conn.execute(
+            sa.insert(t.payouts)
+            .values(
+                session_n=session.n,
+                project_id=call.project.id,
+                status="in_progress",
+                amount=request.amount,
+                currency=request.currency,
+                account_id=account,
+                destination=_json(request.destination.echo),
+                recipient=_json(_recipient(call, request)),
+                participant_details=_nullable_json(request.participant_details),
+                customer=_nullable_json(request.customer),
+                metadata=_json(request.metadata) if request.has_metadata else None,
+                work="execute" if single else "check",
+                work_at=call.now,
+                created_at=call.now,
+                updated_at=call.now,
+            )
+            .returning(t.payouts.c.n)
+        ).scalar_one()
+    )
+    ledger.place_hold(conn, account, payout_n, request.amount, call.now)
+    conn.execute(
+        sa.update(t.sessions)
+        .where(t.sessions.c.n == session.n)
+        .values(status="in_progress", updated_at=call.now)
+    )
+
+
+def _nullable_json(value: Any) -> str | None:
+    return None if value is None else _json(value)
+
+
+def start_payout(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    session = load_session(conn, call, body)
+    if session.status != "created":
+        raise SessionWrongState(
+            f"session_id: ps_{session.n} is {session.status}; a payout starts only in a "
+            "created session"
+        )
+    _start(conn, call, session, body)
+    return render(conn, session.n, call.version)
+
+
+def init_payout(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    n = _new_session(conn, call, body, "created")
+    session = conn.execute(sa.select(t.sessions).where(t.sessions.c.n == n)).one()
+    _start(conn, call, session, body)
+    return render(conn, n, call.version)
+
+
+def _pending_payout(conn: Connection, session: Any, action: str) -> Any:
+    payout = conn.execute(
+        sa.select(t.payouts).where(t.payouts.c.session_n == session.n).with_for_update()
+    ).one_or_none()
+    if payout is None or payout.status != "pending":
+        state = "has no payout" if payout is None else f"has a payout {payout.status}"
+        raise SessionWrongState(
+            f"session_id: ps_{session.n} is {session.status} and {state}; "
+            f"{action} needs a payout waiting for confirmation (next_action: confirm)"
+        )
+    return payout
+
+
+def _check_confirm_information(body: dict[str, Any], payout: Any, call: Call) -> None:
+    """If the partner echoes ``confirm_information``, its account numbers must be the payout's."""
+    info = body.get("confirm_information")
+    if info is None:
+        return
+    details = require_object("confirm_information", info).get("account_details")
+    if not isinstance(details, dict):
+        return
+    recipient = wire.loads_field(payout.recipient)
+    given = details.get("recipient")
+    known = recipient["account_number"]
+    if isinstance(given, dict) and known and given.get("account_number", known) != known:
+        raise InvalidRequest(
+            "confirm_information.account_details.recipient.account_number: does not match "
+            "the payout's recipient account"
+        )
+
+
+def confirm(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    session = load_session(conn, call, body)
+    payout = _pending_payout(conn, session, "confirm")
+    _check_confirm_information(body, payout, call)
+    conn.execute(
+        sa.update(t.payouts)
+        .where(t.payouts.c.n == payout.n)
+        .values(status="in_progress", work="execute", work_at=call.now, updated_at=call.now)
+    )
+    conn.execute(
+        sa.update(t.sessions).where(t.sessions.c.n == session.n).values(updated_at=call.now)
+    )
+    return render(conn, session.n, call.version)
+
+
+def cancel(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    session = load_session(conn, call, body)
+    if session.status == "created":
+        conn.execute(
+            sa.update(t.sessions)
+            .where(t.sessions.c.n == session.n)
+            .values(status="cancelled", updated_at=call.now)
+        )
+        return render(conn, session.n, call.version)
+    payout = _pending_payout(conn, session, "cancel")
+    _check_confirm_information(body, payout, call)
+    fail_payout(
+        conn,
+        payout,
+        "session_cancelled_by_partner",
+        "the partner cancelled the payout",
+        call.now,
+    )
+    return render(conn, session.n, call.version)
+
+
+def status(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    session = load_session(conn, call, body, lock=False)
+    return render(conn, session.n, call.version)
+
+
+# Transitions the background work makes (the confirm check, the rail's outcome, timeouts).
+
+
+def _finish(conn: Connection, payout: Any, now: int, **values: Any) -> None:
+    conn.execute(
+        sa.update(t.payouts)
+        .where(t.payouts.c.n == payout.n)
+        .values(
+            work=None,
+            work_at=None,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+            finished_at=now,
+            **values,
+        )
+    )
+
+
+def _announce(conn: Connection, session_n: int, kind: str, now: int, **extra: Any) -> None:
+    row = conn.execute(sa.select(t.sessions).where(t.sessions.c.n == session_n)).one()
+    body = wire.event_body(
+        kind, wire.render_session(dict(row._mapping), _payouts(conn, session_n)), **extra
+    )
+    events.emit(conn, row.project_id, session_n, kind, body, now)
+
+
+def fail_payout(conn: Connection, payout: Any, code: str, description: str, now: int) -> None:
+    """Release the hold, fail the payout, cancel its session, announce ``payment_finished``."""
+    ledger.release_hold(conn, payout.n, now)
+    _finish(conn, payout, now, status="failed", error_code=code, error_description=description)
+    conn.execute(
+        sa.update(t.sessions)
+        .where(t.sessions.c.n == payout.session_n)
+        .values(status="cancelled", updated_at=now)
+    )
+    _announce(conn, payout.session_n, "payment_finished", now)
+
+
+def succeed_payout(conn: Connection, payout: Any, now: int, fee: int = 0) -> None:
+    """Post the hold, mark the payout succeeded and its session accepted, announce it."""
+    ledger.post_hold(conn, payout.n, now, fee)
+    _finish(conn, payout, now, status="succeeded")
+    conn.execute(
+        sa.update(t.sessions)
+        .where(t.sessions.c.n == payout.session_n)
+        .values(status="accepted", updated_at=now)
+    )
+    _announce(conn, payout.session_n, "payment_finished", now)
+
+
+def ready_to_confirm(
+    conn: Connection, payout: Any, project: Project, directory: BikDirectory, now: int
+) -> None:
+    """Checks passed and the money is held: wait for the partner, tell them so."""
+    deadline = now + project.confirm_timeout_s * 1_000_000
+    conn.execute(
+        sa.update(t.payouts)
+        .where(t.payouts.c.n == payout.n)
+        .values(
+            status="pending",
+            work="expire",
+            work_at=deadline,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    conn.execute(
+        sa.update(t.sessions).where(t.sessions.c.n == payout.session_n).values(updated_at=now)
+    )
+    session = conn.execute(sa.select(t.sessions).where(t.sessions.c.n == payout.session_n)).one()
+    extra = {}
+    if session.rko:
+        extra["confirm_information"] = confirm_information(conn, payout, project, directory)
+    _announce(conn, payout.session_n, "ready_to_confirm", now, **extra)
+
+
+def confirm_information(
+    conn: Connection, payout: Any, project: Project, directory: BikDirectory
+) -> dict[str, Any]:
+    """Both sides of the transfer, bank names and correspondent accounts from the directory."""
+    sender_number = conn.execute(
+        sa.select(t.ledger_accounts.c.code).where(t.ledger_accounts.c.id == payout.account_id)
+    ).scalar_one()
+    bank = directory.get(BANK_BIK)
+    sender = {
+        "account_number": sender_number,
+        "name": project.legal_name or project.id,
+        "bank_name": bank.name if bank else "Bank 131",
+        "bik": BANK_BIK,
+        "correspondent_account_number": bank.correspondent_account if bank else None,
+        "inn": project.inn,
+        "kpp": project.kpp,
+    }
+    recipient = {k: v for k, v in wire.loads_field(payout.recipient).items() if k != "token"}
+    recipient = {k: v for k, v in recipient.items() if v is not None or k in ("inn", "kpp")}
+    return {"account_details": {"sender": sender, "recipient": recipient}}

@@ -1,0 +1,205 @@
+"""The tables, as SQLAlchemy Core objects: what queries are written against.
+
+Times are integer microseconds since the Unix epoch (UTC): exact, portable and ordered on
+both engines. JSON documents are stored as text, event bodies as the exact bytes sent.
+The migrations in ``storage/migrations`` create this schema; a test compares the two.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# 64-bit ids on PostgreSQL; SQLite only autoincrements a column declared INTEGER.
+Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("public_key_pem", sa.Text, nullable=False),
+    sa.Column("webhook_url", sa.Text),
+    sa.Column("single_request", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("legal_name", sa.Text),
+    sa.Column("inn", sa.String(12)),
+    sa.Column("kpp", sa.String(9)),
+    sa.Column("idempotency_mode", sa.String(16), nullable=False, server_default="bank131"),
+    sa.Column("confirm_timeout_s", sa.Integer, nullable=False, server_default="14400"),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("idempotency_mode IN ('bank131', 'replay')", name="ck_projects_idem"),
+    sa.CheckConstraint("confirm_timeout_s > 0", name="ck_projects_confirm_timeout"),
+)
+
+# Every balance lives here. ``balance`` is what the entries sum to; ``held`` is the sum of
+# active holds. The CHECK is the database's own refusal of a negative available balance:
+# no code path, however concurrent, can commit one for a partner account.
+ledger_accounts = sa.Table(
+    "ledger_accounts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("code", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("project_id", sa.String(64), sa.ForeignKey("projects.id")),
+    sa.Column("currency", sa.String(3), nullable=False, server_default="RUB"),
+    sa.Column("balance", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("held", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("kind IN ('settlement', 'wallet', 'system')", name="ck_accounts_kind"),
+    sa.CheckConstraint("held >= 0", name="ck_accounts_held"),
+    sa.CheckConstraint(
+        "kind = 'system' OR balance - held >= 0", name="ck_accounts_available_not_negative"
+    ),
+)
+
+ledger_transactions = sa.Table(
+    "ledger_transactions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("payout_n", sa.BigInteger),
+    sa.Column("memo", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+ledger_entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    # Entries are written before their transaction's header row (whose insert trigger
+    # checks that they balance), so this key is only checked at commit.
+    sa.Column(
+        "transaction_id",
+        sa.BigInteger,
+        sa.ForeignKey("ledger_transactions.id", deferrable=True, initially="DEFERRED"),
+        nullable=False,
+    ),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("ledger_accounts.id"), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("amount <> 0", name="ck_entries_amount"),
+    sa.Index("ix_entries_account", "account_id"),
+    sa.Index("ix_entries_transaction", "transaction_id"),
+)
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("ledger_accounts.id"), nullable=False),
+    sa.Column("payout_n", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("resolved_at", sa.BigInteger),
+    sa.CheckConstraint("amount > 0", name="ck_holds_amount"),
+    sa.CheckConstraint("status IN ('active', 'posted', 'released')", name="ck_holds_status"),
+    sa.Index("ix_holds_account_status", "account_id", "status"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("n", Id, primary_key=True),
+    sa.Column("project_id", sa.String(64), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("api_version", sa.String(2), nullable=False),
+    sa.Column("rko", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("submerchant", sa.Text),
+    sa.Column("metadata", sa.Text),
+    sa.Column("draft", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_description", sa.Text),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(
+        "status IN ('created', 'in_progress', 'accepted', 'cancelled', 'error')",
+        name="ck_sessions_status",
+    ),
+    sa.Index("ix_sessions_project", "project_id"),
+)
+
+# ``work`` names the next background step a payout waits for (``check``, ``execute``,
+# ``expire``) and ``work_at`` when it is due; a worker leases the row while it runs the step.
+payouts = sa.Table(
+    "payouts",
+    metadata,
+    sa.Column("n", Id, primary_key=True),
+    sa.Column("session_n", sa.BigInteger, sa.ForeignKey("sessions.n"), nullable=False),
+    sa.Column("project_id", sa.String(64), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(8), nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("ledger_accounts.id"), nullable=False),
+    sa.Column("destination", sa.Text, nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False),
+    sa.Column("participant_details", sa.Text),
+    sa.Column("customer", sa.Text),
+    sa.Column("metadata", sa.Text),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_description", sa.Text),
+    sa.Column("work", sa.String(16)),
+    sa.Column("work_at", sa.BigInteger),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", sa.BigInteger),
+    sa.Column("rail", sa.String(32)),
+    sa.Column("rail_reference", sa.String(128)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.CheckConstraint("amount > 0", name="ck_payouts_amount"),
+    sa.CheckConstraint(
+        "status IN ('in_progress', 'pending', 'succeeded', 'failed')", name="ck_payouts_status"
+    ),
+    sa.UniqueConstraint("session_n", name="uq_payouts_session"),
+    sa.Index("ix_payouts_work", "work_at"),
+    sa.Index("ix_payouts_project", "project_id"),
+)
+
+# The outbox: each row is one webhook, written in the transaction of the change it
+# announces, holding the exact bytes that will be signed and sent.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("project_id", sa.String(64), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("session_n", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.BigInteger, nullable=False),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("delivered_at", sa.BigInteger),
+    sa.CheckConstraint(
+        "status IN ('pending', 'failed', 'delivered', 'dead')", name="ck_events_status"
+    ),
+    sa.Index("ix_events_due", "status", "next_attempt_at"),
+    sa.Index("ix_events_session", "session_n"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("project_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("method", sa.String(64), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("response_status", sa.Integer, nullable=False),
+    sa.Column("response_body", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+bik_directory = sa.Table(
+    "bik_directory",
+    metadata,
+    sa.Column("bik", sa.String(9), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("english_name", sa.Text),
+    sa.Column("correspondent_account", sa.String(20)),
+    sa.Column("participant_type", sa.String(4), nullable=False),
+    sa.Column("restricted", sa.Boolean, nullable=False),
+    sa.Column("closed", sa.Boolean, nullable=False),
+)

@@ -1,0 +1,158 @@
+"""Background work on payouts: the confirm check, rail execution and confirm timeouts.
+
+A payout row names its next step in ``work`` and when it is due in ``work_at``. Workers
+lease due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock does the
+same), so any number of workers and servers can share a database; a lease left by a dead
+worker expires and another worker takes the row. Each step commits its state change, ledger
+entries and event together. The rail is called outside any transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from payout131 import sessions, wire
+from payout131.projects import get_project
+from payout131.rails import Outcome, RailPayout
+from payout131.storage import schema as t
+
+if TYPE_CHECKING:
+    from payout131.bank import Bank
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("payout131.work")
+
+
+class Worker:
+    """Claims due payout steps and runs them; ``drain`` runs until nothing is due."""
+
+    def __init__(self, bank: Bank, owner: str | None = None) -> None:
+        self.bank = bank
+        self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.wakeup = threading.Event()
+
+    def claim(self) -> list[tuple[int, str]]:
+        now = self.bank.clock.now()
+        p = t.payouts
+        due = (
+            sa.select(p.c.n)
+            .where(
+                p.c.work.is_not(None),
+                p.c.work_at <= now,
+                sa.or_(p.c.lease_until.is_(None), p.c.lease_until < now),
+            )
+            .order_by(p.c.work_at)
+            .limit(self.bank.settings.worker_batch)
+            .with_for_update(skip_locked=True)
+        )
+        lease = now + int(self.bank.settings.lease_s * 1_000_000)
+        with self.bank.db.write() as conn:
+            rows = conn.execute(
+                sa.update(p)
+                .where(p.c.n.in_(due))
+                .values(lease_owner=self.owner, lease_until=lease)
+                .returning(p.c.n, p.c.work)
+            ).all()
+        return [(int(r.n), str(r.work)) for r in rows]
+
+    def _leased(self, conn: Connection, n: int, work: str) -> Any:
+        """The payout, locked, if this worker still holds its lease for ``work``."""
+        row = conn.execute(sa.select(t.payouts).where(t.payouts.c.n == n).with_for_update()).one()
+        if row.work != work or row.lease_owner != self.owner:
+            return None
+        return row
+
+    def run_step(self, n: int, work: str) -> None:
+        if work == "execute":
+            self._execute(n)
+            return
+        db, now = self.bank.db, self.bank.clock.now()
+        with db.write() as conn:
+            payout = self._leased(conn, n, work)
+            if payout is None:
+                return
+            if work == "check":
+                project = get_project(conn, payout.project_id)
+                assert project is not None
+                sessions.ready_to_confirm(conn, payout, project, self.bank.directory, now)
+            elif work == "expire":
+                sessions.fail_payout(
+                    conn,
+                    payout,
+                    "confirm_timeout",
+                    "the payout was not confirmed within the project's confirm timeout",
+                    now,
+                )
+
+    def _execute(self, n: int) -> None:
+        with self.bank.db.read() as conn:
+            payout = conn.execute(sa.select(t.payouts).where(t.payouts.c.n == n)).one()
+        if payout.work != "execute" or payout.lease_owner != self.owner:
+            return
+        recipient = wire.loads_field(payout.recipient)
+        destination = wire.loads_field(payout.destination)["bank_account"]["ru"]
+        outcome: Outcome = self.bank.rail.execute(
+            RailPayout(
+                payout_id=wire.payout_id(n),
+                amount=int(payout.amount),
+                currency="RUB",
+                bik=recipient["bik"],
+                account=recipient["account_number"],
+                token=recipient.get("token"),
+                full_name=recipient["name"],
+                description=destination["description"],
+            )
+        )
+        now = self.bank.clock.now()
+        with self.bank.db.write() as conn:
+            payout = self._leased(conn, n, "execute")
+            if payout is None:
+                return
+            if outcome.succeeded:
+                sessions.succeed_payout(conn, payout, now)
+            else:
+                sessions.fail_payout(
+                    conn,
+                    payout,
+                    outcome.error_code or "provider_internal_error",
+                    outcome.description or "the rail refused the payout",
+                    now,
+                )
+
+    def run_once(self) -> int:
+        """Claim one batch and run it; the number of steps run."""
+        claimed = self.claim()
+        for n, work in claimed:
+            try:
+                self.run_step(n, work)
+            except Exception:  # one bad payout must not stop the others; its lease expires
+                log.exception("payout po_%s: step %s failed; it will be retried", n, work)
+        return len(claimed)
+
+    def drain(self, max_rounds: int = 1000) -> int:
+        """Run until nothing is due (tests and the CLI use this)."""
+        total = 0
+        for _ in range(max_rounds):
+            done = self.run_once()
+            total += done
+            if not done:
+                break
+        return total
+
+    async def run(self) -> None:
+        """Forever: run due steps, then sleep until poked or the poll interval passes."""
+        poll = self.bank.settings.worker_poll_s
+        while True:
+            done = await anyio.to_thread.run_sync(self.run_once)
+            if not done:
+                await anyio.to_thread.run_sync(self.wakeup.wait, poll)
+                self.wakeup.clear()
