@@ -134,6 +134,8 @@ def _merged(draft_text: str, body: dict[str, Any], version: str) -> dict[str, An
         merged.pop("payment_method", None)
         merged.pop("payout_details", None)
     merged.update(given)
+    if "metadata" in body:  # the payout's own metadata comes only from this call
+        merged["metadata"] = body["metadata"]
     return merged
 
 

@@ -1,0 +1,101 @@
+"""Fixtures for tests of the bank: a ``Bank`` on each engine, its app, onboarded partners.
+
+The app is served by uvicorn on a loopback port and called over real HTTP; background work
+is run by the test with ``bank.worker.drain()`` so each scenario is deterministic.
+Every bank's ledger is checked when its test ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from liveserver import serve
+from partner import Partner
+from payout131 import accounts, ledger, projects
+from payout131.bank import Bank
+from payout131.client import signing
+from payout131.clock import ManualClock
+from payout131.keys import ensure_bank_keys
+from payout131.server import create_app
+from payout131.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def partner_keys() -> list[rsa.RSAPrivateKey]:
+    """A few 2048-bit partner keys, made once (a key takes tens of milliseconds)."""
+    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3)]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def bank_settings(database_url: str, tmp_path: Path) -> Settings:
+    home = tmp_path / "home"
+    ensure_bank_keys(home / "bank-private.pem", home / "bank-public.pem")
+    return Settings(home=home, database_url=database_url)
+
+
+@pytest.fixture
+def bank(bank_settings: Settings, clock: ManualClock) -> Iterator[Bank]:
+    opened = Bank.open(bank_settings, clock=clock)
+    yield opened
+    with opened.db.read() as conn:
+        problems = ledger.check(conn)
+    opened.close()
+    assert problems == [], problems
+
+
+@pytest.fixture
+def http(bank: Bank) -> Iterator[httpx.Client]:
+    with serve(create_app(bank, run_worker=False)) as url, httpx.Client(base_url=url) as client:
+        yield client
+
+
+Onboard = Callable[..., Partner]
+
+
+@pytest.fixture
+def onboard(bank: Bank, http: httpx.Client, partner_keys: list[rsa.RSAPrivateKey]) -> Onboard:
+    """Register a project with its own key and funds; return the partner that plays it."""
+    used: list[str] = []
+
+    def make(
+        project_id: str = "acme",
+        *,
+        wallet: int = 0,
+        account: int | None = None,
+        key_index: int | None = None,
+        **fields: Any,
+    ) -> Partner:
+        key = partner_keys[key_index if key_index is not None else len(used) % len(partner_keys)]
+        used.append(project_id)
+        now = bank.clock.now()
+        fields.setdefault("legal_name", 'ООО "Ромашка"')
+        fields.setdefault("inn", "7707083893")
+        fields.setdefault("kpp", "773601001")
+        with bank.db.write() as conn:
+            pem = signing.public_key_pem(key).decode()
+            projects.add_project(conn, project_id, pem, now, **fields)
+            if wallet:
+                accounts.topup_wallet(conn, project_id, wallet, now)
+            number = None
+            if account is not None:
+                number = accounts.open_settlement_account(conn, project_id, now)
+                target = ledger.account_id(conn, number)
+                assert target is not None
+                if account:
+                    ledger.topup(conn, target, account, now)
+        partner = Partner(http, project_id, key)
+        partner.account = number
+        return partner
+
+    return make
