@@ -116,6 +116,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         value = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"body: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"body: not valid UTF-8 (byte {exc.start})") from None
     if value == []:
         return {}
     if not isinstance(value, dict):
