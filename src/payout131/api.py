@@ -192,4 +192,6 @@ def handle(
         return exc.status, wire.dumps(exc.envelope())
     if method.wakes_worker:
         bank.worker.wakeup.set()
+    if method.mutating:  # it may have committed webhook events
+        bank.dispatcher.wakeup.set()
     return status, out

@@ -14,6 +14,7 @@ from payout131.projects import ProjectCache
 from payout131.rails import Rail, make_rail
 from payout131.settings import Settings
 from payout131.storage import Database, migrate
+from payout131.webhooks.dispatcher import Dispatcher
 from payout131.work import Worker
 
 __all__ = ["Bank"]
@@ -33,6 +34,7 @@ class Bank:
     def __post_init__(self) -> None:
         self.projects = ProjectCache(self.db)
         self.worker = Worker(self)
+        self.dispatcher = Dispatcher(self)  # webhooks
 
     @classmethod
     def open(

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from payout131 import api
+from payout131 import api, metrics
 from payout131.bank import Bank
 from payout131.client import signing
 from payout131.errors import (
@@ -141,12 +141,14 @@ def create_app(bank: Bank, *, run_worker: bool = True) -> Starlette:
     """The ASGI app; with ``run_worker`` the background work runs in the same process."""
     limiter = anyio.CapacityLimiter(bank.settings.db_threads)
     partner_api = PartnerApi(bank, limiter)
+    metrics_endpoint = metrics.endpoint(metrics.registry_for(bank), limiter)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with anyio.create_task_group() as tasks:
             if run_worker:
                 tasks.start_soon(bank.worker.run)
+                tasks.start_soon(bank.dispatcher.run)  # webhooks
             yield {}
             tasks.cancel_scope.cancel()
 
@@ -154,6 +156,7 @@ def create_app(bank: Bank, *, run_worker: bool = True) -> Starlette:
         routes=[
             Route("/api/{version}/{method:path}", partner_api.__call__, methods=["POST"]),
             Route("/health", _health, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
         lifespan=lifespan,

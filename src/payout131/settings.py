@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from payout131.webhooks.schedule import DEFAULT_SCHEDULE, parse_duration, parse_schedule
 
 __all__ = ["Settings"]
 
@@ -24,6 +26,16 @@ class Settings:
     worker_batch: int = 64
     lease_s: float = 30.0
     db_threads: int = 16
+    # webhooks (docs/webhooks.md): retry schedule, per-attempt timeout, horizon, concurrency
+    webhook_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
+    webhook_jitter: float = 0.1
+    webhook_timeout_s: float = 15.0
+    webhook_horizon_s: float = 36 * 3600
+    webhook_concurrency: int = 64
+    webhook_per_endpoint: int = 8
+    webhook_lease_s: float = 60.0
+    webhook_poll_s: float = 1.0
+    webhook_test_hang_after_send: bool = False  # a test hook: see docs/webhooks.md
 
     @property
     def database(self) -> str:
@@ -48,4 +60,50 @@ class Settings:
             settings = replace(settings, rail=env["PAYOUT131_RAIL"])
         if "PAYOUT131_MAX_BODY_BYTES" in env:
             settings = replace(settings, max_body_bytes=int(env["PAYOUT131_MAX_BODY_BYTES"]))
-        return settings
+        return _webhook_settings(settings, env)
+
+
+_WEBHOOK_ENV: dict[str, tuple[str, Callable[[str], object]]] = {
+    "PAYOUT131_WEBHOOK_SCHEDULE": ("webhook_schedule", parse_schedule),
+    "PAYOUT131_WEBHOOK_JITTER": ("webhook_jitter", float),
+    "PAYOUT131_WEBHOOK_TIMEOUT": ("webhook_timeout_s", parse_duration),
+    "PAYOUT131_WEBHOOK_HORIZON": ("webhook_horizon_s", parse_duration),
+    "PAYOUT131_WEBHOOK_CONCURRENCY": ("webhook_concurrency", int),
+    "PAYOUT131_WEBHOOK_PER_ENDPOINT": ("webhook_per_endpoint", int),
+    "PAYOUT131_WEBHOOK_LEASE": ("webhook_lease_s", parse_duration),
+    "PAYOUT131_WEBHOOK_POLL": ("webhook_poll_s", parse_duration),
+    "PAYOUT131_TEST_HANG_AFTER_SEND": ("webhook_test_hang_after_send", lambda v: v == "1"),
+}
+
+
+def _webhook_settings(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """The ``PAYOUT131_WEBHOOK_*`` variables; a bad value is a ValueError naming it."""
+    changes: dict[str, object] = {}
+    for name, (attribute, parse) in _WEBHOOK_ENV.items():
+        if name in env:
+            try:
+                changes[attribute] = parse(env[name])
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+    settings = replace(settings, **changes)  # type: ignore[arg-type]
+    check_webhook_settings(settings)
+    return settings
+
+
+def check_webhook_settings(settings: Settings) -> None:
+    """Refuse settings the dispatcher cannot run with, naming the variable."""
+    if settings.webhook_timeout_s <= 0:
+        raise ValueError("PAYOUT131_WEBHOOK_TIMEOUT: must be positive")
+    if settings.webhook_lease_s <= settings.webhook_timeout_s:
+        raise ValueError(
+            "PAYOUT131_WEBHOOK_LEASE: must be longer than PAYOUT131_WEBHOOK_TIMEOUT, or a "
+            "second worker could send an event while its first attempt is still running"
+        )
+    if settings.webhook_concurrency < 1 or settings.webhook_per_endpoint < 1:
+        raise ValueError("PAYOUT131_WEBHOOK_CONCURRENCY and _PER_ENDPOINT: at least 1")
+    if not 0 <= settings.webhook_jitter < 1:
+        raise ValueError("PAYOUT131_WEBHOOK_JITTER: a fraction in [0, 1)")
+    if settings.webhook_horizon_s <= 0 or settings.webhook_poll_s <= 0:
+        raise ValueError("PAYOUT131_WEBHOOK_HORIZON and _POLL: must be positive")
+    if not settings.webhook_schedule:
+        raise ValueError("PAYOUT131_WEBHOOK_SCHEDULE: at least one attempt")

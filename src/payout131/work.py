@@ -136,6 +136,8 @@ class Worker:
                 self.run_step(n, work)
             except Exception:  # one bad payout must not stop the others; its lease expires
                 log.exception("payout po_%s: step %s failed; it will be retried", n, work)
+        if claimed:  # steps commit webhook events: have them sent now
+            self.bank.dispatcher.wakeup.set()
         return len(claimed)
 
     def drain(self, max_rounds: int = 1000) -> int:

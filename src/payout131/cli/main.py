@@ -6,7 +6,13 @@ import logging
 
 import click
 
-from payout131.cli import bik_commands, ledger_commands, project_commands
+from payout131.cli import (
+    bik_commands,
+    ledger_commands,
+    project_commands,
+    webhook_commands,
+    worker_commands,
+)
 from payout131.cli.context import settings
 from payout131.settings import Settings
 
@@ -22,7 +28,10 @@ def main(ctx: click.Context) -> None:
     Configured by PAYOUT131_HOME (data directory, default ./.payout131) and
     PAYOUT131_DATABASE_URL (sqlite:///path, the default inside the home, or postgresql://...).
     """
-    ctx.obj = Settings.from_env()
+    try:
+        ctx.obj = Settings.from_env()
+    except ValueError as exc:  # a bad PAYOUT131_* variable, named in the message
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -66,3 +75,5 @@ main.add_command(ledger_commands.account)
 main.add_command(ledger_commands.wallet)
 main.add_command(ledger_commands.ledger_group)
 main.add_command(bik_commands.bik)
+main.add_command(webhook_commands.webhooks)
+main.add_command(worker_commands.worker)

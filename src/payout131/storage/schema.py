@@ -173,11 +173,14 @@ events = sa.Table(
     sa.Column("lease_until", sa.BigInteger),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("delivered_at", sa.BigInteger),
+    # webhooks: when an operator last replayed the event (the retry round restarts then)
+    sa.Column("replayed_at", sa.BigInteger),
     sa.CheckConstraint(
         "status IN ('pending', 'failed', 'delivered', 'dead')", name="ck_events_status"
     ),
     sa.Index("ix_events_due", "status", "next_attempt_at"),
     sa.Index("ix_events_session", "session_n"),
+    sa.Index("ix_events_project", "project_id", "status"),  # webhooks: operator listings
 )
 
 idempotency_keys = sa.Table(
@@ -202,4 +205,26 @@ bik_directory = sa.Table(
     sa.Column("participant_type", sa.String(4), nullable=False),
     sa.Column("restricted", sa.Boolean, nullable=False),
     sa.Column("closed", sa.Boolean, nullable=False),
+)
+
+
+# --- webhooks: delivery attempts ------------------------------------------------------------
+# One row per attempt to deliver an event, written when the attempt is claimed and completed
+# when its outcome is known: a row with no ``duration_us`` is an attempt whose worker stopped
+# between sending and recording (the event is delivered again once its lease expires).
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("event_id", sa.BigInteger, sa.ForeignKey("events.id"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String(64), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("duration_us", sa.BigInteger),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("response", sa.Text),
+    sa.CheckConstraint("attempt > 0", name="ck_webhook_attempts_attempt"),
+    sa.Index("ix_webhook_attempts_event", "event_id"),
 )

@@ -1,0 +1,60 @@
+"""``payout131 worker``: the background work without the API (payout steps and webhooks).
+
+Run any number of these beside ``payout131 serve --no-worker`` on one PostgreSQL database:
+leases keep two processes from running the same step or sending the same event at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+import anyio
+import click
+
+from payout131.cli.context import settings
+
+if TYPE_CHECKING:
+    from payout131.bank import Bank
+
+__all__ = ["worker"]
+
+
+async def _run(bank: Bank, payouts: bool, webhooks: bool) -> None:
+    async with anyio.create_task_group() as tasks:
+        if payouts:
+            tasks.start_soon(bank.worker.run)
+        if webhooks:
+            tasks.start_soon(bank.dispatcher.run)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                tasks.cancel_scope.cancel()
+                break
+
+
+@click.command()
+@click.option("--payouts/--no-payouts", default=True, help="Run the payout steps.")
+@click.option("--webhooks/--no-webhooks", default=True, help="Deliver webhook events.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve /metrics here.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+def worker(payouts: bool, webhooks: bool, metrics_port: int | None, metrics_host: str) -> None:
+    """Run payout steps and deliver webhooks until SIGTERM or Ctrl-C."""
+    from prometheus_client import start_http_server
+
+    from payout131.bank import Bank
+    from payout131.metrics import registry_for
+
+    if not (payouts or webhooks):
+        raise click.UsageError("nothing to run: --no-payouts and --no-webhooks together")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    bank = Bank.open(settings())
+    try:
+        if metrics_port is not None:
+            start_http_server(metrics_port, addr=metrics_host, registry=registry_for(bank))
+        click.echo(
+            f"payout131 worker {bank.dispatcher.owner} running (database: {bank.db.dialect})"
+        )
+        anyio.run(_run, bank, payouts, webhooks)
+    finally:
+        bank.close()

@@ -1,0 +1,219 @@
+"""The dispatcher: an async loop that claims due events and delivers them concurrently.
+
+Each claimed event is signed in a worker thread (RSA costs ~300 µs, too long for the event
+loop), posted through the ``Sender`` and its outcome recorded in its own short transaction;
+nothing is sent inside a transaction. At most ``webhook_concurrency`` deliveries run at
+once in a process and at most ``webhook_per_endpoint`` for one project, so one slow partner
+cannot hold up the others. The loop sleeps until its ``wakeup`` rings (the API and the
+payout worker ring it after committing events; a finished delivery rings it too) or the
+poll interval passes, which picks up events written by other processes.
+
+Delivery is at least once: a worker that dies after sending but before recording leaves
+its lease to expire, and the event is sent again with the same id, bytes and signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from payout131.client import signing
+from payout131.webhooks import outbox
+from payout131.webhooks.metrics import DeliveryStats
+from payout131.webhooks.outbox import Job, Outcome
+from payout131.webhooks.schedule import Schedule
+from payout131.webhooks.sender import HttpxSender, Sender
+
+if TYPE_CHECKING:
+    from payout131.bank import Bank
+
+__all__ = ["Dispatcher", "Doorbell", "headers"]
+
+log = logging.getLogger("payout131.webhooks")
+
+USER_AGENT = "payout131-webhooks/1"
+
+
+def headers(job: Job, signature: str) -> dict[str, str]:
+    """The headers of every attempt: identical across retries of one event.
+
+    ``Webhook-Timestamp`` is the event's creation time, not the attempt's, so a retry is
+    byte-for-byte the same request.
+    """
+    return {
+        "Content-Type": "application/json",
+        "X-PARTNER-SIGN": signature,
+        "Webhook-Id": f"evt_{job.event_id}",
+        "Webhook-Timestamp": str(job.created_at // 1_000_000),
+        "User-Agent": USER_AGENT,
+    }
+
+
+class Doorbell:
+    """Wakes the dispatcher's event loop; ``set()`` is safe from any thread."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def attach(self) -> None:
+        self._loop, self._event = asyncio.get_running_loop(), asyncio.Event()
+
+    def detach(self) -> None:
+        self._loop = self._event = None
+
+    def set(self) -> None:
+        loop, event = self._loop, self._event
+        if loop is None or event is None:
+            return  # nobody is listening; the next loop polls anyway
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(event.set)
+
+    def clear(self) -> None:
+        if self._event is not None:
+            self._event.clear()
+
+    async def wait(self, timeout: float | None) -> None:
+        assert self._event is not None, "attach() first"
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+
+
+class Dispatcher:
+    """Delivers due webhook events; ``run`` forever, or ``drain`` until nothing is due."""
+
+    def __init__(
+        self,
+        bank: Bank,
+        owner: str | None = None,
+        sender: Callable[[int], Sender] = HttpxSender,
+    ) -> None:
+        self.bank = bank
+        self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
+        conf = bank.settings
+        self.schedule = Schedule(conf.webhook_schedule, conf.webhook_jitter, conf.webhook_horizon_s)
+        self.wakeup = Doorbell()
+        self.stats = DeliveryStats()
+        self._make_sender = sender
+        self._random = random.Random()  # noqa: S311 (jitter, not cryptography)
+        self._in_flight: Counter[str] = Counter()
+
+    async def run(self) -> None:
+        """Deliver forever (the server's lifespan and ``payout131 worker`` run this)."""
+        await self._pump(forever=True)
+
+    def drain(self) -> int:
+        """Deliver until nothing is due and nothing is in flight; the number of attempts."""
+        return anyio.run(self._pump, False)
+
+    async def _pump(self, forever: bool) -> int:
+        conf = self.bank.settings
+        sender = self._make_sender(conf.webhook_concurrency)
+        self.wakeup.attach()
+        attempts = 0
+        try:
+            async with anyio.create_task_group() as tasks:
+                while True:
+                    self.wakeup.clear()
+                    room = conf.webhook_concurrency - sum(self._in_flight.values())
+                    try:
+                        jobs = await self._claim(room) if room > 0 else []
+                    except Exception:  # the database may be back at the next poll
+                        if not forever:
+                            raise
+                        log.exception("claiming webhook events failed; trying again")
+                        jobs = []
+                    for job in jobs:
+                        self._in_flight[job.project_id] += 1
+                        tasks.start_soon(self._deliver, sender, job)
+                    attempts += len(jobs)
+                    if not forever and not jobs and not self._in_flight:
+                        break
+                    if not jobs or len(jobs) == room:
+                        await self.wakeup.wait(conf.webhook_poll_s if forever else None)
+        finally:
+            self.wakeup.detach()
+            with anyio.CancelScope(shield=True):
+                await sender.aclose()
+        return attempts
+
+    async def _claim(self, room: int) -> list[Job]:
+        in_flight = dict(self._in_flight)
+        conf, clock = self.bank.settings, self.bank.clock
+
+        def claim() -> list[Job]:
+            now = clock.now()
+            lease_until = now + round(conf.webhook_lease_s * 1_000_000)
+            with self.bank.db.write() as conn:
+                return outbox.claim(
+                    conn,
+                    self.owner,
+                    now,
+                    lease_until,
+                    room,
+                    in_flight,
+                    conf.webhook_per_endpoint,
+                )
+
+        return await anyio.to_thread.run_sync(claim)
+
+    async def _deliver(self, sender: Sender, job: Job) -> None:
+        conf = self.bank.settings
+        try:
+            signature = await anyio.to_thread.run_sync(
+                signing.sign, self.bank.private_key, job.body
+            )
+            self.stats.sending(job)
+            outcome = await sender.post(
+                job.url, job.body, headers(job, signature), conf.webhook_timeout_s
+            )
+            if outcome.ok and conf.webhook_test_hang_after_send:
+                await anyio.sleep_forever()  # test hook: "sent, never recorded"; see the docs
+            status = await anyio.to_thread.run_sync(self._record, job, outcome)
+            self.stats.observe(outcome, status)
+            self._log(job, outcome, status)
+        except Exception:  # the lease expires and the event is sent again
+            log.exception(
+                "evt_%s: delivery attempt %s failed unexpectedly", job.event_id, job.attempt
+            )
+        finally:
+            self._in_flight[job.project_id] -= 1
+            if self._in_flight[job.project_id] <= 0:
+                del self._in_flight[job.project_id]
+            self.wakeup.set()
+
+    def _record(self, job: Job, outcome: Outcome) -> str | None:
+        with self.bank.db.write() as conn:
+            return outbox.record(
+                conn,
+                job,
+                self.owner,
+                outcome,
+                self.bank.clock.now(),
+                self.schedule,
+                self._random.random(),
+            )
+
+    def _log(self, job: Job, outcome: Outcome, status: str | None) -> None:
+        answer = f"HTTP {outcome.http_status}" if outcome.http_status else outcome.error
+        if outcome.ok:
+            log.info("evt_%s (%s) delivered to %s", job.event_id, job.type, job.url)
+        else:
+            log.warning(
+                "evt_%s (%s) attempt %s to %s: %s; now %s",
+                job.event_id,
+                job.type,
+                job.attempt,
+                job.url,
+                answer,
+                status or "handled elsewhere",
+            )

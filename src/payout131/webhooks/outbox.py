@@ -1,0 +1,241 @@
+"""The dispatcher's side of the outbox: claim due events under a lease, record each outcome.
+
+An event is *due* when it is ``pending`` or ``failed``, its ``next_attempt_at`` has passed,
+nobody holds a live lease on it, its project has a webhook URL, and no earlier event of its
+session is still waiting (``pending`` or ``failed``): so a session's events arrive in the
+order they were written, and a dead event no longer holds the session up.
+
+Claiming takes the candidates ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite's write lock,
+taken with ``BEGIN IMMEDIATE``, serialises claimers instead), leases them, counts the
+attempt and writes its attempt row, all in one short transaction. Recording locks the
+event again and changes it only while this worker still holds the lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from payout131.storage import schema as t
+from payout131.webhooks.schedule import Schedule, parse_retry_after
+
+__all__ = ["SNIPPET_BYTES", "Job", "Outcome", "claim", "record", "replay", "replay_dead"]
+
+SNIPPET_BYTES = 500
+WAITING = ("pending", "failed")
+
+e = t.events
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One claimed attempt: the event's exact bytes and where they go."""
+
+    event_id: int
+    attempt_id: int
+    attempt: int
+    project_id: str
+    session_n: int
+    type: str
+    body: bytes
+    url: str
+    created_at: int
+    round_started: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to: an HTTP status, or an error when there was no answer."""
+
+    http_status: int | None
+    error: str | None
+    response: str
+    duration_us: int
+    retry_after: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.http_status is not None and 200 <= self.http_status < 300
+
+
+def _due(now: int, busy: frozenset[str]) -> sa.Select[Any]:
+    earlier = e.alias("earlier")
+    blocked = sa.exists().where(
+        earlier.c.session_n == e.c.session_n,
+        earlier.c.id < e.c.id,
+        earlier.c.status.in_(WAITING),
+    )
+    query = (
+        sa.select(e.c.id, e.c.project_id, t.projects.c.webhook_url)
+        .join(t.projects, t.projects.c.id == e.c.project_id)
+        .where(
+            e.c.status.in_(WAITING),
+            e.c.next_attempt_at <= now,
+            sa.or_(e.c.lease_until.is_(None), e.c.lease_until < now),
+            t.projects.c.webhook_url.is_not(None),
+            ~blocked,
+        )
+        .order_by(e.c.next_attempt_at, e.c.id)
+    )
+    if busy:
+        query = query.where(e.c.project_id.not_in(sorted(busy)))
+    return query
+
+
+def _pick(rows: Sequence[Any], limit: int, in_flight: Mapping[str, int], cap: int) -> list[Any]:
+    """At most ``limit`` rows, and never more than ``cap`` in flight for one project."""
+    taken: dict[str, int] = dict(in_flight)
+    picked: list[Any] = []
+    for row in rows:
+        if len(picked) == limit:
+            break
+        if taken.get(row.project_id, 0) < cap:
+            taken[row.project_id] = taken.get(row.project_id, 0) + 1
+            picked.append(row)
+    return picked
+
+
+def claim(
+    conn: Connection,
+    owner: str,
+    now: int,
+    lease_until: int,
+    limit: int,
+    in_flight: Mapping[str, int],
+    per_endpoint: int,
+) -> list[Job]:
+    """Lease up to ``limit`` due events, respecting ``per_endpoint`` for each project."""
+    if limit <= 0:
+        return []
+    busy = frozenset(p for p, n in in_flight.items() if n >= per_endpoint)
+    candidates = conn.execute(
+        _due(now, busy).limit(limit * 4).with_for_update(of=e, skip_locked=True)
+    ).all()
+    picked = _pick(candidates, limit, in_flight, per_endpoint)
+    if not picked:
+        return []
+    urls = {row.id: row.webhook_url for row in picked}
+    rows = conn.execute(
+        sa.update(e)
+        .where(e.c.id.in_(list(urls)))
+        .values(lease_owner=owner, lease_until=lease_until, attempts=e.c.attempts + 1)
+        .returning(
+            e.c.id,
+            e.c.project_id,
+            e.c.session_n,
+            e.c.type,
+            e.c.body,
+            e.c.attempts,
+            e.c.created_at,
+            e.c.replayed_at,
+        )
+    ).all()
+    rows = sorted(rows, key=lambda r: r.id)
+    attempt_ids = conn.execute(
+        sa.insert(t.webhook_attempts).returning(
+            t.webhook_attempts.c.id, sort_by_parameter_order=True
+        ),
+        [
+            {
+                "event_id": r.id,
+                "attempt": r.attempts,
+                "worker": owner,
+                "url": urls[r.id],
+                "started_at": now,
+            }
+            for r in rows
+        ],
+    ).scalars()
+    return [
+        Job(
+            event_id=int(r.id),
+            attempt_id=int(attempt_id),
+            attempt=int(r.attempts),
+            project_id=r.project_id,
+            session_n=int(r.session_n),
+            type=r.type,
+            body=bytes(r.body),
+            url=urls[r.id],
+            created_at=int(r.created_at),
+            round_started=int(r.replayed_at or r.created_at),
+        )
+        for r, attempt_id in zip(rows, attempt_ids, strict=True)
+    ]
+
+
+def record(
+    conn: Connection,
+    job: Job,
+    owner: str,
+    outcome: Outcome,
+    now: int,
+    schedule: Schedule,
+    uniform: float,
+) -> str | None:
+    """Store the attempt's outcome and move the event on; its new status, or None if stale.
+
+    Stale means this worker no longer holds the lease (it expired and another worker took
+    the event, or an operator replayed it): the attempt is recorded, the event left alone.
+    """
+    conn.execute(
+        sa.update(t.webhook_attempts)
+        .where(t.webhook_attempts.c.id == job.attempt_id)
+        .values(
+            duration_us=outcome.duration_us,
+            http_status=outcome.http_status,
+            error=outcome.error,
+            response=outcome.response,
+        )
+    )
+    event = conn.execute(sa.select(e).where(e.c.id == job.event_id).with_for_update()).one()
+    if event.lease_owner != owner or event.status not in WAITING:
+        return None
+    changes: dict[str, Any] = {"lease_until": None}
+    if outcome.ok:
+        changes.update(status="delivered", delivered_at=now)
+    else:
+        retry_after = None
+        if outcome.http_status in (429, 503):
+            retry_after = parse_retry_after(outcome.retry_after, now)
+        due = schedule.next_attempt(
+            int(event.attempts), job.round_started, now, uniform, retry_after
+        )
+        if due is None:
+            changes.update(status="dead")
+        else:
+            changes.update(status="failed", next_attempt_at=due)
+    conn.execute(sa.update(e).where(e.c.id == job.event_id).values(**changes))
+    return str(changes["status"])
+
+
+def _replay_values(now: int) -> dict[str, Any]:
+    # A new round: attempts count from zero, the horizon from now, and whoever held the
+    # lease can no longer settle the event (see ``record``).
+    return {
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "replayed_at": now,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+
+
+def replay(conn: Connection, event_id: int, now: int) -> bool:
+    """Send the event again from the first attempt, whatever its status; False if unknown."""
+    done = conn.execute(sa.update(e).where(e.c.id == event_id).values(**_replay_values(now)))
+    return done.rowcount == 1
+
+
+def replay_dead(conn: Connection, project_id: str, now: int) -> int:
+    """Replay every dead event of a project; how many."""
+    done = conn.execute(
+        sa.update(e)
+        .where(e.c.project_id == project_id, e.c.status == "dead")
+        .values(**_replay_values(now))
+    )
+    return int(done.rowcount)

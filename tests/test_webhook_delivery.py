@@ -1,0 +1,336 @@
+"""Webhook delivery against a real receiver on loopback, on SQLite and PostgreSQL.
+
+The dispatcher runs with ``bank.dispatcher.drain()``: it delivers everything due now and
+returns, so each step of the retry schedule is taken by moving the ``ManualClock``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from banking import Onboard
+from partner import Partner, payout_body
+from payout131.bank import Bank
+from payout131.client import signing
+from payout131.clock import ManualClock
+from payout131.settings import Settings
+from payout131.storage import schema as t
+from payout131.webhooks import outbox
+from webhook_receiver import Receiver, garbage, gate, ok, receiving, reset, sleep, status
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def bank_settings(bank_settings: Settings) -> Settings:
+    """No jitter (exact times), and a short timeout so the slow answer costs little."""
+    return replace(bank_settings, webhook_jitter=0.0, webhook_timeout_s=0.5)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with receiving() as endpoint:
+        yield endpoint
+
+
+def ready(partner: Partner, bank: Bank) -> str:
+    """A wallet payout waiting for confirmation; its session id (one event written)."""
+    session = partner.ok("session/init/payout", payout_body(1_000))["session"]
+    bank.worker.drain()
+    return str(session["id"])
+
+
+def event_rows(bank: Bank) -> list[Any]:
+    with bank.db.read() as conn:
+        return list(conn.execute(sa.select(t.events).order_by(t.events.c.id)).all())
+
+
+def attempt_rows(bank: Bank, event_id: int) -> list[Any]:
+    a = t.webhook_attempts
+    with bank.db.read() as conn:
+        return list(conn.execute(sa.select(a).where(a.c.event_id == event_id).order_by(a.c.id)))
+
+
+def delivered(bank: Bank, project_id: str) -> int:
+    return sum(e.status == "delivered" for e in event_rows(bank) if e.project_id == project_id)
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float = 20) -> None:
+    """Poll ``predicate`` until it holds; fail after ``seconds`` (a safety net, not a test)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "waited in vain"
+        time.sleep(0.01)
+
+
+def test_an_event_is_posted_signed_with_its_headers(
+    bank: Bank, onboard: Onboard, receiver: Receiver
+) -> None:
+    partner = onboard(wallet=10_000, webhook_url=receiver.url + "/hooks/bank131")
+    session_id = ready(partner, bank)
+    assert bank.dispatcher.drain() == 1
+
+    [delivery] = receiver.deliveries
+    [event] = event_rows(bank)
+    assert delivery.path == "/hooks/bank131"
+    assert delivery.body == bytes(event.body)
+    assert delivery.json()["type"] == "ready_to_confirm"
+    assert delivery.json()["session"]["id"] == session_id
+    assert delivery.headers["content-type"] == "application/json"
+    assert delivery.id == f"evt_{event.id}"
+    assert delivery.headers["webhook-timestamp"] == str(event.created_at // 1_000_000)
+    bank_key = signing.load_public_key(bank.settings.bank_public_key_path.read_bytes())
+    assert signing.verify(bank_key, delivery.body, delivery.signature)
+    assert event.status == "delivered"
+    assert event.delivered_at == bank.clock.now()
+    assert event.attempts == 1
+    [attempt] = attempt_rows(bank, event.id)
+    assert attempt.http_status == 200
+    assert attempt.response == '{"ok":true}'
+    assert attempt.url == receiver.url + "/hooks/bank131"
+    assert attempt.worker == bank.dispatcher.owner
+    assert bank.dispatcher.drain() == 0  # delivered once, never again
+
+
+def test_fault_matrix_each_failure_retried_on_schedule_with_identical_requests(
+    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+) -> None:
+    partner = onboard(wallet=10_000, webhook_url=receiver.url)
+    ready(partner, bank)
+    receiver.script(
+        status(500, b"boom"),
+        status(429, retry_after="600"),
+        sleep(2),  # longer than the 0.5 s timeout
+        reset(),
+        garbage(),
+        ok(),
+    )
+    # immediately, then 5 s, 5 min (raised to 600 s by Retry-After), 30 min, 2 h, 5 h
+    steps = [5, 600, 1800, 7200, 18000]
+    assert bank.dispatcher.drain() == 1
+    for wait in steps:
+        clock.advance(wait - 0.001)
+        assert bank.dispatcher.drain() == 0, f"retried before its {wait} s were up"
+        clock.advance(0.001)
+        assert bank.dispatcher.drain() == 1
+    clock.advance(36 * 3600)
+    assert bank.dispatcher.drain() == 0
+
+    assert len(receiver.deliveries) == 6
+    first = receiver.deliveries[0]
+    for delivery in receiver.deliveries:
+        assert delivery.body == first.body
+        assert delivery.signature == first.signature
+        assert delivery.id == first.id
+        assert delivery.headers["webhook-timestamp"] == first.headers["webhook-timestamp"]
+    [event] = event_rows(bank)
+    assert event.status == "delivered"
+    assert event.attempts == 6
+    attempts = attempt_rows(bank, event.id)
+    assert [a.http_status for a in attempts] == [500, 429, None, None, None, 200]
+    assert attempts[0].response == "boom"
+    errors = [a.error.split(":")[0] for a in attempts[2:5]]
+    assert errors == ["timeout", "network", "protocol"]
+    assert all(a.duration_us is not None for a in attempts)
+    assert [a.attempt for a in attempts] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_redirect_is_a_failed_attempt_and_not_followed(
+    bank: Bank, onboard: Onboard, receiver: Receiver
+) -> None:
+    partner = onboard(wallet=10_000, webhook_url=receiver.url)
+    ready(partner, bank)
+    receiver.script(status(302, location=receiver.url + "/elsewhere"))
+    bank.dispatcher.drain()
+    assert [d.path for d in receiver.deliveries] == ["/"]
+    [event] = event_rows(bank)
+    assert event.status == "failed"
+    assert attempt_rows(bank, event.id)[0].http_status == 302
+
+
+def test_a_refused_connection_is_a_failed_attempt(bank: Bank, onboard: Onboard) -> None:
+    with receiving() as gone:
+        url = gone.url
+    partner = onboard(wallet=10_000, webhook_url=url)
+    ready(partner, bank)
+    bank.dispatcher.drain()
+    [event] = event_rows(bank)
+    assert event.status == "failed"
+    assert attempt_rows(bank, event.id)[0].error.startswith("connect:")
+
+
+def test_a_sessions_later_event_waits_for_the_earlier_one(
+    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+) -> None:
+    partner = onboard(wallet=10_000, webhook_url=receiver.url)
+    stuck = ready(partner, bank)
+    other = ready(partner, bank)
+    receiver.respond = lambda d: status(503) if d.json()["session"]["id"] == stuck else ok()
+    partner.ok("session/cancel", {"session_id": stuck})  # its payment_finished is written
+    partner.ok("session/cancel", {"session_id": other})
+    bank.dispatcher.drain()
+    sent = [(b["session"]["id"], b["type"]) for b in receiver.bodies()]
+    # the other session flows; the stuck one's payment_finished is held back
+    assert sorted(sent) == sorted(
+        [(stuck, "ready_to_confirm"), (other, "ready_to_confirm"), (other, "payment_finished")]
+    )
+    clock.advance(5)
+    bank.dispatcher.drain()
+    assert [(b["session"]["id"], b["type"]) for b in receiver.bodies()][3:] == [
+        (stuck, "ready_to_confirm")
+    ]
+    receiver.respond = lambda d: ok()
+    clock.advance(300)
+    bank.dispatcher.drain()  # delivers the first, then at once the one it held back
+    assert [(b["session"]["id"], b["type"]) for b in receiver.bodies()][4:] == [
+        (stuck, "ready_to_confirm"),
+        (stuck, "payment_finished"),
+    ]
+    assert {e.status for e in event_rows(bank)} == {"delivered"}
+
+
+@pytest.fixture
+def short_schedule(bank: Bank) -> None:
+    bank.dispatcher.schedule = replace(bank.dispatcher.schedule, delays=(0, 1, 1))
+
+
+@pytest.mark.usefixtures("short_schedule")
+def test_after_the_last_attempt_an_event_is_dead_and_the_session_moves_on(
+    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+) -> None:
+    partner = onboard(wallet=10_000, webhook_url=receiver.url)
+    session_id = ready(partner, bank)
+    receiver.respond = lambda d: status(500) if d.json()["type"] == "ready_to_confirm" else ok()
+    partner.ok("session/cancel", {"session_id": session_id})
+    for _ in range(3):
+        bank.dispatcher.drain()
+        clock.advance(1)
+    ready_event, finished_event = event_rows(bank)
+    assert ready_event.status == "dead"
+    assert ready_event.attempts == 3
+    # dead-lettering releases the session: its payment_finished was delivered
+    assert finished_event.status == "delivered"
+    assert [b["type"] for b in receiver.bodies()] == ["ready_to_confirm"] * 3 + ["payment_finished"]
+    clock.advance(3600)
+    assert bank.dispatcher.drain() == 0  # dead stays dead until replayed
+
+
+def test_the_horizon_ends_retries_early(
+    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+) -> None:
+    bank.dispatcher.schedule = replace(bank.dispatcher.schedule, horizon=600)
+    partner = onboard(wallet=10_000, webhook_url=receiver.url)
+    ready(partner, bank)
+    receiver.respond = lambda d: status(500)
+    bank.dispatcher.drain()  # attempt 1, retry in 5 s
+    clock.advance(5)
+    bank.dispatcher.drain()  # attempt 2; the next, 5 min later, would still be in time
+    clock.advance(300)
+    bank.dispatcher.drain()  # attempt 3; the next (30 min) would pass the 10 min horizon
+    [event] = event_rows(bank)
+    assert event.status == "dead"
+    assert event.attempts == 3
+
+
+@pytest.mark.usefixtures("short_schedule")
+def test_replay_starts_a_new_round_with_the_same_bytes(
+    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+) -> None:
+    partner = onboard(wallet=10_000, webhook_url=receiver.url)
+    ready(partner, bank)
+    receiver.respond = lambda d: status(500)
+    for _ in range(3):
+        bank.dispatcher.drain()
+        clock.advance(1)
+    [event] = event_rows(bank)
+    assert event.status == "dead"
+    receiver.respond = lambda d: ok()
+    with bank.db.write() as conn:
+        assert outbox.replay(conn, event.id, clock.now())
+        assert not outbox.replay(conn, event.id + 1000, clock.now())
+    assert bank.dispatcher.drain() == 1
+    [event] = event_rows(bank)
+    assert event.status == "delivered"
+    assert event.attempts == 1  # the new round's first attempt
+    assert event.replayed_at is not None
+    assert len({(d.body, d.signature, d.id) for d in receiver.deliveries}) == 1
+    assert [a.attempt for a in attempt_rows(bank, event.id)] == [1, 2, 3, 1]
+
+
+def test_events_wait_for_a_webhook_url_then_flow(
+    bank: Bank, onboard: Onboard, receiver: Receiver
+) -> None:
+    partner = onboard(wallet=10_000)  # no webhook URL
+    ready(partner, bank)
+    assert bank.dispatcher.drain() == 0
+    [event] = event_rows(bank)
+    assert (event.status, event.attempts) == ("pending", 0)
+    with bank.db.write() as conn:
+        conn.execute(
+            sa.update(t.projects)
+            .where(t.projects.c.id == partner.project)
+            .values(webhook_url=receiver.url)
+        )
+    assert bank.dispatcher.drain() == 1
+    assert event_rows(bank)[0].status == "delivered"
+
+
+def test_one_slow_endpoint_does_not_hold_up_the_others(
+    bank: Bank, onboard: Onboard, receiver: Receiver
+) -> None:
+    bank.settings = replace(bank.settings, webhook_per_endpoint=2, webhook_timeout_s=30)
+    released = threading.Event()
+    with receiving() as slow_endpoint:
+        slow_endpoint.respond = lambda d: gate(released)
+        slow = onboard("slow", wallet=10_000, webhook_url=slow_endpoint.url)
+        fast = onboard("fast", wallet=10_000, webhook_url=receiver.url)
+        for _ in range(3):
+            ready(slow, bank)
+        for _ in range(2):
+            ready(fast, bank)
+        worker = threading.Thread(target=bank.dispatcher.drain)
+        worker.start()
+        try:
+            slow_endpoint.wait_for(lambda found: len(found) == 2)
+            wait_until(lambda: delivered(bank, "fast") == 2)
+            assert delivered(bank, "slow") == 0  # all three still waiting
+        finally:
+            released.set()
+            worker.join(30)
+        assert len(slow_endpoint.deliveries) == 3
+        assert slow_endpoint.max_active == 2  # the per-endpoint cap
+    assert {e.status for e in event_rows(bank)} == {"delivered"}
+
+
+def test_a_stale_worker_cannot_settle_an_event_it_lost(
+    bank: Bank, clock: ManualClock, onboard: Onboard
+) -> None:
+    partner = onboard(wallet=10_000, webhook_url="http://127.0.0.1:9/")
+    ready(partner, bank)
+    now = clock.now()
+    with bank.db.write() as conn:
+        [first] = outbox.claim(conn, "w1", now, now + 60_000_000, 10, {}, 8)
+        assert outbox.claim(conn, "w2", now, now + 60_000_000, 10, {}, 8) == []  # leased
+    clock.advance(61)  # w1's lease expired: w2 takes the event
+    now = clock.now()
+    with bank.db.write() as conn:
+        [second] = outbox.claim(conn, "w2", now, now + 60_000_000, 10, {}, 8)
+    assert (first.attempt, second.attempt) == (1, 2)
+    delivered = outbox.Outcome(200, None, "", 1000)
+    with bank.db.write() as conn:
+        late = outbox.record(conn, first, "w1", delivered, now, bank.dispatcher.schedule, 0.5)
+        assert late is None  # recorded as an attempt, but the event is w2's now
+        failed = outbox.Outcome(500, None, "", 1000)
+        assert outbox.record(conn, second, "w2", failed, now, bank.dispatcher.schedule, 0.5) == (
+            "failed"
+        )
+    [event] = event_rows(bank)
+    assert event.status == "failed"
+    assert [a.http_status for a in attempt_rows(bank, event.id)] == [200, 500]
