@@ -45,13 +45,14 @@ class Bank:
         migrate(db)
         with db.read() as conn:
             directory = load_directory(conn)
+        clock = clock or SystemClock()
         return cls(
             settings=settings,
             db=db,
-            clock=clock or SystemClock(),
+            clock=clock,
             directory=directory,
             private_key=load_bank_key(settings.bank_private_key_path),
-            rail=rail or make_rail(settings.rail),
+            rail=rail or make_rail(settings, db, clock),
         )
 
     def close(self) -> None:

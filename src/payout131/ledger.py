@@ -5,6 +5,9 @@ Every movement is a transaction of at least two entries summing to zero. Partner
 kept by a database trigger) and ``held`` (the sum of active holds); the database refuses
 ``balance - held < 0``. A payout places a hold when it starts; success posts it (the money
 moves to ``system:payouts``), cancel or failure releases it. Each hold is resolved once.
+A hold covers the amount and the bank's fee; posting moves the fee to ``system:fees`` as its
+own transaction. A payout the recipient's bank sends back is a ``refund`` transaction from
+``system:payouts`` to the paying account (the fee is kept).
 
 All functions run inside the caller's write transaction.
 """
@@ -32,6 +35,7 @@ __all__ = [
     "place_hold",
     "post_hold",
     "release_hold",
+    "return_payout",
     "topup",
     "transfer",
 ]
@@ -121,21 +125,26 @@ def topup(conn: Connection, account: int, amount: int, now: int, memo: str = "to
     return transfer(conn, "topup", [(funding, -amount), (account, amount)], now, memo=memo)
 
 
-def place_hold(conn: Connection, account: int, payout_n: int, amount: int, now: int) -> None:
-    """Reserve ``amount`` for a payout, or raise ``InsufficientBalance``."""
+def place_hold(
+    conn: Connection, account: int, payout_n: int, amount: int, now: int, fee: int = 0
+) -> None:
+    """Reserve ``amount`` plus the bank's ``fee`` for a payout, or raise ``InsufficientBalance``."""
     accounts = t.ledger_accounts
+    total = amount + fee
     moved = conn.execute(
         sa.update(accounts)
-        .where(accounts.c.id == account, accounts.c.balance - accounts.c.held >= amount)
-        .values(held=accounts.c.held + amount)
+        .where(accounts.c.id == account, accounts.c.balance - accounts.c.held >= total)
+        .values(held=accounts.c.held + total)
     )
     if moved.rowcount != 1:
+        with_fee = f" plus the fee of {fee}" if fee else ""
         raise InsufficientBalance(
-            f"amount_details.amount: {amount} exceeds the available balance of the paying account"
+            f"amount_details.amount: {amount}{with_fee} exceeds the available balance of the "
+            "paying account"
         )
     conn.execute(
         sa.insert(t.holds).values(
-            account_id=account, payout_n=payout_n, amount=amount, status="active", created_at=now
+            account_id=account, payout_n=payout_n, amount=total, status="active", created_at=now
         )
     )
 
@@ -158,10 +167,13 @@ def _resolve_hold(conn: Connection, payout_n: int, status: str, now: int) -> tup
 
 
 def post_hold(conn: Connection, payout_n: int, now: int, fee: int = 0) -> None:
-    """The payout succeeded: the held money leaves the account (plus the fee, if any)."""
-    account, amount = _resolve_hold(conn, payout_n, "posted", now)
+    """The payout succeeded: the held money leaves the account, the ``fee`` (held with the
+    amount) as its own transaction to ``system:fees``."""
+    account, held = _resolve_hold(conn, payout_n, "posted", now)
+    amount = held - fee
     paid_out = account_id(conn, PAYOUTS)
     assert paid_out is not None
+    assert amount > 0, "a hold covers the amount and the fee"
     transfer(conn, "payout", [(account, -amount), (paid_out, amount)], now, payout_n=payout_n)
     if fee:
         fees = account_id(conn, FEES)
@@ -172,6 +184,15 @@ def post_hold(conn: Connection, payout_n: int, now: int, fee: int = 0) -> None:
 def release_hold(conn: Connection, payout_n: int, now: int) -> None:
     """The payout was cancelled or failed: the held money is available again."""
     _resolve_hold(conn, payout_n, "released", now)
+
+
+def return_payout(conn: Connection, payout_n: int, account: int, amount: int, now: int) -> int:
+    """A paid-out payout came back from the recipient's bank: credit the paying account."""
+    paid_out = account_id(conn, PAYOUTS)
+    assert paid_out is not None
+    return transfer(
+        conn, "refund", [(paid_out, -amount), (account, amount)], now, payout_n=payout_n
+    )
 
 
 def check(conn: Connection) -> list[str]:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import Connection
 
-from payout131 import ledger
+from payout131 import fees, ledger
 from payout131.client import signing
 from payout131.storage import Database
 from payout131.storage import schema as t
@@ -27,6 +27,8 @@ _SETTABLE = {
     "kpp",
     "idempotency_mode",
     "confirm_timeout_s",
+    "fee_bps",  # rails: the bank's fee (fees.py)
+    "fee_fixed",
 }
 
 
@@ -42,6 +44,8 @@ class Project:
     kpp: str | None
     idempotency_mode: str
     confirm_timeout_s: int
+    fee_bps: int = 0
+    fee_fixed: int = 0
 
     @classmethod
     def from_row(cls, row: Any) -> Project:
@@ -60,6 +64,7 @@ def add_project(
     unknown = set(fields) - _SETTABLE
     if unknown:
         raise ValueError(f"unknown project settings: {sorted(unknown)}")
+    fees.check_fee(fields.get("fee_bps", 0), fields.get("fee_fixed", 0))
     conn.execute(
         sa.insert(t.projects).values(
             id=project_id, public_key_pem=public_key_pem, created_at=now, **fields
@@ -74,6 +79,7 @@ def update_project(conn: Connection, project_id: str, **fields: Any) -> None:
         raise ValueError(f"unknown project settings: {sorted(unknown)}")
     if "public_key_pem" in fields:
         signing.load_public_key(fields["public_key_pem"].encode())
+    fees.check_fee(fields.get("fee_bps", 0), fields.get("fee_fixed", 0))
     done = conn.execute(sa.update(t.projects).where(t.projects.c.id == project_id).values(**fields))
     if done.rowcount != 1:
         raise LookupError(f"no project {project_id!r}")

@@ -1,9 +1,11 @@
 """Payout sessions and their state machine: the use cases behind the session methods.
 
     session  created ──start──▶ in_progress ──▶ accepted      (payout succeeded)
-                                            └─▶ cancelled     (payout failed or cancelled)
+                                    │       └─▶ cancelled     (payout failed or cancelled)
+                                    └─▶ error ──▶ accepted | cancelled   (not final: a rail trouble)
     payout   in_progress ──check──▶ pending ──confirm──▶ in_progress ──rail──▶ succeeded | failed
                                         └──cancel / confirm timeout──▶ failed
+    a succeeded payout the recipient's bank sends back stays ``succeeded`` and gains a refund
 
 Single-request projects skip ``pending``: a started payout goes straight to the rail.
 Every function runs inside one write transaction handed in by the caller, so a state change,
@@ -19,7 +21,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import events, ledger, wire
+from payout131 import events, fees, ledger, refunds, wire
 from payout131.accounts import BANK_BIK, settlement_account
 from payout131.bik import BikDirectory
 from payout131.errors import AuthorizationError, InvalidRequest, NotFound, SessionWrongState
@@ -84,7 +86,7 @@ def _payouts(conn: Connection, session_n: int) -> list[Any]:
     rows = conn.execute(
         sa.select(t.payouts).where(t.payouts.c.session_n == session_n).order_by(t.payouts.c.n)
     )
-    return [r._mapping for r in rows]
+    return refunds.attach(conn, [dict(r._mapping) for r in rows])
 
 
 def render(conn: Connection, session_n: int, version: str | None = None) -> dict[str, Any]:
@@ -179,6 +181,7 @@ def _start(conn: Connection, call: Call, session: Any, body: dict[str, Any]) -> 
     )
     account = _paying_account(conn, call, request)
     single = call.project.single_request
+    fee = fees.payout_fee(request.amount, call.project.fee_bps, call.project.fee_fixed)
     payout_n = int(
         conn.execute(
             sa.insert(t.payouts)
@@ -198,11 +201,12 @@ def _start(conn: Connection, call: Call, session: Any, body: dict[str, Any]) -> 
                 work_at=call.now,
                 created_at=call.now,
                 updated_at=call.now,
+                fee=fee,
             )
             .returning(t.payouts.c.n)
         ).scalar_one()
     )
-    ledger.place_hold(conn, account, payout_n, request.amount, call.now)
+    ledger.place_hold(conn, account, payout_n, request.amount, call.now, fee)
     conn.execute(
         sa.update(t.sessions)
         .where(t.sessions.c.n == session.n)
@@ -338,21 +342,45 @@ def fail_payout(conn: Connection, payout: Any, code: str, description: str, now:
     conn.execute(
         sa.update(t.sessions)
         .where(t.sessions.c.n == payout.session_n)
-        .values(status="cancelled", updated_at=now)
+        .values(status="cancelled", error_code=None, error_description=None, updated_at=now)
     )
     _announce(conn, payout.session_n, "payment_finished", now)
 
 
-def succeed_payout(conn: Connection, payout: Any, now: int, fee: int = 0) -> None:
-    """Post the hold, mark the payout succeeded and its session accepted, announce it."""
-    ledger.post_hold(conn, payout.n, now, fee)
+def succeed_payout(conn: Connection, payout: Any, now: int) -> None:
+    """Post the hold (with the payout's fee), mark the payout succeeded and its session
+    accepted, announce it."""
+    ledger.post_hold(conn, payout.n, now, int(payout.fee))
     _finish(conn, payout, now, status="succeeded")
     conn.execute(
         sa.update(t.sessions)
         .where(t.sessions.c.n == payout.session_n)
-        .values(status="accepted", updated_at=now)
+        .values(status="accepted", error_code=None, error_description=None, updated_at=now)
     )
     _announce(conn, payout.session_n, "payment_finished", now)
+
+
+def payout_in_error(conn: Connection, payout: Any, code: str, description: str, now: int) -> None:
+    """The rail hit a trouble it is still working out: the session shows ``error`` (not
+    final), the payout stays ``in_progress``, no webhook is sent until the outcome."""
+    conn.execute(
+        sa.update(t.sessions)
+        .where(t.sessions.c.n == payout.session_n, t.sessions.c.status != "error")
+        .values(status="error", error_code=code, error_description=description, updated_at=now)
+    )
+
+
+def refund_payout(conn: Connection, payout: Any, amount: int, now: int) -> None:
+    """The recipient's bank sent a succeeded payout back: credit the paying account, list the
+    refund in the payout, announce ``payment_refunded``. Once per payout."""
+    if refunds.record(conn, payout.n, amount, now) is None:
+        return
+    ledger.return_payout(conn, payout.n, int(payout.account_id), amount, now)
+    conn.execute(sa.update(t.payouts).where(t.payouts.c.n == payout.n).values(updated_at=now))
+    conn.execute(
+        sa.update(t.sessions).where(t.sessions.c.n == payout.session_n).values(updated_at=now)
+    )
+    _announce(conn, payout.session_n, "payment_refunded", now)
 
 
 def ready_to_confirm(

@@ -21,11 +21,16 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8131
     max_body_bytes: int = 256 * 1024
-    rail: str = "instant"
+    rail: str = "simulator"  # PAYOUT131_RAIL (docs/rails.md)
     worker_poll_s: float = 0.2
     worker_batch: int = 64
     lease_s: float = 30.0
     db_threads: int = 16
+    # rails (docs/rails.md): the simulator's base latency and spread; the fallback interval
+    # at which the worker asks a rail about a payout when the rail names no time
+    sim_latency_ms: int = 0
+    sim_spread_ms: int = 0
+    rail_poll_s: float = 60.0
     # webhooks (docs/webhooks.md): retry schedule, per-attempt timeout, horizon, concurrency
     webhook_schedule: tuple[float, ...] = DEFAULT_SCHEDULE
     webhook_jitter: float = 0.1
@@ -60,6 +65,7 @@ class Settings:
             settings = replace(settings, rail=env["PAYOUT131_RAIL"])
         if "PAYOUT131_MAX_BODY_BYTES" in env:
             settings = replace(settings, max_body_bytes=int(env["PAYOUT131_MAX_BODY_BYTES"]))
+        settings = _rail_settings(settings, env)
         return _webhook_settings(settings, env)
 
 
@@ -107,3 +113,32 @@ def check_webhook_settings(settings: Settings) -> None:
         raise ValueError("PAYOUT131_WEBHOOK_HORIZON and _POLL: must be positive")
     if not settings.webhook_schedule:
         raise ValueError("PAYOUT131_WEBHOOK_SCHEDULE: at least one attempt")
+
+
+_RAIL_ENV: dict[str, tuple[str, Callable[[str], float]]] = {
+    "PAYOUT131_SIM_LATENCY_MS": ("sim_latency_ms", int),
+    "PAYOUT131_SIM_SPREAD_MS": ("sim_spread_ms", int),
+    "PAYOUT131_RAIL_POLL_S": ("rail_poll_s", float),
+}
+
+
+def _rail_settings(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """The rail variables: whole milliseconds and seconds, none negative."""
+    changes: dict[str, float] = {}
+    for name, (attribute, parse) in _RAIL_ENV.items():
+        if name in env:
+            try:
+                value = parse(env[name])
+            except ValueError:
+                raise ValueError(f"{name}: {env[name]!r} is not a number") from None
+            if not value >= 0:
+                raise ValueError(f"{name}: must not be negative")
+            changes[attribute] = value
+    if changes.get("rail_poll_s", 1) == 0:
+        raise ValueError("PAYOUT131_RAIL_POLL_S: must be positive")
+    from payout131.rails import RAILS  # here: the rails need the storage layer, settings not
+
+    if settings.rail not in RAILS:
+        known = ", ".join(sorted(RAILS))
+        raise ValueError(f"PAYOUT131_RAIL: no rail {settings.rail!r}; choose one of {known}")
+    return replace(settings, **changes)  # type: ignore[arg-type]

@@ -20,7 +20,9 @@ __all__ = [
     "event_body",
     "loads_field",
     "payout_id",
+    "refund_id",
     "render_payout",
+    "render_refund",
     "render_session",
     "session_id",
 ]
@@ -68,6 +70,28 @@ def render_payout(row: Mapping[str, Any], version: str) -> dict[str, Any]:
     out["paymentMetadata"] = metadata if isinstance(metadata, dict) else {}
     if row["error_code"] is not None:
         out["error"] = {"code": row["error_code"], "description": row["error_description"]}
+    if row.get("fee"):  # rails: the bank's fee, in Bank 131's ``amounts.fee`` shape
+        fee = {"amount": row["fee"], "currency": row["currency"]}
+        out["amounts"] = {"fee": {"merchant_fee": fee}}
+    if row.get("refunds"):
+        out["refunds"] = [render_refund(r, row["currency"]) for r in row["refunds"]]
+    return out
+
+
+def refund_id(n: int) -> str:
+    return f"rf_{n}"
+
+
+def render_refund(row: Mapping[str, Any], currency: str) -> dict[str, Any]:
+    """One entry of a payout's ``refunds``: money the recipient's bank sent back."""
+    out: dict[str, Any] = {
+        "id": refund_id(row["n"]),
+        "status": row["status"],
+        "created_at": rfc3339(row["created_at"]),
+    }
+    if row["finished_at"] is not None:
+        out["finished_at"] = rfc3339(row["finished_at"])
+    out["amount_details"] = {"amount": row["amount"], "currency": currency}
     return out
 
 

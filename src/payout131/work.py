@@ -1,5 +1,8 @@
 """Background work on payouts: the confirm check, rail execution and confirm timeouts.
 
+Rail steps (``execute``, ``poll``, ``watch``) are described in ``settlement.py`` and
+``docs/rails.md``: a payout is submitted to its rail exactly once, across crashes.
+
 A payout row names its next step in ``work`` and when it is due in ``work_at``. Workers
 lease due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock does the
 same), so any number of workers and servers can share a database; a lease left by a dead
@@ -19,9 +22,9 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import sessions, wire
+from payout131 import sessions, settlement, wire
 from payout131.projects import get_project
-from payout131.rails import Outcome, RailPayout
+from payout131.rails import UNKNOWN
 from payout131.storage import schema as t
 
 if TYPE_CHECKING:
@@ -72,8 +75,8 @@ class Worker:
         return row
 
     def run_step(self, n: int, work: str) -> None:
-        if work == "execute":
-            self._execute(n)
+        if work in settlement.RAIL_STEPS:
+            self._settle(n, work)
             return
         db, now = self.bank.db, self.bank.clock.now()
         with db.write() as conn:
@@ -93,40 +96,38 @@ class Worker:
                     now,
                 )
 
-    def _execute(self, n: int) -> None:
-        with self.bank.db.read() as conn:
-            payout = conn.execute(sa.select(t.payouts).where(t.payouts.c.n == n)).one()
-        if payout.work != "execute" or payout.lease_owner != self.owner:
-            return
-        recipient = wire.loads_field(payout.recipient)
-        destination = wire.loads_field(payout.destination)["bank_account"]["ru"]
-        outcome: Outcome = self.bank.rail.execute(
-            RailPayout(
-                payout_id=wire.payout_id(n),
-                amount=int(payout.amount),
-                currency="RUB",
-                bik=recipient["bik"],
-                account=recipient["account_number"],
-                token=recipient.get("token"),
-                full_name=recipient["name"],
-                description=destination["description"],
-            )
-        )
-        now = self.bank.clock.now()
+    def _settle(self, n: int, work: str) -> None:
+        """Submit the payout to the rail, or ask the rail about it; record the answer.
+
+        Exactly once towards the rail: the reference is committed before the rail first
+        hears of the payout. A payout found at ``execute`` with a reference may have been
+        submitted by a worker that died before recording the answer, so the rail is asked
+        first and the payout is submitted only if the rail has no record of it.
+        """
+        rail = self.bank.rail
         with self.bank.db.write() as conn:
-            payout = self._leased(conn, n, "execute")
+            payout = self._leased(conn, n, work)
             if payout is None:
                 return
-            if outcome.succeeded:
-                sessions.succeed_payout(conn, payout, now)
-            else:
-                sessions.fail_payout(
-                    conn,
-                    payout,
-                    outcome.error_code or "provider_internal_error",
-                    outcome.description or "the rail refused the payout",
-                    now,
+            resumed = payout.rail_reference is not None
+            if resumed and payout.rail != rail.name:
+                raise RuntimeError(
+                    f"payout po_{n} was sent through rail {payout.rail!r}, not {rail.name!r}"
                 )
+            reference = payout.rail_reference or settlement.new_reference(n)
+            if not resumed:
+                settlement.assign(conn, n, rail.name, reference)
+            if work == "execute":
+                account = wire.loads_field(payout.recipient)["account_number"]
+                order = settlement.order(payout, reference, account)
+        status = rail.poll(reference) if resumed else UNKNOWN
+        if work == "execute" and status.state == "unknown":
+            status = rail.submit(order)
+        now = self.bank.clock.now()
+        with self.bank.db.write() as conn:
+            payout = self._leased(conn, n, work)
+            if payout is not None:
+                settlement.apply(conn, payout, status, now, self.bank.settings.rail_poll_s)
 
     def run_once(self) -> int:
         """Claim one batch and run it; the number of steps run."""

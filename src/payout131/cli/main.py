@@ -10,6 +10,7 @@ from payout131.cli import (
     bik_commands,
     ledger_commands,
     project_commands,
+    simulate_commands,
     webhook_commands,
     worker_commands,
 )
@@ -75,5 +76,6 @@ main.add_command(ledger_commands.account)
 main.add_command(ledger_commands.wallet)
 main.add_command(ledger_commands.ledger_group)
 main.add_command(bik_commands.bik)
+main.add_command(simulate_commands.simulate)
 main.add_command(webhook_commands.webhooks)
 main.add_command(worker_commands.worker)

@@ -29,6 +29,8 @@ def _settings(
     kpp: str | None,
     idempotency: str | None,
     confirm_timeout: int | None,
+    fee_bps: int | None,
+    fee_fixed: int | None,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     try:
@@ -48,6 +50,10 @@ def _settings(
         fields["idempotency_mode"] = idempotency
     if confirm_timeout is not None:
         fields["confirm_timeout_s"] = confirm_timeout * 60
+    if fee_bps is not None:  # rails: the bank's fee (docs/rails.md)
+        fields["fee_bps"] = fee_bps
+    if fee_fixed is not None:
+        fields["fee_fixed"] = fee_fixed
     return fields
 
 
@@ -71,6 +77,14 @@ _common = [
         help="Repeated idempotency keys: refuse (bank131) or replay the first response.",
     ),
     click.option("--confirm-timeout", type=click.IntRange(1), help="Minutes a payout may wait."),
+    click.option(
+        "--fee-bps",
+        type=click.IntRange(0, 10_000),
+        help="The bank's fee per payout in basis points of the amount (100 = 1 %).",
+    ),
+    click.option(
+        "--fee-fixed", type=click.IntRange(0), help="A fixed fee per payout, in kopecks."
+    ),
 ]
 
 

@@ -1,17 +1,59 @@
-"""Settlement rails, selected by name in the settings."""
+"""Settlement rails, selected by name in the settings (``PAYOUT131_RAIL``).
+
+``simulator`` (the default) plays every outcome by the magic values in ``rails.scenarios``;
+``instant`` pays everything at once and remembers nothing across restarts. A real rail is
+one more class with ``name``, ``submit`` and ``poll`` (see ``rails.base``) and one entry in
+``RAILS``.
+"""
 
 from __future__ import annotations
 
-from payout131.rails.base import Outcome, Rail, RailPayout
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from payout131.clock import Clock
+from payout131.rails.base import UNKNOWN, Order, Rail, State, Status
 from payout131.rails.instant import InstantRail
+from payout131.rails.simulator import SimulatorRail
+from payout131.storage import Database
 
-__all__ = ["RAILS", "InstantRail", "Outcome", "Rail", "RailPayout", "make_rail"]
+if TYPE_CHECKING:
+    from payout131.settings import Settings
 
-RAILS = {"instant": InstantRail}
+__all__ = [
+    "RAILS",
+    "UNKNOWN",
+    "InstantRail",
+    "Order",
+    "Rail",
+    "SimulatorRail",
+    "State",
+    "Status",
+    "make_rail",
+]
 
 
-def make_rail(name: str) -> Rail:
+def _simulator(settings: Settings, db: Database, clock: Clock) -> Rail:
+    return SimulatorRail(
+        db, clock, latency_ms=settings.sim_latency_ms, spread_ms=settings.sim_spread_ms
+    )
+
+
+def _instant(settings: Settings, db: Database, clock: Clock) -> Rail:
+    return InstantRail()
+
+
+RAILS: dict[str, Callable[[Settings, Database, Clock], Rail]] = {
+    "simulator": _simulator,
+    "instant": _instant,
+}
+
+
+def make_rail(settings: Settings, db: Database, clock: Clock) -> Rail:
     try:
-        return RAILS[name]()
+        factory = RAILS[settings.rail]
     except KeyError:
-        raise ValueError(f"unknown rail {name!r}; choose one of {sorted(RAILS)}") from None
+        raise ValueError(
+            f"unknown rail {settings.rail!r} (PAYOUT131_RAIL); choose one of {sorted(RAILS)}"
+        ) from None
+    return factory(settings, db, clock)

@@ -1,19 +1,38 @@
-"""The seam where money leaves the bank: a rail executes a confirmed payout.
+"""The seam where money leaves the bank: a rail carries confirmed payouts out.
 
-A rail must be idempotent per payout id: after a crash the same payout may be handed to it
-again, and it must answer with the first outcome rather than send the money twice.
+The bank hands a rail an ``Order`` under a ``reference`` it chose and committed before the
+call. The rail answers with a ``Status``: at once (``submit``), later when asked (``poll``),
+or by calling the bank back (``payout131.settlement.report``). Failures carry Bank 131
+error codes.
+
+A rail's contract, which the worker relies on for exactly-once execution:
+
+- ``submit`` is idempotent per reference: the same reference twice is one transfer, and the
+  second call answers with the state of the first;
+- ``poll`` answers ``unknown`` for a reference it never received, so after a crash the bank
+  can tell "submitted, answer lost" from "never submitted" and submit only in the second case.
+
+States: ``pending`` (still moving; ``error_code`` set means the bank's session shows
+``error`` meanwhile), ``succeeded`` (paid; a ``next_check_at`` asks the bank to keep
+watching for a return until then), ``failed`` (with the Bank 131 ``error_code``),
+``returned`` (paid, then sent back by the recipient's bank), ``unknown``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-__all__ = ["Outcome", "Rail", "RailPayout"]
+__all__ = ["UNKNOWN", "Order", "Rail", "State", "Status"]
+
+State = Literal["unknown", "pending", "succeeded", "failed", "returned"]
 
 
 @dataclass(frozen=True, slots=True)
-class RailPayout:
+class Order:
+    """A confirmed payout as a rail sees it: who gets how much, under which reference."""
+
+    reference: str
     payout_id: str
     amount: int
     currency: str
@@ -25,17 +44,34 @@ class RailPayout:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of a payout; a failure carries a Bank 131 error code."""
+class Status:
+    """Where a payout stands at the rail."""
 
-    succeeded: bool
+    state: State
     error_code: str | None = None
     description: str | None = None
+    next_check_at: int | None = None  # microseconds; when the bank should ask again
+    returned_amount: int | None = None  # a return of less than the whole payout
+
+    @property
+    def final(self) -> bool:
+        return self.state in ("failed", "returned") or (
+            self.state == "succeeded" and self.next_check_at is None
+        )
+
+
+UNKNOWN = Status("unknown")
 
 
 class Rail(Protocol):
+    """A settlement rail, selected by ``name`` in the settings (``PAYOUT131_RAIL``)."""
+
     name: str
 
-    def execute(self, payout: RailPayout) -> Outcome:
-        """Send the payout (or return the outcome of an earlier send of the same payout)."""
+    def submit(self, order: Order) -> Status:
+        """Send the payout, or answer for the earlier send under the same reference."""
+        ...
+
+    def poll(self, reference: str) -> Status:
+        """The state of the payout sent under ``reference`` (``unknown`` if never sent)."""
         ...

@@ -1,10 +1,15 @@
-"""A rail that settles every payout at once: the simplest real rail, for tests and demos."""
+"""A rail that settles every payout at once, remembering it in memory: for demos.
+
+Its memory ends with the process, so after a restart it answers ``unknown`` for earlier
+references; use the simulator (which keeps its record in the database) where restarts
+matter.
+"""
 
 from __future__ import annotations
 
 import threading
 
-from payout131.rails.base import Outcome, RailPayout
+from payout131.rails.base import UNKNOWN, Order, Status
 
 __all__ = ["InstantRail"]
 
@@ -14,9 +19,14 @@ class InstantRail:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.executed: dict[str, int] = {}
+        self.submitted: dict[str, int] = {}
 
-    def execute(self, payout: RailPayout) -> Outcome:
+    def submit(self, order: Order) -> Status:
         with self._lock:
-            self.executed[payout.payout_id] = self.executed.get(payout.payout_id, 0) + 1
-        return Outcome(succeeded=True)
+            self.submitted[order.reference] = self.submitted.get(order.reference, 0) + 1
+        return Status("succeeded")
+
+    def poll(self, reference: str) -> Status:
+        with self._lock:
+            known = reference in self.submitted
+        return Status("succeeded") if known else UNKNOWN

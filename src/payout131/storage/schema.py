@@ -28,6 +28,9 @@ projects = sa.Table(
     sa.Column("idempotency_mode", sa.String(16), nullable=False, server_default="bank131"),
     sa.Column("confirm_timeout_s", sa.Integer, nullable=False, server_default="14400"),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # rails: the bank's fee on each payout, basis points of the amount plus fixed kopecks
+    sa.Column("fee_bps", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("fee_fixed", sa.BigInteger, nullable=False, server_default="0"),
     sa.CheckConstraint("idempotency_mode IN ('bank131', 'replay')", name="ck_projects_idem"),
     sa.CheckConstraint("confirm_timeout_s > 0", name="ck_projects_confirm_timeout"),
 )
@@ -147,6 +150,7 @@ payouts = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("finished_at", sa.BigInteger),
+    sa.Column("fee", sa.BigInteger, nullable=False, server_default="0"),  # rails: held at start
     sa.CheckConstraint("amount > 0", name="ck_payouts_amount"),
     sa.CheckConstraint(
         "status IN ('in_progress', 'pending', 'succeeded', 'failed')", name="ck_payouts_status"
@@ -154,6 +158,7 @@ payouts = sa.Table(
     sa.UniqueConstraint("session_n", name="uq_payouts_session"),
     sa.Index("ix_payouts_work", "work_at"),
     sa.Index("ix_payouts_project", "project_id"),
+    sa.Index("ix_payouts_rail_reference", "rail_reference", unique=True),  # rails: callbacks
 )
 
 # The outbox: each row is one webhook, written in the transaction of the change it
@@ -227,4 +232,42 @@ webhook_attempts = sa.Table(
     sa.Column("response", sa.Text),
     sa.CheckConstraint("attempt > 0", name="ck_webhook_attempts_attempt"),
     sa.Index("ix_webhook_attempts_event", "event_id"),
+)
+
+# ---------------------------------------------------------------------------------------
+# Settlement rails (issue 5): refunds, and the simulator rail's own record of transfers.
+# Columns on existing tables: projects.fee_bps, projects.fee_fixed, payouts.fee.
+# A payout's rail submission is ``payouts.rail`` + ``payouts.rail_reference`` (0001),
+# committed before the rail first hears of the payout.
+# ---------------------------------------------------------------------------------------
+
+# A payout the recipient's bank sent back (``rf_<n>``); at most one per payout.
+refunds = sa.Table(
+    "refunds",
+    metadata,
+    sa.Column("n", Id, primary_key=True),
+    sa.Column("payout_n", sa.BigInteger, sa.ForeignKey("payouts.n"), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.CheckConstraint("amount > 0", name="ck_refunds_amount"),
+    sa.UniqueConstraint("payout_n", name="uq_refunds_payout"),
+)
+
+# The simulator rail's books, as an external rail would keep them: one row per reference it
+# received, ``submissions`` counting every submit call for it (1 when the bank sent it once).
+simulator_transfers = sa.Table(
+    "simulator_transfers",
+    metadata,
+    sa.Column("reference", sa.String(128), primary_key=True),
+    sa.Column("payout_id", sa.String(32), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("bik", sa.String(9), nullable=False),
+    sa.Column("account", sa.String(20)),
+    sa.Column("scenario", sa.String(32), nullable=False),
+    sa.Column("submissions", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("submitted_at", sa.BigInteger, nullable=False),
+    sa.Column("settles_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_simulator_transfers_payout", "payout_id"),
 )

@@ -1,0 +1,94 @@
+"""The simulator rail: plays every outcome a real rail produces, chosen by the amount.
+
+It behaves like an external rail with its own records: each transfer it receives is a row
+in ``simulator_transfers`` (in the bank's database, but written only here, in its own
+transactions), so it survives restarts, answers a repeated submission from its record, and
+shows how many times each reference was submitted. Outcomes follow ``rails.scenarios``;
+time comes from the injected clock, so tests move through hours and days in microseconds.
+
+The base latency and its spread (``PAYOUT131_SIM_LATENCY_MS``, ``PAYOUT131_SIM_SPREAD_MS``)
+set when a transfer settles; the spread is a fixed pseudo-random share per payout, so a
+payout takes the same time on every run. With zero latency an ordinary payout is answered
+in the ``submit`` call itself; otherwise the bank learns the outcome by polling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from payout131.clock import Clock
+from payout131.rails import scenarios
+from payout131.rails.base import UNKNOWN, Order, Status
+from payout131.storage import Database
+from payout131.storage import schema as t
+from payout131.validation import mask_account
+
+__all__ = ["SimulatorRail"]
+
+
+class SimulatorRail:
+    name = "simulator"
+
+    def __init__(
+        self, db: Database, clock: Clock, *, latency_ms: int = 0, spread_ms: int = 0
+    ) -> None:
+        self.db, self.clock = db, clock
+        self.latency_ms, self.spread_ms = latency_ms, spread_ms
+
+    def _settles_at(self, payout_id: str, now: int) -> int:
+        digest = hashlib.sha256(payout_id.encode()).digest()
+        jitter = int.from_bytes(digest[:8], "big") % (self.spread_ms + 1)
+        return now + (self.latency_ms + jitter) * 1000
+
+    def submit(self, order: Order) -> Status:
+        for _ in range(3):  # a concurrent first submission of the same reference wins
+            try:
+                return self._submit(order)
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"simulator: could not record {order.reference}")
+
+    def _submit(self, order: Order) -> Status:
+        sim = t.simulator_transfers
+        with self.db.write() as conn:
+            now = self.clock.now()
+            row = conn.execute(
+                sa.select(sim).where(sim.c.reference == order.reference).with_for_update()
+            ).one_or_none()
+            if row is not None:
+                conn.execute(
+                    sa.update(sim)
+                    .where(sim.c.reference == order.reference)
+                    .values(submissions=sim.c.submissions + 1)
+                )
+                return _status(row, now)
+            scenario = scenarios.by_amount(order.amount)
+            settles_at = self._settles_at(order.payout_id, now)
+            values = {
+                "reference": order.reference,
+                "payout_id": order.payout_id,
+                "amount": order.amount,
+                "bik": order.bik,
+                # tokens: a tokenized account is kept masked, never in clear (docs/tokens.md)
+                "account": mask_account(order.account or "") if order.token else order.account,
+                "scenario": scenario.name,
+                "submissions": 1,
+                "submitted_at": now,
+                "settles_at": settles_at,
+            }
+            conn.execute(sa.insert(sim).values(**values))
+        return scenario.status_at(settles_at, now)
+
+    def poll(self, reference: str) -> Status:
+        sim = t.simulator_transfers
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(sim).where(sim.c.reference == reference)).one_or_none()
+        return UNKNOWN if row is None else _status(row, self.clock.now())
+
+
+def _status(row: Any, now: int) -> Status:
+    return scenarios.by_name(row.scenario).status_at(int(row.settles_at), now)

@@ -1,0 +1,47 @@
+"""Refunds: payouts the recipient's bank sent back (``rf_<n>``), listed in the payout.
+
+A refund is recorded once per payout (the table refuses a second), in the transaction that
+credits the money back and writes the ``payment_refunded`` event (``sessions.refund_payout``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from payout131.storage import schema as t
+
+__all__ = ["attach", "record"]
+
+
+def record(conn: Connection, payout_n: int, amount: int, now: int) -> int | None:
+    """Record the payout's refund and return its number; None if it already has one."""
+    exists = conn.execute(sa.select(t.refunds.c.n).where(t.refunds.c.payout_n == payout_n)).scalar()
+    if exists is not None:
+        return None
+    return int(
+        conn.execute(
+            sa.insert(t.refunds)
+            .values(
+                payout_n=payout_n, amount=amount, status="accepted", created_at=now, finished_at=now
+            )
+            .returning(t.refunds.c.n)
+        ).scalar_one()
+    )
+
+
+def attach(conn: Connection, payouts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The payouts, each with its refund rows under ``refunds`` when it has any."""
+    numbers = [p["n"] for p in payouts if p["status"] == "succeeded"]
+    if not numbers:
+        return list(payouts)
+    found: dict[int, list[dict[str, Any]]] = {}
+    rows = conn.execute(
+        sa.select(t.refunds).where(t.refunds.c.payout_n.in_(numbers)).order_by(t.refunds.c.n)
+    )
+    for row in rows:
+        found.setdefault(int(row.payout_n), []).append(dict(row._mapping))
+    return [{**p, "refunds": found[p["n"]]} if p["n"] in found else p for p in payouts]
