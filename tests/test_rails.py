@@ -61,9 +61,10 @@ def still_working(bank: Bank, partner: Partner, session_id: str, session_status:
     assert session["status"] == session_status
     assert session["payments"][0]["status"] == "in_progress"
     assert "payment_finished" not in kinds(bank, session_id)
-    assert available(bank, wallet_code(partner.project)) == FUNDS - session["payments"][0][
-        "amount_details"
-    ]["amount"]
+    assert (
+        available(bank, wallet_code(partner.project))
+        == FUNDS - session["payments"][0]["amount_details"]["amount"]
+    )
     assert_ledger_balances(bank)
 
 

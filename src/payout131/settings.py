@@ -119,11 +119,12 @@ _RAIL_ENV: dict[str, tuple[str, Callable[[str], float]]] = {
     "PAYOUT131_SIM_LATENCY_MS": ("sim_latency_ms", int),
     "PAYOUT131_SIM_SPREAD_MS": ("sim_spread_ms", int),
     "PAYOUT131_RAIL_POLL_S": ("rail_poll_s", float),
+    "PAYOUT131_LEASE_S": ("lease_s", float),
 }
 
 
 def _rail_settings(settings: Settings, env: Mapping[str, str]) -> Settings:
-    """The rail variables: whole milliseconds and seconds, none negative."""
+    """The rail and worker variables: whole milliseconds, seconds; none negative."""
     changes: dict[str, float] = {}
     for name, (attribute, parse) in _RAIL_ENV.items():
         if name in env:
@@ -133,9 +134,9 @@ def _rail_settings(settings: Settings, env: Mapping[str, str]) -> Settings:
                 raise ValueError(f"{name}: {env[name]!r} is not a number") from None
             if not value >= 0:
                 raise ValueError(f"{name}: must not be negative")
+            if value == 0 and attribute.endswith("_s"):
+                raise ValueError(f"{name}: must be positive")
             changes[attribute] = value
-    if changes.get("rail_poll_s", 1) == 0:
-        raise ValueError("PAYOUT131_RAIL_POLL_S: must be positive")
     from payout131.rails import RAILS  # here: the rails need the storage layer, settings not
 
     if settings.rail not in RAILS:

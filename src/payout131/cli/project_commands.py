@@ -82,9 +82,7 @@ _common = [
         type=click.IntRange(0, 10_000),
         help="The bank's fee per payout in basis points of the amount (100 = 1 %).",
     ),
-    click.option(
-        "--fee-fixed", type=click.IntRange(0), help="A fixed fee per payout, in kopecks."
-    ),
+    click.option("--fee-fixed", type=click.IntRange(0), help="A fixed fee per payout, in kopecks."),
 ]
 
 
