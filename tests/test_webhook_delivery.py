@@ -334,3 +334,16 @@ def test_a_stale_worker_cannot_settle_an_event_it_lost(
     [event] = event_rows(bank)
     assert event.status == "failed"
     assert [a.http_status for a in attempt_rows(bank, event.id)] == [200, 500]
+
+
+def test_one_drain_delivers_everything_due_across_busy_endpoints(
+    bank: Bank, onboard: Onboard, receiver: Receiver
+) -> None:
+    bank.settings = replace(bank.settings, webhook_concurrency=4, webhook_per_endpoint=2)
+    for name in ("a", "b", "c"):
+        partner = onboard(name, wallet=100_000, webhook_url=f"{receiver.url}/{name}")
+        for _ in range(8):
+            ready(partner, bank)
+    assert bank.dispatcher.drain() == 24
+    assert {e.status for e in event_rows(bank)} == {"delivered"}
+    assert receiver.max_active <= 4

@@ -175,12 +175,16 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 drops connections under load
+
+
 @contextmanager
 def receiving() -> Iterator[Receiver]:
     """A receiver on 127.0.0.1; stopped on exit."""
     receiver = Receiver()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _handler(receiver))
     host, port = server.server_address[:2]
     receiver.url = f"http://{host!s}:{port}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})

@@ -106,6 +106,7 @@ class Dispatcher:
         self._make_sender = sender
         self._random = random.Random()  # noqa: S311 (jitter, not cryptography)
         self._in_flight: Counter[str] = Counter()
+        self._writers = anyio.CapacityLimiter(1)
 
     async def run(self) -> None:
         """Deliver forever (the server's lifespan and ``payout131 worker`` run this)."""
@@ -118,6 +119,9 @@ class Dispatcher:
     async def _pump(self, forever: bool) -> int:
         conf = self.bank.settings
         sender = self._make_sender(conf.webhook_concurrency)
+        # SQLite has one writer at a time: queue this process's writes here rather than in
+        # SQLite's busy handler, which sleeps for milliseconds between tries.
+        self._writers = anyio.CapacityLimiter(1 if self.bank.db.is_sqlite else 4)
         self.wakeup.attach()
         attempts = 0
         try:
@@ -125,6 +129,8 @@ class Dispatcher:
                 while True:
                     self.wakeup.clear()
                     room = conf.webhook_concurrency - sum(self._in_flight.values())
+                    # a claim made while deliveries ran may have skipped their busy projects
+                    constrained = bool(self._in_flight)
                     try:
                         jobs = await self._claim(room) if room > 0 else []
                     except Exception:  # the database may be back at the next poll
@@ -136,7 +142,7 @@ class Dispatcher:
                         self._in_flight[job.project_id] += 1
                         tasks.start_soon(self._deliver, sender, job)
                     attempts += len(jobs)
-                    if not forever and not jobs and not self._in_flight:
+                    if not (forever or jobs or self._in_flight or constrained):
                         break
                     if not jobs or len(jobs) == room:
                         await self.wakeup.wait(conf.webhook_poll_s if forever else None)
@@ -164,7 +170,7 @@ class Dispatcher:
                     conf.webhook_per_endpoint,
                 )
 
-        return await anyio.to_thread.run_sync(claim)
+        return await anyio.to_thread.run_sync(claim, limiter=self._writers)
 
     async def _deliver(self, sender: Sender, job: Job) -> None:
         conf = self.bank.settings
@@ -178,7 +184,9 @@ class Dispatcher:
             )
             if outcome.ok and conf.webhook_test_hang_after_send:
                 await anyio.sleep_forever()  # test hook: "sent, never recorded"; see the docs
-            status = await anyio.to_thread.run_sync(self._record, job, outcome)
+            status = await anyio.to_thread.run_sync(
+                self._record, job, outcome, limiter=self._writers
+            )
             self.stats.observe(outcome, status)
             self._log(job, outcome, status)
         except Exception:  # the lease expires and the event is sent again

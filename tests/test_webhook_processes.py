@@ -1,0 +1,179 @@
+"""Real ``payout131 worker`` processes: killed mid-delivery, and two sharing one database.
+
+Each test writes events straight into the outbox (as the API would), starts workers with
+``PAYOUT131_HOME`` and ``PAYOUT131_DATABASE_URL``, and watches a loopback receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from payout131 import events, projects
+from payout131.client import signing
+from payout131.clock import SystemClock
+from payout131.keys import ensure_bank_keys
+from payout131.storage import Database
+from payout131.storage import schema as t
+from webhook_receiver import Receiver, receiving
+
+pytestmark = pytest.mark.timeout(180)
+
+PAYOUT131 = str(Path(sys.executable).with_name("payout131"))
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with receiving() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    ensure_bank_keys(home / "bank-private.pem", home / "bank-public.pem")
+    return {
+        **os.environ,
+        "PAYOUT131_HOME": str(home),
+        "PAYOUT131_DATABASE_URL": database_url,
+        "PAYOUT131_WEBHOOK_POLL": "100ms",
+        "PAYOUT131_WEBHOOK_TIMEOUT": "10s",
+    }
+
+
+def write_events(
+    db: Database, key: rsa.RSAPrivateKey, urls: dict[str, str], sessions_per_project: int
+) -> None:
+    """Two events (ready_to_confirm, then payment_finished) per session, for each project."""
+    now = SystemClock().now()
+    pem = signing.public_key_pem(key).decode()
+    with db.write() as conn:
+        session_n = 0
+        for project_id, url in urls.items():
+            projects.add_project(conn, project_id, pem, now, webhook_url=url)
+            for _ in range(sessions_per_project):
+                session_n += 1
+                for kind in ("ready_to_confirm", "payment_finished"):
+                    body = json.dumps({"type": kind, "session": {"id": f"ps_{session_n}"}})
+                    events.emit(conn, project_id, session_n, kind, body.encode(), now)
+
+
+@contextmanager
+def worker(env: dict[str, str], log: Path, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``payout131 worker --no-payouts`` running; stopped with SIGTERM (or killed) on exit."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [PAYOUT131, "worker", "--no-payouts"], env={**env, **extra}, stdout=out, stderr=out
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"waited in vain for {what}"
+        time.sleep(0.05)
+
+
+def statuses(db: Database) -> Counter[str]:
+    with db.read() as conn:
+        return Counter(conn.execute(sa.select(t.events.c.status)).scalars())
+
+
+def attempts(db: Database) -> list[Any]:
+    with db.read() as conn:
+        return list(conn.execute(sa.select(t.webhook_attempts).order_by(t.webhook_attempts.c.id)))
+
+
+def test_a_worker_killed_between_sending_and_recording_leads_to_redelivery(
+    db: Database,
+    env: dict[str, str],
+    tmp_path: Path,
+    receiver: Receiver,
+    partner_keys: list[rsa.RSAPrivateKey],
+) -> None:
+    write_events(db, partner_keys[0], {"acme": receiver.url}, sessions_per_project=1)
+    log = tmp_path / "workers.log"
+    # The hook makes the worker stop after its POST was answered 200, before it records:
+    # SIGKILL then lands exactly between "attempt sent" and "attempt recorded".
+    hook = {"PAYOUT131_TEST_HANG_AFTER_SEND": "1", "PAYOUT131_WEBHOOK_LEASE": "2s"}
+    with worker(env, log, PAYOUT131_WEBHOOK_TIMEOUT="1s", **hook) as doomed:
+        receiver.wait_for(lambda found: len(found) == 1)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(15)
+    assert doomed.returncode == -signal.SIGKILL
+    assert statuses(db) == {"pending": 2}  # the first was sent, but nothing says so
+    [unrecorded] = attempts(db)
+    assert unrecorded.duration_us is None
+
+    with worker(env, log):  # once the dead worker's 2 s lease runs out, it is sent again
+        wait_until(lambda: statuses(db) == {"delivered": 2}, "both events delivered", 30)
+    first, again, _ = receiver.deliveries
+    assert first.id == again.id
+    assert (first.body, first.signature) == (again.body, again.signature)
+    assert first.headers["webhook-timestamp"] == again.headers["webhook-timestamp"]
+    assert [d.json()["type"] for d in receiver.deliveries] == [
+        "ready_to_confirm",
+        "ready_to_confirm",
+        "payment_finished",
+    ]
+    assert [a.http_status for a in attempts(db)] == [None, 200, 200]
+    assert [a.attempt for a in attempts(db)] == [1, 2, 1]
+
+
+def test_two_workers_deliver_a_thousand_events_each_exactly_once(
+    db: Database,
+    env: dict[str, str],
+    tmp_path: Path,
+    receiver: Receiver,
+    partner_keys: list[rsa.RSAPrivateKey],
+) -> None:
+    urls = {f"p{i}": f"{receiver.url}/p{i}" for i in range(4)}
+    write_events(db, partner_keys[0], urls, sessions_per_project=125)  # 1,000 events
+    log = tmp_path / "workers.log"
+    with worker(env, log) as one, worker(env, log) as two:
+        wait_until(lambda: statuses(db) == {"delivered": 1000}, "1,000 deliveries", 90)
+    assert (one.returncode, two.returncode) == (0, 0), log.read_text()[-3000:]
+
+    ids = Counter(d.id for d in receiver.deliveries)
+    assert len(ids) == 1000
+    assert ids.most_common(1)[0][1] == 1, "an event was delivered twice"
+    seen: dict[str, list[str]] = {}
+    for delivery in receiver.deliveries:
+        body = delivery.json()
+        seen.setdefault(body["session"]["id"], []).append(body["type"])
+    assert set(map(tuple, seen.values())) == {("ready_to_confirm", "payment_finished")}
+    failed = [(a.http_status, a.error) for a in attempts(db) if a.http_status != 200]
+    assert failed == []
+    workers = Counter(a.worker for a in attempts(db))
+    assert len(workers) == 2, "both workers took part"
+    assert sum(workers.values()) == 1000
