@@ -30,6 +30,7 @@ from payout131.errors import (
     InvalidRequest,
     NotFound,
 )
+from payout131.openapi import PATH as OPENAPI_PATH
 from payout131.wire import dumps
 
 __all__ = ["create_app"]
@@ -140,6 +141,11 @@ async def _internal(request: Request, exc: Exception) -> Response:
 def create_app(bank: Bank, *, run_worker: bool = True) -> Starlette:
     """The ASGI app; with ``run_worker`` the background work runs in the same process."""
     limiter = anyio.CapacityLimiter(bank.settings.db_threads)
+    spec = OPENAPI_PATH.read_bytes()  # reliability: the API's description (openapi.py)
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(spec, media_type=JSON)
+
     partner_api = PartnerApi(bank, limiter)
     metrics_endpoint = metrics.endpoint(metrics.registry_for(bank), limiter)
 
@@ -156,6 +162,7 @@ def create_app(bank: Bank, *, run_worker: bool = True) -> Starlette:
         routes=[
             Route("/api/{version}/{method:path}", partner_api.__call__, methods=["POST"]),
             Route("/health", _health, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
