@@ -1,0 +1,553 @@
+"""``payout131 partner``: the partner's side on the command line, through the SDK.
+
+Configured like the SDK, by ``PAYOUT131_BASE_URL``, ``PAYOUT131_PROJECT``,
+``PAYOUT131_PRIVATE_KEY`` (and ``PAYOUT131_BANK_PUBLIC_KEY``), or the matching options of the
+``partner`` group. It speaks PROTOCOL.md only, so it works against Bank 131 as well as a
+payout131 server. See docs/sdk.md, "Partner CLI".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from payout131.bik import BikDirectory, load_snapshot
+from payout131.cli.batch_journal import Journal, JournalError
+from payout131.cli.payout_batch import STATUSES, Batch, Options, Result, tally
+from payout131.cli.payout_sheet import SheetError, format_rubles, parse_rubles, read_sheet
+from payout131.client import (
+    Amount,
+    Bank131Error,
+    BankAccount,
+    Client,
+    Sender,
+    Session,
+    TokenizedAccount,
+)
+from payout131.client.params import Destination
+
+__all__ = ["partner"]
+
+T = TypeVar("T")
+STOP_AFTER_ENV = "PAYOUT131_TEST_STOP_AFTER_ROWS"
+FINAL = ("succeeded", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The ``partner`` group's options; the client is made when a command needs it."""
+
+    base_url: str | None
+    project: str | None
+    private_key: Path | None
+    bank_public_key: Path | None
+    api_version: str
+
+    def client(self) -> Client:
+        missing = [
+            f"{flag} (or {env})"
+            for flag, env, value in (
+                ("--base-url", "PAYOUT131_BASE_URL", self.base_url),
+                ("--project", "PAYOUT131_PROJECT", self.project),
+                ("--private-key", "PAYOUT131_PRIVATE_KEY", self.private_key),
+            )
+            if not value
+        ]
+        if missing:
+            raise click.UsageError(f"not configured: {', '.join(missing)}")
+        assert self.base_url
+        assert self.project
+        assert self.private_key
+        with _bank_errors():
+            return Client(
+                base_url=self.base_url,
+                project=self.project,
+                private_key=self.private_key,
+                bank_public_key=self.bank_public_key,
+                api_version="v2" if self.api_version == "v2" else "v1",
+            )
+
+
+@contextmanager
+def _bank_errors() -> Iterator[None]:
+    """An SDK exception as a one-line CLI error (code and description), never a traceback."""
+    try:
+        yield
+    except Bank131Error as exc:
+        raise click.ClickException(f"{exc.code}: {exc.description}") from None
+
+
+def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    with _bank_errors():
+        return fn(*args, **kwargs)
+
+
+def _client() -> Client:
+    found = click.get_current_context().find_object(Connection)
+    assert found is not None
+    return found.client()
+
+
+@click.group()
+@click.option("--base-url", envvar="PAYOUT131_BASE_URL", show_envvar=True, help="The bank's URL.")
+@click.option("--project", envvar="PAYOUT131_PROJECT", show_envvar=True, help="Your project id.")
+@click.option(
+    "--private-key",
+    envvar="PAYOUT131_PRIVATE_KEY",
+    show_envvar=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your RSA private key (PEM) that signs the requests.",
+)
+@click.option(
+    "--bank-public-key",
+    envvar="PAYOUT131_BANK_PUBLIC_KEY",
+    show_envvar=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The bank's public key (PEM), for webhooks.",
+)
+@click.option(
+    "--api-version",
+    type=click.Choice(["v1", "v2"]),
+    default="v1",
+    show_default=True,
+    help="Session methods under /api/v1 or /api/v2.",
+)
+@click.pass_context
+def partner(
+    ctx: click.Context,
+    base_url: str | None,
+    project: str | None,
+    private_key: Path | None,
+    bank_public_key: Path | None,
+    api_version: str,
+) -> None:
+    """Pay out as a partner: one payout, a CSV of them, balances, tokens."""
+    ctx.obj = Connection(base_url, project, private_key, bank_public_key, api_version)
+
+
+# -- one payout ---------------------------------------------------------------------------
+
+
+def _destination(bik: str | None, account: str | None, token: str | None, **ru: Any) -> Destination:
+    if token is not None:
+        if bik or account:
+            raise click.UsageError("give --token, or --bik and --account, not both")
+        return TokenizedAccount(token, **ru)
+    if not (bik and account):
+        raise click.UsageError("give --bik and --account (or --token)")
+    return BankAccount(bik, account, **ru)
+
+
+def _amount(value: str) -> int:
+    try:
+        return parse_rubles(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--amount") from None
+
+
+@partner.command()
+@click.option("--name", "full_name", required=True, help="The recipient's full name.")
+@click.option("--bik", help="The recipient's bank (9 digits).")
+@click.option("--account", help="The recipient's account (20 digits).")
+@click.option("--token", help="An account token (instead of --bik and --account).")
+@click.option("--amount", required=True, help="Rubles with kopecks, e.g. 1500.25.")
+@click.option("--purpose", "description", required=True, help="The payment purpose.")
+@click.option("--inn", help="The recipient's INN (organisations, sole traders).")
+@click.option("--kpp", help="The recipient's KPP (organisations).")
+@click.option("--single-request", is_flag=True, help="One session/init/payout call.")
+@click.option("--rko", is_flag=True, help="Pay from a settlement account (needs --from).")
+@click.option("--from", "sender", metavar="ACCOUNT", help="The settlement account to debit.")
+@click.option("--no-confirm", is_flag=True, help="Leave a payout that waits for confirmation.")
+@click.option("--metadata", help="JSON stored with the payout and echoed back.")
+@click.option("--idempotency-key", help="The key of the money-moving call (default: random).")
+@click.option("--wait", default=120.0, show_default=True, help="Seconds to wait for the outcome.")
+def pay(
+    bik: str | None,
+    account: str | None,
+    token: str | None,
+    amount: str,
+    single_request: bool,
+    rko: bool,
+    sender: str | None,
+    no_confirm: bool,
+    metadata: str | None,
+    idempotency_key: str | None,
+    wait: float,
+    **ru: Any,
+) -> None:
+    """Make one payout, wait for its outcome and print it.
+
+    Two-step by default: session/create, then session/start/payout, so the session id is
+    known before money moves. When the payout waits for the partner (next_action: confirm),
+    it is confirmed, unless --no-confirm.
+    """
+    if rko and not sender:
+        raise click.UsageError("--rko pays from a settlement account: give --from ACCOUNT")
+    ru = {k: v for k, v in ru.items() if v is not None}
+    destination = _destination(bik, account, token, **ru)
+    fields: dict[str, Any] = {"destination": destination, "amount": Amount(_amount(amount))}
+    if sender:
+        fields["sender"] = Sender(sender)
+    if metadata is not None:
+        try:
+            fields["metadata"] = json.loads(metadata)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
+    rko = bool(sender)
+    with _client() as client:
+        if single_request:
+            session = _call(client.init_payout, rko=rko, idempotency_key=idempotency_key, **fields)
+            click.echo(f"session/init/payout{'/rko' if rko else ''}: {_line(session)}")
+        else:
+            session = _call(client.create_session, rko=rko)
+            click.echo(f"session/create{'/rko' if rko else ''}: {session.id} {session.status}")
+            session = _call(
+                client.start_payout, session.id, rko=rko, idempotency_key=idempotency_key, **fields
+            )
+            click.echo(f"session/start/payout{'/rko' if rko else ''}: {_line(session)}")
+        session = _watch(client, session, confirm=not no_confirm, wait=wait)
+    _outcome(session)
+
+
+def _watch(client: Client, session: Session, *, confirm: bool, wait: float) -> Session:
+    """Poll ``session/status`` until the payout is final (confirming it if asked) or waits."""
+    deadline = time.monotonic() + wait
+    seen = _line(session)
+    while time.monotonic() < deadline:
+        payout = session.payouts[0] if session.payouts else None
+        if payout is not None and payout.status in FINAL:
+            return session
+        if session.next_action == "confirm":
+            if not confirm:
+                return session
+            session = _call(client.confirm, session.id)
+            click.echo(f"session/confirm: {_line(session)}")
+            continue
+        time.sleep(0.25)
+        session = _call(client.status, session.id)
+        if _line(session) != seen:
+            seen = _line(session)
+            click.echo(f"session/status: {seen}")
+    return session
+
+
+def _line(session: Session) -> str:
+    payout = session.payouts[0] if session.payouts else None
+    text = f"{session.id} {session.status}"
+    if payout is not None:
+        text += f", payout {payout.status}"
+    if session.next_action:
+        text += f", next_action {session.next_action}"
+    return text
+
+
+def _outcome(session: Session) -> None:
+    payout = session.payouts[0] if session.payouts else None
+    status = payout.status if payout else session.status
+    if status == "succeeded":
+        click.echo(f"succeeded: {session.id}")
+    elif status == "failed" and payout is not None:
+        error = f"{payout.error.code}: {payout.error.description}" if payout.error else "failed"
+        raise click.ClickException(f"{session.id} failed: {error}")
+    elif session.next_action == "confirm":
+        click.echo(f"waiting for confirmation: payout131 partner confirm {session.id} (or cancel)")
+    else:
+        raise click.ClickException(
+            f"{session.id} is still {status}: check later with payout131 partner status "
+            f"{session.id}"
+        )
+
+
+# -- sessions -----------------------------------------------------------------------------
+
+
+def _print_session(session: Session, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(session.raw, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"session {session.id}: {session.status}")
+    if session.next_action:
+        click.echo(f"  next_action: {session.next_action}")
+    for payout in session.payouts:
+        amount = payout.amount_details
+        money = f"{format_rubles(amount.amount)} {amount.currency.upper()}" if amount else ""
+        click.echo(f"  payout {payout.id}: {payout.status} {money}".rstrip())
+        if payout.error is not None:
+            click.echo(f"    error: {payout.error.code}: {payout.error.description}")
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the bank's JSON.")
+
+
+@partner.command()
+@click.argument("session_id")
+@_json_option
+def status(session_id: str, as_json: bool) -> None:
+    """Show a session and its payout."""
+    with _client() as client:
+        _print_session(_call(client.status, session_id), as_json)
+
+
+@partner.command()
+@click.argument("session_id")
+@click.option("--idempotency-key", help="Default: random.")
+@_json_option
+def confirm(session_id: str, idempotency_key: str | None, as_json: bool) -> None:
+    """Confirm a payout that waits for the partner (next_action: confirm)."""
+    with _client() as client:
+        session = _call(client.confirm, session_id, idempotency_key=idempotency_key)
+        _print_session(session, as_json)
+
+
+@partner.command()
+@click.argument("session_id")
+@click.option("--idempotency-key", help="Default: random.")
+@_json_option
+def cancel(session_id: str, idempotency_key: str | None, as_json: bool) -> None:
+    """Cancel a payout that waits for the partner; its money is released."""
+    with _client() as client:
+        session = _call(client.cancel, session_id, idempotency_key=idempotency_key)
+        _print_session(session, as_json)
+
+
+@partner.command()
+@click.option("--account", metavar="NUMBER", help="A settlement account instead of the wallet.")
+@_json_option
+def balance(account: str | None, as_json: bool) -> None:
+    """Show the wallet's balance, or a settlement account's."""
+    with _client() as client:
+        if account:
+            answer = _call(client.account_balance, account)
+            if as_json:
+                click.echo(json.dumps(answer.raw, ensure_ascii=False, indent=2))
+                return
+            money = answer.raw.get("balance", {})
+            click.echo(f"account {answer.account_number}: {_rub(answer.current_balance)}")
+            if isinstance(money.get("available_balance"), int):
+                click.echo(f"  available: {_rub(money['available_balance'])}")
+            return
+        wallets = _call(client.wallet_balance)
+        if as_json:
+            click.echo(json.dumps(wallets.raw, ensure_ascii=False, indent=2))
+            return
+        for wallet in wallets.wallets:
+            amount = wallet.amount_details
+            click.echo(f"wallet {wallet.id}: {_rub(amount.amount, amount.currency)}")
+
+
+def _rub(kopecks: int, currency: str = "rub") -> str:
+    return f"{format_rubles(kopecks)} {currency.upper()}"
+
+
+@partner.command()
+@click.option("--bik", required=True, help="The bank (9 digits).")
+@click.option("--account", required=True, help="The account (20 digits).")
+@_json_option
+def tokenize(bik: str, account: str, as_json: bool) -> None:
+    """Exchange a bank account for a token to pay it by (--token, or a CSV's token column)."""
+    with _client() as client:
+        made = _call(client.tokenize, bik, account)
+    if as_json:
+        click.echo(json.dumps(made.raw, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"token: {made.token}")
+    click.echo(f"masked account: {made.masked_account}")
+
+
+# -- many payouts -------------------------------------------------------------------------
+
+
+@partner.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the results CSV goes; default FILE.results.csv beside FILE.",
+)
+@click.option("--rko", is_flag=True, help="Pay from a settlement account (needs --from).")
+@click.option("--from", "sender", metavar="ACCOUNT", help="The settlement account to debit.")
+@click.option("--no-confirm", is_flag=True, help="Leave payouts that wait for confirmation.")
+@click.option("--check", is_flag=True, help="Check the file (and tokens, funds) and stop.")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--wait", default=600.0, show_default=True, help="Seconds to wait for outcomes.")
+def batch(
+    file: Path,
+    results: Path | None,
+    rko: bool,
+    sender: str | None,
+    no_confirm: bool,
+    check: bool,
+    concurrency: int,
+    wait: float,
+) -> None:
+    """Pay every row of a CSV: recipient, bik, account (or token), amount, purpose[, inn, kpp].
+
+    Every row is checked before any money moves. Progress is journaled beside the results
+    (RESULTS.journal): run the same command again after an interruption and no row is paid
+    twice. Exits 0 when every row succeeded.
+    """
+    if rko and not sender:
+        raise click.UsageError("--rko pays from a settlement account: give --from ACCOUNT")
+    try:
+        sheet = read_sheet(file, BikDirectory(load_snapshot()))
+    except SheetError as exc:
+        _print_problems(exc.problems)
+        problems = len(exc.problems)
+        raise click.ClickException(f"{file}: {problems} problem(s); nothing was paid") from None
+    results = results or file.with_name(file.stem + ".results.csv")
+    connection = click.get_current_context().find_object(Connection)
+    assert connection is not None
+    options = Options(
+        rko_from=sender,
+        confirm=not no_confirm,
+        concurrency=concurrency,
+        wait_s=wait,
+        stop_after=_stop_after(),
+    )
+    with connection.client() as client:
+        try:
+            journal = Journal.open(
+                results.with_name(results.name + ".journal"),
+                sheet.sha256,
+                client.settings.project,
+                file=str(file),
+                base_url=client.settings.base_url,
+            )
+        except JournalError as exc:
+            raise click.ClickException(str(exc)) from None
+        try:
+            run = Batch(client, sheet, journal, options)
+            _preflight(run, check)
+            if check:
+                return
+            _run(run)
+            outcome = run.results()
+        finally:
+            journal.close()
+    _write_results(results, outcome)
+    _summary(outcome, results)
+
+
+def _stop_after() -> int | None:
+    """The test hook: PAYOUT131_TEST_STOP_AFTER_ROWS=N exits abruptly after N starts."""
+    value = os.environ.get(STOP_AFTER_ENV)
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise click.ClickException(f"{STOP_AFTER_ENV}: a positive number of rows")
+    return int(value)
+
+
+def _print_problems(problems: list[tuple[int, str]]) -> None:
+    table = Table("line", "problem", title="The file cannot be paid", title_justify="left")
+    for row, text in problems[:50]:
+        table.add_row(str(row) if row else "", text)
+    if len(problems) > 50:
+        table.add_row("", f"… and {len(problems) - 50} more")
+    Console(stderr=True).print(table)
+
+
+def _preflight(run: Batch, check: bool) -> None:
+    """The checks that need the bank but move no money: tokens exist, funds suffice."""
+    with _bank_errors():
+        problems = run.check_tokens()
+        if problems:
+            _print_problems(problems)
+            raise click.ClickException(f"{len(problems)} problem(s); nothing was paid")
+        needed, available = run.needed(), run.available()
+    rows = len(run.sheet.rows)
+    click.echo(f"{rows} rows, {_rub(run.sheet.total)}; still to pay {_rub(needed)}")
+    if needed > available:
+        raise click.ClickException(
+            f"the {'account' if run.options.rko_from else 'wallet'} has {_rub(available)}, "
+            f"the rows still to pay need {_rub(needed)}; nothing was paid"
+        )
+    if check:
+        click.echo("the file is ready to pay")
+
+
+def _run(run: Batch) -> None:
+    total = len(run.sheet.rows)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        tasks = {
+            "submit": progress.add_task("submitted", total=total),
+            "settle": progress.add_task("settled", total=total),
+        }
+        with _bank_errors():
+            run.submit(lambda phase, n: progress.advance(tasks[phase], n))
+            run.settle(lambda phase, n: progress.advance(tasks[phase], n))
+
+
+RESULT_COLUMNS = (
+    "line",
+    "recipient",
+    "payee",
+    "amount",
+    "status",
+    "session_id",
+    "error_code",
+    "error_description",
+    "idempotency_key",
+)
+
+
+def _write_results(path: Path, outcome: list[Result]) -> None:
+    """The results CSV, written whole and then renamed into place."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(RESULT_COLUMNS)
+        for r in outcome:
+            writer.writerow(
+                (
+                    r.row.number,
+                    r.row.recipient,
+                    r.row.payee,
+                    format_rubles(r.row.amount),
+                    r.status,
+                    r.session_id or "",
+                    r.error_code,
+                    r.error_description,
+                    r.row.key,
+                )
+            )
+    temporary.replace(path)
+
+
+def _summary(outcome: list[Result], results: Path) -> None:
+    table = Table("status", "rows", "amount, RUB", title="Batch summary", title_justify="left")
+    counts = tally(outcome)
+    for status_name in STATUSES:
+        if status_name in counts:
+            rows, kopecks = counts[status_name]
+            table.add_row(status_name, str(rows), format_rubles(kopecks))
+    Console(soft_wrap=True).print(table)
+    click.echo(f"results: {results}")
+    unsettled = sum(
+        counts.get(name, (0, 0))[0] for name in ("in_progress", "rejected", "not_started")
+    )
+    if unsettled:
+        raise click.ClickException(
+            f"{unsettled} row(s) not settled: run the same command again to finish them "
+            "(rows already paid are not paid again)"
+        )
+    if "failed" in counts:
+        raise click.ClickException(f"{counts['failed'][0]} payout(s) failed: see {results}")
