@@ -22,7 +22,7 @@ from payout131 import ledger, settlement
 from payout131.bank import Bank
 from payout131.clock import ManualClock
 from payout131.projects import wallet_code
-from payout131.rails import UNKNOWN, Order, SimulatorRail, Status
+from payout131.rails import UNKNOWN, InstantRail, Order, SimulatorRail, Status
 from payout131.storage import schema as t
 
 
@@ -168,6 +168,19 @@ def test_crash_after_the_rail_took_the_payout(
     (transfer,) = transfers(bank)
     assert transfer.submissions == 1  # asked, not sent again
     assert partner.ok("wallet/balance", {})["wallets"][0]["amount_details"]["amount"] == 100_000
+
+
+def test_instant_rail_pays_everything_and_forgets_on_restart(bank: Bank, onboard: Onboard) -> None:
+    partner = onboard(wallet=100_000, single_request=True)
+    session_id = partner.ok("session/init/payout", payout_body(10_001))["session"]["id"]
+    rail = InstantRail()
+    with other_bank(bank, rail=rail) as instant:
+        instant.worker.drain()
+    assert payout_status(partner, session_id) == "succeeded"  # no magic values here
+    reference = payout_row(bank, session_id).rail_reference
+    assert rail.submitted == {reference: 1}
+    assert rail.poll(reference) == Status("succeeded")
+    assert InstantRail().poll(reference) == UNKNOWN
 
 
 def test_a_repeated_submission_is_one_transfer(bank: Bank, onboard: Onboard) -> None:

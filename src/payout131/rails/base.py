@@ -53,12 +53,6 @@ class Status:
     next_check_at: int | None = None  # microseconds; when the bank should ask again
     returned_amount: int | None = None  # a return of less than the whole payout
 
-    @property
-    def final(self) -> bool:
-        return self.state in ("failed", "returned") or (
-            self.state == "succeeded" and self.next_check_at is None
-        )
-
 
 UNKNOWN = Status("unknown")
 
