@@ -9,20 +9,23 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from payout131 import events, projects
+from partner import Partner, payout_body
+from payout131 import accounts, events, projects
 from payout131.client import signing
 from payout131.clock import SystemClock
 from payout131.keys import ensure_bank_keys
@@ -79,22 +82,27 @@ def write_events(
 
 
 @contextmanager
-def worker(env: dict[str, str], log: Path, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``payout131 worker --no-payouts`` running; stopped with SIGTERM (or killed) on exit."""
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``payout131 <args>`` running; stopped with SIGTERM (or killed) on exit."""
     with log.open("ab") as out:
-        process = subprocess.Popen(
-            [PAYOUT131, "worker", "--no-payouts"], env={**env, **extra}, stdout=out, stderr=out
-        )
+        running = subprocess.Popen([PAYOUT131, *args], env=env, stdout=out, stderr=out)
     try:
-        yield process
+        yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        if running.poll() is None:
+            running.send_signal(signal.SIGTERM)
             try:
-                process.wait(15)
+                running.wait(15)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                running.kill()
+                running.wait()
+
+
+def worker(
+    env: dict[str, str], log: Path, **extra: str
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """A webhooks-only ``payout131 worker``, as a context manager."""
+    return process(["worker", "--no-payouts"], {**env, **extra}, log)
 
 
 def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 60) -> None:
@@ -125,8 +133,8 @@ def test_a_worker_killed_between_sending_and_recording_leads_to_redelivery(
     log = tmp_path / "workers.log"
     # The hook makes the worker stop after its POST was answered 200, before it records:
     # SIGKILL then lands exactly between "attempt sent" and "attempt recorded".
-    hook = {"PAYOUT131_TEST_HANG_AFTER_SEND": "1", "PAYOUT131_WEBHOOK_LEASE": "2s"}
-    with worker(env, log, PAYOUT131_WEBHOOK_TIMEOUT="1s", **hook) as doomed:
+    hook = {"PAYOUT131_TEST_HANG_AFTER_SEND": "1", "PAYOUT131_WEBHOOK_LEASE": "5s"}
+    with worker(env, log, PAYOUT131_WEBHOOK_TIMEOUT="4s", **hook) as doomed:
         receiver.wait_for(lambda found: len(found) == 1)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(15)
@@ -135,7 +143,7 @@ def test_a_worker_killed_between_sending_and_recording_leads_to_redelivery(
     [unrecorded] = attempts(db)
     assert unrecorded.duration_us is None
 
-    with worker(env, log):  # once the dead worker's 2 s lease runs out, it is sent again
+    with worker(env, log):  # once the dead worker's 5 s lease runs out, it is sent again
         wait_until(lambda: statuses(db) == {"delivered": 2}, "both events delivered", 30)
     first, again, _ = receiver.deliveries
     assert first.id == again.id
@@ -177,3 +185,48 @@ def test_two_workers_deliver_a_thousand_events_each_exactly_once(
     workers = Counter(a.worker for a in attempts(db))
     assert len(workers) == 2, "both workers took part"
     assert sum(workers.values()) == 1000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_serve_without_worker_plus_a_worker_process_delivers_the_flow(
+    db: Database,
+    env: dict[str, str],
+    tmp_path: Path,
+    receiver: Receiver,
+    partner_keys: list[rsa.RSAPrivateKey],
+) -> None:
+    key = partner_keys[0]
+    now = SystemClock().now()
+    with db.write() as conn:
+        pem = signing.public_key_pem(key).decode()
+        projects.add_project(conn, "acme", pem, now, webhook_url=receiver.url)
+        accounts.topup_wallet(conn, "acme", 50_000, now)
+    port = free_port()
+    log = tmp_path / "processes.log"
+    api = ["serve", "--no-worker", "--port", str(port)]
+    with process(api, env, log), process(["worker"], env, log):
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+        wait_until(lambda: _up(client), "the API to listen", 30)
+        partner = Partner(client, "acme", key)
+        session_id = partner.ok("session/init/payout", payout_body(10_000))["session"]["id"]
+        receiver.wait_for(lambda found: len(found) == 1)  # the worker ran the check and sent it
+        assert receiver.bodies()[0]["type"] == "ready_to_confirm"
+        partner.ok("session/confirm", {"session_id": session_id})
+        receiver.wait_for(lambda found: len(found) == 2)
+        client.close()
+    finished = receiver.bodies()[1]
+    assert finished["type"] == "payment_finished"
+    assert finished["session"]["status"] == "accepted"
+
+
+def _up(client: httpx.Client) -> bool:
+    try:
+        return client.get("/health").status_code == 200
+    except httpx.TransportError:
+        return False

@@ -43,16 +43,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail}"
 
 
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
 class HttpxSender:
-    """Webhooks over one pooled ``httpx.AsyncClient``."""
+    """Webhooks over pooled ``httpx.AsyncClient``s, one per origin (scheme, host, port).
+
+    httpcore's pool looks at every connection it holds for every request it places, which
+    is what made httpx 0.28 collapse at 64 concurrent requests in STACK.md's measurement; a
+    pool per partner endpoint keeps each pool as small as the per-endpoint cap.
+    """
 
     def __init__(self, max_connections: int) -> None:
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
         )
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def _client(self, url: str) -> httpx.AsyncClient:
+        origin = _origin(url)
+        client = self._clients.get(origin)
+        if client is None:
+            client = httpx.AsyncClient(follow_redirects=False, limits=self._limits)
+            self._clients[origin] = client
+        return client
 
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
@@ -64,7 +80,7 @@ class HttpxSender:
         error: str | None = None
         try:
             with anyio.fail_after(timeout):
-                async with self._client.stream(
+                async with self._client(url).stream(
                     "POST", url, content=body, headers=dict(headers), timeout=timeout
                 ) as response:
                     status = response.status_code
@@ -86,4 +102,6 @@ class HttpxSender:
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
