@@ -34,6 +34,7 @@ FUZZ = settings(
     database=None,
     suppress_health_check=list(HealthCheck),
 )
+pytestmark = pytest.mark.timeout(0 if FULL else 300)
 PATHS = [
     f"/api/{version}/{name}" for name, m in sorted(api.METHODS.items()) for version in m.versions
 ]

@@ -8,7 +8,6 @@ that is refused must leave every table as it was. ``PAYOUT131_FULL=1`` tries man
 inputs per operation (docs/reliability.md).
 """
 
-# ruff: noqa: E402 (imports after the importorskip below need schemathesis)
 from __future__ import annotations
 
 import os
@@ -18,10 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")  # dev group: schemathesis==4.32.5
-
 import requests
+import schemathesis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
@@ -39,6 +36,7 @@ from snapshot import snapshot
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"
 EXAMPLES = 200 if FULL else 6
+pytestmark = pytest.mark.timeout(0 if FULL else 300)
 EXAMPLES_SETTINGS = settings(
     max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
 )
