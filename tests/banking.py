@@ -24,6 +24,7 @@ from payout131.clock import ManualClock
 from payout131.keys import ensure_bank_keys
 from payout131.server import create_app
 from payout131.settings import Settings
+from payout131.vault import ensure_key_file
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +42,7 @@ def clock() -> ManualClock:
 def bank_settings(database_url: str, tmp_path: Path) -> Settings:
     home = tmp_path / "home"
     ensure_bank_keys(home / "bank-private.pem", home / "bank-public.pem")
+    ensure_key_file(home / "vault.key")  # the account vault (tokenized accounts)
     return Settings(home=home, database_url=database_url)
 
 

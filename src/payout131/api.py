@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.engine import Connection
 
-from payout131 import idempotency, ledger, sessions, wire
+from payout131 import idempotency, ledger, sessions, tokens, wire
 from payout131.accounts import settlement_account
 from payout131.bank import Bank
 from payout131.errors import ApiError, IdempotencyKeyExists, InvalidRequest
@@ -82,8 +82,22 @@ def account_balance(conn: Connection, call: sessions.Call, body: dict[str, Any])
     }
 
 
-def _not_yet(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
-    raise InvalidRequest("tokenized bank accounts are not supported by this server yet")
+def public_token(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
+    tokens.parse_public_token_request(body)
+    issued = tokens.issue_public_token(conn, call.project.id, call.now, tokens.PUBLIC_TOKEN_TTL_S)
+    return {"status": "ok", "public_token": issued}
+
+
+def tokenize(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
+    bik, account = tokens.parse_tokenize_request(body, call.directory)
+    assert call.vault is not None
+    made = tokens.tokenize(conn, call.vault, call.project.id, bik, account, call.now)
+    return {"status": "ok", "token": made.token, "data": {"masked_account": made.masked_account}}
+
+
+def token_info(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
+    token = tokens.parse_info_request(body)
+    return {"status": "ok", "info": tokens.info(conn, call.project.id, token, call.directory)}
 
 
 METHODS: dict[str, Method] = {
@@ -102,9 +116,9 @@ METHODS: dict[str, Method] = {
     "session/status": Method(_session(sessions.status), False),
     "wallet/balance": Method(wallet_balance, False, versions=("v1",)),
     "report/account_balance": Method(account_balance, False, versions=("v1",)),
-    "token": Method(_not_yet, True, versions=("v1",)),
-    "tokenize": Method(_not_yet, True, versions=("v1",)),
-    "token/info": Method(_not_yet, False, versions=("v1",)),
+    "token": Method(public_token, True, versions=("v1",)),
+    "tokenize": Method(tokenize, True, versions=("v1",)),
+    "token/info": Method(token_info, False, versions=("v1",)),
 }
 
 
@@ -182,6 +196,7 @@ def handle(
             now=bank.clock.now(),
             directory=bank.directory,
             submerchant=submerchant,
+            vault=bank.vault,
         )
         if method.mutating and idempotency_key is not None:
             key = idempotency.validate_key(idempotency_key)

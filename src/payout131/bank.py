@@ -14,6 +14,7 @@ from payout131.projects import ProjectCache
 from payout131.rails import Rail, make_rail
 from payout131.settings import Settings
 from payout131.storage import Database, migrate
+from payout131.vault import Vault
 from payout131.webhooks.dispatcher import Dispatcher
 from payout131.work import Worker
 
@@ -35,6 +36,7 @@ class Bank:
         self.projects = ProjectCache(self.db)
         self.worker = Worker(self)
         self.dispatcher = Dispatcher(self)  # webhooks
+        self.vault = Vault(self.settings.vault_key_path, self.settings.vault_key)
 
     @classmethod
     def open(

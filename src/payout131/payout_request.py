@@ -7,15 +7,25 @@ rules of ``validation`` and the BIK directory. Nothing here touches the database
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from payout131 import validation as v
 from payout131.bik import BikDirectory
-from payout131.errors import InvalidRequest
+from payout131.errors import InvalidRequest, NotFound
 
-__all__ = ["DRAFT_FIELDS", "Destination", "PayoutRequest", "parse_payout", "require_object"]
+__all__ = [
+    "DRAFT_FIELDS",
+    "Destination",
+    "PayoutRequest",
+    "TokenLookup",
+    "TokenizedAccount",
+    "check_bank_account",
+    "parse_payout",
+    "require_object",
+]
 
 # The payout fields a session can carry from create to start (both destination spellings).
 DRAFT_FIELDS = (
@@ -39,6 +49,21 @@ class Destination:
     inn: str | None
     kpp: str | None
     echo: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizedAccount:
+    """What a payout needs to know of a tokenized account: never the full number."""
+
+    token: str
+    bik: str
+    masked_account: str
+
+
+TokenLookup = Callable[[str], TokenizedAccount | None]
+"""The calling project's tokenized account for a token, or None (the caller has the store)."""
+
+_TOKEN = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +110,50 @@ def _destination_field(body: Mapping[str, Any], version: str) -> str:
     return other if other in body and preferred not in body else preferred
 
 
+def check_bank_account(
+    fields: Mapping[str, Any], directory: BikDirectory, prefix: str = ""
+) -> tuple[str, str]:
+    """``bik`` and ``account`` checked as every payout checks them (tokenize does the same).
+
+    ``prefix`` is the path of ``fields`` in the body with its dot, e.g. ``"….ru."``.
+    """
+    bik = v.check_bik(f"{prefix}bik", fields.get("bik"))
+    refusal = directory.payout_refusal(bik)
+    if refusal:
+        raise InvalidRequest(f"{prefix}bik: {refusal}")
+    account = v.check_recipient_account(f"{prefix}account", bik, fields.get("account"))
+    return bik, account
+
+
+def _tokenized(
+    ru_path: str, ru: Mapping[str, Any], directory: BikDirectory, lookup: TokenLookup | None
+) -> TokenizedAccount:
+    """The account behind ``ru.token``, which stands in for both ``bik`` and ``account``."""
+    if ru.get("bik") is not None or ru.get("account") is not None:
+        raise InvalidRequest(
+            f"{ru_path}: give either token or bik and account, not both "
+            "(the token already names the bank and the account)"
+        )
+    token = ru["token"]
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise InvalidRequest(
+            f"{ru_path}.token: must be a token of 64 hex digits from tokenize or the widget"
+        )
+    found = lookup(token.lower()) if lookup else None
+    if found is None:
+        raise NotFound(f"{ru_path}.token: no such token")
+    refusal = directory.payout_refusal(found.bik)
+    if refusal:
+        raise InvalidRequest(f"{ru_path}.token: the account's bank cannot be paid: {refusal}")
+    return found
+
+
 def _parse_destination(
-    path: str, value: object, party: Mapping[str, Any], directory: BikDirectory
+    path: str,
+    value: object,
+    party: Mapping[str, Any],
+    directory: BikDirectory,
+    lookup: TokenLookup | None,
 ) -> Destination:
     method = require_object(path, value)
     if method.get("type") != "bank_account":
@@ -102,32 +169,30 @@ def _parse_destination(
         raise InvalidRequest(f'{path}.bank_account.system_type: must be "ru", got {system!r}')
     ru_path = f"{path}.bank_account.ru"
     ru = require_object(ru_path, bank_account.get("ru"))
-    if "token" in ru:
-        raise InvalidRequest(
-            f"{ru_path}.token: payouts to tokenized accounts are not supported by this "
-            "server yet; send bik and account"
-        )
-    bik = v.check_bik(f"{ru_path}.bik", ru.get("bik"))
-    refusal = directory.payout_refusal(bik)
-    if refusal:
-        raise InvalidRequest(f"{ru_path}.bik: {refusal}")
-    account = v.check_recipient_account(f"{ru_path}.account", bik, ru.get("account"))
+    token: TokenizedAccount | None = None
+    if ru.get("token") is not None:
+        token = _tokenized(ru_path, ru, directory, lookup)
+        bik, account, kind = token.bik, None, token.masked_account
+    else:
+        bik, account = check_bank_account(ru, directory, f"{ru_path}.")
+        kind = account
     full_name = v.check_full_name(f"{ru_path}.full_name", ru.get("full_name"))
     description = v.check_purpose(f"{ru_path}.description", ru.get("description"))
-    inn, kpp = _party_ids(ru_path, ru, party, account)
+    inn, kpp = _party_ids(ru_path, ru, party, kind)
     if "is_fast" in ru and not isinstance(ru["is_fast"], bool):
         raise InvalidRequest(f"{ru_path}.is_fast: must be true or false")
-    echo: dict[str, Any] = {
-        "bik": bik,
-        "account": account,
-        "full_name": full_name,
-        "description": description,
-    }
+    # A tokenized account is echoed as its token and mask, never as the number.
+    echo: dict[str, Any] = (
+        {"token": token.token, "masked_account": token.masked_account}
+        if token
+        else {"bik": bik, "account": account}
+    )
+    echo.update({"full_name": full_name, "description": description})
     echo.update({k: ru[k] for k in ("inn", "kpp", "is_fast") if k in ru})
     return Destination(
         bik=bik,
         account=account,
-        token=None,
+        token=token.token if token else None,
         full_name=full_name,
         description=description,
         inn=inn,
@@ -139,7 +204,10 @@ def _parse_destination(
 def _party_ids(
     ru_path: str, ru: Mapping[str, Any], party: Mapping[str, Any], account: str
 ) -> tuple[str | None, str | None]:
-    """INN and KPP from ``ru`` or else ``participant_details.recipient``, by account kind."""
+    """INN and KPP from ``ru`` or else ``participant_details.recipient``, by account kind.
+
+    ``account`` may be masked (``40702***0025``): only its first five digits matter here.
+    """
     recipient = party.get("recipient")
     recipient = recipient if isinstance(recipient, dict) else {}
     inn_length, kpp_required = v.party_requirements(account)
@@ -173,9 +241,16 @@ def _parse_amount(value: object) -> tuple[int, str]:
 
 
 def parse_payout(
-    body: Mapping[str, Any], version: str, rko: bool, directory: BikDirectory
+    body: Mapping[str, Any],
+    version: str,
+    rko: bool,
+    directory: BikDirectory,
+    lookup: TokenLookup | None = None,
 ) -> PayoutRequest:
-    """Check every field a payout carries; raise ``InvalidRequest`` at the first bad one."""
+    """Check every field a payout carries; raise ``InvalidRequest`` at the first bad one.
+
+    ``lookup`` resolves ``ru.token``; without it every token is unknown.
+    """
     dest_field = _destination_field(body, version)
     if dest_field not in body:
         raise InvalidRequest(f"{dest_field}: required (where the money goes)")
@@ -186,7 +261,7 @@ def parse_payout(
     if party is not None:
         require_object("participant_details", party)
     party_map: Mapping[str, Any] = party or {}
-    destination = _parse_destination(dest_field, body[dest_field], party_map, directory)
+    destination = _parse_destination(dest_field, body[dest_field], party_map, directory, lookup)
     sender_account = None
     if rko:
         sender = party_map.get("sender")

@@ -16,7 +16,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from payout131 import api, metrics
 from payout131.bank import Bank
@@ -31,6 +31,7 @@ from payout131.errors import (
     NotFound,
 )
 from payout131.openapi import PATH as OPENAPI_PATH
+from payout131.widget_app import widget_app
 from payout131.wire import dumps
 
 __all__ = ["create_app"]
@@ -162,6 +163,7 @@ def create_app(bank: Bank, *, run_worker: bool = True) -> Starlette:
         routes=[
             Route("/api/{version}/{method:path}", partner_api.__call__, methods=["POST"]),
             Route("/health", _health, methods=["GET"]),
+            Mount("/widget", widget_app(bank, limiter)),  # docs/widget.md
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],

@@ -21,13 +21,14 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import events, fees, ledger, refunds, wire
+from payout131 import events, fees, ledger, refunds, tokens, wire
 from payout131.accounts import BANK_BIK, settlement_account
 from payout131.bik import BikDirectory
 from payout131.errors import AuthorizationError, InvalidRequest, NotFound, SessionWrongState
 from payout131.payout_request import DRAFT_FIELDS, PayoutRequest, parse_payout, require_object
 from payout131.projects import Project, wallet_code
 from payout131.storage import schema as t
+from payout131.vault import Vault
 
 __all__ = [
     "Call",
@@ -52,6 +53,7 @@ class Call:
     now: int
     directory: BikDirectory
     submerchant: str | None = None
+    vault: Vault | None = None  # opens tokenized accounts (confirm_information checks)
 
 
 def _json(value: Any) -> str:
@@ -177,7 +179,11 @@ def _start(conn: Connection, call: Call, session: Any, body: dict[str, Any]) -> 
             f"start it with session/start/payout{wanted}"
         )
     request = parse_payout(
-        _merged(session.draft, body, call.version), call.version, call.rko, call.directory
+        _merged(session.draft, body, call.version),
+        call.version,
+        call.rko,
+        call.directory,
+        lambda token: tokens.lookup(conn, call.project.id, token),
     )
     account = _paying_account(conn, call, request)
     single = call.project.single_request
@@ -249,7 +255,9 @@ def _pending_payout(conn: Connection, session: Any, action: str) -> Any:
     return payout
 
 
-def _check_confirm_information(body: dict[str, Any], payout: Any, call: Call) -> None:
+def _check_confirm_information(
+    conn: Connection, body: dict[str, Any], payout: Any, call: Call
+) -> None:
     """If the partner echoes ``confirm_information``, its account numbers must be the payout's."""
     info = body.get("confirm_information")
     if info is None:
@@ -257,10 +265,10 @@ def _check_confirm_information(body: dict[str, Any], payout: Any, call: Call) ->
     details = require_object("confirm_information", info).get("account_details")
     if not isinstance(details, dict):
         return
-    recipient = wire.loads_field(payout.recipient)
     given = details.get("recipient")
-    known = recipient["account_number"]
-    if isinstance(given, dict) and known and given.get("account_number", known) != known:
+    if not isinstance(given, dict) or "account_number" not in given:
+        return
+    if given["account_number"] != tokens.payout_account(conn, call.vault, payout):
         raise InvalidRequest(
             "confirm_information.account_details.recipient.account_number: does not match "
             "the payout's recipient account"
@@ -270,7 +278,7 @@ def _check_confirm_information(body: dict[str, Any], payout: Any, call: Call) ->
 def confirm(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]:
     session = load_session(conn, call, body)
     payout = _pending_payout(conn, session, "confirm")
-    _check_confirm_information(body, payout, call)
+    _check_confirm_information(conn, body, payout, call)
     conn.execute(
         sa.update(t.payouts)
         .where(t.payouts.c.n == payout.n)
@@ -292,7 +300,7 @@ def cancel(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]
         )
         return render(conn, session.n, call.version)
     payout = _pending_payout(conn, session, "cancel")
-    _check_confirm_information(body, payout, call)
+    _check_confirm_information(conn, body, payout, call)
     fail_payout(
         conn,
         payout,
@@ -327,12 +335,19 @@ def _finish(conn: Connection, payout: Any, now: int, **values: Any) -> None:
     )
 
 
-def _announce(conn: Connection, session_n: int, kind: str, now: int, **extra: Any) -> None:
+def _announce(
+    conn: Connection,
+    session_n: int,
+    kind: str,
+    now: int,
+    seal_with: Vault | None = None,
+    **extra: Any,
+) -> None:
     row = conn.execute(sa.select(t.sessions).where(t.sessions.c.n == session_n)).one()
     body = wire.event_body(
         kind, wire.render_session(dict(row._mapping), _payouts(conn, session_n)), **extra
     )
-    events.emit(conn, row.project_id, session_n, kind, body, now)
+    events.emit(conn, row.project_id, session_n, kind, body, now, seal_with)
 
 
 def fail_payout(conn: Connection, payout: Any, code: str, description: str, now: int) -> None:
@@ -384,7 +399,12 @@ def refund_payout(conn: Connection, payout: Any, amount: int, now: int) -> None:
 
 
 def ready_to_confirm(
-    conn: Connection, payout: Any, project: Project, directory: BikDirectory, now: int
+    conn: Connection,
+    payout: Any,
+    project: Project,
+    directory: BikDirectory,
+    now: int,
+    vault: Vault | None = None,
 ) -> None:
     """Checks passed and the money is held: wait for the partner, tell them so."""
     deadline = now + project.confirm_timeout_s * 1_000_000
@@ -405,15 +425,28 @@ def ready_to_confirm(
     )
     session = conn.execute(sa.select(t.sessions).where(t.sessions.c.n == payout.session_n)).one()
     extra = {}
+    seal_with = None
     if session.rko:
-        extra["confirm_information"] = confirm_information(conn, payout, project, directory)
-    _announce(conn, payout.session_n, "ready_to_confirm", now, **extra)
+        extra["confirm_information"] = confirm_information(
+            conn, payout, project, directory, vault
+        )
+        if wire.loads_field(payout.recipient).get("token"):  # the account in full: sealed
+            seal_with = vault
+    _announce(conn, payout.session_n, "ready_to_confirm", now, seal_with, **extra)
 
 
 def confirm_information(
-    conn: Connection, payout: Any, project: Project, directory: BikDirectory
+    conn: Connection,
+    payout: Any,
+    project: Project,
+    directory: BikDirectory,
+    vault: Vault | None = None,
 ) -> dict[str, Any]:
-    """Both sides of the transfer, bank names and correspondent accounts from the directory."""
+    """Both sides of the transfer, bank names and correspondent accounts from the directory.
+
+    A tokenized recipient's account is opened by the vault: the partner checks the real
+    account here, the one place it is shown.
+    """
     sender_number = conn.execute(
         sa.select(t.ledger_accounts.c.code).where(t.ledger_accounts.c.id == payout.account_id)
     ).scalar_one()
@@ -428,5 +461,6 @@ def confirm_information(
         "kpp": project.kpp,
     }
     recipient = {k: v for k, v in wire.loads_field(payout.recipient).items() if k != "token"}
+    recipient["account_number"] = tokens.payout_account(conn, vault, payout)
     recipient = {k: v for k, v in recipient.items() if v is not None or k in ("inn", "kpp")}
     return {"account_details": {"sender": sender, "recipient": recipient}}

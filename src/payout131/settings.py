@@ -41,6 +41,9 @@ class Settings:
     webhook_lease_s: float = 60.0
     webhook_poll_s: float = 1.0
     webhook_test_hang_after_send: bool = False  # a test hook: see docs/webhooks.md
+    # tokenized accounts (docs/tokens.md, docs/widget.md): vault keys, the widget's demo
+    vault_key: str = field(default="", repr=False)  # PAYOUT131_VAULT_KEY; else vault.key
+    widget_demo_project: str = "demo"  # /widget/demo mints public tokens for it; "" = off
 
     @property
     def database(self) -> str:
@@ -54,12 +57,18 @@ class Settings:
     def bank_public_key_path(self) -> Path:
         return self.home / "bank-public.pem"
 
+    @property
+    def vault_key_path(self) -> Path:
+        return self.home / "vault.key"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         settings = cls(
             home=Path(env.get("PAYOUT131_HOME", ".payout131")),
             database_url=env.get("PAYOUT131_DATABASE_URL", ""),
+            vault_key=env.get("PAYOUT131_VAULT_KEY", ""),
+            widget_demo_project=env.get("PAYOUT131_WIDGET_DEMO_PROJECT", "demo"),
         )
         if "PAYOUT131_RAIL" in env:
             settings = replace(settings, rail=env["PAYOUT131_RAIL"])

@@ -22,7 +22,7 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import sessions, settlement, wire
+from payout131 import sessions, settlement, tokens
 from payout131.projects import get_project
 from payout131.rails import UNKNOWN
 from payout131.storage import schema as t
@@ -86,7 +86,9 @@ class Worker:
             if work == "check":
                 project = get_project(conn, payout.project_id)
                 assert project is not None
-                sessions.ready_to_confirm(conn, payout, project, self.bank.directory, now)
+                sessions.ready_to_confirm(
+                    conn, payout, project, self.bank.directory, now, self.bank.vault
+                )
             elif work == "expire":
                 sessions.fail_payout(
                     conn,
@@ -118,7 +120,7 @@ class Worker:
             if not resumed:
                 settlement.assign(conn, n, rail.name, reference)
             if work == "execute":
-                account = wire.loads_field(payout.recipient)["account_number"]
+                account = tokens.payout_account(conn, self.bank.vault, payout)
                 order = settlement.order(payout, reference, account)
         status = rail.poll(reference) if resumed else UNKNOWN
         if work == "execute" and status.state == "unknown":

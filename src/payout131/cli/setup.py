@@ -18,6 +18,7 @@ from payout131.keys import ensure_bank_keys
 from payout131.settings import Settings
 from payout131.storage import Database, migrate
 from payout131.storage import schema as t
+from payout131.vault import ensure_key_file
 
 __all__ = ["initialise"]
 
@@ -29,6 +30,11 @@ def initialise(conf: Settings, *, demo: bool) -> None:
     conf.home.mkdir(parents=True, exist_ok=True)
     made = ensure_bank_keys(conf.bank_private_key_path, conf.bank_public_key_path)
     click.echo(f"{'created' if made else 'kept'} the bank's key pair in {conf.home}")
+    if conf.vault_key:
+        click.echo("the account vault uses the keys in PAYOUT131_VAULT_KEY")
+    else:
+        made = ensure_key_file(conf.vault_key_path)
+        click.echo(f"{'created' if made else 'kept'} the account vault key {conf.vault_key_path}")
     db = Database(conf.database)
     try:
         migrate(db)

@@ -12,9 +12,11 @@ from typing import Any
 
 import click
 
-from payout131.cli.context import database, write
+from payout131.cli.context import database, settings, write
 from payout131.clock import rfc3339
+from payout131.events import open_body
 from payout131.projects import get_project
+from payout131.vault import Vault, VaultError
 from payout131.webhooks import history, outbox
 
 __all__ = ["webhooks"]
@@ -137,7 +139,19 @@ def show(event_id: str, body: bool) -> None:
         ],
     )
     if body:
-        click.echo(bytes(event.body).decode("utf-8", "replace"))
+        click.echo(_opened_body(event).decode("utf-8", "replace"))
+
+
+def _opened_body(event: Any) -> bytes:
+    """tokens: a body showing a tokenized account in full is stored sealed by the vault."""
+    conf = settings()
+    vault = Vault(conf.vault_key_path, conf.vault_key)
+    try:
+        return open_body(
+            vault, event.body, event.body_key_id, event.project_id, event.session_n, event.type
+        )
+    except VaultError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @webhooks.command("replay")

@@ -180,6 +180,8 @@ events = sa.Table(
     sa.Column("delivered_at", sa.BigInteger),
     # webhooks: when an operator last replayed the event (the retry round restarts then)
     sa.Column("replayed_at", sa.BigInteger),
+    # tokens: the vault key sealing ``body`` (a tokenized account in full); NULL: plain
+    sa.Column("body_key_id", sa.String(32)),
     sa.CheckConstraint(
         "status IN ('pending', 'failed', 'delivered', 'dead')", name="ck_events_status"
     ),
@@ -233,6 +235,40 @@ webhook_attempts = sa.Table(
     sa.CheckConstraint("attempt > 0", name="ck_webhook_attempts_attempt"),
     sa.Index("ix_webhook_attempts_event", "event_id"),
 )
+
+# ---------------------------------------------------------------------------------------
+# Tokenized bank accounts (issue 4): public tokens for the widget, account tokens.
+# ---------------------------------------------------------------------------------------
+
+# A public token lets a browser use the tokenization widget once, for one project. Only its
+# SHA-256 is stored: the token itself is a bearer credential.
+public_tokens = sa.Table(
+    "public_tokens",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("project_id", sa.String(64), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("used_at", sa.BigInteger),
+    sa.Index("ix_public_tokens_expires", "expires_at"),
+)
+
+# An account token stands for a recipient's bank account; the number itself is only here
+# sealed by the vault (``account_sealed``, with the id of the key that sealed it).
+account_tokens = sa.Table(
+    "account_tokens",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("project_id", sa.String(64), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("bik", sa.String(9), nullable=False),
+    sa.Column("masked_account", sa.String(16), nullable=False),
+    sa.Column("account_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_account_tokens_key", "key_id"),
+    sa.Index("ix_account_tokens_project", "project_id"),
+)
+
 
 # ---------------------------------------------------------------------------------------
 # Settlement rails (issue 5): refunds, and the simulator rail's own record of transfers.

@@ -168,6 +168,7 @@ class Dispatcher:
                     room,
                     in_flight,
                     conf.webhook_per_endpoint,
+                    vault=self.bank.vault,  # tokens: opens sealed bodies
                 )
 
         return await anyio.to_thread.run_sync(claim, limiter=self._writers)

@@ -58,7 +58,7 @@ def list_events(
 def get_event(conn: Connection, event_id: int) -> Any:
     """The event (with its body and its project's URL), or None."""
     query = (
-        sa.select(*_columns(), e.c.body)
+        sa.select(*_columns(), e.c.body, e.c.body_key_id)  # tokens: key id of a sealed body
         .join(t.projects, t.projects.c.id == e.c.project_id)
         .where(e.c.id == event_id)
     )

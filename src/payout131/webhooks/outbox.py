@@ -20,7 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from payout131.events import open_body  # tokens: bodies sealed by the account vault
 from payout131.storage import schema as t
+from payout131.vault import Vault
 from payout131.webhooks.schedule import Schedule, parse_retry_after
 
 __all__ = ["SNIPPET_BYTES", "Job", "Outcome", "claim", "record", "replay", "replay_dead"]
@@ -112,6 +114,7 @@ def claim(
     limit: int,
     in_flight: Mapping[str, int],
     per_endpoint: int,
+    vault: Vault | None = None,
 ) -> list[Job]:
     """Lease up to ``limit`` due events, respecting ``per_endpoint`` for each project."""
     if limit <= 0:
@@ -135,6 +138,7 @@ def claim(
             e.c.attempts,
             e.c.created_at,
             e.c.replayed_at,
+            e.c.body_key_id,
         )
     ).all()
     rows = sorted(rows, key=lambda r: r.id)
@@ -161,7 +165,7 @@ def claim(
             project_id=r.project_id,
             session_n=int(r.session_n),
             type=r.type,
-            body=bytes(r.body),
+            body=open_body(vault, r.body, r.body_key_id, r.project_id, int(r.session_n), r.type),
             url=urls[r.id],
             created_at=int(r.created_at),
             round_started=int(r.replayed_at or r.created_at),
