@@ -17,6 +17,7 @@ from payout131.cli import (
 from payout131.cli.context import settings
 from payout131.cli.demo_commands import demo
 from payout131.cli.partner_commands import partner
+from payout131.cli.vault_commands import vault
 from payout131.settings import Settings
 
 __all__ = ["main"]
@@ -81,5 +82,6 @@ main.add_command(bik_commands.bik)
 main.add_command(simulate_commands.simulate)
 main.add_command(webhook_commands.webhooks)
 main.add_command(worker_commands.worker)
+main.add_command(vault)
 main.add_command(partner)
 main.add_command(demo)
