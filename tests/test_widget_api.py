@@ -133,6 +133,17 @@ def test_a_public_token_expires_after_24_hours(
     assert expired.json()["error"]["reason"] == "expired"
 
 
+def test_a_disabled_projects_public_token_is_refused(
+    bank: Bank, http: httpx.Client, onboard: Onboard
+) -> None:
+    token = public_token(onboard())
+    with bank.db.write() as conn:
+        conn.execute(sa.update(t.projects).values(disabled=True))
+    refused = submit(http, token)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["description"] == "public_token: its project is disabled"
+
+
 def test_a_public_token_makes_tokens_for_its_own_project_only(
     http: httpx.Client, onboard: Onboard
 ) -> None:

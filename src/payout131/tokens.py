@@ -123,6 +123,11 @@ def check_public_token(conn: Connection, public_token: object, now: int, lock: b
         raise PublicTokenRefused("spent", "public_token: already used (each works once)")
     if row.expires_at <= now:
         raise PublicTokenRefused("expired", "public_token: expired (each lasts 24 hours)")
+    disabled = conn.execute(
+        sa.select(t.projects.c.disabled).where(t.projects.c.id == row.project_id)
+    ).scalar_one()
+    if disabled:
+        raise PublicTokenRefused("unknown", "public_token: its project is disabled")
     return str(row.project_id)
 
 
