@@ -1,9 +1,15 @@
-"""``payout131 partner batch`` against a real ``payout131 serve``: 1,000 rows, an interruption
-at about row 500, a rerun, and every row paid exactly once; on SQLite and PostgreSQL.
+"""``payout131 partner batch`` against a real ``payout131 serve``: a sheet interrupted half
+way, rerun, and every row paid exactly once.
 
-The interruption is the CLI's test hook ``PAYOUT131_TEST_STOP_AFTER_ROWS=500``: after the
-500th payout start is answered, and before the journal records it, the process ends with
-``os._exit`` (no cleanup, as if killed), leaving up to ``--concurrency`` rows in flight.
+SQLite pays 1,000 rows, interrupted at row 500. PostgreSQL proves the same with 200 rows
+interrupted at row 100: on this workplace's shared two-core machines its 1,000 rows took
+about two minutes, well over the minute this test may take.
+
+The interruption is the CLI's test hook ``PAYOUT131_TEST_STOP_AFTER_ROWS``: after that many
+payout starts are answered, and before the journal records the last, the process ends with
+``os._exit`` (no cleanup, as if killed), leaving up to ``--concurrency`` rows in flight. The
+wallet holds exactly the sheet's total, so a rerun that paid an in-flight row again, or
+counted it as unpaid, would fail.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from payout131.storage import schema as t
 from payout131.validation import generate_account
 from served import PAYOUT131, Served, serve
 
-ROWS = 1_000
+ROWS = {"sqlite": 1_000, "postgresql": 200}  # PostgreSQL: fewer rows, to stay near a minute
 BIK = "044525974"
 SAFE_KOPECKS = ("00", "10", "25", "50", "75", "99")  # none is a simulator scenario
 ORGANISATION_IDS = ("7707083893", "773601001")  # INN, KPP
@@ -78,35 +84,37 @@ def batch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_thousand_rows_interrupted_and_rerun_are_each_paid_once(
     tmp_path: Path, database_url: str, partner_keys: list[rsa.RSAPrivateKey]
 ) -> None:
+    rows_in_sheet = ROWS[database_url.split(":")[0].split("+")[0]]
+    stop = rows_in_sheet // 2
     file = tmp_path / "payouts.csv"
-    total = sheet(file, ROWS)
-    funds = total + 1_000_000
+    total = sheet(file, rows_in_sheet)
+    funds = total  # exactly: the rerun must count the in-flight rows as paid, not pay them
     with serve(tmp_path, database_url) as served:
         # single-request: no confirm step, so three calls a row (the confirm path is tested
         # on a smaller sheet below) and the test stays well under a minute
         key = served.register("acme", partner_keys[0], wallet=funds, single_request=True)
         env = partner_env(served, key)
 
-        first = batch(env | {"PAYOUT131_TEST_STOP_AFTER_ROWS": "500"}, str(file))
+        first = batch(env | {"PAYOUT131_TEST_STOP_AFTER_ROWS": str(stop)}, str(file))
         assert first.returncode == STOP_EXIT_CODE, first.stdout + first.stderr
         journal = tmp_path / "payouts.results.csv.journal"
         entries = [json.loads(line) for line in journal.read_text().splitlines()]
         started = {e["row"] for e in entries if e.get("started")}
         sessions = {e["row"] for e in entries if "session" in e}
-        assert 490 <= len(started) < 500  # the 500th start and any in flight: not journaled
+        assert stop - 10 <= len(started) < stop  # the last start and any in flight: unrecorded
         assert len(sessions) > len(started)
         assert not (tmp_path / "payouts.results.csv").exists()
 
         second = batch(env, str(file))
         assert second.returncode == 0, second.stdout + second.stderr
-        assert "succeeded" in second.stdout
+        assert "were in flight when a run stopped" in second.stdout
 
         with (tmp_path / "payouts.results.csv").open(encoding="utf-8") as results:
             rows = list(csv.DictReader(results))
-        assert len(rows) == ROWS
-        assert Counter(row["status"] for row in rows) == {"succeeded": ROWS}
-        assert len({row["session_id"] for row in rows}) == ROWS
-        assert len({row["idempotency_key"] for row in rows}) == ROWS
+        assert len(rows) == rows_in_sheet
+        assert Counter(row["status"] for row in rows) == {"succeeded": rows_in_sheet}
+        assert len({row["session_id"] for row in rows}) == rows_in_sheet
+        assert len({row["idempotency_key"] for row in rows}) == rows_in_sheet
 
         # all done: a third run (in-process, to spare a start-up) sends nothing again
         third = CliRunner().invoke(main, ["partner", "batch", str(file)], env=env)
@@ -118,6 +126,7 @@ def test_a_thousand_rows_interrupted_and_rerun_are_each_paid_once(
 
 
 def paid_once(database_url: str, rows: list[dict[str, str]], total: int, funds: int) -> None:
+    count = len(rows)
     """One payout per row in the database, each to its row's account and amount."""
     db = Database(database_url)
     try:
@@ -133,16 +142,16 @@ def paid_once(database_url: str, rows: list[dict[str, str]], total: int, funds: 
             ).scalar_one()
     finally:
         db.dispose()
-    assert len(payouts) == ROWS
+    assert len(payouts) == count
     assert {p.status for p in payouts} == {"succeeded"}
     assert sum(p.amount for p in payouts) == total
     row_of = {n: json.loads(metadata)["row"] for n, metadata in session_rows}
     paid_rows = Counter(row_of[p.session_n] for p in payouts)
     assert set(paid_rows.values()) == {1}  # no row paid twice
-    assert len(paid_rows) == ROWS
+    assert len(paid_rows) == count
     by_line = {int(row["line"]): row for row in rows}
     for p in payouts:
         amount = by_line[row_of[p.session_n]]["amount"]
         assert p.amount == int(amount.replace(".", ""))
-    assert len(session_rows) - ROWS <= 8  # at most the in-flight creates left empty sessions
+    assert len(session_rows) - count <= 8  # at most the in-flight creates left empty sessions
     assert int(wallet) == funds - total

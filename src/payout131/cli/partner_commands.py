@@ -380,7 +380,13 @@ def tokenize(bik: str, account: str, as_json: bool) -> None:
 @click.option("--from", "sender", metavar="ACCOUNT", help="The settlement account to debit.")
 @click.option("--no-confirm", is_flag=True, help="Leave payouts that wait for confirmation.")
 @click.option("--check", is_flag=True, help="Check the file (and tokens, funds) and stop.")
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Calls in flight at once.",
+)
 @click.option("--wait", default=600.0, show_default=True, help="Seconds to wait for outcomes.")
 def batch(
     file: Path,
@@ -396,7 +402,7 @@ def batch(
 
     Every row is checked before any money moves. Progress is journaled beside the results
     (RESULTS.journal): run the same command again after an interruption and no row is paid
-    twice. Exits 0 when every row succeeded.
+    twice. Exits 0 when every row succeeded (or, with --no-confirm, waits to be confirmed).
     """
     if rko and not sender:
         raise click.UsageError("--rko pays from a settlement account: give --from ACCOUNT")
@@ -460,8 +466,12 @@ def _print_problems(problems: list[tuple[int, str]]) -> None:
 
 
 def _preflight(run: Batch, check: bool) -> None:
-    """The checks that need the bank but move no money: tokens exist, funds suffice."""
+    """What needs the bank but moves no money: in-flight rows resolved, tokens exist, and the
+    funds cover the rows still to pay."""
     with _bank_errors():
+        unsure = run.reconcile()
+        if unsure:
+            click.echo(f"{unsure} row(s) were in flight when a run stopped: looked them up")
         problems = run.check_tokens()
         if problems:
             _print_problems(problems)

@@ -118,6 +118,22 @@ class Batch:
                 problems.append((row.number, exc.description))
         return problems
 
+    def reconcile(self) -> int:
+        """Ask ``session/status`` about rows whose start has no recorded fate (a run was
+        interrupted while they were in flight); journal those that did start. A read: no
+        money moves. Returns how many rows it asked about."""
+        unsure = [
+            (row, state)
+            for row in self.sheet.rows
+            if (state := self.journal.state(row.number)).session is not None
+            and not (state.started or state.final or state.rejected)
+        ]
+        for row, state in unsure:
+            assert state.session is not None
+            if self.client.status(state.session).status != "created":
+                self.journal.record(row.number, started=True)
+        return len(unsure)
+
     def needed(self) -> int:
         """Kopecks of the rows whose payout has not started yet: what this run still pays."""
         states = (self.journal.state(row.number) for row in self.sheet.rows)
