@@ -157,7 +157,11 @@ class Worker:
         """Forever: run due steps, then sleep until poked or the poll interval passes."""
         poll = self.bank.settings.worker_poll_s
         while True:
-            done = await anyio.to_thread.run_sync(self.run_once)
+            try:
+                done = await anyio.to_thread.run_sync(self.run_once)
+            except Exception:  # reliability: the database may be back at the next poll
+                log.exception("claiming payout steps failed; trying again")
+                done = 0
             if not done:
                 await anyio.to_thread.run_sync(self.wakeup.wait, poll)
                 self.wakeup.clear()

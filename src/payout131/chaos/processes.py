@@ -54,6 +54,10 @@ class ServerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def start(self, timeout: float = 60.0) -> None:
         """Start the server and wait until ``/health`` answers."""
         with self.log.open("ab") as out:

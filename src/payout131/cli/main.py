@@ -14,6 +14,7 @@ from payout131.cli import (
     webhook_commands,
     worker_commands,
 )
+from payout131.cli.chaos_commands import chaos
 from payout131.cli.context import settings
 from payout131.cli.demo_commands import demo
 from payout131.cli.partner_commands import partner
@@ -85,3 +86,4 @@ main.add_command(worker_commands.worker)
 main.add_command(vault)
 main.add_command(partner)
 main.add_command(demo)
+main.add_command(chaos)  # reliability: the crash test
