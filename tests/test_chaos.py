@@ -10,8 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from payout131.chaos.harness import Plan, run
+from payout131.chaos.verify import Record, verify
+from payout131.clock import SystemClock
+from payout131.storage import Database
+from payout131.storage import schema as t
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"
 CRASHES = 30 if FULL else 5
@@ -44,6 +49,51 @@ def test_sigkill_the_server_under_load(database_url: str, tmp_path: Path) -> Non
             pause=(0.2, 1.0),
         )
     )
+
+
+def test_the_proof_catches_what_it_claims_to(tmp_path: Path) -> None:
+    """Tamper with a passing run's store, one claim at a time: each must be reported."""
+    workdir = tmp_path / "chaos"
+    report = run(
+        Plan(crashes=1, seed=SEED, workdir=workdir, flows=2, pause=(0.5, 0.5)),
+        echo=lambda line: None,
+    )
+    assert report.passed, report.as_dict()["problems"]
+    record = Record.load(workdir / "record.json")
+    db = Database(f"sqlite:///{workdir / 'payout131.db'}")
+    p, e = t.payouts, t.events
+    with db.read() as conn:
+        paid = conn.execute(
+            sa.select(p.c.n, p.c.rail_reference).where(p.c.status == "succeeded").limit(1)
+        ).one()
+        event = conn.execute(sa.select(e.c.id).limit(1)).scalar_one()
+    tampering = {
+        "the rail holds 2 transfers": sa.insert(t.simulator_transfers).values(
+            reference="again",
+            payout_id=f"po_{paid.n}",
+            amount=1,
+            bik="044525974",
+            scenario="success",
+            submitted_at=0,
+            settles_at=0,
+        ),
+        "acknowledged but stored as pending": sa.update(e)
+        .where(e.c.id == event)
+        .values(status="pending"),
+        "ledger: ": sa.update(t.ledger_accounts)
+        .where(t.ledger_accounts.c.code.like("4070%"))
+        .values(balance=t.ledger_accounts.c.balance + 1),
+        "has no payout of": sa.update(p).where(p.c.n == paid.n).values(amount=p.c.amount + 100),
+    }
+    try:
+        for expected, change in tampering.items():
+            with db.write() as conn:
+                conn.execute(sa.text("PRAGMA ignore_check_constraints = ON"))
+                conn.execute(change)
+            problems = verify(db, record, SystemClock().now()).problems
+            assert any(expected in problem for problem in problems), (expected, problems)
+    finally:
+        db.dispose()
 
 
 def test_crash_postgresql_under_load(tmp_path: Path) -> None:

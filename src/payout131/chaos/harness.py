@@ -33,7 +33,7 @@ from payout131 import accounts, ledger, projects
 from payout131.chaos.load import Load, Partner
 from payout131.chaos.processes import PAYOUT131, PostgresCluster, ServerProcess, free_port
 from payout131.chaos.receiver import Receiver
-from payout131.chaos.verify import Verdict, verify
+from payout131.chaos.verify import Record, Verdict, verify
 from payout131.cli.setup import initialise
 from payout131.client import signing
 from payout131.clock import SystemClock
@@ -188,12 +188,11 @@ class _Run:
             await asyncio.to_thread(server.stop)
             hooks.should_exit = True
             await hook_task
+        record = Record(load.answers, receiver.deliveries, self.opening, [TWO_STEP])
+        record.save(self.workdir / "record.json")
         db = Database(self.url)
         try:
-            self.report.verdict = verify(
-                db, load.answers, receiver.deliveries, self.opening, {TWO_STEP},
-                SystemClock().now(),
-            )  # fmt: skip
+            self.report.verdict = verify(db, record, SystemClock().now())
         finally:
             db.dispose()
         self._ledger_check()

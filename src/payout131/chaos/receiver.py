@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -54,7 +54,10 @@ class Receiver:
         return Starlette(routes=[Route("/hook/{project}", self._hook, methods=["POST"])])
 
     async def _hook(self, request: Request) -> Response:
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the server died while sending: it will send it again
+            return Response(status_code=400)
         if not signing.verify(self.bank_key, body, request.headers.get("x-partner-sign")):
             self.forged += 1
             return Response(status_code=400)

@@ -18,10 +18,12 @@ rail did and what the receiver saw must all agree.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,7 +34,7 @@ from payout131.chaos.receiver import Delivery
 from payout131.storage import Database
 from payout131.storage import schema as t
 
-__all__ = ["Verdict", "verify"]
+__all__ = ["Record", "Verdict", "verify"]
 
 PARTNER_ENDED = {"session_cancelled_by_partner", "confirm_timeout"}  # never reached the rail
 MAKES_PAYOUT = ("session/init/payout", "session/start/payout")
@@ -88,25 +90,48 @@ def _load(db: Database) -> _Store:
     )
 
 
-def verify(
-    db: Database,
-    answers: list[Answer],
-    deliveries: list[Delivery],
-    opening: dict[str, int],
-    two_step: set[str],
-    now: int,
-) -> Verdict:
-    """Check a finished run; ``opening`` is each partner account's funds by ledger code and
-    ``two_step`` the projects that confirm payouts."""
+@dataclass
+class Record:
+    """What the harness knows apart from the store: the answers the partners got, the
+    webhooks the receiver saw, each partner account's opening funds (by ledger code) and the
+    projects that confirm their payouts. Saved as ``record.json`` in the run's directory."""
+
+    answers: list[Answer]
+    deliveries: list[Delivery]
+    opening: dict[str, int]
+    two_step: list[str]
+
+    def save(self, path: Path) -> None:
+        data = {
+            "answers": [dataclasses.asdict(a) for a in self.answers],
+            "deliveries": [dataclasses.asdict(d) for d in self.deliveries],
+            "opening": self.opening,
+            "two_step": self.two_step,
+        }
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Record:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            [Answer(**a) for a in data["answers"]],
+            [Delivery(**d) for d in data["deliveries"]],
+            data["opening"],
+            data["two_step"],
+        )
+
+
+def verify(db: Database, record: Record, now: int) -> Verdict:
+    """Check a finished run against its store; ``now`` tells due work from later work."""
     verdict = Verdict()
     store = _load(db)
     for problem in store.ledger_problems:
         verdict.fail(f"ledger: {problem}")
-    _answers(verdict, store, answers)
-    _payouts(verdict, store, answers, two_step, now)
+    _answers(verdict, store, record.answers)
+    _payouts(verdict, store, record.answers, set(record.two_step), now)
     _rail(verdict, store)
-    _events(verdict, store, deliveries)
-    _balances(verdict, store, opening)
+    _events(verdict, store, record.deliveries)
+    _balances(verdict, store, record.opening)
     return verdict
 
 
@@ -149,9 +174,15 @@ def _answers(verdict: Verdict, store: _Store, answers: list[Answer]) -> None:
             payout is None or payout.error_code != "session_cancelled_by_partner"
         ):
             verdict.fail(f"cancel of {answered['id']} answered 200 but did not take effect")
+    made: Counter[str | None] = Counter()
     for session_id, row in store.sessions.items():
-        if _chaos_key(row) not in sent:
+        key = _chaos_key(row)
+        made[key] += 1
+        if key not in sent:
             verdict.fail(f"{session_id} is stored but no partner asked for it")
+    for key, count in made.items():
+        if count > 1:
+            verdict.fail(f"{count} sessions were made for the one request {key}")
 
 
 def _refusal(verdict: Verdict, store: _Store, a: Answer) -> None:
