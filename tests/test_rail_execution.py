@@ -8,6 +8,7 @@ takes over when the lease runs out.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -226,6 +227,39 @@ def _event_types(bank: Bank, session_id: str) -> list[str]:
                 sa.select(t.events.c.type).where(t.events.c.session_n == n).order_by(t.events.c.id)
             ).scalars()
         )
+
+
+def test_a_worker_step_takes_the_session_lock_before_the_payout(
+    bank: Bank, clock: ManualClock, onboard: Onboard
+) -> None:
+    """A partner's call locks the session, then the payout; a worker step recording the
+    rail's answer must lock in the same order, or the two deadlock on PostgreSQL."""
+    if bank.db.is_sqlite:
+        pytest.skip("SQLite serialises writers: there are no row locks to order")
+    partner = onboard(wallet=100_000, single_request=True)
+    session_id = partner.ok("session/init/payout", payout_body(10_000))["session"]["id"]
+    with other_bank(bank, settings={"sim_latency_ms": 1000}) as slow:
+        slow.worker.drain()  # submitted; the answer is due in a second
+        clock.advance(1)
+        n = payout_row(bank, session_id).n
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        with bank.db.write() as conn:  # a partner's call, holding the session
+            conn.execute(
+                sa.select(t.sessions.c.n)
+                .where(t.sessions.c.n == int(session_id.removeprefix("ps_")))
+                .with_for_update()
+            )
+            worker = threading.Thread(target=slow.worker.drain)
+            worker.start()
+            with bank.db.engine.connect() as watch:  # until the worker waits for a lock
+                while not watch.execute(waiting).scalar_one():
+                    watch.rollback()  # a fresh snapshot of pg_stat_activity each time
+            conn.execute(sa.select(t.payouts.c.n).where(t.payouts.c.n == n).with_for_update())
+        worker.join(30)
+    assert payout_status(partner, session_id) == "succeeded"
 
 
 # ---- the bank's fee ----------------------------------------------------------------------

@@ -84,6 +84,16 @@ def load_session(conn: Connection, call: Call, body: dict[str, Any], lock: bool 
     return row
 
 
+def lock_payout(conn: Connection, payout_n: int) -> Any:
+    """A payout row, locked, its session locked first: every transaction that changes both
+    takes the session before the payout (as ``load_session`` does), so a background step
+    and a partner's confirm or cancel never deadlock on PostgreSQL."""
+    p, s = t.payouts, t.sessions
+    owner = sa.select(p.c.session_n).where(p.c.n == payout_n).scalar_subquery()
+    conn.execute(sa.select(s.c.n).where(s.c.n == owner).with_for_update())
+    return conn.execute(sa.select(p).where(p.c.n == payout_n).with_for_update()).one_or_none()
+
+
 def _payouts(conn: Connection, session_n: int) -> list[Any]:
     rows = conn.execute(
         sa.select(t.payouts).where(t.payouts.c.session_n == session_n).order_by(t.payouts.c.n)

@@ -108,9 +108,10 @@ def apply(conn: Connection, payout: Any, status: Status, now: int, retry_s: floa
 def report(bank: Bank, reference: str, status: Status) -> None:
     """A rail's callback: apply what it says about the payout sent under ``reference``."""
     with bank.db.write() as conn:
-        payout = conn.execute(
-            sa.select(t.payouts).where(t.payouts.c.rail_reference == reference).with_for_update()
-        ).one_or_none()
+        n = conn.execute(
+            sa.select(t.payouts.c.n).where(t.payouts.c.rail_reference == reference)
+        ).scalar()
+        payout = None if n is None else sessions.lock_payout(conn, int(n))
         if payout is None:
             raise LookupError(f"no payout was sent under rail reference {reference!r}")
         apply(conn, payout, status, bank.clock.now(), bank.settings.rail_poll_s)

@@ -68,9 +68,9 @@ class Worker:
         return [(int(r.n), str(r.work)) for r in rows]
 
     def _leased(self, conn: Connection, n: int, work: str) -> Any:
-        """The payout, locked, if this worker still holds its lease for ``work``."""
-        row = conn.execute(sa.select(t.payouts).where(t.payouts.c.n == n).with_for_update()).one()
-        if row.work != work or row.lease_owner != self.owner:
+        """The payout, locked (after its session), if this worker still holds its lease."""
+        row = sessions.lock_payout(conn, n)
+        if row is None or row.work != work or row.lease_owner != self.owner:
             return None
         return row
 
