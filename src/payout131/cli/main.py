@@ -7,6 +7,7 @@ import logging
 import click
 
 from payout131.cli import (
+    bench_commands,
     bik_commands,
     ledger_commands,
     project_commands,
@@ -52,18 +53,34 @@ def init(demo: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8131, show_default=True, type=int, help="Port to listen on.")
 @click.option("--no-worker", is_flag=True, help="Serve the API only; run `payout131 worker` apart.")
-def serve(host: str, port: int, no_worker: bool) -> None:
+@click.option("--no-access-log", is_flag=True, help="No log line per request (benchmarks).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(host: str, port: int, no_worker: bool, no_access_log: bool, log_level: str) -> None:
     """Serve the partner API and run the background work in one process."""
     import uvicorn
 
     from payout131.bank import Bank
     from payout131.server import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     bank = Bank.open(settings())
     app = create_app(bank, run_worker=not no_worker)
     click.echo(f"payout131 listening on http://{host}:{port} (database: {bank.db.dialect})")
-    uvicorn.run(app, host=host, port=port, server_header=False, log_level="info", access_log=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        server_header=False,
+        log_level=log_level,
+        access_log=not no_access_log,
+    )
 
 
 @main.command("bank-key")
@@ -87,3 +104,4 @@ main.add_command(vault)
 main.add_command(partner)
 main.add_command(demo)
 main.add_command(chaos)  # reliability: the crash test
+main.add_command(bench_commands.bench)  # benchmarks (docs/benchmarks.md)

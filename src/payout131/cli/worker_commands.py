@@ -38,7 +38,15 @@ async def _run(bank: Bank, payouts: bool, webhooks: bool) -> None:
 @click.option("--webhooks/--no-webhooks", default=True, help="Deliver webhook events.")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve /metrics here.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
-def worker(payouts: bool, webhooks: bool, metrics_port: int | None, metrics_host: str) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def worker(
+    payouts: bool, webhooks: bool, metrics_port: int | None, metrics_host: str, log_level: str
+) -> None:
     """Run payout steps and deliver webhooks until SIGTERM or Ctrl-C."""
     from prometheus_client import start_http_server
 
@@ -47,7 +55,9 @@ def worker(payouts: bool, webhooks: bool, metrics_port: int | None, metrics_host
 
     if not (payouts or webhooks):
         raise click.UsageError("nothing to run: --no-payouts and --no-webhooks together")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     bank = Bank.open(settings())
     try:
         if metrics_port is not None:

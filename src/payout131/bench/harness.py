@@ -1,0 +1,539 @@
+"""One benchmark run: per engine, a fresh home, a real server, the ceilings, every scenario.
+
+For each engine the harness creates a temporary home (and, for PostgreSQL, a private
+cluster with durable commits), registers the partners, starts ``payout131 serve`` as a
+child process (workers included; or ``serve --no-worker`` beside ``payout131 worker`` with
+``split_worker``), and measures, all on this machine in this run:
+
+1. the HTTP ceiling: ``GET /health`` closed-loop at the same concurrency;
+2. the storage ceiling: ``pgbench`` / a ``sqlite3`` loop (``ceilings.py``);
+3. optionally the cost at scale: single-request payouts at ``scale[0]`` stored sessions,
+   then again after a bulk preload to ``scale[1]``;
+4. each scenario twice: closed loop at ``concurrency`` (the maximum rate), then open loop
+   at half of it (or ``rate``) for the latencies;
+5. ``payout131 ledger check``.
+
+Every load phase runs in a separate process (``load.py``) with its own webhook receiver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import sqlalchemy as sa
+
+from payout131.bench import ceilings, partners
+from payout131.bench.cluster import DurableCluster
+from payout131.bench.load import Percentiles, Plan, Result, percentiles
+from payout131.bench.usage import Meter, children
+from payout131.cli.setup import initialise
+from payout131.settings import Settings
+from payout131.storage import Database
+from payout131.storage import schema as t
+
+__all__ = ["ENGINES", "SCENARIOS", "Options", "run"]
+
+PAYOUT131 = Path(sys.executable).with_name("payout131")
+ENGINES = ("sqlite", "postgresql")
+SCENARIOS = (
+    "single_request",
+    "single_request_spread",
+    "two_step",
+    "two_step_spread",
+    "status_read",
+    "status_read_spread",
+)
+SPREAD_ACCOUNTS = 100
+SERVER_ENV = {
+    "PAYOUT131_SIM_LATENCY_MS": "0",  # the rail answers at once: it is not what is measured
+    "PAYOUT131_SIM_SPREAD_MS": "0",
+    "PAYOUT131_WEBHOOK_SCHEDULE": "0,0.2s,0.5s,1s,2s,5s,10s",  # a straggler is not left for long
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    engines: tuple[str, ...] = ENGINES
+    scenarios: tuple[str, ...] = SCENARIOS
+    duration_s: float = 10.0
+    concurrency: int = 64
+    rate: float | None = None  # open-loop rate; default half the closed-loop maximum
+    count: int = 1_000_000
+    grace_s: float = 30.0
+    preload: int = 0
+    scale: tuple[int, int] | None = None  # (from, to) stored sessions
+    split_worker: bool = False
+    keep: bool = False
+    workdir: Path | None = None
+    quick: bool = False
+
+
+@dataclass
+class Phase:
+    """One load phase's figures."""
+
+    result: Result
+    server_cpu_s: float
+    db_cpu_s: float
+    peak_rss: int
+    delays_ms: Percentiles | None = None
+    stored_sessions: int = 0
+
+    @property
+    def per_s(self) -> float:
+        return self.result.per_s
+
+    def cpu_ms(self, total: bool = False) -> float:
+        done = self.result.completed
+        cpu = self.server_cpu_s + (self.db_cpu_s if total else 0.0)
+        return round(cpu * 1000 / done, 3) if done else 0.0
+
+
+@dataclass
+class EngineReport:
+    engine: str
+    ceilings: dict[str, Any] = field(default_factory=dict)
+    scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale: dict[str, Any] | None = None
+    ledger_check: dict[str, Any] = field(default_factory=dict)
+    postgres_version: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run(options: Options, echo: Callable[[str], None] = print) -> list[EngineReport]:
+    reports = []
+    root = options.workdir or Path(tempfile.mkdtemp(prefix="payout131-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        for engine in options.engines:
+            echo(f"bench: {engine}")
+            with _EngineRun(options, engine, root / engine, echo) as engine_run:
+                reports.append(engine_run.go())
+    finally:
+        if not options.keep and options.workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    return reports
+
+
+class _EngineRun:
+    def __init__(
+        self, options: Options, engine: str, home: Path, echo: Callable[[str], None]
+    ) -> None:
+        self.options, self.engine, self.home, self.echo = options, engine, home, echo
+        self.report = EngineReport(engine)
+        self.cluster: DurableCluster | None = None
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.port = _free_port()
+        self.receiver_port = _free_port()
+        self.partners: dict[str, partners.BenchPartner] = {}
+        self.url = ""
+        self.db: Database | None = None
+
+    def __enter__(self) -> _EngineRun:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.engine == "postgresql":
+            self.cluster = DurableCluster().__enter__()
+            self.url = self.cluster.url
+            self.report.postgres_version = self.cluster.version()
+        else:
+            self.url = f"sqlite:///{self.home / 'payout131.db'}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop_server()
+        if self.db is not None:
+            self.db.dispose()
+        if self.cluster is not None:
+            self.cluster.__exit__(None, None, None)
+
+    # -- set-up
+
+    def _env(self) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PAYOUT131_")}
+        return (
+            inherited
+            | SERVER_ENV
+            | {
+                "PAYOUT131_HOME": str(self.home),
+                "PAYOUT131_DATABASE_URL": self.url,
+            }
+        )
+
+    def _setup(self) -> None:
+        with contextlib.redirect_stdout(None):
+            initialise(Settings(home=self.home, database_url=self.url), demo=False)
+        self.db = Database(self.url)
+        hook = f"http://127.0.0.1:{self.receiver_port}/hook"
+        wanted = {s.removesuffix("_spread") for s in self.options.scenarios}
+        needs_single = bool(wanted & {"single_request", "status_read"}) or bool(
+            self.options.scale or self.options.preload
+        )
+        specs = []
+        if needs_single:
+            specs += [("single_request", True, 1), ("single_request_spread", True, SPREAD_ACCOUNTS)]
+        if "two_step" in wanted:
+            specs += [("two_step", False, 1), ("two_step_spread", False, SPREAD_ACCOUNTS)]
+        for name, single, n_accounts in specs:
+            project = "bench-" + name.replace("_", "-")
+            self.partners[name] = partners.register(
+                self.db, self.home / "partners", project, single, n_accounts, hook
+            )
+        if self.options.preload:
+            self.echo(f"bench: {self.engine}: preloading {self.options.preload} sessions")
+            partners.preload(self.db, self.partners["single_request"], self.options.preload)
+
+    def _start_server(self) -> None:
+        log = (self.home / "server.log").open("ab")
+        quiet = ["--no-access-log", "--log-level", "warning"]
+        serve = [str(PAYOUT131), "serve", "--port", str(self.port), *quiet]
+        if self.options.split_worker:
+            serve.append("--no-worker")
+        with log:
+            self.processes.append(
+                subprocess.Popen(serve, env=self._env(), stdout=log, stderr=subprocess.STDOUT)
+            )
+            if self.options.split_worker:
+                worker = [str(PAYOUT131), "worker", "--log-level", "warning"]
+                self.processes.append(
+                    subprocess.Popen(worker, env=self._env(), stdout=log, stderr=subprocess.STDOUT)
+                )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.processes):
+                raise RuntimeError(f"the server exited; see {self.home / 'server.log'}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).is_success:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"the server did not answer within 60 s; see {self.home / 'server.log'}")
+
+    def _stop_server(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    def _server_pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.poll() is None]
+
+    def _db_pids(self) -> list[int]:
+        if self.cluster is None:
+            return []
+        postmaster = self.cluster.postmaster_pid
+        return [postmaster, *children(postmaster)]
+
+    # -- phases
+
+    def _phase(self, plan: Plan, lookup_delays: bool = False) -> Phase:
+        assert self.db is not None
+        stored = partners.stored_sessions(self.db)
+        folder = self.home / "phases"
+        folder.mkdir(exist_ok=True)
+        plan_path = folder / f"plan-{time.monotonic_ns()}.json"
+        result_path = plan_path.with_suffix(".result.json")
+        plan_path.write_bytes(msgspec.json.encode(plan))
+        load = subprocess.Popen(
+            [sys.executable, "-m", "payout131.bench.load", str(plan_path), str(result_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert load.stdin is not None
+        assert load.stdout is not None
+        server, database = Meter(self._server_pids), Meter(self._db_pids)
+        try:
+            if load.stdout.readline().strip() != b"ready":
+                raise RuntimeError("the load process did not start")
+            server.start()
+            database.start()
+            load.stdin.write(b"go\n")
+            load.stdin.flush()
+            code = load.wait(plan.duration_s + plan.grace_s + 120)
+        finally:
+            if load.poll() is None:
+                load.kill()
+                load.wait()
+            server_usage, db_usage = server.stop(), database.stop()
+        if code != 0:
+            raise RuntimeError(f"the load process failed with exit status {code}")
+        result = msgspec.json.decode(result_path.read_bytes(), type=Result)
+        phase = Phase(
+            result,
+            server_usage.cpu_s,
+            db_usage.cpu_s,
+            server_usage.peak_rss,
+            stored_sessions=stored,
+        )
+        if lookup_delays and result.arrivals:
+            phase.delays_ms = self._delays(result.arrivals)
+        return phase
+
+    def _delays(self, arrivals: list[tuple[int, int]]) -> Percentiles:
+        """Commit to receipt: each webhook's arrival minus its event's commit stamp
+        (``events.created_at``, the time the committing transaction stamped on it)."""
+        assert self.db is not None
+        received = dict(arrivals)
+        stamps: dict[int, int] = {}
+        ids = sorted(received)
+        with self.db.read() as conn:
+            for i in range(0, len(ids), 5000):
+                chunk = ids[i : i + 5000]
+                rows = conn.execute(
+                    sa.select(t.events.c.id, t.events.c.created_at).where(t.events.c.id.in_(chunk))
+                )
+                stamps.update({int(r.id): int(r.created_at) for r in rows})
+        return percentiles([(received[i] - stamps[i]) / 1000 for i in ids if i in stamps])
+
+    def _plan(self, kind: str, **changes: Any) -> Plan:
+        o = self.options
+        plan = Plan(
+            kind=kind,
+            port=self.port,
+            receiver_port=self.receiver_port,
+            bank_key_path=str(self.home / "bank-public.pem"),
+            concurrency=o.concurrency,
+            count=o.count,
+            duration_s=o.duration_s,
+            grace_s=o.grace_s,
+        )
+        return msgspec.structs.replace(plan, **changes)
+
+    def _partner_plan(self, scenario: str, **changes: Any) -> Plan:
+        base = scenario.removesuffix("_spread")
+        if base == "status_read":
+            source = self.partners[scenario.replace("status_read", "single_request")]
+            kind = "status"
+            sessions = self._finished_sessions(source.project)
+            return self._plan(
+                kind,
+                project=source.project,
+                key_path=str(source.key_path),
+                session_ids=sessions,
+                **changes,
+            )
+        partner = self.partners[scenario]
+        kind = "single" if base == "single_request" else "two_step"
+        return self._plan(
+            kind,
+            project=partner.project,
+            key_path=str(partner.key_path),
+            accounts=partner.accounts,
+            **changes,
+        )
+
+    def _finished_sessions(self, project: str, limit: int = 2000) -> list[str]:
+        assert self.db is not None
+        s = t.sessions
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.select(s.c.n)
+                .where(s.c.project_id == project)
+                .order_by(s.c.n.desc())
+                .limit(limit)
+            ).scalars()
+            found = [f"ps_{n}" for n in rows]
+        if not found:
+            raise RuntimeError(f"status_read needs sessions of {project}: run its payouts first")
+        return found
+
+    # -- the run
+
+    def go(self) -> EngineReport:
+        o, echo = self.options, self.echo
+        self._setup()
+        self._start_server()
+        try:
+            self._ceilings()
+            if o.scale:
+                self._scale(*o.scale)
+            order = [s for s in SCENARIOS if s in o.scenarios]
+            for scenario in order:
+                if scenario.startswith("status_read") and not self._has_sessions(scenario):
+                    self._warm(scenario)
+                self.report.scenarios[scenario] = self._scenario(scenario)
+                figures = self.report.scenarios[scenario]
+                echo(
+                    f"bench: {self.engine} {scenario}: {figures['payouts_per_s']}/s, "
+                    f"errors {figures['errors']}, load {_load()}"
+                )
+        finally:
+            self._stop_server()
+        self._ledger_check()
+        return self.report
+
+    def _has_sessions(self, scenario: str) -> bool:
+        source = self.partners[scenario.replace("status_read", "single_request")]
+        assert self.db is not None
+        with self.db.read() as conn:
+            found = conn.execute(
+                sa.select(t.sessions.c.n).where(t.sessions.c.project_id == source.project).limit(1)
+            ).first()
+        return found is not None
+
+    def _warm(self, scenario: str) -> None:
+        """Sessions for the status reads, when the payout scenario was not run."""
+        source = scenario.replace("status_read", "single_request")
+        self._phase(self._partner_plan(source, duration_s=1.0, concurrency=8))
+
+    def _ceilings(self) -> None:
+        o = self.options
+        http = self._phase(self._plan("health"))
+        ceiling: dict[str, Any] = {
+            "http_requests_per_s": round(http.per_s, 1),
+            "http_errors": http.result.errors,
+            "http_latency_ms": msgspec.to_builtins(http.result.latency_ms.get("GET /health")),
+        }
+        storage: dict[str, float] = {}
+        seconds = max(1.0, o.duration_s / 2)
+        for scenario, commits in ceilings.COMMITS.items():
+            if not commits:
+                continue
+            if self.cluster is not None:
+                clients = min(o.concurrency, 32)
+                rate = ceilings.pgbench_ceiling(self.cluster, self.home, commits, clients, seconds)
+                ceiling["storage_tool"] = f"pgbench, custom script, {clients} clients"
+            else:
+                rate = ceilings.sqlite_ceiling(self.home / "ceiling.db", commits, seconds)
+                ceiling["storage_tool"] = "sqlite3 loop, WAL, synchronous=NORMAL"
+            storage[scenario] = round(rate, 1)
+        ceiling["storage_payouts_per_s"] = storage
+        ceiling["storage_commits_per_s"] = (
+            round(max(rate * ceilings.COMMITS[s] for s, rate in storage.items()), 1)
+            if storage
+            else None
+        )
+        self.report.ceilings = ceiling
+        self.echo(
+            f"bench: {self.engine} ceilings: http {ceiling['http_requests_per_s']} req/s, "
+            f"storage {storage} payouts/s, load {_load()}"
+        )
+
+    def _ceiling_for(self, base: str) -> float:
+        http = float(self.report.ceilings["http_requests_per_s"]) / ceilings.EXCHANGES[base]
+        storage: float | None = self.report.ceilings["storage_payouts_per_s"].get(base)
+        return min(http, storage) if storage else http
+
+    def _scenario(self, scenario: str) -> dict[str, Any]:
+        o = self.options
+        base = scenario.removesuffix("_spread")
+        top = self._phase(self._partner_plan(scenario), lookup_delays=True)
+        rate = o.rate or top.per_s / 2
+        half = None
+        if rate > 0:
+            half = self._phase(
+                self._partner_plan(scenario, mode="open", rate=rate), lookup_delays=True
+            )
+        ceiling = self._ceiling_for(base)
+        latency = (half or top).result.latency_ms
+        figures: dict[str, Any] = {
+            "payouts_per_s": round(top.per_s, 1),
+            "ceiling_payouts_per_s": round(ceiling, 1),
+            "ratio_to_ceiling": round(top.per_s / ceiling, 3) if ceiling else None,
+            "errors": top.result.errors + (half.result.errors if half else 0),
+            "error_samples": (
+                top.result.error_samples + (half.result.error_samples if half else [])
+            )[:5],
+            "completed": top.result.completed,
+            "cpu_ms_per_payout": top.cpu_ms(),
+            "db_cpu_ms_per_payout": round(top.db_cpu_s * 1000 / top.result.completed, 3)
+            if top.result.completed
+            else 0.0,
+            "load_cpu_ms_per_payout": round(
+                top.result.client_cpu_s * 1000 / top.result.completed, 3
+            )
+            if top.result.completed
+            else 0.0,
+            "peak_rss_mb": round(max(top.peak_rss, half.peak_rss if half else 0) / 2**20, 1),
+            "p99_ms": {method: p.p99 for method, p in latency.items()},
+            "latency_ms": {method: msgspec.to_builtins(p) for method, p in latency.items()},
+            "latency_ms_at_max": {
+                method: msgspec.to_builtins(p) for method, p in top.result.latency_ms.items()
+            },
+            "half_rate": {
+                "target_per_s": round(rate, 1),
+                "achieved_per_s": round(half.per_s, 1) if half else None,
+            },
+            "webhook_delay_ms": _delay_figures(half.delays_ms if half else top.delays_ms),
+            "webhook_delay_ms_at_max": _delay_figures(top.delays_ms),
+            "stored_sessions": top.stored_sessions,
+            "exchanges_per_payout": ceilings.EXCHANGES[base],
+            "commits_per_payout": ceilings.COMMITS[base],
+            "load": _load(),
+        }
+        return figures
+
+    def _scale(self, small: int, large: int) -> None:
+        assert self.db is not None
+        partner = self.partners["single_request"]
+        figures: dict[str, Any] = {}
+        for label, target in (("small", small), ("large", large)):
+            missing = target - partners.stored_sessions(self.db)
+            if missing > 0:
+                started = time.monotonic()
+                partners.preload(self.db, partner, missing)
+                self.echo(
+                    f"bench: {self.engine}: preloaded {missing} sessions in "
+                    f"{time.monotonic() - started:.1f} s"
+                )
+            phase = self._phase(self._partner_plan("single_request"))
+            figures[label] = {
+                "stored_sessions": phase.stored_sessions,
+                "payouts_per_s": round(phase.per_s, 1),
+                "cpu_ms_per_payout": phase.cpu_ms(),
+                "total_cpu_ms_per_payout": phase.cpu_ms(total=True),
+                "errors": phase.result.errors,
+            }
+        small_cpu = figures["small"]["total_cpu_ms_per_payout"]
+        large_cpu = figures["large"]["total_cpu_ms_per_payout"]
+        figures["cpu_growth"] = round(large_cpu / small_cpu - 1, 3) if small_cpu else None
+        self.report.scale = figures
+        self.echo(f"bench: {self.engine} scale: {figures}")
+
+    def _ledger_check(self) -> None:
+        done = subprocess.run(
+            [str(PAYOUT131), "ledger", "check"],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        self.report.ledger_check = {
+            "exit_status": done.returncode,
+            "output": (done.stdout + done.stderr).strip()[-2000:],
+        }
+
+
+def _delay_figures(delays: Percentiles | None) -> dict[str, float] | None:
+    if delays is None:
+        return None
+    return {"p50": delays.p50, "p99": delays.p99, "max": delays.max, "count": delays.count}
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])

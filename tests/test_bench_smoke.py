@@ -1,0 +1,54 @@
+"""The benchmark harness, run tiny on both engines so that it never rots (no thresholds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PAYOUT131 = Path(sys.executable).with_name("payout131")
+SCENARIOS = {
+    "single_request",
+    "single_request_spread",
+    "two_step",
+    "two_step_spread",
+    "status_read",
+    "status_read_spread",
+}
+
+
+def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [str(PAYOUT131), "bench", "--quick", "--duration", "0.4", "--concurrency", "4",
+         "--grace", "20", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out.read_text())
+    assert set(figures["engines"]) == {"sqlite", "postgresql"}
+    assert figures["machine"]["nproc"] >= 1
+    for engine, report in figures["engines"].items():
+        ceilings = report["ceilings"]
+        assert ceilings["http_requests_per_s"] > 0, engine
+        assert set(ceilings["storage_payouts_per_s"]) == {"single_request", "two_step"}
+        assert all(rate > 0 for rate in ceilings["storage_payouts_per_s"].values())
+        assert set(report["scenarios"]) == SCENARIOS
+        for name, scenario in report["scenarios"].items():
+            assert scenario["errors"] == 0, (engine, name, scenario["error_samples"])
+            assert scenario["payouts_per_s"] > 0, (engine, name)
+            assert scenario["ratio_to_ceiling"] > 0, (engine, name)
+            assert scenario["cpu_ms_per_payout"] > 0, (engine, name)
+            method = "session/status" if name.startswith("status") else "session/init/payout"
+            assert scenario["p99_ms"][method] > 0, (engine, name)
+            if name.startswith("two_step"):
+                assert scenario["p99_ms"]["session/confirm"] > 0, (engine, name)
+            if not name.startswith("status"):
+                assert scenario["webhook_delay_ms"]["count"] > 0, (engine, name)
+        assert report["ledger_check"]["exit_status"] == 0, report["ledger_check"]
+    assert figures["engines"]["postgresql"]["postgres_version"]
+    assert "single_request" in done.stdout  # the table
