@@ -21,7 +21,6 @@ from payout131.client import signing
 from payout131.projects import wallet_code
 from payout131.storage import schema as t
 
-
 _projects = itertools.count()
 _payouts = itertools.count(10**9)
 
