@@ -10,9 +10,13 @@ dropped and the error raised; the caller counts it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 
 __all__ = ["ConnectionPool", "HttpError"]
+
+# uvicorn closes a connection idle for 5 s; one idle for longer than this is not reused.
+IDLE_S = 2.0
 
 
 class HttpError(RuntimeError):
@@ -23,6 +27,7 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.usable = True
+        self.last_used = time.monotonic()
 
     async def exchange(self, request: bytes) -> tuple[int, bytes]:
         self.writer.write(request)
@@ -87,6 +92,9 @@ class ConnectionPool:
         """One exchange: the answer's status and body, or ``HttpError``."""
         async with self._free:
             conn = self._idle.pop() if self._idle else None
+            if conn is not None and time.monotonic() - conn.last_used > IDLE_S:
+                conn.close()  # the server may have closed it already: a send would be lost
+                conn = None
             try:
                 if conn is None:
                     reader, writer = await asyncio.open_connection(self.host, self.port)
@@ -101,6 +109,7 @@ class ConnectionPool:
                     conn.close()
                 raise
             if conn.usable:
+                conn.last_used = time.monotonic()
                 self._idle.append(conn)
             else:
                 conn.close()
