@@ -437,9 +437,7 @@ def ready_to_confirm(
     extra = {}
     seal_with = None
     if session.rko:
-        extra["confirm_information"] = confirm_information(
-            conn, payout, project, directory, vault
-        )
+        extra["confirm_information"] = confirm_information(conn, payout, project, directory, vault)
         if wire.loads_field(payout.recipient).get("token"):  # the account in full: sealed
             seal_with = vault
     _announce(conn, payout.session_n, "ready_to_confirm", now, seal_with, **extra)
