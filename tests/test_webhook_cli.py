@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -200,3 +202,20 @@ def test_every_webhook_command_has_help(cli: CliRunner) -> None:
     for args in (["webhooks"], ["webhooks", "list"], ["webhooks", "show"], ["worker"]):
         assert "Usage:" in run(cli, *args, "--help").output
     assert "webhooks" in run(cli, "--help").output
+
+
+def test_a_terminal_gets_a_rich_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    from payout131.cli import webhook_commands
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    webhook_commands._table("webhook events", ("ID", "STATUS"), [("evt_1", "dead")])
+    drawn = screen.getvalue()
+    assert "webhook events" in drawn
+    assert "evt_1" in drawn
+    assert "\t" not in drawn
+    assert "─" in drawn or "━" in drawn  # box drawing, not tab-separated text

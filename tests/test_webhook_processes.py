@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -105,10 +105,20 @@ def worker(
     return process(["worker", "--no-payouts"], {**env, **extra}, log)
 
 
-def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 60) -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    what: str,
+    seconds: float = 60,
+    running: Sequence[subprocess.Popen[bytes]] = (),
+    log: Path | None = None,
+) -> None:
+    """Poll ``predicate``; fail at once if one of ``running`` exits, or after ``seconds``."""
     deadline = time.monotonic() + seconds
     while not predicate():
-        assert time.monotonic() < deadline, f"waited in vain for {what}"
+        ended = [p.args for p in running if p.poll() is not None]
+        tail = log.read_text()[-2000:] if log is not None else ""
+        assert not ended, f"{ended} exited while waiting for {what}:\n{tail}"
+        assert time.monotonic() < deadline, f"waited in vain for {what}:\n{tail}"
         time.sleep(0.05)
 
 
@@ -143,8 +153,8 @@ def test_a_worker_killed_between_sending_and_recording_leads_to_redelivery(
     [unrecorded] = attempts(db)
     assert unrecorded.duration_us is None
 
-    with worker(env, log):  # once the dead worker's 5 s lease runs out, it is sent again
-        wait_until(lambda: statuses(db) == {"delivered": 2}, "both events delivered", 30)
+    with worker(env, log) as second:  # once the dead worker's 5 s lease runs out, it resends
+        wait_until(lambda: statuses(db) == {"delivered": 2}, "both deliveries", 30, [second], log)
     first, again, _ = receiver.deliveries
     assert first.id == again.id
     assert (first.body, first.signature) == (again.body, again.signature)
@@ -169,7 +179,9 @@ def test_two_workers_deliver_a_thousand_events_each_exactly_once(
     write_events(db, partner_keys[0], urls, sessions_per_project=125)  # 1,000 events
     log = tmp_path / "workers.log"
     with worker(env, log) as one, worker(env, log) as two:
-        wait_until(lambda: statuses(db) == {"delivered": 1000}, "1,000 deliveries", 90)
+        wait_until(
+            lambda: statuses(db) == {"delivered": 1000}, "1,000 deliveries", 90, [one, two], log
+        )
     assert (one.returncode, two.returncode) == (0, 0), log.read_text()[-3000:]
 
     ids = Counter(d.id for d in receiver.deliveries)
@@ -210,9 +222,9 @@ def test_serve_without_worker_plus_a_worker_process_delivers_the_flow(
     port = free_port()
     log = tmp_path / "processes.log"
     api = ["serve", "--no-worker", "--port", str(port)]
-    with process(api, env, log), process(["worker"], env, log):
+    with process(api, env, log) as server, process(["worker"], env, log) as work:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
-        wait_until(lambda: _up(client), "the API to listen", 30)
+        wait_until(lambda: _up(client), "the API to listen", 30, [server, work], log)
         partner = Partner(client, "acme", key)
         session_id = partner.ok("session/init/payout", payout_body(10_000))["session"]["id"]
         receiver.wait_for(lambda found: len(found) == 1)  # the worker ran the check and sent it
