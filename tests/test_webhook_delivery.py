@@ -347,3 +347,33 @@ def test_one_drain_delivers_everything_due_across_busy_endpoints(
     assert bank.dispatcher.drain() == 24
     assert {e.status for e in event_rows(bank)} == {"delivered"}
     assert receiver.max_active <= 4
+
+
+@pytest.mark.usefixtures("short_schedule")
+def test_an_event_that_cannot_be_prepared_fails_alone_and_goes_dead(
+    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+) -> None:
+    partner = onboard(wallet=10_000, webhook_url=receiver.url)
+    ready(partner, bank)
+    with bank.db.write() as conn:  # sealed under a vault key that is no longer in the ring
+        conn.execute(
+            sa.insert(t.events).values(
+                project_id=partner.project,
+                session_n=999,
+                type="ready_to_confirm",
+                body=b"\x00sealed",
+                body_key_id="k-lost",
+                next_attempt_at=clock.now(),
+                created_at=clock.now(),
+            )
+        )
+    for _ in range(3):
+        bank.dispatcher.drain()
+        clock.advance(1)
+    healthy, lost = event_rows(bank)
+    assert healthy.status == "delivered"  # the unreadable event held nothing up
+    assert (lost.status, lost.attempts) == ("dead", 3)
+    assert len(receiver.deliveries) == 1
+    errors = {a.error for a in attempt_rows(bank, lost.id)}
+    assert len(errors) == 1
+    assert errors.pop().startswith("prepare: vault key k-lost is not in the key ring")

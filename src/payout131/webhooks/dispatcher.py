@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from payout131 import events
 from payout131.client import signing
 from payout131.webhooks import outbox
 from payout131.webhooks.metrics import DeliveryStats
@@ -168,7 +169,6 @@ class Dispatcher:
                     room,
                     in_flight,
                     conf.webhook_per_endpoint,
-                    vault=self.bank.vault,  # tokens: opens sealed bodies
                 )
 
         return await anyio.to_thread.run_sync(claim, limiter=self._writers)
@@ -176,15 +176,18 @@ class Dispatcher:
     async def _deliver(self, sender: Sender, job: Job) -> None:
         conf = self.bank.settings
         try:
-            signature = await anyio.to_thread.run_sync(
-                signing.sign, self.bank.private_key, job.body
-            )
-            self.stats.sending(job)
-            outcome = await sender.post(
-                job.url, job.body, headers(job, signature), conf.webhook_timeout_s
-            )
-            if outcome.ok and conf.webhook_test_hang_after_send:
-                await anyio.sleep_forever()  # test hook: "sent, never recorded"; see the docs
+            try:
+                body, signature = await anyio.to_thread.run_sync(self._prepare, job)
+            except Exception as exc:  # e.g. a sealed body whose vault key is gone
+                log.exception("evt_%s: could not prepare the request", job.event_id)
+                outcome = Outcome(None, f"prepare: {exc}", "", 0)
+            else:
+                self.stats.sending(job)
+                outcome = await sender.post(
+                    job.url, body, headers(job, signature), conf.webhook_timeout_s
+                )
+                if outcome.ok and conf.webhook_test_hang_after_send:
+                    await anyio.sleep_forever()  # test hook: "sent, never recorded"; see docs
             status = await anyio.to_thread.run_sync(
                 self._record, job, outcome, limiter=self._writers
             )
@@ -199,6 +202,13 @@ class Dispatcher:
             if self._in_flight[job.project_id] <= 0:
                 del self._in_flight[job.project_id]
             self.wakeup.set()
+
+    def _prepare(self, job: Job) -> tuple[bytes, str]:
+        """The exact bytes to send (opened if sealed) and their signature: in a thread."""
+        body = events.open_body(
+            self.bank.vault, job.body, job.body_key_id, job.project_id, job.session_n, job.type
+        )
+        return body, signing.sign(self.bank.private_key, body)
 
     def _record(self, job: Job, outcome: Outcome) -> str | None:
         with self.bank.db.write() as conn:

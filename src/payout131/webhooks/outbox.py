@@ -20,9 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131.events import open_body  # tokens: bodies sealed by the account vault
 from payout131.storage import schema as t
-from payout131.vault import Vault
 from payout131.webhooks.schedule import Schedule, parse_retry_after
 
 __all__ = ["SNIPPET_BYTES", "Job", "Outcome", "claim", "record", "replay", "replay_dead"]
@@ -35,7 +33,11 @@ e = t.events
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One claimed attempt: the event's exact bytes and where they go."""
+    """One claimed attempt: the event's stored bytes and where they go.
+
+    ``body`` is sealed when ``body_key_id`` names a vault key (tokens: a body that shows a
+    tokenized account in full); the dispatcher opens it outside the claim's transaction.
+    """
 
     event_id: int
     attempt_id: int
@@ -47,6 +49,7 @@ class Job:
     url: str
     created_at: int
     round_started: int
+    body_key_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,6 @@ def claim(
     limit: int,
     in_flight: Mapping[str, int],
     per_endpoint: int,
-    vault: Vault | None = None,
 ) -> list[Job]:
     """Lease up to ``limit`` due events, respecting ``per_endpoint`` for each project."""
     if limit <= 0:
@@ -165,10 +167,11 @@ def claim(
             project_id=r.project_id,
             session_n=int(r.session_n),
             type=r.type,
-            body=open_body(vault, r.body, r.body_key_id, r.project_id, int(r.session_n), r.type),
+            body=bytes(r.body),
             url=urls[r.id],
             created_at=int(r.created_at),
             round_started=int(r.replayed_at or r.created_at),
+            body_key_id=r.body_key_id,
         )
         for r, attempt_id in zip(rows, attempt_ids, strict=True)
     ]
