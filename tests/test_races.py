@@ -243,6 +243,11 @@ def test_payout_race(bank: Bank, onboard: Onboard) -> None:
     sim = t.simulator_transfers
     assert _count(bank, sa.select(sa.func.count()).select_from(sim)) == confirmed
     assert _count(bank, sa.select(sa.func.coalesce(sa.func.max(sim.c.submissions), 1))) == 1
+    print(
+        f"race: {ATTEMPTS} starts {dict(outcomes)}; {len(answers)} races and replays, "
+        f"{confirmed} confirmed, {FUNDED - confirmed} cancelled; "
+        f"{len(samples)} balance samples, lowest {min(samples, default=None)}"
+    )
     assert samples
     assert min(samples) >= 0
     assert min(samples) == 0  # the money ran out while starts were still coming

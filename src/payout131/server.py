@@ -125,11 +125,13 @@ async def _health(request: Request) -> Response:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 404)
-    if status == 405:
+    if status == 405:  # reliability: name the allowed methods, also in Allow (RFC 9110)
+        allow = (getattr(exc, "headers", None) or {}).get("Allow", "POST")
         return Response(
-            dumps(InvalidRequest(f"{request.method} {request.url.path}: use POST").envelope()),
+            dumps(InvalidRequest(f"{request.method} {request.url.path}: use {allow}").envelope()),
             status_code=405,
             media_type=JSON,
+            headers={"Allow": allow},
         )
     return _error(NotFound(f"{request.url.path}: no such endpoint"))
 

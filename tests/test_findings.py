@@ -1,6 +1,6 @@
-"""Regression tests for what the crash test found (docs/reliability.md, "Findings").
+"""Regression tests for what the reliability harnesses found (docs/reliability.md, "Findings").
 
-Each test reproduces one finding in miniature, on the engine where it can happen.
+Each test reproduces one finding in miniature, on the engines where it can happen.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import anyio
+import httpx
 import pytest
 import sqlalchemy as sa
 from psycopg import sql
@@ -78,3 +79,23 @@ def test_the_worker_outlives_a_database_outage(
         return status
 
     assert anyio.run(scenario) == "pending"  # the worker checked the payout after the outage
+
+
+@pytest.mark.parametrize(
+    ("verb", "path", "allowed"),
+    [
+        ("GET", "/api/v1/session/status", "POST"),
+        ("PUT", "/api/v2/session/create", "POST"),
+        ("POST", "/health", "GET"),
+        ("DELETE", "/openapi.json", "GET"),
+    ],
+)
+def test_a_wrong_verb_names_the_right_one(
+    http: httpx.Client, verb: str, path: str, allowed: str
+) -> None:
+    """Finding 2: a 405 had no Allow header (RFC 9110 requires one), and every 405 said
+    "use POST", also to a POST on a GET-only route."""
+    response = http.request(verb, path)
+    assert response.status_code == 405
+    assert allowed in response.headers["allow"].split(", ")
+    assert response.json()["error"]["description"].endswith(f"use {response.headers['allow']}")
