@@ -14,6 +14,7 @@ from payout131.projects import ProjectCache
 from payout131.rails import Rail, make_rail
 from payout131.settings import Settings
 from payout131.storage import Database, migrate
+from payout131.storage.group_commit import GroupCommit
 from payout131.vault import Vault
 from payout131.webhooks.dispatcher import Dispatcher
 from payout131.work import Worker
@@ -37,6 +38,7 @@ class Bank:
         self.worker = Worker(self)
         self.dispatcher = Dispatcher(self)  # webhooks
         self.vault = Vault(self.settings.vault_key_path, self.settings.vault_key)
+        self.group_commit = GroupCommit(self.db)  # benchmarks: API writes share commits
 
     @classmethod
     def open(

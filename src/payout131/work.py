@@ -22,7 +22,7 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import sessions, settlement, tokens
+from payout131 import sessions, settlement, tokens, work_batch
 from payout131.projects import get_project
 from payout131.rails import UNKNOWN
 from payout131.storage import schema as t
@@ -78,8 +78,8 @@ class Worker:
         if work in settlement.RAIL_STEPS:
             self._settle(n, work)
             return
-        db, now = self.bank.db, self.bank.clock.now()
-        with db.write() as conn:
+        now = self.bank.clock.now()
+        with self.bank.group_commit.transaction() as conn:  # never beside a group (benchmarks)
             payout = self._leased(conn, n, work)
             if payout is None:
                 return
@@ -107,7 +107,7 @@ class Worker:
         first and the payout is submitted only if the rail has no record of it.
         """
         rail = self.bank.rail
-        with self.bank.db.write() as conn:
+        with self.bank.group_commit.transaction() as conn:
             payout = self._leased(conn, n, work)
             if payout is None:
                 return
@@ -126,7 +126,7 @@ class Worker:
         if work == "execute" and status.state == "unknown":
             status = rail.submit(order)
         now = self.bank.clock.now()
-        with self.bank.db.write() as conn:
+        with self.bank.group_commit.transaction() as conn:
             payout = self._leased(conn, n, work)
             if payout is not None:
                 settlement.apply(conn, payout, status, now, self.bank.settings.rail_poll_s)
@@ -134,7 +134,7 @@ class Worker:
     def run_once(self) -> int:
         """Claim one batch and run it; the number of steps run."""
         claimed = self.claim()
-        for n, work in claimed:
+        for n, work in work_batch.run(self, claimed):  # benchmarks: checks, executes batched
             try:
                 self.run_step(n, work)
             except Exception:  # one bad payout must not stop the others; its lease expires

@@ -1,0 +1,139 @@
+"""Batched payout steps: the worker's ``check`` and ``execute`` steps, many per transaction.
+
+One payout at a time, a single-request payout costs the worker three commits (rail
+reference, rail's books, outcome) and a two-step payout one more (``ready_to_confirm``).
+Under load the worker claims many due payouts at once; here the claimed payouts of one kind
+of step go through together:
+
+- ``check``: one transaction moves every payout to ``pending`` and writes its
+  ``ready_to_confirm`` event;
+- ``execute``: one transaction commits every rail reference (before the rail hears of any),
+  the rail is called (``submit_many`` when the rail has it: the simulator writes its books
+  once), and one transaction applies every answer.
+
+Each payout's state change, ledger entries and event are still written together and commit
+together (with the others of the batch). Locks are taken in one order, sessions then
+payouts, each by number, as single steps and partner calls take them, so batches and
+partner calls do not deadlock. If a batch fails, its steps run again one by one
+(``Worker.run_step``), which is safe at any point: a payout whose reference was committed
+asks the rail first (docs/rails.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from payout131 import sessions, settlement, tokens
+from payout131.projects import Project, get_project
+from payout131.rails import Order, Status
+from payout131.storage import schema as t
+
+if TYPE_CHECKING:
+    from payout131.work import Worker
+
+__all__ = ["BATCHED", "run"]
+
+log = logging.getLogger("payout131.work")
+
+BATCHED = ("check", "execute")
+
+
+def run(worker: Worker, claimed: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Run the batchable steps of ``claimed`` in batches; the steps left to run one by one."""
+    rest = [(n, work) for n, work in claimed if work not in BATCHED]
+    for work in BATCHED:
+        numbers = sorted(n for n, kind in claimed if kind == work)
+        if len(numbers) < 2:
+            rest += [(n, work) for n in numbers]
+            continue
+        try:
+            if work == "check":
+                _check(worker, numbers)
+            else:
+                _execute(worker, numbers)
+        except Exception:  # e.g. a database outage: each step is retried on its own
+            log.exception(
+                "a batch of %d %s steps failed; running them one by one", len(numbers), work
+            )
+            rest += [(n, work) for n in numbers]
+    return rest
+
+
+def _leased(conn: Connection, owner: str, numbers: Sequence[int], work: str) -> list[Any]:
+    """The payouts still leased by ``owner`` for ``work``, locked after their sessions."""
+    p, s = t.payouts, t.sessions
+    owners = sa.select(p.c.session_n).where(p.c.n.in_(numbers))
+    conn.execute(sa.select(s.c.n).where(s.c.n.in_(owners)).order_by(s.c.n).with_for_update())
+    rows = conn.execute(sa.select(p).where(p.c.n.in_(numbers)).order_by(p.c.n).with_for_update())
+    return [row for row in rows if row.work == work and row.lease_owner == owner]
+
+
+def _check(worker: Worker, numbers: Sequence[int]) -> None:
+    bank = worker.bank
+    now = bank.clock.now()
+    found: dict[str, Project] = {}
+
+    def check(conn: Connection) -> None:
+        for payout in _leased(conn, worker.owner, numbers, "check"):
+            project = found.get(payout.project_id) or get_project(conn, payout.project_id)
+            assert project is not None
+            found[project.id] = project
+            sessions.ready_to_confirm(conn, payout, project, bank.directory, now, bank.vault)
+
+    bank.group_commit.run(check)
+
+
+def _execute(worker: Worker, numbers: Sequence[int]) -> None:
+    bank, rail = worker.bank, worker.bank.rail
+    orders: dict[int, Order] = {}
+    resumed: set[int] = set()
+
+    def assign(conn: Connection) -> None:
+        orders.clear()
+        resumed.clear()
+        for payout in _leased(conn, worker.owner, numbers, "execute"):
+            n = int(payout.n)
+            if payout.rail_reference is not None:
+                if payout.rail != rail.name:
+                    log.error(
+                        "payout po_%s was sent through rail %r, not %r; it will be retried",
+                        n,
+                        payout.rail,
+                        rail.name,
+                    )
+                    continue
+                resumed.add(n)
+            reference = payout.rail_reference or settlement.new_reference(n)
+            if n not in resumed:
+                settlement.assign(conn, n, rail.name, reference)
+            account = tokens.payout_account(conn, bank.vault, payout)
+            orders[n] = settlement.order(payout, reference, account)
+
+    bank.group_commit.run(assign)
+    statuses: dict[int, Status] = {}
+    fresh: list[int] = []
+    for n, order in orders.items():
+        if n in resumed:
+            status = rail.poll(order.reference)
+            if status.state != "unknown":
+                statuses[n] = status
+                continue
+        fresh.append(n)
+    submit_many = getattr(rail, "submit_many", None)
+    if submit_many is not None and fresh:
+        answers: list[Status] = submit_many([orders[n] for n in fresh])
+    else:
+        answers = [rail.submit(orders[n]) for n in fresh]
+    statuses.update(zip(fresh, answers, strict=True))
+    now = bank.clock.now()
+
+    def record(conn: Connection) -> None:
+        for payout in _leased(conn, worker.owner, sorted(statuses), "execute"):
+            settlement.apply(conn, payout, statuses[int(payout.n)], now, bank.settings.rail_poll_s)
+
+    bank.group_commit.run(record)

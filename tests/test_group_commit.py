@@ -1,0 +1,141 @@
+"""Group commit and batched worker steps: fewer commits, the same outcomes (benchmarks).
+
+Jobs handed to ``GroupCommit`` while a group runs share the next commit, each in its own
+savepoint; the worker runs the ``check`` and ``execute`` steps of many payouts in one
+transaction each. Both must leave exactly what one call or one step at a time would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from banking import Onboard
+from partner import payout_body
+from payout131 import ledger
+from payout131.bank import Bank
+from payout131.errors import InvalidRequest
+from payout131.storage import schema as t
+from payout131.storage.group_commit import GroupCommit
+
+FUNDS = 1_000_000
+
+
+def _wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.005)
+
+
+def _topup(account: int, amount: int) -> Any:
+    def job(conn: Connection) -> int:
+        return ledger.topup(conn, account, amount, 0)
+
+    return job
+
+
+def test_jobs_queued_during_a_group_share_one_commit_and_fail_alone(
+    bank: Bank, onboard: Onboard
+) -> None:
+    onboard("acme")
+    with bank.db.read() as conn:
+        wallet = ledger.account_id(conn, "wallet:acme")
+    assert wallet is not None
+    group = GroupCommit(bank.db)
+    release, entered = threading.Event(), threading.Event()
+    results: dict[int, Any] = {}
+
+    def first(conn: Connection) -> str:
+        entered.set()
+        release.wait(30)
+        return "first"
+
+    def refused(conn: Connection) -> None:
+        ledger.topup(conn, wallet, 999, 0)  # written, then undone with its savepoint
+        raise InvalidRequest("amount: refused after writing")
+
+    def call(n: int, fn: Any) -> None:
+        try:
+            results[n] = group.run(fn)
+        except InvalidRequest as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=call, args=(0, first))]
+    threads[0].start()
+    assert entered.wait(30)  # the leader is inside its group, holding the commit
+    for n in range(1, 9):
+        fn = refused if n == 4 else _topup(wallet, 100)
+        threads.append(threading.Thread(target=call, args=(n, fn)))
+        threads[-1].start()
+    _wait_for(lambda: group.waiting == 8, "the queue")
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert results[0] == "first"
+    assert isinstance(results[4], InvalidRequest)
+    assert all(isinstance(results[n], int) for n in range(1, 9) if n != 4)
+    assert (group.groups, group.jobs) == (2, 9)  # the eight queued jobs: one commit
+    with bank.db.read() as conn:
+        assert ledger.balance(conn, wallet).balance == 7 * 100
+        assert ledger.check(conn) == []
+
+
+def test_a_failed_commit_fails_every_job_of_the_group(bank: Bank) -> None:
+    group = GroupCommit(bank.db)
+
+    def duplicate(conn: Connection) -> None:  # two accounts with one code: refused at insert
+        ledger.open_account(conn, "dup", "system", None, 0)
+
+    with pytest.raises(sa.exc.IntegrityError):
+        group.run(lambda conn: [duplicate(conn), duplicate(conn)])
+    with bank.db.read() as conn:
+        assert ledger.account_id(conn, "dup") is None
+
+
+@pytest.mark.parametrize("single_request", [True, False])
+def test_batched_steps_leave_what_single_steps_leave(
+    bank: Bank, onboard: Onboard, single_request: bool
+) -> None:
+    partner = onboard("acme", wallet=FUNDS, single_request=single_request, fee_fixed=100)
+    sessions = [
+        partner.ok("session/init/payout", payout_body(10_000 + n * 100))["session"]["id"]
+        for n in range(12)
+    ]
+    rejected = partner.ok("session/init/payout", payout_body(10_002))["session"]["id"]
+    assert bank.worker.drain() >= 13  # claimed together: checks or executes in batches
+    if not single_request:
+        with bank.db.read() as conn:
+            pending = conn.execute(
+                sa.select(sa.func.count()).where(t.payouts.c.status == "pending")
+            ).scalar_one()
+            ready = conn.execute(
+                sa.select(sa.func.count()).where(t.events.c.type == "ready_to_confirm")
+            ).scalar_one()
+        assert (pending, ready) == (13, 13)
+        for session_id in [*sessions, rejected]:
+            partner.ok("session/confirm", {"session_id": session_id})
+        bank.worker.drain()
+    statuses = {
+        s: partner.ok("session/status", {"session_id": s})["session"]["status"]
+        for s in [*sessions, rejected]
+    }
+    assert statuses == {**dict.fromkeys(sessions, "accepted"), rejected: "cancelled"}
+    with bank.db.read() as conn:
+        finished = conn.execute(
+            sa.select(t.events.c.session_n).where(t.events.c.type == "payment_finished")
+        ).scalars()
+        assert sorted(f"ps_{n}" for n in finished) == sorted([*sessions, rejected])
+        submissions = conn.execute(sa.select(t.simulator_transfers.c.submissions)).scalars()
+        assert list(submissions) == [1] * 13
+        wallet = ledger.account_id(conn, "wallet:acme")
+        assert wallet is not None
+        paid = sum(10_000 + n * 100 + 100 for n in range(12))
+        assert ledger.balance(conn, wallet) == ledger.Balance(FUNDS - paid, 0)
+        assert ledger.check(conn) == []
