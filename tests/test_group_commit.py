@@ -139,3 +139,46 @@ def test_batched_steps_leave_what_single_steps_leave(
         paid = sum(10_000 + n * 100 + 100 for n in range(12))
         assert ledger.balance(conn, wallet) == ledger.Balance(FUNDS - paid, 0)
         assert ledger.check(conn) == []
+
+
+def test_outcomes_waiting_for_a_write_are_recorded_together() -> None:
+    import asyncio
+
+    from payout131.webhooks.outbox import Job, Outcome
+    from payout131.webhooks.recorder import Recorder
+
+    calls: list[int] = []
+    release, entered = threading.Event(), threading.Event()
+
+    def write(pairs: Any) -> list[str | None]:
+        calls.append(len(pairs))
+        entered.set()
+        release.wait(30)
+        return ["delivered" if outcome.ok else "failed" for _, outcome in pairs]
+
+    def job(n: int) -> Job:
+        return Job(n, n, 1, "acme", n, "payment_finished", b"{}", "http://x", 0, 0)
+
+    async def main() -> list[str | None]:
+        recorder = Recorder(write)
+        first = asyncio.create_task(recorder.record(job(0), Outcome(200, None, "", 1)))
+        await asyncio.to_thread(entered.wait, 30)  # the first write is under way, blocked
+        others = [
+            asyncio.create_task(
+                recorder.record(job(n), Outcome(500 if n == 3 else 200, None, "", 1))
+            )
+            for n in range(1, 6)
+        ]
+        await asyncio.sleep(0)  # each has queued its outcome
+        release.set()
+        return await asyncio.gather(first, *others)
+
+    assert asyncio.run(main()) == [
+        "delivered",
+        "delivered",
+        "delivered",
+        "failed",
+        "delivered",
+        "delivered",
+    ]
+    assert calls == [1, 5]

@@ -7,6 +7,8 @@ gives back the exact bytes to sign and send.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -14,7 +16,7 @@ from payout131 import tokens
 from payout131.storage import schema as t
 from payout131.vault import Sealed, Vault, VaultError
 
-__all__ = ["emit", "open_body", "reseal"]
+__all__ = ["emit", "emit_many", "open_body", "reseal"]
 
 
 def _context(project_id: str, session_n: int, kind: str) -> bytes:
@@ -54,6 +56,28 @@ def emit(
         .returning(t.events.c.id)
     )
     return int(result.scalar_one())
+
+
+def emit_many(conn: Connection, made: Sequence[tuple[str, int, str, bytes]], now: int) -> None:
+    """``emit`` for many unsealed ``(project_id, session_n, kind, body)`` at once (the
+    worker's batches), in the order given."""
+    if made:
+        conn.execute(
+            sa.insert(t.events),
+            [
+                {
+                    "project_id": project_id,
+                    "session_n": session_n,
+                    "type": kind,
+                    "body": body,
+                    "status": "pending",
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "body_key_id": None,
+                }
+                for project_id, session_n, kind, body in made
+            ],
+        )
 
 
 def open_body(

@@ -14,6 +14,7 @@ its ledger entries and its webhook event commit together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -383,6 +384,54 @@ def succeed_payout(conn: Connection, payout: Any, now: int) -> None:
         .values(status="accepted", error_code=None, error_description=None, updated_at=now)
     )
     _announce(conn, payout.session_n, "payment_finished", now)
+
+
+def succeed_payouts(conn: Connection, payouts: Sequence[Any], now: int) -> None:
+    """``succeed_payout`` for many payouts (locked rows, each ``in_progress``) at once: the
+    worker's batches, a statement per step rather than per payout."""
+    if not payouts:
+        return
+    ledger.post_holds(conn, [(int(p.n), int(p.fee)) for p in payouts], now)
+    numbers, owners = [p.n for p in payouts], [p.session_n for p in payouts]
+    conn.execute(
+        sa.update(t.payouts)
+        .where(t.payouts.c.n.in_(numbers))
+        .values(
+            status="succeeded",
+            work=None,
+            work_at=None,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+            finished_at=now,
+        )
+    )
+    conn.execute(
+        sa.update(t.sessions)
+        .where(t.sessions.c.n.in_(owners))
+        .values(status="accepted", error_code=None, error_description=None, updated_at=now)
+    )
+    rows = conn.execute(
+        sa.select(t.sessions).where(t.sessions.c.n.in_(owners)).order_by(t.sessions.c.n)
+    ).all()
+    listed: dict[int, list[Any]] = {}
+    found = conn.execute(
+        sa.select(t.payouts).where(t.payouts.c.session_n.in_(owners)).order_by(t.payouts.c.n)
+    )
+    for payout in refunds.attach(conn, [dict(r._mapping) for r in found]):
+        listed.setdefault(int(payout["session_n"]), []).append(payout)
+    made = [
+        (
+            row.project_id,
+            int(row.n),
+            "payment_finished",
+            wire.event_body(
+                "payment_finished", wire.render_session(dict(row._mapping), listed[int(row.n)])
+            ),
+        )
+        for row in rows
+    ]
+    events.emit_many(conn, made, now)
 
 
 def payout_in_error(conn: Connection, payout: Any, code: str, description: str, now: int) -> None:

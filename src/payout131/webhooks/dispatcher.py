@@ -21,7 +21,7 @@ import os
 import random
 import secrets
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -31,6 +31,7 @@ from payout131.client import signing
 from payout131.webhooks import outbox
 from payout131.webhooks.metrics import DeliveryStats
 from payout131.webhooks.outbox import Job, Outcome
+from payout131.webhooks.recorder import Recorder
 from payout131.webhooks.schedule import Schedule
 from payout131.webhooks.sender import HttpxSender, Sender
 
@@ -108,6 +109,7 @@ class Dispatcher:
         self._random = random.Random()  # noqa: S311 (jitter, not cryptography)
         self._in_flight: Counter[str] = Counter()
         self._writers = anyio.CapacityLimiter(1)
+        self._recorder = Recorder(self._record, self._writers)
 
     async def run(self) -> None:
         """Deliver forever (the server's lifespan and ``payout131 worker`` run this)."""
@@ -123,6 +125,7 @@ class Dispatcher:
         # SQLite has one writer at a time: queue this process's writes here rather than in
         # SQLite's busy handler, which sleeps for milliseconds between tries.
         self._writers = anyio.CapacityLimiter(1 if self.bank.db.is_sqlite else 4)
+        self._recorder = Recorder(self._record, self._writers)
         self.wakeup.attach()
         attempts = 0
         try:
@@ -188,9 +191,7 @@ class Dispatcher:
                 )
                 if outcome.ok and conf.webhook_test_hang_after_send:
                     await anyio.sleep_forever()  # test hook: "sent, never recorded"; see docs
-            status = await anyio.to_thread.run_sync(
-                self._record, job, outcome, limiter=self._writers
-            )
+            status = await self._recorder.record(job, outcome)  # benchmarks: batched
             self.stats.observe(outcome, status)
             self._log(job, outcome, status)
         except Exception:  # the lease expires and the event is sent again
@@ -210,17 +211,12 @@ class Dispatcher:
         )
         return body, signing.sign(self.bank.private_key, body)
 
-    def _record(self, job: Job, outcome: Outcome) -> str | None:
-        # benchmarks: shares a commit with other writes of this process (group_commit.py)
+    def _record(self, outcomes: Sequence[tuple[Job, Outcome]]) -> list[str | None]:
+        # benchmarks: every outcome waiting, in one job of the bank's group commit
+        uniforms = [self._random.random() for _ in outcomes]
         return self.bank.group_commit.run(
-            lambda conn: outbox.record(
-                conn,
-                job,
-                self.owner,
-                outcome,
-                self.bank.clock.now(),
-                self.schedule,
-                self._random.random(),
+            lambda conn: outbox.record_many(
+                conn, outcomes, self.owner, self.bank.clock.now(), self.schedule, uniforms
             )
         )
 
