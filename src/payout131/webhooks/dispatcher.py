@@ -31,9 +31,10 @@ from payout131.client import signing
 from payout131.webhooks import outbox
 from payout131.webhooks.metrics import DeliveryStats
 from payout131.webhooks.outbox import Job, Outcome
+from payout131.webhooks.plain_sender import PlainHttpSender
 from payout131.webhooks.recorder import Recorder
 from payout131.webhooks.schedule import Schedule
-from payout131.webhooks.sender import HttpxSender, Sender
+from payout131.webhooks.sender import Sender
 
 if TYPE_CHECKING:
     from payout131.bank import Bank
@@ -97,7 +98,7 @@ class Dispatcher:
         self,
         bank: Bank,
         owner: str | None = None,
-        sender: Callable[[int], Sender] = HttpxSender,
+        sender: Callable[[int], Sender] = PlainHttpSender,  # benchmarks: httpx for https
     ) -> None:
         self.bank = bank
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
