@@ -247,7 +247,9 @@ def test_served_logs_hold_no_secrets_and_no_banner(
             assert bad.status_code == 400
             for path, method in (("/nowhere", "GET"), ("/api/v1/session/status", "GET"),
                                  ("/health", "GET"), ("/openapi.json", "GET"),
-                                 ("/metrics", "GET")):  # fmt: skip
+                                 ("/metrics", "GET"), ("/widget/", "GET"),
+                                 ("/widget/api/bank?bik=044525974", "GET"),
+                                 ("/widget/api/tokenize", "POST")):  # fmt: skip
                 assert "server" not in client.request(method, path).headers, path
         assert "server:" not in _raw_exchange(server.port, b"NONSENSE\r\n\r\n").lower()
     finally:
