@@ -4,21 +4,25 @@ A durable commit costs a disk flush (about a millisecond or two on these machine
 transaction that updates a hot row (one settlement account paying every payout) keeps the
 row locked until its flush is done, so such transactions run one flush after another. Here
 callers hand in their work as a function of a connection; whichever caller finds nobody
-committing becomes the *leader*: it takes every job waiting (up to ``max_jobs``), runs each
-inside its own savepoint of one transaction, and commits once. Jobs that arrive meanwhile
-wait for the next group, whose leader is the first of them.
+leading becomes the *leader*: it takes every job waiting (up to ``max_jobs``), runs them
+one after another in one transaction, and commits once. Jobs that arrive meanwhile wait for
+the next group, whose leader is the first of them.
 
-Each job keeps its own all-or-nothing: a job that raises has its savepoint rolled back and
-gets its exception back, the others go on. A job succeeded only if the group's commit
-succeeded; if the commit fails, every job of the group gets that error (none of their
-writes happened). What a job sees of the others' uncommitted writes is what one
-transaction sees of its own earlier statements.
+Each job keeps its own all-or-nothing. The group first runs optimistically, the jobs one
+after another with nothing between them; if a job raises, the transaction is rolled back,
+that job gets its exception, and the others run again, each in a savepoint of its own so
+that a second failure undoes only itself. (A job may therefore run more than once before
+it commits; jobs are functions of the database and of values captured before, which is
+all any of them is.) A job succeeded only if the group's commit succeeded; if the commit
+fails, every job of the group gets that error (none of their writes happened).
 
-A group takes the locks of all its jobs, in job order, so two write transactions of one
-process running at once could deadlock where single calls never would (each takes a
-session, then its payout, then an account). So a process runs one write transaction at a
-time through here: a group, or a ``transaction()`` of its own (the worker's single steps).
-A job that loses a deadlock against another process is tried again in the next group.
+A group takes the locks of all its jobs in job order, so two groups of one process taking
+locks at once could deadlock where single calls never would (each takes a session, then
+its payout, then an account). So a process runs one group at a time, and a caller's own
+write transaction (``transaction()``, the worker's single steps) only between groups. On
+PostgreSQL the next group starts while the previous one is committing: a committing
+transaction asks for no more locks, so it cannot be part of a deadlock. A job that loses
+a deadlock against another process is run again in a later group.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RootTransaction
 
 from payout131.storage.database import Database
 
@@ -40,13 +44,14 @@ RETRIES = 3
 
 
 class _Job(Generic[T]):
-    __slots__ = ("error", "fn", "lead", "result", "tries", "wake")
+    __slots__ = ("done", "error", "fn", "lead", "result", "tries", "wake")
 
     def __init__(self, fn: Callable[[Connection], T]) -> None:
         self.fn = fn
         self.tries = 0
         self.wake = threading.Event()
         self.lead = False
+        self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
 
@@ -77,36 +82,17 @@ class GroupCommit:
     def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` and commit; its result, or its exception (or the commit's)."""
         job: _Job[T] = _Job(fn)
-        with self._lock:
-            self._queue.append(job)
-            if not self._leading:
-                self._leading = job.lead = True
-        if not job.lead:
-            job.wake.wait()
-            if not job.lead:
-                return job.outcome()
+        self._enqueue([job])
         while True:
-            with self._lock:
-                group = self._queue[: self.max_jobs]
-                del self._queue[: self.max_jobs]
-            again: list[_Job[Any]] = []
-            try:
-                with self._writing:
-                    self._execute(group)
-                again = [j for j in group if _retryable(j)]
-            finally:
-                with self._lock:
-                    self._queue[:0] = again  # first in the next group
-                    if self._queue and job not in again:
-                        self._queue[0].lead = True
-                        self._queue[0].wake.set()
-                    elif not self._queue:
-                        self._leading = False
-                for other in group:
-                    if other is not job and other not in again:
-                        other.wake.set()
-            if job not in again:
+            job.wake.wait()
+            job.wake.clear()
+            if job.done:
                 return job.outcome()
+            if job.lead:
+                job.lead = False
+                self._lead()
+                if job.done:
+                    return job.outcome()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -114,29 +100,117 @@ class GroupCommit:
         with self._writing, self.db.write() as conn:
             yield conn
 
-    def _execute(self, group: list[_Job[Any]]) -> None:
+    def _enqueue(self, jobs: list[_Job[Any]], front: bool = False) -> None:
+        with self._lock:
+            if front:
+                self._queue[:0] = jobs
+            else:
+                self._queue.extend(jobs)
+            if not self._leading:
+                self._leading = True
+                self._queue[0].lead = True
+                self._queue[0].wake.set()
+
+    def _hand_off(self) -> None:
+        """The first job waiting leads the next group; nobody leads if none waits."""
+        with self._lock:
+            if self._queue:
+                self._queue[0].lead = True
+                self._queue[0].wake.set()
+            else:
+                self._leading = False
+
+    def _lead(self) -> None:
+        with self._lock:
+            group = self._queue[: self.max_jobs]
+            del self._queue[: self.max_jobs]
+        overlap = not self.db.is_sqlite  # SQLite: the next BEGIN would wait in its busy loop
+        handed = False
+        try:
+            with self._writing:
+                try:
+                    opened = self._execute(group)
+                except Exception as exc:  # noqa: BLE001 (no connection: each job gets it)
+                    for job in group:
+                        if job.error is None:
+                            job.error, job.result = exc, None
+                    opened = None
+                if overlap:
+                    self._hand_off()
+                    handed = True
+            if opened is not None:
+                self._commit(group, *opened)
+        finally:
+            if not handed:
+                self._hand_off()
+            again = [j for j in group if _retryable(j)]
+            for job in group:
+                if job not in again:
+                    job.done = True
+                    job.wake.set()
+            if again:
+                self._enqueue(again, front=True)
+        self.groups += 1
+        self.jobs += len(group)
+
+    def _begin(self) -> tuple[Connection, RootTransaction]:
+        conn = self.db.engine.connect()
+        if self.db.is_sqlite:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        return conn, conn.begin()
+
+    def _execute(self, group: list[_Job[Any]]) -> tuple[Connection, RootTransaction] | None:
+        """Run the group's jobs in a new transaction, left open; None if every job failed."""
         for job in group:
             job.error, job.result = None, None
             job.tries += 1
+        conn, transaction = self._begin()
         try:
-            with self.db.write() as conn:
-                if len(group) == 1:  # alone: the transaction is its savepoint
-                    group[0].result = group[0].fn(conn)
-                for job in group if len(group) > 1 else ():
-                    try:
-                        with conn.begin_nested():
-                            job.result = job.fn(conn)
-                    except Exception as exc:  # noqa: BLE001 (undone; handed back to its caller)
-                        job.error = exc
-        except BaseException as exc:  # the commit failed: nothing of the group happened
+            for job in group:
+                try:
+                    job.result = job.fn(conn)
+                except Exception as exc:  # noqa: BLE001 (rolled back, then handed back)
+                    job.error = exc
+                    break
+            else:
+                return conn, transaction
+            transaction.rollback()
+            conn.close()
+            rest = [j for j in group if j.error is None]
+            if not rest:
+                return None
+            for job in rest:
+                job.result = None
+            conn, transaction = self._begin()
+            for job in rest:  # careful now: each in a savepoint, undone alone
+                try:
+                    with conn.begin_nested():
+                        job.result = job.fn(conn)
+                except Exception as exc:  # noqa: BLE001 (undone; handed back to its caller)
+                    job.error = exc
+            return conn, transaction
+        except BaseException as exc:  # the connection itself failed
+            conn.close()
             for job in group:
                 if job.error is None:
-                    job.error = exc
-                    job.result = None
+                    job.error, job.result = exc, None
             if not isinstance(exc, Exception):
                 raise
-        self.groups += 1
-        self.jobs += len(group)
+            return None
+
+    def _commit(
+        self, group: list[_Job[Any]], conn: Connection, transaction: RootTransaction
+    ) -> None:
+        try:
+            transaction.commit()
+        except BaseException as exc:  # nothing of the group happened
+            for job in group:
+                if job.error is None:
+                    job.error, job.result = exc, None
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            conn.close()
 
 
 def _retryable(job: _Job[Any]) -> bool:
