@@ -141,7 +141,7 @@ def bench(
         keep=workdir is not None,
         quick=quick,
     )
-    started = time.time()
+    started, facts = time.time(), machine()
     try:
         reports = harness.run(options, echo=lambda line: click.echo(line, err=True))
     except RuntimeError as exc:
@@ -150,7 +150,7 @@ def bench(
     report.print_table(reports, found, Console(width=160))
     context = {
         "command": shlex.join(["payout131", "bench", *sys.argv[2:]]),
-        "machine": {**machine(), "python": platform.python_version()},
+        "machine": {**facts, "python": platform.python_version()},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
         "quick": quick,
