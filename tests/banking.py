@@ -7,23 +7,26 @@ Every bank's ledger is checked when its test ends.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from liveserver import serve
 from partner import Partner
-from payout131 import accounts, ledger, projects
+from payout131 import accounts, events, ledger, projects
 from payout131.bank import Bank
 from payout131.client import signing
 from payout131.clock import ManualClock
 from payout131.keys import ensure_bank_keys
 from payout131.server import create_app
 from payout131.settings import Settings
+from payout131.storage import schema as t
 from payout131.vault import ensure_key_file
 
 
@@ -101,3 +104,28 @@ def onboard(bank: Bank, http: httpx.Client, partner_keys: list[rsa.RSAPrivateKey
         return partner
 
     return make
+
+
+def event_bytes(bank: Bank, session_id: str) -> list[bytes]:
+    """The webhook bodies the bank wrote for a session, as the exact bytes it sends."""
+    e = t.events
+    n = int(session_id.removeprefix("ps_"))
+    with bank.db.read() as conn:
+        rows = conn.execute(sa.select(e).where(e.c.session_n == n).order_by(e.c.id)).all()
+    return [
+        events.open_body(bank.vault, r.body, r.body_key_id, r.project_id, r.session_n, r.type)
+        for r in rows
+    ]
+
+
+def event_bodies(bank: Bank, session_id: str) -> list[dict[str, Any]]:
+    """The same webhooks, parsed."""
+    return [json.loads(body) for body in event_bytes(bank, session_id)]
+
+
+def available(bank: Bank, code: str) -> int:
+    """The available balance of a ledger account (a settlement number or ``wallet:<id>``)."""
+    with bank.db.read() as conn:
+        account = ledger.account_id(conn, code)
+        assert account is not None
+        return ledger.balance(conn, account).available

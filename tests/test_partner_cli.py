@@ -18,10 +18,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 
-from banking import Onboard
+from banking import Onboard, available
 from liveserver import serve
 from partner import INDIVIDUAL, ORGANISATION, Partner
-from payout131 import ledger
 from payout131.bank import Bank
 from payout131.cli import main
 from payout131.projects import wallet_code
@@ -69,13 +68,6 @@ CliFor = Callable[[Partner], Cli]
 @pytest.fixture
 def cli_for(live: str, tmp_path: Path) -> CliFor:
     return lambda partner: Cli(live, partner, tmp_path)
-
-
-def available(bank: Bank, code: str) -> int:
-    with bank.db.read() as conn:
-        account = ledger.account_id(conn, code)
-        assert account is not None
-        return ledger.balance(conn, account).available
 
 
 def session_id(output: str) -> str:

@@ -8,13 +8,13 @@ ledger must add up after every step.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from banking import Onboard
+from banking import Onboard, available
+from banking import event_bodies as events
 from partner import Partner, payout_body
 from payout131 import ledger
 from payout131.bank import Bank
@@ -24,22 +24,6 @@ from payout131.rails import scenarios
 from payout131.storage import schema as t
 
 FUNDS = 1_000_000
-
-
-def events(bank: Bank, session_id: str) -> list[dict[str, Any]]:
-    n = int(session_id.removeprefix("ps_"))
-    with bank.db.read() as conn:
-        rows = conn.execute(
-            sa.select(t.events.c.body).where(t.events.c.session_n == n).order_by(t.events.c.id)
-        )
-        return [json.loads(r.body) for r in rows]
-
-
-def available(bank: Bank, code: str) -> int:
-    with bank.db.read() as conn:
-        account = ledger.account_id(conn, code)
-        assert account is not None
-        return ledger.balance(conn, account).available
 
 
 def assert_ledger_balances(bank: Bank) -> None:

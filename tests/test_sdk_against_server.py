@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from banking import Onboard
+from banking import event_bytes as event_bodies
 from partner import INDIVIDUAL, ORGANISATION, Partner
 from payout131 import projects
 from payout131.bank import Bank
@@ -118,16 +119,6 @@ def sdk(request: pytest.FixtureRequest, bank: Bank, http: httpx.Client) -> Itera
             close()
         if portal_cm is not None:
             portal_cm.__exit__(None, None, None)
-
-
-def event_bodies(bank: Bank, session_id: str) -> list[bytes]:
-    """The webhook bodies the server wrote for a session, as the exact bytes it would send."""
-    n = int(session_id.removeprefix("ps_"))
-    with bank.db.read() as conn:
-        rows = conn.execute(
-            sa.select(t.events.c.body).where(t.events.c.session_n == n).order_by(t.events.c.id)
-        )
-        return [bytes(row.body) for row in rows]
 
 
 def webhooks(bank: Bank, session_id: str) -> list[Event]:

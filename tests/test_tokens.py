@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from banking import Onboard
+from banking import Onboard, event_bodies
 from partner import INDIVIDUAL, ORGANISATION, Partner, destination
-from payout131 import events as outbox_events
 from payout131.bank import Bank
 from payout131.rails import InstantRail, Order, Status
 from payout131.storage import schema as t
@@ -49,22 +48,6 @@ def by_token(token: str, **fields: Any) -> dict[str, Any]:
     """The ``ru`` of a payout to a tokenized organisation account."""
     ru = {k: v for k, v in ORGANISATION.items() if k not in ("bik", "account")}
     return {**ru, "token": token, **fields}
-
-
-def event_bodies(bank: Bank, session_id: str) -> list[dict[str, Any]]:
-    """The webhooks of a session as they are sent (sealed bodies opened)."""
-    e = t.events
-    n = int(session_id.removeprefix("ps_"))
-    with bank.db.read() as conn:
-        rows = conn.execute(sa.select(e).where(e.c.session_n == n).order_by(e.c.id)).all()
-    return [
-        json.loads(
-            outbox_events.open_body(
-                bank.vault, r.body, r.body_key_id, r.project_id, r.session_n, r.type
-            )
-        )
-        for r in rows
-    ]
 
 
 def ru_of(session: dict[str, Any], version: str = "v1") -> dict[str, Any]:
