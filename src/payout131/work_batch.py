@@ -109,10 +109,17 @@ def _execute(worker: Worker, numbers: Sequence[int]) -> None:
                     continue
                 resumed.add(n)
             reference = payout.rail_reference or settlement.new_reference(n)
-            if n not in resumed:
-                settlement.assign(conn, n, rail.name, reference)
             account = tokens.payout_account(conn, bank.vault, payout)
             orders[n] = settlement.order(payout, reference, account)
+        new = [{"number": n, "ref": o.reference} for n, o in orders.items() if n not in resumed]
+        if new:  # every new reference in one statement, as settlement.assign writes each
+            p = t.payouts
+            conn.execute(
+                sa.update(p)
+                .where(p.c.n == sa.bindparam("number"))
+                .values(rail=rail.name, rail_reference=sa.bindparam("ref")),
+                new,
+            )
 
     bank.group_commit.run(assign)
     statuses: dict[int, Status] = {}
