@@ -6,6 +6,7 @@ Each test reproduces one finding in miniature, on the engines where it can happe
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anyio
 import httpx
@@ -16,7 +17,9 @@ from psycopg import sql
 from banking import Onboard
 from partner import payout_body
 from payout131.bank import Bank
+from payout131.errors import InvalidRequest
 from payout131.storage import schema as t
+from payout131.validation import check_full_name
 from pgcluster import PgCluster
 
 
@@ -99,3 +102,60 @@ def test_a_wrong_verb_names_the_right_one(
     assert response.status_code == 405
     assert allowed in response.headers["allow"].split(", ")
     assert response.json()["error"]["description"].endswith(f"use {response.headers['allow']}")
+
+
+def _with_nul(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
+    """Every variant of ``value`` with one of its strings given a NUL character."""
+    if isinstance(value, str):
+        return [(path, value[:3] + "\x00" + value[3:])]
+    if isinstance(value, dict):
+        found = []
+        for key, inner in value.items():
+            for where, changed in _with_nul(inner, (*path, key)):
+                found.append((where, changed))
+        return found
+    return []
+
+
+def _put(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    return new if not path else {**value, path[0]: _put(value[path[0]], path[1:], new)}
+
+
+def test_a_nul_in_any_string_is_refused_not_a_server_error(bank: Bank, onboard: Onboard) -> None:
+    """Finding 3 (schemathesis, PostgreSQL): a NUL character in ``account_number`` reached
+    a query, and PostgreSQL refuses NUL in text: a 500. Now every string of every kind of
+    request may carry one and the answer is a 4xx, on both engines."""
+    partner = onboard(wallet=100_000, account=100_000)
+    assert partner.account is not None
+    created = partner.ok("session/create", {})["session"]["id"]
+    bodies = {
+        "report/account_balance": {"account_number": partner.account},
+        "session/init/payout/rko": partner.rko_body(1_000),
+        "session/start/payout": {"session_id": created, **payout_body(1_000)},
+        "session/status": {"session_id": created},
+        "wallet/balance": {"request_datetime": "2026-01-01T00:00:00Z"},
+        "tokenize": {
+            "type": "bank_account_ru",
+            "bank_account_ru": {"bik": "044525974", "account": "40817810400003869535"},
+        },
+        "token/info": {"type": "bank_account_ru", "bank_account_ru": {"token": "ab" * 32}},
+    }
+    for method, body in bodies.items():
+        for path, changed in _with_nul(body):
+            response = partner.post(method, _put(body, path, changed))
+            assert response.status_code in (400, 404), (method, path, response.text)
+
+
+@pytest.mark.parametrize(
+    "name", ["Иванов\x00Иван", "Ivan\tIvanov", "Иван\nИванов", "Ivan\u200bIvanov"]
+)
+def test_a_recipients_name_has_no_control_characters(name: str) -> None:
+    """Finding 4 (the NUL test above): a recipient's full name could hold NUL, tabs, line
+    breaks and invisible format characters, which no payment order can carry."""
+    with pytest.raises(InvalidRequest, match="is not allowed"):
+        check_full_name("full_name", name)
+
+
+@pytest.mark.parametrize("name", ['ООО "Вектор"', "ИП Петров П. П.", "O'Brien-Smith Ánne"])
+def test_ordinary_names_still_pass(name: str) -> None:
+    assert check_full_name("full_name", f"  {name} ") == name

@@ -34,6 +34,8 @@ def open_settlement_account(
 
 def settlement_account(conn: Connection, project_id: str, number: str, field: str) -> Any:
     """The ledger row of a settlement account that must belong to ``project_id``."""
+    # reliability: check the number before the query (PostgreSQL refuses a NUL in a string)
+    validation.check_settlement_account(field, BANK_BIK, number)
     a = t.ledger_accounts
     row = conn.execute(
         sa.select(a.c.id, a.c.project_id, a.c.balance, a.c.held).where(

@@ -13,6 +13,7 @@ payouts carry the token and the mask (first 5 and last 4 digits).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ __all__ = [
 
 PUBLIC_TOKEN_TTL_S = 24 * 3600
 _TYPE = "bank_account_ru"
+_SHAPE = re.compile(r"[0-9a-f]{64}")  # reliability: what every token looks like
 
 
 class PublicTokenRefused(AuthenticationError):
@@ -204,6 +206,8 @@ def tokenize(
 
 def find(conn: Connection, project_id: str, token: str) -> AccountToken | None:
     """The project's token; another project's token is as unknown as a made-up one."""
+    if not _SHAPE.fullmatch(token):  # reliability: never query with a NUL (PostgreSQL refuses)
+        return None
     row = conn.execute(
         sa.select(t.account_tokens).where(
             t.account_tokens.c.token == token, t.account_tokens.c.project_id == project_id

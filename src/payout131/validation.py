@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 
 from payout131.errors import InvalidRequest
 
@@ -222,6 +223,12 @@ def check_full_name(field: str, value: object) -> str:
         raise InvalidRequest(f"{field}: must not be empty")
     if len(name) > _FULL_NAME_MAX:
         raise InvalidRequest(f"{field}: is {len(name)} characters long, at most {_FULL_NAME_MAX}")
+    for position, char in enumerate(name, start=1):  # reliability: no NUL, tab, line break…
+        if unicodedata.category(char).startswith("C"):
+            raise InvalidRequest(
+                f"{field}: character U+{ord(char):04X} at position {position} is not allowed"
+                " (control and format characters)"
+            )
     return name
 
 
