@@ -32,16 +32,17 @@ def open_settlement_account(
     return number
 
 
+_a = t.ledger_accounts
+_SETTLEMENT_ACCOUNT = sa.select(_a.c.id, _a.c.project_id, _a.c.balance, _a.c.held).where(
+    _a.c.code == sa.bindparam("number"), _a.c.kind == "settlement"
+)  # benchmarks: built once
+
+
 def settlement_account(conn: Connection, project_id: str, number: str, field: str) -> Any:
     """The ledger row of a settlement account that must belong to ``project_id``."""
     # reliability: check the number before the query (PostgreSQL refuses a NUL in a string)
     validation.check_settlement_account(field, BANK_BIK, number)
-    a = t.ledger_accounts
-    row = conn.execute(
-        sa.select(a.c.id, a.c.project_id, a.c.balance, a.c.held).where(
-            a.c.code == number, a.c.kind == "settlement"
-        )
-    ).one_or_none()
+    row = conn.execute(_SETTLEMENT_ACCOUNT, {"number": number}).one_or_none()
     if row is None:
         raise NotFound(f"{field}: no settlement account {number} at Bank 131 (BIK {BANK_BIK})")
     if row.project_id != project_id:

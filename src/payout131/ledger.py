@@ -127,17 +127,23 @@ def topup(conn: Connection, account: int, amount: int, now: int, memo: str = "to
     return transfer(conn, "topup", [(funding, -amount), (account, amount)], now, memo=memo)
 
 
+_a = t.ledger_accounts
+# benchmarks: built once (every payout start runs these; building a statement costs more
+# than running it)
+_HOLD = (
+    sa.update(_a)
+    .where(_a.c.id == sa.bindparam("account"), _a.c.balance - _a.c.held >= sa.bindparam("total"))
+    .values(held=_a.c.held + sa.bindparam("total"))
+)
+_NEW_HOLD = sa.insert(t.holds)
+
+
 def place_hold(
     conn: Connection, account: int, payout_n: int, amount: int, now: int, fee: int = 0
 ) -> None:
     """Reserve ``amount`` plus the bank's ``fee`` for a payout, or raise ``InsufficientBalance``."""
-    accounts = t.ledger_accounts
     total = amount + fee
-    moved = conn.execute(
-        sa.update(accounts)
-        .where(accounts.c.id == account, accounts.c.balance - accounts.c.held >= total)
-        .values(held=accounts.c.held + total)
-    )
+    moved = conn.execute(_HOLD, {"account": account, "total": total})
     if moved.rowcount != 1:
         with_fee = f" plus the fee of {fee}" if fee else ""
         raise InsufficientBalance(
@@ -145,9 +151,14 @@ def place_hold(
             "paying account"
         )
     conn.execute(
-        sa.insert(t.holds).values(
-            account_id=account, payout_n=payout_n, amount=total, status="active", created_at=now
-        )
+        _NEW_HOLD,
+        {
+            "account_id": account,
+            "payout_n": payout_n,
+            "amount": total,
+            "status": "active",
+            "created_at": now,
+        },
     )
 
 
