@@ -35,7 +35,7 @@ from payout131.client import signing
 from snapshot import snapshot
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"
-EXAMPLES = 200 if FULL else 6
+EXAMPLES = 200 if FULL else 4
 pytestmark = pytest.mark.timeout(0 if FULL else 300)
 EXAMPLES_SETTINGS = settings(
     max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
