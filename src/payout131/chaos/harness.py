@@ -167,6 +167,7 @@ class _Run:
         server = ServerProcess(self._env(), self.workdir / "serve.log")
         await asyncio.to_thread(server.start)
         load = Load(server.url, partners, plan.seed)
+        await load.tokenize()
         stop = asyncio.Event()
         flows = [
             asyncio.create_task(load.flow(partners[TWO_STEP], n, stop)) for n in range(plan.flows)

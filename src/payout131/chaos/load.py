@@ -8,8 +8,9 @@ A call that gets no answer within ``give_up_s`` is recorded as in doubt.
 
 Flows: single-request payouts (``session/init/payout[/rko]``), and two-step payouts (init,
 or create then start) that the deciders confirm or cancel when the receiver hands them the
-session's ``ready_to_confirm``. The share of cancels and the amounts, some of which fail or
-linger at the simulator rail (docs/rails.md), come from the seeded random generator.
+session's ``ready_to_confirm``. A fifth of the payouts go to a tokenized account
+(docs/tokens.md). The share of cancels and the amounts, some of which fail or linger at the
+simulator rail (docs/rails.md), come from the seeded random generator.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Load:
     give_up_s: float = 120.0
     answers: list[Answer] = field(default_factory=list)
     deciding: int = 0  # sessions taken from the receiver and not yet decided
+    tokens: dict[str, str] = field(default_factory=dict)  # each partner's recipient token
     _numbers: dict[str, int] = field(default_factory=dict)
 
     def cancels(self, session_id: str) -> bool:
@@ -140,13 +142,28 @@ class Load:
         self.answers.append(done)
         return done
 
+    async def tokenize(self) -> None:
+        """Each partner tokenizes the recipient's account once: a share of the payouts go to
+        the token, so their ``ready_to_confirm`` bodies are stored sealed by the vault."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
+            for partner in self.partners.values():
+                ask = {"bik": RECIPIENT["bik"], "account": RECIPIENT["account"]}
+                body = {"type": "bank_account_ru", "bank_account_ru": ask}
+                answer = await self.call(http, partner, "tokenize", body, "tokenize")
+                if answer.status == 200 and answer.response is not None:
+                    self.tokens[partner.project] = str(answer.response["token"])
+
     def payout_body(
         self, partner: Partner, rko: bool, key: str, rng: random.Random
     ) -> dict[str, Any]:
+        ru = dict(RECIPIENT)
+        token = self.tokens.get(partner.project)
+        if token is not None and rng.random() < 0.2:
+            ru = {"token": token, "full_name": ru["full_name"], "description": ru["description"]}
         body: dict[str, Any] = {
             "payment_method": {
                 "type": "bank_account",
-                "bank_account": {"system_type": "ru", "ru": dict(RECIPIENT)},
+                "bank_account": {"system_type": "ru", "ru": ru},
             },
             "amount_details": {"amount": pick_amount(rng), "currency": "rub"},
             "metadata": {"chaos": key},
