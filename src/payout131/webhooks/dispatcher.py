@@ -112,6 +112,7 @@ class Dispatcher:
         self._writers = anyio.CapacityLimiter(1)
         self._recorder = Recorder(self._record, self._writers)
         self._recording = 0  # deliveries answered, their outcome not yet written
+        self._settled = 0  # outcomes written so far: one written during a claim may free more
 
     async def run(self) -> None:
         """Deliver forever (the server's lifespan and ``payout131 worker`` run this)."""
@@ -137,6 +138,7 @@ class Dispatcher:
                     room = conf.webhook_concurrency - sum(self._in_flight.values())
                     # a claim made while deliveries ran may have skipped their busy projects
                     constrained = bool(self._in_flight)
+                    settled = self._settled
                     try:
                         jobs = await self._claim(room) if room > 0 else []
                     except Exception:  # the database may be back at the next poll
@@ -149,7 +151,9 @@ class Dispatcher:
                         tasks.start_soon(self._deliver, sender, job)
                     attempts += len(jobs)
                     if not (forever or jobs or self._in_flight or self._recording or constrained):
-                        break
+                        if self._settled == settled:
+                            break
+                        continue  # an outcome written during the claim may have freed an event
                     if not jobs or len(jobs) == room:
                         await self.wakeup.wait(conf.webhook_poll_s if forever else None)
         finally:
@@ -203,6 +207,7 @@ class Dispatcher:
                 status = await self._recorder.record(job, outcome)
             finally:
                 self._recording -= 1
+                self._settled += 1
             self.stats.observe(outcome, status)
             self._log(job, outcome, status)
         except Exception:  # the lease expires and the event is sent again
