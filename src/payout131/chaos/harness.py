@@ -138,13 +138,8 @@ class _Run:
         cluster: PostgresCluster | None,
         echo: Callable[[str], None],
     ) -> None:
-        self.plan, self.workdir, self.url, self.cluster, self.echo = (
-            plan,
-            workdir,
-            url,
-            cluster,
-            echo,
-        )
+        self.plan, self.workdir, self.url = plan, workdir, url
+        self.cluster, self.echo = cluster, echo
         self.home = workdir / "home"
         self.report = Report(plan, workdir, Verdict())
         self.opening: dict[str, int] = {}
