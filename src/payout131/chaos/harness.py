@@ -175,7 +175,7 @@ class _Run:
             await self._crash_repeatedly(server)
             stop.set()
             await asyncio.gather(*flows)
-            await self._quiesce(server, receiver, load)
+            caught_up_at = await self._quiesce(server, receiver, load)
         finally:
             stop.set()
             for task in deciders:
@@ -188,7 +188,8 @@ class _Run:
         record.save(self.workdir / "record.json")
         db = Database(self.url)
         try:
-            self.report.verdict = verify(db, record, SystemClock().now())
+            # work due later than the moment the server was seen caught up is not missed work
+            self.report.verdict = verify(db, record, caught_up_at)
         finally:
             db.dispose()
         self._ledger_check()
@@ -262,9 +263,9 @@ class _Run:
             if n % 10 == 0:
                 self.echo(f"chaos: {n} crashes")
 
-    async def _quiesce(self, server: ServerProcess, receiver: Receiver, load: Load) -> None:
+    async def _quiesce(self, server: ServerProcess, receiver: Receiver, load: Load) -> int:
         """Wait until no payout step is due, every event is delivered and every
-        ``ready_to_confirm`` decided."""
+        ``ready_to_confirm`` decided; the time (microseconds) at which that was seen."""
         deadline = time.monotonic() + self.plan.quiesce_s
         db = Database(self.url)
         try:
@@ -273,10 +274,12 @@ class _Run:
                     self.report.notes.append("the server died after the crashes had stopped")
                     await asyncio.to_thread(server.start)
                 idle = receiver.ready.empty() and load.deciding == 0
-                if idle and await asyncio.to_thread(_caught_up, db):
-                    return
+                checked_at = SystemClock().now()
+                if idle and await asyncio.to_thread(_caught_up, db, checked_at):
+                    return checked_at
                 await asyncio.sleep(0.25)
             self.report.notes.append(f"the server had not caught up {self.plan.quiesce_s:g} s on")
+            return SystemClock().now()
         finally:
             db.dispose()
 
@@ -293,8 +296,7 @@ class _Run:
             self.report.notes.append(f"payout131 ledger check: {done.stdout}{done.stderr}")
 
 
-def _caught_up(db: Database) -> bool:
-    now = SystemClock().now()
+def _caught_up(db: Database, now: int) -> bool:
     p, e = t.payouts, t.events
     with db.read() as conn:
         due = conn.execute(
