@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["ClusterError", "DurableCluster", "find_bindir"]
+__all__ = ["ClusterError", "DurableCluster", "clean_environment", "find_bindir", "server_owner"]
 
 DATABASE = "payout131"
 SETTINGS = {
@@ -44,7 +44,7 @@ class DurableCluster:
     def __init__(self, timeout: float = 60.0) -> None:
         self.bindir = find_bindir()
         self.timeout = timeout
-        self.owner = _server_owner()
+        self.owner = server_owner()
         self.root: Path | None = None
 
     def __enter__(self) -> DurableCluster:
@@ -142,7 +142,7 @@ class DurableCluster:
             capture_output=True,
             text=True,
             check=False,
-            env=_clean_environment(),
+            env=clean_environment(),
             timeout=seconds + 60,
         )
         found = re.search(r"tps = ([\d.]+)", done.stdout)
@@ -165,7 +165,7 @@ class DurableCluster:
         done = subprocess.run(
             [str(self.bindir / program), *args],
             cwd=self.root,
-            env=_clean_environment(),
+            env=clean_environment(),
             capture_output=True,
             text=True,
             check=False,
@@ -196,7 +196,8 @@ def _version(bindir: Path) -> tuple[int, ...]:
     return tuple(int(part) for part in bindir.parent.name.split(".") if part.isdigit())
 
 
-def _server_owner() -> pwd.struct_passwd | None:
+def server_owner() -> pwd.struct_passwd | None:
+    """Who runs the server: ``postgres`` when we are root (initdb refuses root), else us."""
     if os.geteuid() != 0:
         return None
     try:
@@ -205,5 +206,6 @@ def _server_owner() -> pwd.struct_passwd | None:
         raise ClusterError("running as root and there is no `postgres` user to run as") from None
 
 
-def _clean_environment() -> dict[str, str]:
+def clean_environment() -> dict[str, str]:
+    """Our environment without ``PG*`` variables, which would steer the server's tools."""
     return {key: value for key, value in os.environ.items() if not key.startswith("PG")}

@@ -11,7 +11,6 @@ immediate`` is a real crash that must lose nothing committed. As root, PostgreSQ
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -23,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+
+from payout131.bench.cluster import clean_environment, find_bindir, server_owner
 
 __all__ = ["PostgresCluster", "ProcessError", "ServerProcess", "free_port"]
 
@@ -105,9 +106,9 @@ class PostgresCluster:
     """A throwaway PostgreSQL server with one database, ``payout131``."""
 
     def __init__(self, timeout: float = 60.0) -> None:
-        self.bindir = _find_bindir()
+        self.bindir = find_bindir()
         self.timeout = timeout
-        self.owner = _server_owner()
+        self.owner = server_owner()
         self.root = Path(tempfile.mkdtemp(prefix="payout131-chaos-pg-", dir=_base_dir()))
         self.root.chmod(0o755)
         if self.owner is not None:
@@ -154,7 +155,7 @@ class PostgresCluster:
         result = subprocess.run(
             [str(self.bindir / program), *args],
             cwd=self.root,
-            env={k: v for k, v in os.environ.items() if not k.startswith("PG")},
+            env=clean_environment(),
             capture_output=True,
             text=True,
             check=False,
@@ -165,25 +166,6 @@ class PostgresCluster:
         )
         if result.returncode != 0:
             raise ProcessError(f"{program} failed: {result.stdout}{result.stderr}")
-
-
-def _find_bindir() -> Path:
-    on_path = shutil.which("pg_ctl")
-    candidates = [Path(on_path).resolve().parent] if on_path else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    for bindir in candidates:
-        if all((bindir / p).is_file() for p in ("initdb", "pg_ctl", "postgres", "createdb")):
-            return bindir
-    raise ProcessError("PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found")
-
-
-def _server_owner() -> pwd.struct_passwd | None:
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam("postgres")
-    except KeyError:
-        raise ProcessError("running as root and there is no `postgres` user to run as") from None
 
 
 def _base_dir() -> str:
