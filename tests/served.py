@@ -81,8 +81,9 @@ class Served:
 
 
 @contextmanager
-def serve(tmp_path: Path, database_url: str) -> Iterator[Served]:
-    """Start ``payout131 serve`` on a free loopback port; stop it (and wait) on exit."""
+def serve(tmp_path: Path, database_url: str, *options: str) -> Iterator[Served]:
+    """Start ``payout131 serve [options]`` on a free loopback port; stop it (and wait) on
+    exit."""
     home = tmp_path / "server-home"
     initialise(Settings(home=home, database_url=database_url), demo=False)  # payout131 init
     port = free_port()
@@ -93,7 +94,7 @@ def serve(tmp_path: Path, database_url: str) -> Iterator[Served]:
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [PAYOUT131, "serve", "--port", str(port)],
+            [PAYOUT131, "serve", "--port", str(port), *options],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

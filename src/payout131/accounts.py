@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +13,14 @@ from payout131.errors import AuthorizationError, NotFound
 from payout131.projects import wallet_code
 from payout131.storage import schema as t
 
-__all__ = ["BANK_BIK", "open_settlement_account", "settlement_account", "topup_wallet"]
+__all__ = [
+    "BANK_BIK",
+    "lock_accounts",
+    "open_settlement_account",
+    "owned_settlement_account",
+    "settlement_account",
+    "topup_wallet",
+]
 
 BANK_BIK = "049205131"
 
@@ -33,7 +41,7 @@ def open_settlement_account(
 
 
 _a = t.ledger_accounts
-_SETTLEMENT_ACCOUNT = sa.select(_a.c.id, _a.c.project_id, _a.c.balance, _a.c.held).where(
+_SETTLEMENT_ACCOUNT = sa.select(_a.c.id, _a.c.kind, _a.c.project_id, _a.c.balance, _a.c.held).where(
     _a.c.code == sa.bindparam("number"), _a.c.kind == "settlement"
 )  # benchmarks: built once
 
@@ -43,11 +51,27 @@ def settlement_account(conn: Connection, project_id: str, number: str, field: st
     # reliability: check the number before the query (PostgreSQL refuses a NUL in a string)
     validation.check_settlement_account(field, BANK_BIK, number)
     row = conn.execute(_SETTLEMENT_ACCOUNT, {"number": number}).one_or_none()
-    if row is None:
+    return owned_settlement_account(row, project_id, number, field)
+
+
+def owned_settlement_account(row: Any, project_id: str, number: str, field: str) -> Any:
+    """``row`` if it is a settlement account of ``project_id``; else the partner's error."""
+    if row is None or row.kind != "settlement":
         raise NotFound(f"{field}: no settlement account {number} at Bank 131 (BIK {BANK_BIK})")
     if row.project_id != project_id:
         raise AuthorizationError(f"{field}: account {number} does not belong to this project")
     return row
+
+
+def lock_accounts(conn: Connection, codes: Iterable[str]) -> dict[str, Any]:
+    """The ledger rows of the accounts with these codes, locked in id order, by code."""
+    rows = conn.execute(
+        sa.select(_a.c.id, _a.c.code, _a.c.kind, _a.c.project_id, _a.c.balance, _a.c.held)
+        .where(_a.c.code.in_(sorted(set(codes))))
+        .order_by(_a.c.id)
+        .with_for_update()
+    )
+    return {row.code: row for row in rows}
 
 
 def topup_wallet(conn: Connection, project_id: str, amount: int, now: int) -> int:

@@ -32,8 +32,10 @@ __all__ = [
     "account_id",
     "balance",
     "check",
+    "insufficient",
     "open_account",
     "place_hold",
+    "place_holds",
     "post_hold",
     "post_holds",
     "release_hold",
@@ -145,11 +147,7 @@ def place_hold(
     total = amount + fee
     moved = conn.execute(_HOLD, {"account": account, "total": total})
     if moved.rowcount != 1:
-        with_fee = f" plus the fee of {fee}" if fee else ""
-        raise InsufficientBalance(
-            f"amount_details.amount: {amount}{with_fee} exceeds the available balance of the "
-            "paying account"
-        )
+        raise insufficient(amount, fee)
     conn.execute(
         _NEW_HOLD,
         {
@@ -160,6 +158,39 @@ def place_hold(
             "created_at": now,
         },
     )
+
+
+def insufficient(amount: int, fee: int) -> InsufficientBalance:
+    """The refusal of a payout whose amount (and fee) the paying account cannot cover."""
+    with_fee = f" plus the fee of {fee}" if fee else ""
+    return InsufficientBalance(
+        f"amount_details.amount: {amount}{with_fee} exceeds the available balance of the "
+        "paying account"
+    )
+
+
+_ADD_HELD = (
+    sa.update(_a)
+    .where(_a.c.id == sa.bindparam("account"))
+    .values(held=_a.c.held + sa.bindparam("total"))
+)
+
+
+def place_holds(conn: Connection, holds: Sequence[tuple[int, int, int, int]]) -> None:
+    """``place_hold`` for many ``(account, payout_n, amount + fee, now)`` at once, the caller
+    having checked under the accounts' locks that each account covers its holds (the
+    database refuses a negative available balance all the same)."""
+    totals: dict[int, int] = {}
+    for account, _, total, _ in holds:
+        totals[account] = totals.get(account, 0) + total
+    conn.execute(
+        _ADD_HELD, [{"account": acc, "total": total} for acc, total in sorted(totals.items())]
+    )
+    rows = [
+        {"account_id": acc, "payout_n": n, "amount": total, "created_at": now, "status": "active"}
+        for acc, n, total, now in holds
+    ]
+    conn.execute(_NEW_HOLD, rows)
 
 
 def _resolve_hold(conn: Connection, payout_n: int, status: str, now: int) -> tuple[int, int]:

@@ -103,12 +103,20 @@ class ProjectCache:
         self._entries: dict[str, tuple[float, Project | None]] = {}
         self._keys: dict[str, rsa.RSAPublicKey] = {}
 
-    def get(self, project_id: str) -> Project | None:
-        now = time.monotonic()
+    def peek(self, project_id: str) -> tuple[bool, Project | None]:
+        """``(True, project)`` if a fresh answer is cached (``None``: no such project), else
+        ``(False, None)``; never reads the database (the event loop may call this)."""
         with self._lock:
             cached = self._entries.get(project_id)
-        if cached is not None and now - cached[0] < self._ttl:
-            return cached[1]
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+            return True, cached[1]
+        return False, None
+
+    def get(self, project_id: str) -> Project | None:
+        known, project = self.peek(project_id)
+        if known:
+            return project
+        now = time.monotonic()
         with self._db.read() as conn:
             project = get_project(conn, project_id)
         with self._lock:

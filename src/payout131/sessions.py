@@ -112,8 +112,13 @@ def _new_session(conn: Connection, call: Call, body: dict[str, Any], status: str
 
 
 def _new_session_row(conn: Connection, call: Call, body: dict[str, Any], status: str) -> Any:
+    return conn.execute(NEW_SESSION, session_values(call, body, status)).one()
+
+
+def session_values(call: Call, body: dict[str, Any], status: str) -> dict[str, Any]:
+    """The ``sessions`` row a call opens, its draft taken from ``body``."""
     draft = {k: body[k] for k in DRAFT_FIELDS if k in body}
-    values = {
+    return {
         "project_id": call.project.id,
         "api_version": call.version,
         "rko": call.rko,
@@ -124,12 +129,12 @@ def _new_session_row(conn: Connection, call: Call, body: dict[str, Any], status:
         "created_at": call.now,
         "updated_at": call.now,
     }
-    return conn.execute(_NEW_SESSION, values).one()
 
 
 # benchmarks: built once (building a statement costs more than running it)
-_NEW_SESSION = sa.insert(t.sessions).returning(t.sessions)
-_NEW_PAYOUT = sa.insert(t.payouts).returning(t.payouts)
+# (``sort_by_parameter_order``: many rows in one statement come back in the given order)
+NEW_SESSION = sa.insert(t.sessions).returning(t.sessions, sort_by_parameter_order=True)
+NEW_PAYOUT = sa.insert(t.payouts).returning(t.payouts, sort_by_parameter_order=True)
 
 
 def _check_draft(body: dict[str, Any], call: Call) -> None:
@@ -186,6 +191,41 @@ def _recipient(call: Call, request: PayoutRequest) -> dict[str, Any]:
     }
 
 
+def parse_start(conn: Connection, call: Call, draft: str, body: dict[str, Any]) -> PayoutRequest:
+    """The payout a start or init call asks for: the session's draft with the call's fields."""
+    return parse_payout(
+        _merged(draft, body, call.version),
+        call.version,
+        call.rko,
+        call.directory,
+        lambda token: tokens.lookup(conn, call.project.id, token),
+    )
+
+
+def payout_values(
+    call: Call, session_n: int, request: PayoutRequest, account: int, fee: int
+) -> dict[str, Any]:
+    """The ``payouts`` row a started payout begins as, its first step due now."""
+    return {
+        "session_n": session_n,
+        "project_id": call.project.id,
+        "status": "in_progress",
+        "amount": request.amount,
+        "currency": request.currency,
+        "account_id": account,
+        "destination": _json(request.destination.echo),
+        "recipient": _json(_recipient(call, request)),
+        "participant_details": _nullable_json(request.participant_details),
+        "customer": _nullable_json(request.customer),
+        "metadata": _json(request.metadata) if request.has_metadata else None,
+        "work": "execute" if call.project.single_request else "check",
+        "work_at": call.now,
+        "created_at": call.now,
+        "updated_at": call.now,
+        "fee": fee,
+    }
+
+
 def _start(
     conn: Connection, call: Call, session: Any, body: dict[str, Any], mark: bool = True
 ) -> Any:
@@ -199,35 +239,11 @@ def _start(
             f"session_id: ps_{session.n} was opened with {used}; "
             f"start it with session/start/payout{wanted}"
         )
-    request = parse_payout(
-        _merged(session.draft, body, call.version),
-        call.version,
-        call.rko,
-        call.directory,
-        lambda token: tokens.lookup(conn, call.project.id, token),
-    )
+    request = parse_start(conn, call, session.draft, body)
     account = _paying_account(conn, call, request)
-    single = call.project.single_request
     fee = fees.payout_fee(request.amount, call.project.fee_bps, call.project.fee_fixed)
-    values = {
-        "session_n": session.n,
-        "project_id": call.project.id,
-        "status": "in_progress",
-        "amount": request.amount,
-        "currency": request.currency,
-        "account_id": account,
-        "destination": _json(request.destination.echo),
-        "recipient": _json(_recipient(call, request)),
-        "participant_details": _nullable_json(request.participant_details),
-        "customer": _nullable_json(request.customer),
-        "metadata": _json(request.metadata) if request.has_metadata else None,
-        "work": "execute" if single else "check",
-        "work_at": call.now,
-        "created_at": call.now,
-        "updated_at": call.now,
-        "fee": fee,
-    }
-    payout = conn.execute(_NEW_PAYOUT, values).one()
+    values = payout_values(call, int(session.n), request, account, fee)
+    payout = conn.execute(NEW_PAYOUT, values).one()
     ledger.place_hold(conn, account, int(payout.n), request.amount, call.now, fee)
     if mark:
         conn.execute(

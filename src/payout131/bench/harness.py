@@ -77,6 +77,7 @@ class Options:
     preload: int = 0
     scale: tuple[int, int] | None = None  # (from, to) stored sessions
     split_worker: bool = False
+    processes: int = 1  # serve --processes
     keep: bool = False
     workdir: Path | None = None
     quick: bool = False
@@ -209,6 +210,8 @@ class _EngineRun:
         serve = [str(PAYOUT131), "serve", "--port", str(self.port), *quiet]
         if self.options.split_worker:
             serve.append("--no-worker")
+        if self.options.processes > 1:
+            serve += ["--processes", str(self.options.processes)]
         with log:
             self.processes.append(
                 subprocess.Popen(serve, env=self._env(), stdout=log, stderr=subprocess.STDOUT)
@@ -241,7 +244,9 @@ class _EngineRun:
         self.processes.clear()
 
     def _server_pids(self) -> list[int]:
-        return [p.pid for p in self.processes if p.poll() is None]
+        alive = [p.pid for p in self.processes if p.poll() is None]
+        # serve --processes: uvicorn's supervisor and its server processes
+        return alive + [child for pid in alive for child in children(pid)]
 
     def _db_pids(self) -> list[int]:
         if self.cluster is None:

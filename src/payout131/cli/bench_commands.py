@@ -86,6 +86,13 @@ def _scale(
     help="Run `serve --no-worker` beside `payout131 worker` (two processes).",
 )
 @click.option(
+    "--processes",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Run `serve --processes N` (each process with its own background work).",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -110,6 +117,7 @@ def bench(
     preload: int,
     scale: tuple[int, int] | None,
     split_worker: bool,
+    processes: int,
     json_path: Path | None,
     workdir: Path | None,
 ) -> None:
@@ -137,6 +145,7 @@ def bench(
         preload=preload,
         scale=scale if scale_given else (None if quick else (1_000, 100_000)),
         split_worker=split_worker,
+        processes=processes,
         workdir=workdir,
         keep=workdir is not None,
         quick=quick,
@@ -161,6 +170,7 @@ def bench(
             "preload": options.preload,
             "scale": options.scale,
             "split_worker": options.split_worker,
+            "processes": options.processes,
         },
     }
     if json_path is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from typing import Any
 
 import click
 
@@ -52,6 +54,13 @@ def init(demo: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8131, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes sharing the port, each with its own background work (PostgreSQL).",
+)
 @click.option("--no-worker", is_flag=True, help="Serve the API only; run `payout131 worker` apart.")
 @click.option("--no-access-log", is_flag=True, help="No log line per request (benchmarks).")
 @click.option(
@@ -60,8 +69,10 @@ def init(demo: bool) -> None:
     default="info",
     show_default=True,
 )
-def serve(host: str, port: int, no_worker: bool, no_access_log: bool, log_level: str) -> None:
-    """Serve the partner API and run the background work in one process."""
+def serve(
+    host: str, port: int, processes: int, no_worker: bool, no_access_log: bool, log_level: str
+) -> None:
+    """Serve the partner API and run the background work (in each process)."""
     import uvicorn
 
     from payout131.bank import Bank
@@ -70,17 +81,24 @@ def serve(host: str, port: int, no_worker: bool, no_access_log: bool, log_level:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    bank = Bank.open(settings())
-    app = create_app(bank, run_worker=not no_worker)
-    click.echo(f"payout131 listening on http://{host}:{port} (database: {bank.db.dialect})")
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        server_header=False,
-        log_level=log_level,
-        access_log=not no_access_log,
-    )
+    bank = Bank.open(settings())  # migrates the store once, before any process serves
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "server_header": False,
+        "log_level": log_level,
+        "access_log": not no_access_log,
+    }
+    where = f"http://{host}:{port} (database: {bank.db.dialect}"
+    if processes == 1:
+        click.echo(f"payout131 listening on {where})")
+        uvicorn.run(create_app(bank, run_worker=not no_worker), **options)
+        return
+    bank.close()
+    os.environ["PAYOUT131_SERVE_WORKER"] = "0" if no_worker else "1"
+    os.environ["PAYOUT131_SERVE_LOG_LEVEL"] = log_level
+    click.echo(f"payout131 listening on {where}, {processes} processes)")
+    uvicorn.run("payout131.server:app_from_env", factory=True, workers=processes, **options)
 
 
 @main.command("bank-key")

@@ -16,6 +16,12 @@ it commits; jobs are functions of the database and of values captured before, wh
 all any of them is.) A job succeeded only if the group's commit succeeded; if the commit
 fails, every job of the group gets that error (none of their writes happened).
 
+A job may also name a *batch*: a function that does the work of many such jobs at once
+(``run(fn, batch=..., item=...)``), one statement per step rather than per job, and hands
+back each job's result or its own exception (a refused job wrote nothing). The leader runs
+the waiting jobs of one batch together; if the batch itself raises, the group is rolled
+back and every job runs again on its own (``fn``), each in a savepoint as above.
+
 A group takes the locks of all its jobs in job order, so two groups of one process taking
 locks at once could deadlock where single calls never would (each takes a session, then
 its payout, then an account). So a process runs one group at a time, and a caller's own
@@ -39,15 +45,19 @@ from payout131.storage.database import Database
 __all__ = ["GroupCommit"]
 
 T = TypeVar("T")
+# Work of many jobs at once: their items in, one result or exception per item out.
+Batch = Callable[[Connection, list[Any]], list[Any]]
 RETRYABLE = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock, serialization failure
 RETRIES = 3
 
 
 class _Job(Generic[T]):
-    __slots__ = ("done", "error", "fn", "lead", "result", "tries", "wake")
+    __slots__ = ("batch", "done", "error", "fn", "item", "lead", "result", "tries", "wake")
 
-    def __init__(self, fn: Callable[[Connection], T]) -> None:
-        self.fn = fn
+    def __init__(
+        self, fn: Callable[[Connection], T], batch: Batch | None = None, item: Any = None
+    ) -> None:
+        self.fn, self.batch, self.item = fn, batch, item
         self.tries = 0
         self.wake = threading.Event()
         self.lead = False
@@ -79,9 +89,15 @@ class GroupCommit:
         with self._lock:
             return len(self._queue)
 
-    def run(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` and commit; its result, or its exception (or the commit's)."""
-        job: _Job[T] = _Job(fn)
+    def run(
+        self, fn: Callable[[Connection], T], *, batch: Batch | None = None, item: Any = None
+    ) -> T:
+        """Run ``fn`` and commit; its result, or its exception (or the commit's).
+
+        With ``batch``, ``batch(conn, items)`` may do the work instead, for this job's
+        ``item`` and those of other jobs naming the same batch; it must leave what ``fn``
+        would have left for each."""
+        job: _Job[T] = _Job(fn, batch, item)
         self._enqueue([job])
         while True:
             job.wake.wait()
@@ -166,13 +182,7 @@ class GroupCommit:
             job.tries += 1
         conn, transaction = self._begin()
         try:
-            for job in group:
-                try:
-                    job.result = job.fn(conn)
-                except Exception as exc:  # noqa: BLE001 (rolled back, then handed back)
-                    job.error = exc
-                    break
-            else:
+            if _optimistic(conn, group):
                 return conn, transaction
             transaction.rollback()
             conn.close()
@@ -182,7 +192,7 @@ class GroupCommit:
             for job in rest:
                 job.result = None
             conn, transaction = self._begin()
-            for job in rest:  # careful now: each in a savepoint, undone alone
+            for job in rest:  # careful now: each alone, in a savepoint, undone alone
                 try:
                     with conn.begin_nested():
                         job.result = job.fn(conn)
@@ -211,6 +221,38 @@ class GroupCommit:
                 raise
         finally:
             conn.close()
+
+
+def _optimistic(conn: Connection, group: list[_Job[Any]]) -> bool:
+    """Run every job, batches set-wise, nothing between them; False if a rollback is due.
+
+    A job that raised keeps its exception (the others are run again); a batch that raised
+    leaves none (its jobs are run again one by one). A refusal a batch hands back for one
+    job is that job's outcome: the batch wrote nothing for it.
+    """
+    batches: dict[Batch, list[_Job[Any]]] = {}
+    for job in group:
+        if job.batch is not None:
+            batches.setdefault(job.batch, []).append(job)
+            continue
+        try:
+            job.result = job.fn(conn)
+        except Exception as exc:  # noqa: BLE001 (rolled back, then handed back)
+            job.error = exc
+            return False
+    for batch, jobs in batches.items():
+        try:
+            outcomes = batch(conn, [job.item for job in jobs])
+        except Exception:  # noqa: BLE001 (each job runs again alone, and says what failed)
+            for job in group:
+                job.error = None
+            return False
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                job.error = outcome
+            else:
+                job.result = outcome
+    return True
 
 
 def _retryable(job: _Job[Any]) -> bool:

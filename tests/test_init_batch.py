@@ -1,0 +1,183 @@
+"""``session/init/payout`` calls of one group commit, written set-wise (benchmarks).
+
+The batch must give every call what the call alone would get, refusals included, and
+leave the same rows and balances; and a batch that fails must leave its calls to run one
+at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from banking import Onboard
+from partner import payout_body
+from payout131 import ledger, sessions, sessions_batch, validation
+from payout131.accounts import BANK_BIK
+from payout131.bank import Bank
+from payout131.errors import ApiError, InsufficientBalance, InvalidRequest
+from payout131.storage import schema as t
+from payout131.storage.group_commit import GroupCommit
+
+
+def _rko(amount: int, sender: str) -> dict[str, Any]:
+    return payout_body(amount, participant_details={"sender": {"account": sender}})
+
+
+MISSING = validation.generate_account(BANK_BIK, "40702810")  # well formed, opened by nobody
+
+
+def _calls(bank: Bank, project_id: str, own: str, other: str) -> list[tuple[Any, Any]]:
+    project = bank.projects.get(project_id)
+    assert project is not None
+
+    def call(rko: bool) -> sessions.Call:
+        return sessions.Call(
+            project=project, version="v1", rko=rko, now=bank.clock.now(), directory=bank.directory
+        )
+
+    return [
+        (call(True), _rko(10_000, own)),
+        (call(True), _rko(-5, own)),  # a bad amount
+        (call(True), _rko(10_000, own)),
+        (call(True), _rko(10_000, own)),  # more than is left
+        (call(True), _rko(1_000, own)),  # a refusal held nothing: this still fits
+        (call(True), _rko(1_000, MISSING)),
+        (call(True), _rko(1_000, other)),  # another project's account
+        (call(False), payout_body(10_000)),  # the collateral wallet
+        (call(True), _rko(1_000, "123")),
+        (call(False), payout_body(10_000)),  # the wallet is spent
+    ]
+
+
+def _one_at_a_time(conn: Connection, calls: list[tuple[Any, Any]]) -> list[Any]:
+    out: list[Any] = []
+    for call, body in calls:
+        try:
+            with conn.begin_nested():
+                out.append({"status": "ok", "session": sessions.init_payout(conn, call, body)})
+        except ApiError as exc:
+            out.append(exc)
+    return out
+
+
+def _comparable(outcome: Any, own: str, other: str) -> str:
+    text = json.dumps(outcome.envelope() if isinstance(outcome, ApiError) else outcome)
+    text = re.sub(r"(ps|po)_\d+", r"\1_N", text.replace(own, "OWN").replace(other, "OTHER"))
+    return f"{type(outcome).__name__} {text}"
+
+
+def test_init_calls_of_one_group_get_what_each_call_alone_gets(
+    bank: Bank, onboard: Onboard
+) -> None:
+    one = onboard("one", wallet=15_000, account=25_000, fee_fixed=100)
+    many = onboard("many", wallet=15_000, account=25_000, fee_fixed=100)
+    assert one.account is not None
+    assert many.account is not None
+    with bank.db.write() as conn:
+        alone = _one_at_a_time(conn, _calls(bank, "one", one.account, many.account))
+    with bank.db.write() as conn:
+        together = sessions_batch.init_payouts(
+            conn, _calls(bank, "many", many.account, one.account)
+        )
+    kinds = [type(o).__name__ for o in together]
+    assert kinds == [
+        "dict",
+        "InvalidRequest",
+        "dict",
+        "InsufficientBalance",
+        "dict",
+        "NotFound",
+        "AuthorizationError",
+        "dict",
+        "InvalidRequest",
+        "InsufficientBalance",
+    ]
+    assert [_comparable(o, many.account, one.account) for o in together] == [
+        _comparable(o, one.account, many.account) for o in alone
+    ]
+    with bank.db.read() as conn:
+        for project, partner in (("one", one), ("many", many)):
+            assert partner.account is not None
+            account = ledger.account_id(conn, partner.account)
+            wallet = ledger.account_id(conn, f"wallet:{project}")
+            assert account is not None
+            assert wallet is not None
+            assert ledger.balance(conn, account) == ledger.Balance(25_000, 2 * 10_100 + 1_100)
+            assert ledger.balance(conn, wallet) == ledger.Balance(15_000, 10_100)
+            written = conn.execute(
+                t.payouts.select().where(t.payouts.c.project_id == project)
+            ).all()
+            assert sorted(int(p.amount) for p in written) == [1_000, 10_000, 10_000, 10_000]
+            opened = conn.execute(
+                t.sessions.select().where(t.sessions.c.project_id == project)
+            ).all()
+            assert len(opened) == 4  # a refused call leaves no session behind
+            assert {s.status for s in opened} == {"in_progress"}
+
+
+def test_a_batch_answers_each_call_and_a_failed_batch_leaves_them_one_by_one(
+    bank: Bank,
+) -> None:
+    group = GroupCommit(bank.db)
+    seen: list[list[int]] = []
+
+    def batch(conn: Connection, items: list[Any]) -> list[Any]:
+        seen.append(list(items))
+        if 13 in items:
+            raise RuntimeError("the batch itself failed")
+        return [InsufficientBalance("amount: odd") if n % 2 else n * 10 for n in items]
+
+    def alone(n: int) -> Any:
+        def fn(conn: Connection) -> Any:
+            if n == 15:
+                raise InvalidRequest("amount: fifteen")
+            return -n
+
+        return fn
+
+    def run(numbers: list[int]) -> dict[int, Any]:
+        results: dict[int, Any] = {}
+        release, entered = threading.Event(), threading.Event()
+
+        def first(conn: Connection) -> None:
+            entered.set()
+            release.wait(30)
+
+        def call(n: int) -> None:
+            try:
+                results[n] = group.run(alone(n), batch=batch, item=n)
+            except ApiError as exc:
+                results[n] = exc
+
+        leader = threading.Thread(target=group.run, args=(first,))
+        leader.start()
+        assert entered.wait(30)
+        threads = [threading.Thread(target=call, args=(n,)) for n in numbers]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while group.waiting < len(numbers):
+            assert time.monotonic() < deadline, "the jobs never queued"
+            time.sleep(0.005)
+        release.set()
+        for thread in [leader, *threads]:
+            thread.join(30)
+        return results
+
+    answered = run([2, 3, 4])
+    assert len(seen) == 1
+    assert sorted(seen[0]) == [2, 3, 4]  # one batch for the three
+    assert answered[2] == 20
+    assert answered[4] == 40
+    assert isinstance(answered[3], InsufficientBalance)
+    seen.clear()
+    fallen_back = run([13, 14, 15])
+    assert len(seen) == 1  # tried once together, then each alone
+    assert (fallen_back[13], fallen_back[14]) == (-13, -14)
+    assert isinstance(fallen_back[15], InvalidRequest)
