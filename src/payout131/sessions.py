@@ -78,6 +78,11 @@ def load_session(conn: Connection, call: Call, body: dict[str, Any], lock: bool 
     n = parse_session_ref(body)
     query = sa.select(t.sessions).where(t.sessions.c.n == n)
     row = conn.execute(query.with_for_update() if lock else query).one_or_none()
+    return owned_session(row, n, call)
+
+
+def owned_session(row: Any, n: int, call: Call) -> Any:
+    """``row``, session ``n``, if it exists and is the calling project's; else the error."""
     if row is None:
         raise NotFound(f"session_id: no session ps_{n}")
     if row.project_id != call.project.id:
@@ -283,15 +288,20 @@ def _pending_payout(conn: Connection, session: Any, action: str) -> Any:
         sa.select(t.payouts).where(t.payouts.c.session_n == session.n).with_for_update()
     ).one_or_none()
     if payout is None or payout.status != "pending":
-        state = "has no payout" if payout is None else f"has a payout {payout.status}"
-        raise SessionWrongState(
-            f"session_id: ps_{session.n} is {session.status} and {state}; "
-            f"{action} needs a payout waiting for confirmation (next_action: confirm)"
-        )
+        raise not_pending(session, payout, action)
     return payout
 
 
-def _check_confirm_information(
+def not_pending(session: Any, payout: Any, action: str) -> SessionWrongState:
+    """The refusal of a confirm or cancel whose session has no payout waiting for it."""
+    state = "has no payout" if payout is None else f"has a payout {payout.status}"
+    return SessionWrongState(
+        f"session_id: ps_{session.n} is {session.status} and {state}; "
+        f"{action} needs a payout waiting for confirmation (next_action: confirm)"
+    )
+
+
+def check_confirm_information(
     conn: Connection, body: dict[str, Any], payout: Any, call: Call
 ) -> None:
     """If the partner echoes ``confirm_information``, its account numbers must be the payout's."""
@@ -314,7 +324,7 @@ def _check_confirm_information(
 def confirm(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]:
     session = load_session(conn, call, body)
     payout = _pending_payout(conn, session, "confirm")
-    _check_confirm_information(conn, body, payout, call)
+    check_confirm_information(conn, body, payout, call)
     conn.execute(
         sa.update(t.payouts)
         .where(t.payouts.c.n == payout.n)
@@ -336,7 +346,7 @@ def cancel(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]
         )
         return render(conn, session.n, call.version)
     payout = _pending_payout(conn, session, "cancel")
-    _check_confirm_information(conn, body, payout, call)
+    check_confirm_information(conn, body, payout, call)
     fail_payout(
         conn,
         payout,
@@ -532,6 +542,18 @@ def confirm_information(
     sender_number = conn.execute(
         sa.select(t.ledger_accounts.c.code).where(t.ledger_accounts.c.id == payout.account_id)
     ).scalar_one()
+    recipient_account = tokens.payout_account(conn, vault, payout)
+    return confirm_details(sender_number, recipient_account, payout, project, directory)
+
+
+def confirm_details(
+    sender_number: str,
+    recipient_account: str,
+    payout: Any,
+    project: Project,
+    directory: BikDirectory,
+) -> dict[str, Any]:
+    """``confirm_information`` from the paying account's number and the recipient's account."""
     bank = directory.get(BANK_BIK)
     sender = {
         "account_number": sender_number,
@@ -543,6 +565,6 @@ def confirm_information(
         "kpp": project.kpp,
     }
     recipient = {k: v for k, v in wire.loads_field(payout.recipient).items() if k != "token"}
-    recipient["account_number"] = tokens.payout_account(conn, vault, payout)
+    recipient["account_number"] = recipient_account
     recipient = {k: v for k, v in recipient.items() if v is not None or k in ("inn", "kpp")}
     return {"account_details": {"sender": sender, "recipient": recipient}}

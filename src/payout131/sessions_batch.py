@@ -1,4 +1,6 @@
-"""``session/init/payout`` for many partner calls at once: a few statements per group.
+"""Session steps for many payouts at once: a few statements per group rather than per call.
+
+``init_payouts``: ``session/init/payout`` for the calls of one group commit.
 
 The API's group commit (``storage/group_commit.py``) hands the calls waiting for one commit
 here together. One at a time, each call costs five statements (paying account, session,
@@ -15,30 +17,46 @@ payout, hold, the account's ``held``); here the whole group costs about as many:
 Each call gets the answer, or the error, that ``sessions.init_payout`` would have given
 it. The database still refuses a negative available balance; if anything raises here, the
 group runs every call again one at a time.
+
+``confirm_many``: ``session/confirm`` for the calls of one group commit, the same way:
+sessions and payouts read and locked once (sessions first, as every writer takes them),
+each call refused or accepted in turn, the accepted moved on with one statement each.
+
+``ready_to_confirm_many``: the worker's ``check`` step for a batch of leased payouts, what
+``sessions.ready_to_confirm`` does for each, with a statement per step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import fees, ledger, validation, wire
+from payout131 import events, fees, ledger, refunds, tokens, validation, wire
 from payout131.accounts import BANK_BIK, lock_accounts, owned_settlement_account
+from payout131.bik import BikDirectory
 from payout131.errors import ApiError
 from payout131.payout_request import PayoutRequest
-from payout131.projects import wallet_code
+from payout131.projects import Project, wallet_code
 from payout131.sessions import (
     Call,
+    check_confirm_information,
+    confirm_details,
+    not_pending,
+    owned_session,
+    parse_session_ref,
     parse_start,
     payout_values,
     session_values,
 )
 from payout131.storage import schema as t
 from payout131.storage.bulk import insert_returning
+from payout131.vault import Vault
 
-__all__ = ["init_payouts"]
+__all__ = ["confirm_many", "init_payouts", "ready_to_confirm_many"]
 
 SENDER = "participant_details.sender.account"
 
@@ -127,3 +145,146 @@ def _paying_row(plan: _Planned, locked: dict[str, Any]) -> Any:
             raise RuntimeError(f"project {plan.call.project.id} has no wallet")
         return row
     return owned_settlement_account(row, plan.call.project.id, plan.code, SENDER)
+
+
+_p, _s = t.payouts, t.sessions
+_PENDING = (
+    sa.update(_p)
+    .where(_p.c.n == sa.bindparam("number"))
+    .values(
+        status="pending",
+        work="expire",
+        work_at=sa.bindparam("deadline"),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=sa.bindparam("now"),
+    )
+)
+
+
+def ready_to_confirm_many(
+    conn: Connection,
+    payouts: Sequence[Any],
+    projects: Mapping[str, Project],
+    directory: BikDirectory,
+    now: int,
+    vault: Vault | None = None,
+) -> None:
+    """``sessions.ready_to_confirm`` for many leased payouts (locked, their sessions too)."""
+    if not payouts:
+        return
+    conn.execute(
+        _PENDING,
+        [
+            {
+                "number": p.n,
+                "deadline": now + projects[p.project_id].confirm_timeout_s * 1_000_000,
+                "now": now,
+            }
+            for p in payouts
+        ],
+    )
+    owners = sorted({int(p.session_n) for p in payouts})
+    conn.execute(sa.update(_s).where(_s.c.n.in_(owners)).values(updated_at=now))
+    found = {int(r.n): r for r in conn.execute(sa.select(_s).where(_s.c.n.in_(owners)))}
+    listed: dict[int, list[Any]] = {}
+    rows = conn.execute(sa.select(_p).where(_p.c.session_n.in_(owners)).order_by(_p.c.n))
+    for row in refunds.attach(conn, [dict(r._mapping) for r in rows]):
+        listed.setdefault(int(row["session_n"]), []).append(row)
+    paying = {int(p.account_id) for p in payouts if found[int(p.session_n)].rko}
+    a = t.ledger_accounts
+    codes = dict(conn.execute(sa.select(a.c.id, a.c.code).where(a.c.id.in_(paying))).all())
+    plain: list[tuple[str, int, str, bytes]] = []
+    for payout in payouts:
+        session = found[int(payout.session_n)]
+        extra: dict[str, Any] = {}
+        sealed = False
+        if session.rko:
+            account = tokens.payout_account(conn, vault, payout)
+            extra["confirm_information"] = confirm_details(
+                codes[int(payout.account_id)],
+                account,
+                payout,
+                projects[payout.project_id],
+                directory,
+            )
+            sealed = bool(wire.loads_field(payout.recipient).get("token"))
+        rendered = wire.render_session(dict(session._mapping), listed[int(session.n)])
+        body = wire.event_body("ready_to_confirm", rendered, **extra)
+        if sealed:  # the account in full: sealed, one at a time (events.emit)
+            events.emit(
+                conn, session.project_id, int(session.n), "ready_to_confirm", body, now, vault
+            )
+        else:
+            plain.append((session.project_id, int(session.n), "ready_to_confirm", body))
+    events.emit_many(conn, plain, now)
+
+
+_CONFIRMED = (
+    sa.update(_p)
+    .where(_p.c.n == sa.bindparam("number"))
+    .values(
+        status="in_progress",
+        work="execute",
+        work_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+    )
+)
+_TOUCHED = (
+    sa.update(_s).where(_s.c.n == sa.bindparam("number")).values(updated_at=sa.bindparam("now"))
+)
+
+
+def confirm_many(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> list[Any]:
+    """Each ``session/confirm`` call's answer (the method result) or its ``ApiError``."""
+    outcomes: list[Any] = [None] * len(calls)
+    wanted: dict[int, int] = {}  # call index -> session number
+    for index, (_, body) in enumerate(calls):
+        try:
+            wanted[index] = parse_session_ref(body)
+        except ApiError as exc:
+            outcomes[index] = exc
+    if len(set(wanted.values())) < len(wanted):  # one session twice: the second must wait
+        raise RuntimeError("a session confirmed twice in one batch; one call at a time")
+    numbers = sorted(set(wanted.values()))
+    found = {
+        int(r.n): r
+        for r in conn.execute(
+            sa.select(_s).where(_s.c.n.in_(numbers)).order_by(_s.c.n).with_for_update()
+        )
+    }
+    owned = [n for n in numbers if n in found]
+    held = {
+        int(r.session_n): r
+        for r in conn.execute(
+            sa.select(_p).where(_p.c.session_n.in_(owned)).order_by(_p.c.n).with_for_update()
+        )
+    }
+    accepted: list[tuple[int, Call, int]] = []
+    for index, n in wanted.items():
+        call, body = calls[index]
+        try:
+            session = owned_session(found.get(n), n, call)
+            payout = held.get(n)
+            if payout is None or payout.status != "pending":
+                raise not_pending(session, payout, "confirm")
+            check_confirm_information(conn, body, payout, call)
+        except ApiError as exc:
+            outcomes[index] = exc
+            continue
+        accepted.append((index, call, int(payout.n)))
+    if not accepted:
+        return outcomes
+    conn.execute(_CONFIRMED, [{"number": p, "now": call.now} for _, call, p in accepted])
+    conn.execute(_TOUCHED, [{"number": wanted[i], "now": call.now} for i, call, _ in accepted])
+    done = [wanted[i] for i, _, _ in accepted]
+    rows = {int(r.n): r for r in conn.execute(sa.select(_s).where(_s.c.n.in_(done)))}
+    listed: dict[int, list[Any]] = {}
+    payouts = conn.execute(sa.select(_p).where(_p.c.session_n.in_(done)).order_by(_p.c.n))
+    for row in refunds.attach(conn, [dict(r._mapping) for r in payouts]):
+        listed.setdefault(int(row["session_n"]), []).append(row)
+    for index, call, _ in accepted:
+        n = wanted[index]
+        rendered = wire.render_session(dict(rows[n]._mapping), listed[n], call.version)
+        outcomes[index] = {"status": "ok", "session": rendered}
+    return outcomes

@@ -24,6 +24,9 @@ class Settings:
     rail: str = "simulator"  # PAYOUT131_RAIL (docs/rails.md)
     worker_poll_s: float = 0.2
     worker_batch: int = 64
+    # benchmarks: after a round that found work, the worker and the webhook dispatcher wait
+    # this long before claiming again, so that work gathers into fewer, bigger batches
+    gather_s: float = 0.005
     lease_s: float = 30.0
     db_threads: int = 16
     # rails (docs/rails.md): the simulator's base latency and spread; the fallback interval

@@ -165,3 +165,5 @@ class Worker:
             if not done:
                 await anyio.to_thread.run_sync(self.wakeup.wait, poll)
                 self.wakeup.clear()
+            if self.bank.settings.gather_s > 0:  # benchmarks: fewer, bigger batches
+                await anyio.sleep(self.bank.settings.gather_s)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import sessions, settlement, tokens
+from payout131 import sessions, sessions_batch, settlement, tokens
 from payout131.projects import Project, get_project
 from payout131.rails import Order, Status
 from payout131.storage import schema as t
@@ -79,11 +79,14 @@ def _check(worker: Worker, numbers: Sequence[int]) -> None:
     found: dict[str, Project] = {}
 
     def check(conn: Connection) -> None:
-        for payout in _leased(conn, worker.owner, numbers, "check"):
-            project = found.get(payout.project_id) or get_project(conn, payout.project_id)
-            assert project is not None
-            found[project.id] = project
-            sessions.ready_to_confirm(conn, payout, project, bank.directory, now, bank.vault)
+        leased = _leased(conn, worker.owner, numbers, "check")
+        for payout in leased:
+            if payout.project_id not in found:
+                project = get_project(conn, payout.project_id)
+                assert project is not None
+                found[project.id] = project
+        # benchmarks: set-wise, as sessions.ready_to_confirm does it for one
+        sessions_batch.ready_to_confirm_many(conn, leased, found, bank.directory, now, bank.vault)
 
     bank.group_commit.run(check)
 

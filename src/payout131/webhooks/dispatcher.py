@@ -156,6 +156,8 @@ class Dispatcher:
                         continue  # an outcome written during the claim may have freed an event
                     if not jobs or len(jobs) == room:
                         await self.wakeup.wait(conf.webhook_poll_s if forever else None)
+                    if forever and conf.gather_s > 0:  # benchmarks: fewer, bigger claims
+                        await anyio.sleep(conf.gather_s)
         finally:
             self.wakeup.detach()
             with anyio.CancelScope(shield=True):

@@ -1,8 +1,9 @@
-"""``session/init/payout`` calls of one group commit, written set-wise (benchmarks).
+"""Session steps written set-wise (benchmarks): ``session/init/payout`` calls of one group
+commit, and the worker's ``check`` step for a batch of payouts.
 
-The batch must give every call what the call alone would get, refusals included, and
-leave the same rows and balances; and a batch that fails must leave its calls to run one
-at a time.
+A batch must give every call what the call alone would get, refusals included, and leave
+the same rows, balances and webhook bodies; a batch that fails must leave its calls to run
+one at a time.
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ import threading
 import time
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from banking import Onboard
-from partner import payout_body
-from payout131 import ledger, sessions, sessions_batch, validation
+from banking import Onboard, event_bytes
+from partner import ORGANISATION, Partner, destination, payout_body
+from payout131 import ledger, sessions, sessions_batch, validation, work_batch
 from payout131.accounts import BANK_BIK
 from payout131.bank import Bank
 from payout131.errors import ApiError, InsufficientBalance, InvalidRequest
 from payout131.storage import schema as t
 from payout131.storage.group_commit import GroupCommit
+
+ORGANISATION_ACCOUNT = {"bik": ORGANISATION["bik"], "account": ORGANISATION["account"]}
 
 
 def _rko(amount: int, sender: str) -> dict[str, Any]:
@@ -181,3 +186,125 @@ def test_a_batch_answers_each_call_and_a_failed_batch_leaves_them_one_by_one(
     assert len(seen) == 1  # tried once together, then each alone
     assert (fallen_back[13], fallen_back[14]) == (-13, -14)
     assert isinstance(fallen_back[15], InvalidRequest)
+
+
+def _check_bodies(bank: Bank, partner: Partner, token: str, batched: bool) -> list[str]:
+    """Three two-step /rko payouts (one to a tokenized account, one in v2) through the
+    ``check`` step, one at a time or as one batch; their ``ready_to_confirm`` bodies."""
+    assert partner.account is not None
+    ru = {k: v for k, v in ORGANISATION.items() if k not in ("bik", "account")}
+    started = [
+        partner.ok("session/init/payout/rko", partner.rko_body(1_000)),
+        partner.ok("session/init/payout/rko", partner.rko_body(2_000, {**ru, "token": token})),
+        partner.ok(
+            "session/init/payout/rko",
+            {
+                "payout_details": destination(),
+                "amount_details": {"amount": 3_000, "currency": "rub"},
+                "participant_details": {"sender": {"account": partner.account}},
+            },
+            version="v2",
+        ),
+    ]
+    claimed = bank.worker.claim()
+    assert [work for _, work in claimed] == ["check"] * 3
+    if batched:
+        assert work_batch.run(bank.worker, claimed) == []  # nothing left for single steps
+    else:
+        for n, work in claimed:
+            bank.worker.run_step(n, work)
+    out = []
+    for answer in started:
+        [body] = event_bytes(bank, answer["session"]["id"])
+        text = re.sub(r"(ps|po)_\d+", r"\1_N", body.decode().replace(partner.account, "OWN"))
+        out.append(text)
+    return out
+
+
+def test_a_batched_check_step_writes_what_single_steps_write(bank: Bank, onboard: Onboard) -> None:
+    partner = onboard("acme", account=100_000, inn="7707083893", legal_name="ACME")
+    token = partner.ok(
+        "tokenize", {"type": "bank_account_ru", "bank_account_ru": ORGANISATION_ACCOUNT}
+    )["token"]
+    alone = _check_bodies(bank, partner, token, batched=False)
+    together = _check_bodies(bank, partner, token, batched=True)
+    assert together == alone
+    assert all('"ready_to_confirm"' in body and "confirm_information" in body for body in alone)
+    assert ORGANISATION_ACCOUNT["account"] in alone[1]  # the tokenized account, in full
+    with bank.db.read() as conn:
+        sealed = conn.execute(
+            sa.select(sa.func.count()).where(t.events.c.body_key_id.is_not(None))
+        ).scalar_one()
+    assert sealed == 2  # that body is sealed at rest, batched or not
+
+
+def _init(partner: Partner) -> str:
+    return str(partner.ok("session/init/payout", payout_body(1_000))["session"]["id"])
+
+
+def _confirm_calls(
+    bank: Bank, project_id: str, mine: list[str], theirs: str
+) -> list[tuple[Any, Any]]:
+    project = bank.projects.get(project_id)
+    assert project is not None
+    call = sessions.Call(
+        project=project, version="v1", rko=False, now=bank.clock.now(), directory=bank.directory
+    )
+    wrong = {"account_details": {"recipient": {"account_number": "40817810000000000000"}}}
+    bodies: list[Any] = [
+        {"session_id": mine[0]},
+        {"session_id": 42},
+        {"session_id": "ps_999999999"},
+        {"session_id": theirs},
+        {"session_id": mine[1], "confirm_information": wrong},
+        {"session_id": mine[3]},  # its payout is not checked yet
+        {"session_id": mine[2]},
+    ]
+    return [(call, body) for body in bodies]
+
+
+def test_confirm_calls_of_one_group_get_what_each_call_alone_gets(
+    bank: Bank, onboard: Onboard
+) -> None:
+    one = onboard("one", wallet=100_000)
+    many = onboard("many", wallet=100_000)
+    ones, manys = [_init(one) for _ in range(3)], [_init(many) for _ in range(3)]
+    bank.worker.drain()  # these wait for confirmation; the next two are not checked yet
+    ones.append(_init(one))
+    manys.append(_init(many))
+    with bank.db.write() as conn:
+        alone = []
+        for call, body in _confirm_calls(bank, "one", ones, manys[0]):
+            try:
+                with conn.begin_nested():
+                    alone.append({"status": "ok", "session": sessions.confirm(conn, call, body)})
+            except ApiError as exc:
+                alone.append(exc)
+    with bank.db.write() as conn:
+        together = sessions_batch.confirm_many(conn, _confirm_calls(bank, "many", manys, ones[0]))
+    assert [type(o).__name__ for o in together] == [
+        "dict",
+        "InvalidRequest",
+        "NotFound",
+        "AuthorizationError",
+        "InvalidRequest",
+        "SessionWrongState",
+        "dict",
+    ]
+    assert [_comparable(o, "many", "one") for o in together] == [
+        _comparable(o, "one", "many") for o in alone
+    ]
+    with bank.db.read() as conn:
+        for project in ("one", "many"):
+            moved = conn.execute(
+                sa.select(t.payouts.c.status, t.payouts.c.work).where(
+                    t.payouts.c.project_id == project
+                )
+            ).all()
+            assert sorted(moved) == sorted(
+                [("in_progress", "execute")] * 2 + [("pending", "expire"), ("in_progress", "check")]
+            )
+    with bank.db.write() as conn:  # one session twice: the group runs the calls one by one
+        twice = _confirm_calls(bank, "many", manys, ones[0])[:1] * 2
+        with pytest.raises(RuntimeError, match="confirmed twice in one batch"):
+            sessions_batch.confirm_many(conn, twice)
