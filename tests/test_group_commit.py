@@ -182,3 +182,36 @@ def test_outcomes_waiting_for_a_write_are_recorded_together() -> None:
         "delivered",
     ]
     assert calls == [1, 5]
+
+
+def test_jobs_from_an_event_loop_share_commits_and_get_their_own_outcome(
+    bank: Bank, onboard: Onboard
+) -> None:
+    import asyncio
+
+    onboard("acme")
+    with bank.db.read() as conn:
+        wallet = ledger.account_id(conn, "wallet:acme")
+    assert wallet is not None
+    group = GroupCommit(bank.db)
+
+    def refused(conn: Connection) -> None:
+        ledger.topup(conn, wallet, 999, 0)  # written, then undone with its savepoint
+        raise InvalidRequest("amount: refused after writing")
+
+    async def calls() -> list[Any]:
+        jobs = [group.run_async(_topup(wallet, 100)) for _ in range(20)]
+        jobs.insert(7, group.run_async(refused))
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    try:
+        results = asyncio.run(calls())
+    finally:
+        group.close()
+    assert isinstance(results[7], InvalidRequest)
+    assert all(isinstance(r, int) for n, r in enumerate(results) if n != 7)
+    assert group.jobs == 21
+    assert group.groups < 21 / 2  # no thread per caller, and still shared commits
+    with bank.db.read() as conn:
+        assert ledger.balance(conn, wallet).balance == 20 * 100
+        assert ledger.check(conn) == []

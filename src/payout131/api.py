@@ -21,7 +21,7 @@ from payout131.bank import Bank
 from payout131.errors import ApiError, IdempotencyKeyExists, InvalidRequest
 from payout131.projects import Project, wallet_code
 
-__all__ = ["METHODS", "Method", "handle", "parse_body"]
+__all__ = ["METHODS", "Method", "handle", "handle_grouped", "parse_body"]
 
 Handler = Callable[[Connection, sessions.Call, dict[str, Any]], dict[str, Any]]
 Batch = Callable[[Connection, list[Any]], list[Any]]
@@ -205,6 +205,27 @@ def _run_with_key(
     return stored.status, stored.body
 
 
+def _call(
+    bank: Bank, project: Project, version: str, method: Method, submerchant: str | None
+) -> sessions.Call:
+    return sessions.Call(
+        project=project,
+        version=version,
+        rko=method.rko,
+        now=bank.clock.now(),
+        directory=bank.directory,
+        submerchant=submerchant,
+        vault=bank.vault,
+    )
+
+
+def _wake(bank: Bank, method: Method) -> None:
+    if method.wakes_worker:
+        bank.worker.wakeup.set()
+    if method.mutating:  # it may have committed webhook events
+        bank.dispatcher.wakeup.set()
+
+
 def handle(
     bank: Bank,
     project: Project,
@@ -219,15 +240,7 @@ def handle(
     method = METHODS[name]
     try:
         body = parse_body(raw)
-        call = sessions.Call(
-            project=project,
-            version=version,
-            rko=method.rko,
-            now=bank.clock.now(),
-            directory=bank.directory,
-            submerchant=submerchant,
-            vault=bank.vault,
-        )
+        call = _call(bank, project, version, method, submerchant)
         if method.mutating and idempotency_key is not None:
             key = idempotency.validate_key(idempotency_key)
             status, out = _run_with_key(bank, name, method, call, body, key, raw)
@@ -235,8 +248,32 @@ def handle(
             status, out = 200, _run(bank, method, call, body)
     except ApiError as exc:
         return exc.status, wire.dumps(exc.envelope())
-    if method.wakes_worker:
-        bank.worker.wakeup.set()
-    if method.mutating:  # it may have committed webhook events
-        bank.dispatcher.wakeup.set()
+    _wake(bank, method)
     return status, out
+
+
+async def handle_grouped(
+    bank: Bank,
+    project: Project,
+    version: str,
+    name: str,
+    raw: bytes,
+    *,
+    submerchant: str | None = None,
+) -> tuple[int, bytes]:
+    """``handle`` for a mutating call without an idempotency key, from the event loop: the
+    call waits for its group commit without holding a thread (benchmarks)."""
+    method = METHODS[name]
+    assert method.mutating
+    try:
+        body = parse_body(raw)
+        call = _call(bank, project, version, method, submerchant)
+        out = await bank.group_commit.run_async(
+            lambda conn: wire.dumps(method.handler(conn, call, body)),
+            batch=method.batch,
+            item=(call, body),
+        )
+    except ApiError as exc:
+        return exc.status, wire.dumps(exc.envelope())
+    _wake(bank, method)
+    return 200, out

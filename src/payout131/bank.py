@@ -60,4 +60,5 @@ class Bank:
         )
 
     def close(self) -> None:
+        self.group_commit.close()
         self.db.dispose()

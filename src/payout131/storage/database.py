@@ -30,8 +30,8 @@ def _sqlite_engine(url: str) -> Engine:
     engine = sa.create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
-        pool_size=8,
-        max_overflow=8,
+        pool_size=16,  # the API's read threads, its writer, the worker and the dispatcher
+        max_overflow=16,
     )
 
     @event.listens_for(engine, "connect")

@@ -22,6 +22,10 @@ back each job's result or its own exception (a refused job wrote nothing). The l
 the waiting jobs of one batch together; if the batch itself raises, the group is rolled
 back and every job runs again on its own (``fn``), each in a savepoint as above.
 
+Callers on an event loop use ``run_async``: their job waits in the same queue, but no thread
+of theirs waits with it; when such a job is to lead, a thread of the group commit's own
+leads for it, and the results of a group reach each event loop in one call.
+
 A group takes the locks of all its jobs in job order, so two groups of one process taking
 locks at once could deadlock where single calls never would (each takes a session, then
 its payout, then an account). So a process runs one group at a time, and a caller's own
@@ -33,8 +37,11 @@ a deadlock against another process is run again in a later group.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
@@ -52,7 +59,19 @@ RETRIES = 3
 
 
 class _Job(Generic[T]):
-    __slots__ = ("batch", "done", "error", "fn", "item", "lead", "result", "tries", "wake")
+    __slots__ = (
+        "batch",
+        "done",
+        "error",
+        "fn",
+        "future",
+        "item",
+        "lead",
+        "loop",
+        "result",
+        "tries",
+        "wake",
+    )
 
     def __init__(
         self, fn: Callable[[Connection], T], batch: Batch | None = None, item: Any = None
@@ -64,6 +83,8 @@ class _Job(Generic[T]):
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # run_async: its caller's loop
+        self.future: asyncio.Future[T] | None = None
 
     def outcome(self) -> T:
         if self.error is not None:
@@ -80,6 +101,9 @@ class GroupCommit:
         self._queue: list[_Job[Any]] = []
         self._leading = False
         self._writing = threading.Lock()
+        # run_async: threads that lead for jobs whose callers wait on an event loop (two:
+        # on PostgreSQL the next group starts while the last commits)
+        self._leaders = ThreadPoolExecutor(2, thread_name_prefix="group-commit")
         self.groups = 0  # commits made, for the curious (metrics, tests)
         self.jobs = 0
 
@@ -110,6 +134,20 @@ class GroupCommit:
                 if job.done:
                     return job.outcome()
 
+    async def run_async(
+        self, fn: Callable[[Connection], T], *, batch: Batch | None = None, item: Any = None
+    ) -> T:
+        """``run`` for a caller on an event loop: no thread waits for the job."""
+        job: _Job[T] = _Job(fn, batch, item)
+        job.loop = asyncio.get_running_loop()
+        job.future = job.loop.create_future()
+        self._enqueue([job])
+        return await job.future
+
+    def close(self) -> None:
+        """Let the leading threads go (after the groups under way)."""
+        self._leaders.shutdown(wait=False)
+
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction of the caller's own, never while a group is running."""
@@ -124,17 +162,27 @@ class GroupCommit:
                 self._queue.extend(jobs)
             if not self._leading:
                 self._leading = True
-                self._queue[0].lead = True
-                self._queue[0].wake.set()
+                self._appoint(self._queue[0])
 
     def _hand_off(self) -> None:
         """The first job waiting leads the next group; nobody leads if none waits."""
         with self._lock:
             if self._queue:
-                self._queue[0].lead = True
-                self._queue[0].wake.set()
+                self._appoint(self._queue[0])
             else:
                 self._leading = False
+
+    def _appoint(self, job: _Job[Any]) -> None:
+        """Have ``job`` lead the next group: its own thread, or one of ours for it."""
+        job.lead = True
+        if job.future is None:
+            job.wake.set()
+        else:
+            self._leaders.submit(self._lead_for, job)
+
+    def _lead_for(self, job: _Job[Any]) -> None:
+        job.lead = False
+        self._lead()
 
     def _lead(self) -> None:
         with self._lock:
@@ -160,10 +208,7 @@ class GroupCommit:
             if not handed:
                 self._hand_off()
             again = [j for j in group if _retryable(j)]
-            for job in group:
-                if job not in again:
-                    job.done = True
-                    job.wake.set()
+            _finish([job for job in group if job not in again])
             if again:
                 self._enqueue(again, front=True)
         self.groups += 1
@@ -253,6 +298,31 @@ def _optimistic(conn: Connection, group: list[_Job[Any]]) -> bool:
             else:
                 job.result = outcome
     return True
+
+
+def _finish(jobs: list[_Job[Any]]) -> None:
+    """Hand each job its outcome: waiting threads are woken, each event loop called once."""
+    loops: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
+    for job in jobs:
+        job.done = True
+        if job.loop is None:
+            job.wake.set()
+        else:
+            loops.setdefault(job.loop, []).append(job)
+    for loop, settled in loops.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(jobs: list[_Job[Any]]) -> None:
+    for job in jobs:
+        future = job.future
+        if future is None or future.done():  # its caller stopped waiting
+            continue
+        if job.error is not None:
+            future.set_exception(job.error)
+        else:
+            future.set_result(job.result)
 
 
 def _retryable(job: _Job[Any]) -> bool:
