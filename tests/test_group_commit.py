@@ -34,6 +34,24 @@ def _wait_for(condition: Any, what: str) -> None:
         time.sleep(0.005)
 
 
+@pytest.fixture
+def wallet(bank: Bank, onboard: Onboard) -> int:
+    """The collateral wallet of a new project ``acme``."""
+    onboard("acme")
+    with bank.db.read() as conn:
+        found = ledger.account_id(conn, "wallet:acme")
+    assert found is not None
+    return found
+
+
+def _refused(account: int) -> Any:
+    def job(conn: Connection) -> None:
+        ledger.topup(conn, account, 999, 0)  # written, then undone with its savepoint
+        raise InvalidRequest("amount: refused after writing")
+
+    return job
+
+
 def _topup(account: int, amount: int) -> Any:
     def job(conn: Connection) -> int:
         return ledger.topup(conn, account, amount, 0)
@@ -42,12 +60,8 @@ def _topup(account: int, amount: int) -> Any:
 
 
 def test_jobs_queued_during_a_group_share_one_commit_and_fail_alone(
-    bank: Bank, onboard: Onboard
+    bank: Bank, wallet: int
 ) -> None:
-    onboard("acme")
-    with bank.db.read() as conn:
-        wallet = ledger.account_id(conn, "wallet:acme")
-    assert wallet is not None
     group = GroupCommit(bank.db)
     release, entered = threading.Event(), threading.Event()
     results: dict[int, Any] = {}
@@ -56,10 +70,6 @@ def test_jobs_queued_during_a_group_share_one_commit_and_fail_alone(
         entered.set()
         release.wait(30)
         return "first"
-
-    def refused(conn: Connection) -> None:
-        ledger.topup(conn, wallet, 999, 0)  # written, then undone with its savepoint
-        raise InvalidRequest("amount: refused after writing")
 
     def call(n: int, fn: Any) -> None:
         try:
@@ -71,7 +81,7 @@ def test_jobs_queued_during_a_group_share_one_commit_and_fail_alone(
     threads[0].start()
     assert entered.wait(30)  # the leader is inside its group, holding the commit
     for n in range(1, 9):
-        fn = refused if n == 4 else _topup(wallet, 100)
+        fn = _refused(wallet) if n == 4 else _topup(wallet, 100)
         threads.append(threading.Thread(target=call, args=(n, fn)))
         threads[-1].start()
     _wait_for(lambda: group.waiting == 8, "the queue")
@@ -185,23 +195,15 @@ def test_outcomes_waiting_for_a_write_are_recorded_together() -> None:
 
 
 def test_jobs_from_an_event_loop_share_commits_and_get_their_own_outcome(
-    bank: Bank, onboard: Onboard
+    bank: Bank, wallet: int
 ) -> None:
     import asyncio
 
-    onboard("acme")
-    with bank.db.read() as conn:
-        wallet = ledger.account_id(conn, "wallet:acme")
-    assert wallet is not None
     group = GroupCommit(bank.db)
-
-    def refused(conn: Connection) -> None:
-        ledger.topup(conn, wallet, 999, 0)  # written, then undone with its savepoint
-        raise InvalidRequest("amount: refused after writing")
 
     async def calls() -> list[Any]:
         jobs = [group.run_async(_topup(wallet, 100)) for _ in range(20)]
-        jobs.insert(7, group.run_async(refused))
+        jobs.insert(7, group.run_async(_refused(wallet)))
         return await asyncio.gather(*jobs, return_exceptions=True)
 
     try:

@@ -107,6 +107,18 @@ def _payouts(conn: Connection, session_n: int) -> list[Any]:
     return refunds.attach(conn, [dict(r._mapping) for r in rows])
 
 
+def sessions_with_payouts(conn: Connection, numbers: Sequence[int]) -> list[tuple[Any, list[Any]]]:
+    """Sessions ``numbers`` (in number order), each with its payouts as rendering wants them:
+    a batch's answers and webhook bodies."""
+    s, p = t.sessions, t.payouts
+    rows = conn.execute(sa.select(s).where(s.c.n.in_(numbers)).order_by(s.c.n)).all()
+    listed: dict[int, list[Any]] = {int(row.n): [] for row in rows}
+    found = conn.execute(sa.select(p).where(p.c.session_n.in_(numbers)).order_by(p.c.n))
+    for payout in refunds.attach(conn, [dict(r._mapping) for r in found]):
+        listed[int(payout["session_n"])].append(payout)
+    return [(row, listed[int(row.n)]) for row in rows]
+
+
 def render(conn: Connection, session_n: int, version: str | None = None) -> dict[str, Any]:
     row = conn.execute(sa.select(t.sessions).where(t.sessions.c.n == session_n)).one()
     return wire.render_session(dict(row._mapping), _payouts(conn, session_n), version)
@@ -447,25 +459,14 @@ def succeed_payouts(conn: Connection, payouts: Sequence[Any], now: int) -> None:
         .where(t.sessions.c.n.in_(owners))
         .values(status="accepted", error_code=None, error_description=None, updated_at=now)
     )
-    rows = conn.execute(
-        sa.select(t.sessions).where(t.sessions.c.n.in_(owners)).order_by(t.sessions.c.n)
-    ).all()
-    listed: dict[int, list[Any]] = {}
-    found = conn.execute(
-        sa.select(t.payouts).where(t.payouts.c.session_n.in_(owners)).order_by(t.payouts.c.n)
-    )
-    for payout in refunds.attach(conn, [dict(r._mapping) for r in found]):
-        listed.setdefault(int(payout["session_n"]), []).append(payout)
     made = [
         (
             row.project_id,
             int(row.n),
             "payment_finished",
-            wire.event_body(
-                "payment_finished", wire.render_session(dict(row._mapping), listed[int(row.n)])
-            ),
+            wire.event_body("payment_finished", wire.render_session(dict(row._mapping), listed)),
         )
-        for row in rows
+        for row, listed in sessions_with_payouts(conn, owners)
     ]
     events.emit_many(conn, made, now)
 

@@ -35,7 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import events, fees, ledger, refunds, tokens, validation, wire
+from payout131 import events, fees, ledger, tokens, validation, wire
 from payout131.accounts import BANK_BIK, lock_accounts, owned_settlement_account
 from payout131.bik import BikDirectory
 from payout131.errors import ApiError
@@ -51,6 +51,7 @@ from payout131.sessions import (
     parse_start,
     payout_values,
     session_values,
+    sessions_with_payouts,
 )
 from payout131.storage import schema as t
 from payout131.storage.bulk import insert_returning
@@ -186,17 +187,13 @@ def ready_to_confirm_many(
     )
     owners = sorted({int(p.session_n) for p in payouts})
     conn.execute(sa.update(_s).where(_s.c.n.in_(owners)).values(updated_at=now))
-    found = {int(r.n): r for r in conn.execute(sa.select(_s).where(_s.c.n.in_(owners)))}
-    listed: dict[int, list[Any]] = {}
-    rows = conn.execute(sa.select(_p).where(_p.c.session_n.in_(owners)).order_by(_p.c.n))
-    for row in refunds.attach(conn, [dict(r._mapping) for r in rows]):
-        listed.setdefault(int(row["session_n"]), []).append(row)
-    paying = {int(p.account_id) for p in payouts if found[int(p.session_n)].rko}
+    found = {int(row.n): (row, listed) for row, listed in sessions_with_payouts(conn, owners)}
+    paying = {int(p.account_id) for p in payouts if found[int(p.session_n)][0].rko}
     a = t.ledger_accounts
     codes = dict(conn.execute(sa.select(a.c.id, a.c.code).where(a.c.id.in_(paying))).all())
     plain: list[tuple[str, int, str, bytes]] = []
     for payout in payouts:
-        session = found[int(payout.session_n)]
+        session, listed = found[int(payout.session_n)]
         extra: dict[str, Any] = {}
         sealed = False
         if session.rko:
@@ -209,7 +206,7 @@ def ready_to_confirm_many(
                 directory,
             )
             sealed = bool(wire.loads_field(payout.recipient).get("token"))
-        rendered = wire.render_session(dict(session._mapping), listed[int(session.n)])
+        rendered = wire.render_session(dict(session._mapping), listed)
         body = wire.event_body("ready_to_confirm", rendered, **extra)
         if sealed:  # the account in full: sealed, one at a time (events.emit)
             events.emit(
@@ -278,13 +275,9 @@ def confirm_many(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> 
     conn.execute(_CONFIRMED, [{"number": p, "now": call.now} for _, call, p in accepted])
     conn.execute(_TOUCHED, [{"number": wanted[i], "now": call.now} for i, call, _ in accepted])
     done = [wanted[i] for i, _, _ in accepted]
-    rows = {int(r.n): r for r in conn.execute(sa.select(_s).where(_s.c.n.in_(done)))}
-    listed: dict[int, list[Any]] = {}
-    payouts = conn.execute(sa.select(_p).where(_p.c.session_n.in_(done)).order_by(_p.c.n))
-    for row in refunds.attach(conn, [dict(r._mapping) for r in payouts]):
-        listed.setdefault(int(row["session_n"]), []).append(row)
+    rows = {int(row.n): (row, listed) for row, listed in sessions_with_payouts(conn, done)}
     for index, call, _ in accepted:
-        n = wanted[index]
-        rendered = wire.render_session(dict(rows[n]._mapping), listed[n], call.version)
+        row, listed = rows[wanted[index]]
+        rendered = wire.render_session(dict(row._mapping), listed, call.version)
         outcomes[index] = {"status": "ok", "session": rendered}
     return outcomes
