@@ -1,8 +1,9 @@
 """One narrow handle on the store: engines, pragmas and the two kinds of transaction.
 
 SQLite runs in WAL mode and takes the write lock up front (``BEGIN IMMEDIATE``) for every
-write transaction, so two writers never deadlock on a lock upgrade. PostgreSQL runs at READ
-COMMITTED and serialises money through row locks (``UPDATE ... WHERE``) and constraints.
+write transaction, so two writers never deadlock on a lock upgrade. PostgreSQL writes at READ
+COMMITTED and serialises money through row locks (``UPDATE ... WHERE``) and constraints;
+it reads at REPEATABLE READ (one snapshot per read transaction).
 """
 
 from __future__ import annotations
@@ -79,9 +80,17 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction (a consistent snapshot on both engines)."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read-only transaction: one snapshot for all its statements, on both engines.
+
+        (PostgreSQL's READ COMMITTED would give each statement its own snapshot, so a
+        session and its payouts read one after the other could come from either side of a
+        commit; REPEATABLE READ, set on the driver's connection without a round trip, does
+        not. SQLite's read transaction in WAL mode is a snapshot already.)"""
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
