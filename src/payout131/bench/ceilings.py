@@ -18,7 +18,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from payout131.bench.cluster import DurableCluster
+from payout131.bench.cluster import DATABASE, DurableCluster
 
 __all__ = ["COMMITS", "EXCHANGES", "pgbench_ceiling", "sqlite_ceiling"]
 
@@ -37,11 +37,7 @@ def pgbench_ceiling(
     cluster: DurableCluster, workdir: Path, commits: int, clients: int, seconds: float
 ) -> float:
     """Payouts per second if each cost ``commits`` durable one-row commits and nothing else."""
-    import psycopg
-
-    with psycopg.connect(
-        host=str(cluster.socket_dir), user="postgres", dbname="payout131", autocommit=True
-    ) as conn:
+    with cluster.connect(DATABASE, autocommit=True) as conn:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {_TABLE} "
             "(id bigserial PRIMARY KEY, payout bigint NOT NULL, step int NOT NULL)"

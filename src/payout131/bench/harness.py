@@ -155,7 +155,7 @@ class _EngineRun:
         self.home.mkdir(parents=True, exist_ok=True)
         if self.engine == "postgresql":
             self.cluster = DurableCluster().__enter__()
-            self.url = self.cluster.url
+            self.url = self.cluster.url()
             self.report.postgres_version = self.cluster.version()
         else:
             self.url = f"sqlite:///{self.home / 'payout131.db'}"

@@ -117,7 +117,7 @@ def run(plan: Plan, echo: Callable[[str], None] = print) -> Report:
         cluster.create()
     try:
         if cluster is not None:
-            url = cluster.url
+            url = cluster.url()
         elif plan.engine == "sqlite":
             url = f"sqlite:///{workdir / 'payout131.db'}"
         else:
