@@ -23,7 +23,9 @@ from partner import ORGANISATION, Partner, destination, payout_body
 from payout131 import ledger, sessions, sessions_batch, validation, work_batch
 from payout131.accounts import BANK_BIK
 from payout131.bank import Bank
+from payout131.clock import ManualClock
 from payout131.errors import ApiError, InsufficientBalance, InvalidRequest
+from payout131.rails import scenarios
 from payout131.storage import schema as t
 from payout131.storage.group_commit import GroupCommit
 
@@ -308,3 +310,38 @@ def test_confirm_calls_of_one_group_get_what_each_call_alone_gets(
         twice = _confirm_calls(bank, "many", manys, ones[0])[:1] * 2
         with pytest.raises(RuntimeError, match="confirmed twice in one batch"):
             sessions_batch.confirm_many(conn, twice)
+
+
+def test_status_in_one_statement_renders_what_the_session_render_renders(
+    bank: Bank, clock: ManualClock, onboard: Onboard
+) -> None:
+    """``session/status`` reads a session, its payout and its refund with one join; every
+    state a session can be in must render as ``sessions.render`` renders it."""
+    partner = onboard("acme", wallet=1_000_000, single_request=True)
+    returned = scenarios.by_name("returned").example_amount
+    created = partner.ok("session/create", {})["session"]["id"]
+    paid = partner.ok("session/init/payout", payout_body(10_000))["session"]["id"]
+    refunded = partner.ok("session/init/payout", payout_body(returned))["session"]["id"]
+    bank.worker.drain()
+    clock.advance(3 * scenarios.DAY)
+    bank.worker.drain()
+    waiting = partner.ok("session/init/payout", payout_body(20_000))["session"]["id"]
+    project = bank.projects.get("acme")
+    assert project is not None
+    seen = []
+    with bank.db.read() as conn:
+        for session_id in (created, paid, refunded, waiting):
+            for version in ("v1", "v2"):
+                call = sessions.Call(
+                    project=project,
+                    version=version,
+                    rko=False,
+                    now=clock.now(),
+                    directory=bank.directory,
+                )
+                n = int(session_id.removeprefix("ps_"))
+                expected = sessions.render(conn, n, version)
+                assert sessions.status(conn, call, {"session_id": session_id}) == expected
+                seen.append(expected)
+    assert "refunds" in json.dumps(seen[4])  # the refunded one, in v1, shows its refund
+    assert not any("refunds" in json.dumps(s) for s in seen[:4])
