@@ -64,7 +64,9 @@ def test_metrics_count_deliveries_failures_retries_and_show_the_queue(
     assert waiting[("payout131_webhook_queue_depth", (("status", "pending"),))] == 2
     assert waiting[("payout131_webhook_oldest_pending_age_seconds", ())] == 120
 
-    receiver.script(status(503), reset())
+    # the 503 closes its connection: were the reset to meet a connection kept alive from
+    # it, the sender would take it for a stale connection and send again (to a 200)
+    receiver.script(status(503, close=True), reset())
     bank.dispatcher.drain()  # one fails with 503, the other with a reset
     after_failures = scrape(http)
     assert after_failures[("payout131_webhook_queue_depth", (("status", "failed"),))] == 2

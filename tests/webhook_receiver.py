@@ -44,14 +44,24 @@ class Delivery:
 
 
 def status(
-    code: int, body: bytes = b"", retry_after: str | None = None, location: str | None = None
+    code: int,
+    body: bytes = b"",
+    retry_after: str | None = None,
+    location: str | None = None,
+    close: bool = False,
 ) -> Answer:
+    """An answer with ``code``; ``close``: and the connection closed after it (a reset on
+    the next request then meets a fresh connection, which the sender does not retry)."""
+
     def answer(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(code)
         if retry_after is not None:
             handler.send_header("Retry-After", retry_after)
         if location is not None:
             handler.send_header("Location", location)
+        if close:
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
