@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(0 if FULL else 300)
 def _check(plan: Plan) -> None:
     report = run(plan, echo=lambda line: None)
     summary = report.as_dict()
-    assert report.passed, summary["problems"][:20]
+    assert report.passed, (summary["problems"][:20], report.notes)
     assert report.crashes == plan.crashes
     figures = summary["figures"]
     assert figures["payouts"] > 0
@@ -67,6 +67,16 @@ def test_the_proof_catches_what_it_claims_to(tmp_path: Path) -> None:
             sa.select(p.c.n, p.c.rail_reference).where(p.c.status == "succeeded").limit(1)
         ).one()
         event = conn.execute(sa.select(e.c.id).limit(1)).scalar_one()
+        first = conn.execute(sa.select(e.c.project_id, e.c.session_n).limit(1)).one()
+    never_sent = {  # an event nobody received, written before the run was seen caught up
+        "project_id": first.project_id,
+        "session_n": first.session_n,
+        "type": "payment_finished",
+        "body": b"{}",
+        "status": "delivered",
+        "next_attempt_at": 0,
+        "created_at": 1,
+    }
     tampering = {
         "the rail holds 2 transfers": sa.insert(t.simulator_transfers).values(
             reference="again",
@@ -80,6 +90,7 @@ def test_the_proof_catches_what_it_claims_to(tmp_path: Path) -> None:
         "acknowledged but stored as pending": sa.update(e)
         .where(e.c.id == event)
         .values(status="pending"),
+        "never acknowledged": sa.insert(e).values(**never_sent),
         "ledger: ": sa.update(t.ledger_accounts)
         .where(t.ledger_accounts.c.code.like("4070%"))
         .values(balance=t.ledger_accounts.c.balance + 1),
@@ -92,6 +103,14 @@ def test_the_proof_catches_what_it_claims_to(tmp_path: Path) -> None:
                 conn.execute(change)
             problems = verify(db, record, SystemClock().now()).problems
             assert any(expected in problem for problem in problems), (expected, problems)
+        caught_up = SystemClock().now()
+        with db.write() as conn:  # written after the run caught up: later work, not lost
+            later = conn.execute(
+                sa.insert(e).values(**{**never_sent, "created_at": caught_up + 1}).returning(e.c.id)
+            ).scalar_one()
+        verdict = verify(db, record, caught_up)
+        assert not any(f"evt_{later} " in problem for problem in verdict.problems)
+        assert verdict.figures["events written after the run caught up, not yet sent"] == 1
     finally:
         db.dispose()
 
