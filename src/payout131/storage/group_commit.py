@@ -205,14 +205,15 @@ class GroupCommit:
             if opened is not None:
                 self._commit(group, *opened)
         finally:
+            with self._lock:  # counted before any caller hears of its outcome
+                self.groups += 1
+                self.jobs += len(group)
             if not handed:
                 self._hand_off()
             again = [j for j in group if _retryable(j)]
             _finish([job for job in group if job not in again])
             if again:
                 self._enqueue(again, front=True)
-        self.groups += 1
-        self.jobs += len(group)
 
     def _begin(self) -> tuple[Connection, RootTransaction]:
         conn = self.db.engine.connect()
