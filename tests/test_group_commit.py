@@ -217,3 +217,14 @@ def test_jobs_from_an_event_loop_share_commits_and_get_their_own_outcome(
     with bank.db.read() as conn:
         assert ledger.balance(conn, wallet).balance == 20 * 100
         assert ledger.check(conn) == []
+
+
+def test_a_closed_group_commit_still_runs_what_is_handed_to_it(bank: Bank, wallet: int) -> None:
+    """An app stopping closes its bank while calls may still be waiting: they still run."""
+    import asyncio
+
+    group = GroupCommit(bank.db)
+    group.close()
+    assert asyncio.run(group.run_async(_topup(wallet, 100))) > 0
+    with bank.db.read() as conn:
+        assert ledger.balance(conn, wallet).balance == 100

@@ -177,8 +177,11 @@ class GroupCommit:
         job.lead = True
         if job.future is None:
             job.wake.set()
-        else:
+            return
+        try:
             self._leaders.submit(self._lead_for, job)
+        except RuntimeError:  # closed (the app is stopping): still, somebody must lead
+            threading.Thread(target=self._lead_for, args=(job,), daemon=True).start()
 
     def _lead_for(self, job: _Job[Any]) -> None:
         job.lead = False
