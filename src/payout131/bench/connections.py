@@ -13,6 +13,8 @@ import asyncio
 import time
 from collections.abc import Mapping
 
+from payout131.http1 import framing
+
 __all__ = ["ConnectionPool", "HttpError"]
 
 # uvicorn closes a connection idle for 5 s; one idle for longer than this is not reused.
@@ -37,18 +39,12 @@ class _Connection:
             status = int(lines[0].split(b" ", 2)[1])
         except (IndexError, ValueError):
             raise HttpError(f"bad status line {lines[0][:80]!r}") from None
-        length, chunked = 0, False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection" and b"close" in value.lower():
-                self.usable = False
-        if chunked:
+        framed = framing(lines[1:])
+        if framed.close:
+            self.usable = False
+        if framed.chunked:
             return status, await self._chunks()
+        length = framed.length
         return status, await self.reader.readexactly(length) if length else b""
 
     async def _chunks(self) -> bytes:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from payout131.http1 import framing
 from payout131.webhooks.outbox import SNIPPET_BYTES, Outcome
 from payout131.webhooks.sender import HttpxSender
 
@@ -158,20 +159,11 @@ class PlainHttpSender:
                 continue
             break
         seen.append(status)
-        length: int | None = None
-        chunked, retry_after = False, None
-        for raw in lines:
-            name, _, value = raw.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection" and b"close" in value.lower():
-                conn.reusable = False
-            elif name == b"retry-after":
-                retry_after = value.strip().decode("latin-1")
-        if chunked:
+        head = framing(lines)
+        length, retry_after = head.length, head.retry_after
+        if head.close:
+            conn.reusable = False
+        if head.chunked:
             return status, retry_after, await self._chunks(conn)
         if length is None:  # the body ends when the partner closes: read the snippet only
             conn.reusable = False
