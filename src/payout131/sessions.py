@@ -73,11 +73,11 @@ def parse_session_ref(body: dict[str, Any]) -> int:
     return int(digits)
 
 
-def load_session(conn: Connection, call: Call, body: dict[str, Any], lock: bool = True) -> Any:
+def load_session(conn: Connection, call: Call, body: dict[str, Any]) -> Any:
     """The session named by ``session_id``, locked for the rest of the transaction."""
     n = parse_session_ref(body)
-    query = sa.select(t.sessions).where(t.sessions.c.n == n)
-    row = conn.execute(query.with_for_update() if lock else query).one_or_none()
+    query = sa.select(t.sessions).where(t.sessions.c.n == n).with_for_update()
+    row = conn.execute(query).one_or_none()
     return owned_session(row, n, call)
 
 
@@ -404,19 +404,21 @@ def status(conn: Connection, call: Call, body: dict[str, Any]) -> dict[str, Any]
 # Transitions the background work makes (the confirm check, the rail's outcome, timeouts).
 
 
+def _finished(now: int) -> dict[str, Any]:
+    """What every finished payout row gets: no next step, no lease, its finishing time."""
+    return {
+        "work": None,
+        "work_at": None,
+        "lease_owner": None,
+        "lease_until": None,
+        "updated_at": now,
+        "finished_at": now,
+    }
+
+
 def _finish(conn: Connection, payout: Any, now: int, **values: Any) -> None:
     conn.execute(
-        sa.update(t.payouts)
-        .where(t.payouts.c.n == payout.n)
-        .values(
-            work=None,
-            work_at=None,
-            lease_owner=None,
-            lease_until=None,
-            updated_at=now,
-            finished_at=now,
-            **values,
-        )
+        sa.update(t.payouts).where(t.payouts.c.n == payout.n).values(**_finished(now), **values)
     )
 
 
@@ -470,15 +472,7 @@ def succeed_payouts(conn: Connection, payouts: Sequence[Any], now: int) -> None:
     conn.execute(
         sa.update(t.payouts)
         .where(t.payouts.c.n.in_(numbers))
-        .values(
-            status="succeeded",
-            work=None,
-            work_at=None,
-            lease_owner=None,
-            lease_until=None,
-            updated_at=now,
-            finished_at=now,
-        )
+        .values(status="succeeded", **_finished(now))
     )
     conn.execute(
         sa.update(t.sessions)

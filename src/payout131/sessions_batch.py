@@ -82,6 +82,8 @@ def init_payouts(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> 
             planned.append(_plan(conn, index, call, body))
         except ApiError as exc:
             outcomes[index] = exc
+    if not planned:
+        return outcomes
     locked = lock_accounts(conn, {p.code for p in planned})
     accepted = []
     reserved: dict[int, int] = {}
