@@ -11,7 +11,9 @@ from sqlalchemy.engine import Connection
 from payout131 import ledger, validation
 from payout131.errors import AuthorizationError, NotFound
 from payout131.projects import wallet_code
+from payout131.storage import raw
 from payout131.storage import schema as t
+from payout131.storage.raw import Sql
 
 __all__ = [
     "BANK_BIK",
@@ -63,15 +65,15 @@ def owned_settlement_account(row: Any, project_id: str, number: str, field: str)
     return row
 
 
+_LOCK = Sql(
+    """SELECT id, code, kind, project_id, balance, held FROM ledger_accounts
+    WHERE code = ANY(:codes) ORDER BY id FOR UPDATE"""
+)  # benchmarks: every init/payout group runs it; straight to the driver (storage/raw.py)
+
+
 def lock_accounts(conn: Connection, codes: Iterable[str]) -> dict[str, Any]:
     """The ledger rows of the accounts with these codes, locked in id order, by code."""
-    rows = conn.execute(
-        sa.select(_a.c.id, _a.c.code, _a.c.kind, _a.c.project_id, _a.c.balance, _a.c.held)
-        .where(_a.c.code.in_(sorted(set(codes))))
-        .order_by(_a.c.id)
-        .with_for_update()
-    )
-    return {row.code: row for row in rows}
+    return {row.code: row for row in raw.rows(conn, _LOCK, {"codes": sorted(set(codes))})}
 
 
 def topup_wallet(conn: Connection, project_id: str, amount: int, now: int) -> int:

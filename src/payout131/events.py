@@ -13,7 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from payout131 import tokens
+from payout131.storage import raw
 from payout131.storage import schema as t
+from payout131.storage.raw import Sql
 from payout131.vault import Sealed, Vault, VaultError
 
 __all__ = ["emit", "emit_many", "open_body", "reseal"]
@@ -58,26 +60,30 @@ def emit(
     return int(result.scalar_one())
 
 
+_PLAIN = Sql(
+    """INSERT INTO events (project_id, session_n, type, body, status, next_attempt_at,
+    created_at, body_key_id) VALUES (:project_id, :session_n, :type, :body, 'pending', :now,
+    :now, NULL)"""
+)
+
+
 def emit_many(conn: Connection, made: Sequence[tuple[str, int, str, bytes]], now: int) -> None:
     """``emit`` for many unsealed ``(project_id, session_n, kind, body)`` at once (the
     worker's batches), in the order given."""
-    if made:
-        conn.execute(
-            sa.insert(t.events),
-            [
-                {
-                    "project_id": project_id,
-                    "session_n": session_n,
-                    "type": kind,
-                    "body": body,
-                    "status": "pending",
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "body_key_id": None,
-                }
-                for project_id, session_n, kind, body in made
-            ],
-        )
+    raw.many(
+        conn,
+        _PLAIN,
+        [
+            {
+                "project_id": project_id,
+                "session_n": session_n,
+                "type": kind,
+                "body": body,
+                "now": now,
+            }
+            for project_id, session_n, kind, body in made
+        ],
+    )
 
 
 def open_body(

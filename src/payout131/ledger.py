@@ -21,7 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from payout131.errors import InsufficientBalance
+from payout131.storage import raw
 from payout131.storage import schema as t
+from payout131.storage.raw import Sql
 
 __all__ = [
     "FEES",
@@ -169,11 +171,11 @@ def insufficient(amount: int, fee: int) -> InsufficientBalance:
     )
 
 
-_ADD_HELD = (
-    sa.update(_a)
-    .where(_a.c.id == sa.bindparam("account"))
-    .values(held=_a.c.held + sa.bindparam("total"))
-)
+_ADD_HELD = Sql("UPDATE ledger_accounts SET held = held + :total WHERE id = :account")
+_NEW_HOLDS = Sql(
+    """INSERT INTO holds (account_id, payout_n, amount, created_at, status)
+    VALUES (:account_id, :payout_n, :amount, :created_at, 'active')"""
+)  # benchmarks: place_holds' statements straight to the driver (storage/raw.py)
 
 
 def place_holds(conn: Connection, holds: Sequence[tuple[int, int, int, int]]) -> None:
@@ -183,14 +185,14 @@ def place_holds(conn: Connection, holds: Sequence[tuple[int, int, int, int]]) ->
     totals: dict[int, int] = {}
     for account, _, total, _ in holds:
         totals[account] = totals.get(account, 0) + total
-    conn.execute(
-        _ADD_HELD, [{"account": acc, "total": total} for acc, total in sorted(totals.items())]
+    raw.many(
+        conn, _ADD_HELD, [{"account": acc, "total": total} for acc, total in sorted(totals.items())]
     )
     rows = [
-        {"account_id": acc, "payout_n": n, "amount": total, "created_at": now, "status": "active"}
+        {"account_id": acc, "payout_n": n, "amount": total, "created_at": now}
         for acc, n, total, now in holds
     ]
-    conn.execute(_NEW_HOLD, rows)
+    raw.many(conn, _NEW_HOLDS, rows)
 
 
 def _resolve_hold(conn: Connection, payout_n: int, status: str, now: int) -> tuple[int, int]:
@@ -235,24 +237,18 @@ def post_holds(conn: Connection, payouts: Sequence[tuple[int, int]], now: int) -
     if not payouts:
         return
     fees = dict(payouts)
-    h, a = t.holds, t.ledger_accounts
-    resolved = conn.execute(
-        sa.update(h)
-        .where(h.c.payout_n.in_(list(fees)), h.c.status == "active")
-        .values(status="posted", resolved_at=now)
-        .returning(h.c.payout_n, h.c.account_id, h.c.amount)
-    ).all()
+    resolved = raw.rows(conn, _POSTED, {"numbers": list(fees), "now": now})
     if len(resolved) != len(fees):
         missing = sorted(set(fees) - {int(r.payout_n) for r in resolved})
         raise HoldAlreadyResolved(f"payouts {missing} have no active hold")
     held: dict[int, int] = {}
     for row in resolved:
         held[int(row.account_id)] = held.get(int(row.account_id), 0) + int(row.amount)
-    for account, total in sorted(held.items()):
-        conn.execute(sa.update(a).where(a.c.id == account).values(held=a.c.held - total))
-    paid_out, fee_income = account_id(conn, PAYOUTS), account_id(conn, FEES)
-    assert paid_out is not None
-    assert fee_income is not None
+    raw.many(
+        conn, _LESS_HELD, [{"account": a, "total": total} for a, total in sorted(held.items())]
+    )
+    system = {row.code: int(row.id) for row in raw.rows(conn, _SYSTEM, {"codes": [PAYOUTS, FEES]})}
+    paid_out, fee_income = system[PAYOUTS], system[FEES]
     written: list[tuple[str, int, list[tuple[int, int]]]] = []
     for row in sorted(resolved, key=lambda r: int(r.payout_n)):
         n, account, fee = int(row.payout_n), int(row.account_id), fees[int(row.payout_n)]
@@ -262,30 +258,47 @@ def post_holds(conn: Connection, payouts: Sequence[tuple[int, int]], now: int) -
         if fee:
             written.append(("fee", n, [(account, -fee), (fee_income, fee)]))
     ids = _next_transaction_ids(conn, len(written))
-    conn.execute(
-        sa.insert(t.ledger_entries),
+    raw.many(
+        conn,
+        _ENTRY,
         [
             {"transaction_id": txn, "account_id": acc, "amount": amt}
             for txn, (_, _, entries) in zip(ids, written, strict=True)
             for acc, amt in entries
         ],
     )
-    conn.execute(
-        sa.insert(t.ledger_transactions),
+    raw.many(
+        conn,
+        _TRANSACTION,
         [
-            {"id": txn, "kind": kind, "payout_n": n, "memo": "", "created_at": now}
+            {"id": txn, "kind": kind, "payout_n": n, "now": now}
             for txn, (kind, n, _) in zip(ids, written, strict=True)
         ],
     )
 
 
+# benchmarks: post_holds' statements go straight to the driver (storage/raw.py)
+_POSTED = Sql(
+    """UPDATE holds SET status = 'posted', resolved_at = :now
+    WHERE payout_n = ANY(:numbers) AND status = 'active'
+    RETURNING payout_n, account_id, amount"""
+)
+_LESS_HELD = Sql("UPDATE ledger_accounts SET held = held - :total WHERE id = :account")
+_SYSTEM = Sql("SELECT code, id FROM ledger_accounts WHERE code = ANY(:codes)")
+_ENTRY = Sql(
+    """INSERT INTO ledger_entries (transaction_id, account_id, amount)
+    VALUES (:transaction_id, :account_id, :amount)"""
+)
+_TRANSACTION = Sql(
+    """INSERT INTO ledger_transactions (id, kind, payout_n, memo, created_at)
+    VALUES (:id, :kind, :payout_n, '', :now)"""
+)
+_TRANSACTION_IDS = Sql("SELECT nextval('ledger_transaction_ids') FROM generate_series(1, :n)")
+
+
 def _next_transaction_ids(conn: Connection, count: int) -> list[int]:
     if conn.dialect.name == "postgresql":
-        rows = conn.execute(
-            sa.text("SELECT nextval('ledger_transaction_ids') FROM generate_series(1, :n)"),
-            {"n": count},
-        )
-        return [int(v) for v in rows.scalars()]
+        return [int(row[0]) for row in raw.rows(conn, _TRANSACTION_IDS, {"n": count})]
     first = _next_transaction_id(conn)  # SQLite: the write lock makes MAX + 1 ours
     return list(range(first, first + count))
 

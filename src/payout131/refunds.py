@@ -12,7 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from payout131.storage import raw
 from payout131.storage import schema as t
+from payout131.storage.raw import Sql
 
 __all__ = ["attach", "record"]
 
@@ -33,15 +35,15 @@ def record(conn: Connection, payout_n: int, amount: int, now: int) -> int | None
     )
 
 
+_OF_PAYOUTS = Sql("SELECT * FROM refunds WHERE payout_n = ANY(:numbers) ORDER BY n")
+
+
 def attach(conn: Connection, payouts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The payouts, each with its refund rows under ``refunds`` when it has any."""
     numbers = [p["n"] for p in payouts if p["status"] == "succeeded"]
     if not numbers:
         return list(payouts)
     found: dict[int, list[dict[str, Any]]] = {}
-    rows = conn.execute(
-        sa.select(t.refunds).where(t.refunds.c.payout_n.in_(numbers)).order_by(t.refunds.c.n)
-    )
-    for row in rows:
+    for row in raw.rows(conn, _OF_PAYOUTS, {"numbers": numbers}):
         found.setdefault(int(row.payout_n), []).append(dict(row._mapping))
     return [{**p, "refunds": found[p["n"]]} if p["n"] in found else p for p in payouts]

@@ -28,7 +28,9 @@ from payout131.bik import BikDirectory
 from payout131.errors import AuthorizationError, InvalidRequest, NotFound, SessionWrongState
 from payout131.payout_request import DRAFT_FIELDS, PayoutRequest, parse_payout, require_object
 from payout131.projects import Project, wallet_code
+from payout131.storage import raw
 from payout131.storage import schema as t
+from payout131.storage.raw import Sql
 from payout131.vault import Vault
 
 __all__ = [
@@ -111,14 +113,17 @@ def _payouts(conn: Connection, session_n: int) -> list[Any]:
     return refunds.attach(conn, [dict(r._mapping) for r in rows])
 
 
+_SESSIONS = Sql("SELECT * FROM sessions WHERE n = ANY(:numbers) ORDER BY n", booleans=["rko"])
+_THEIR_PAYOUTS = Sql("SELECT * FROM payouts WHERE session_n = ANY(:numbers) ORDER BY n")
+
+
 def sessions_with_payouts(conn: Connection, numbers: Sequence[int]) -> list[tuple[Any, list[Any]]]:
     """Sessions ``numbers`` (in number order), each with its payouts as rendering wants them:
     a batch's answers and webhook bodies."""
-    s, p = t.sessions, t.payouts
-    rows = conn.execute(sa.select(s).where(s.c.n.in_(numbers)).order_by(s.c.n)).all()
+    rows = raw.rows(conn, _SESSIONS, {"numbers": list(numbers)})
     listed: dict[int, list[Any]] = {int(row.n): [] for row in rows}
-    found = conn.execute(sa.select(p).where(p.c.session_n.in_(numbers)).order_by(p.c.n))
-    for payout in refunds.attach(conn, [dict(r._mapping) for r in found]):
+    found = raw.rows(conn, _THEIR_PAYOUTS, {"numbers": list(numbers)})
+    for payout in refunds.attach(conn, [r._mapping for r in found]):
         listed[int(payout["session_n"])].append(payout)
     return [(row, listed[int(row.n)]) for row in rows]
 
@@ -462,6 +467,17 @@ def succeed_payout(conn: Connection, payout: Any, now: int) -> None:
     _announce(conn, payout.session_n, "payment_finished", now)
 
 
+_SUCCEEDED = Sql(
+    """UPDATE payouts SET status = 'succeeded', work = NULL, work_at = NULL,
+    lease_owner = NULL, lease_until = NULL, updated_at = :now, finished_at = :now
+    WHERE n = ANY(:numbers)"""
+)  # the values of _finished
+_ACCEPTED = Sql(
+    """UPDATE sessions SET status = 'accepted', error_code = NULL, error_description = NULL,
+    updated_at = :now WHERE n = ANY(:numbers)"""
+)
+
+
 def succeed_payouts(conn: Connection, payouts: Sequence[Any], now: int) -> None:
     """``succeed_payout`` for many payouts (locked rows, each ``in_progress``) at once: the
     worker's batches, a statement per step rather than per payout."""
@@ -469,16 +485,8 @@ def succeed_payouts(conn: Connection, payouts: Sequence[Any], now: int) -> None:
         return
     ledger.post_holds(conn, [(int(p.n), int(p.fee)) for p in payouts], now)
     numbers, owners = [p.n for p in payouts], [p.session_n for p in payouts]
-    conn.execute(
-        sa.update(t.payouts)
-        .where(t.payouts.c.n.in_(numbers))
-        .values(status="succeeded", **_finished(now))
-    )
-    conn.execute(
-        sa.update(t.sessions)
-        .where(t.sessions.c.n.in_(owners))
-        .values(status="accepted", error_code=None, error_description=None, updated_at=now)
-    )
+    raw.run(conn, _SUCCEEDED, {"numbers": numbers, "now": now})
+    raw.run(conn, _ACCEPTED, {"numbers": owners, "now": now})
     made = [
         (
             row.project_id,

@@ -32,7 +32,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from payout131 import events, fees, ledger, tokens, validation, wire
@@ -53,8 +52,10 @@ from payout131.sessions import (
     session_values,
     sessions_with_payouts,
 )
+from payout131.storage import raw
 from payout131.storage import schema as t
 from payout131.storage.bulk import insert_returning
+from payout131.storage.raw import Sql
 from payout131.vault import Vault
 
 __all__ = ["confirm_many", "init_payouts", "ready_to_confirm_many"]
@@ -150,19 +151,13 @@ def _paying_row(plan: _Planned, locked: dict[str, Any]) -> Any:
     return owned_settlement_account(row, plan.call.project.id, plan.code, SENDER)
 
 
-_p, _s = t.payouts, t.sessions
-_PENDING = (
-    sa.update(_p)
-    .where(_p.c.n == sa.bindparam("number"))
-    .values(
-        status="pending",
-        work="expire",
-        work_at=sa.bindparam("deadline"),
-        lease_owner=None,
-        lease_until=None,
-        updated_at=sa.bindparam("now"),
-    )
+# benchmarks: the batches' statements go straight to the driver (storage/raw.py)
+_PENDING = Sql(
+    """UPDATE payouts SET status = 'pending', work = 'expire', work_at = :deadline,
+    lease_owner = NULL, lease_until = NULL, updated_at = :now WHERE n = :number"""
 )
+_SESSIONS_TOUCHED = Sql("UPDATE sessions SET updated_at = :now WHERE n = ANY(:numbers)")
+_CODES = Sql("SELECT id, code FROM ledger_accounts WHERE id = ANY(:ids)")
 
 
 def ready_to_confirm_many(
@@ -176,7 +171,8 @@ def ready_to_confirm_many(
     """``sessions.ready_to_confirm`` for many leased payouts (locked, their sessions too)."""
     if not payouts:
         return
-    conn.execute(
+    raw.many(
+        conn,
         _PENDING,
         [
             {
@@ -188,11 +184,10 @@ def ready_to_confirm_many(
         ],
     )
     owners = sorted({int(p.session_n) for p in payouts})
-    conn.execute(sa.update(_s).where(_s.c.n.in_(owners)).values(updated_at=now))
+    raw.run(conn, _SESSIONS_TOUCHED, {"numbers": owners, "now": now})
     found = {int(row.n): (row, listed) for row, listed in sessions_with_payouts(conn, owners)}
     paying = {int(p.account_id) for p in payouts if found[int(p.session_n)][0].rko}
-    a = t.ledger_accounts
-    codes = dict(conn.execute(sa.select(a.c.id, a.c.code).where(a.c.id.in_(paying))).all())
+    codes = {int(row.id): row.code for row in raw.rows(conn, _CODES, {"ids": sorted(paying)})}
     plain: list[tuple[str, int, str, bytes]] = []
     for payout in payouts:
         session, listed = found[int(payout.session_n)]
@@ -219,19 +214,15 @@ def ready_to_confirm_many(
     events.emit_many(conn, plain, now)
 
 
-_CONFIRMED = (
-    sa.update(_p)
-    .where(_p.c.n == sa.bindparam("number"))
-    .values(
-        status="in_progress",
-        work="execute",
-        work_at=sa.bindparam("now"),
-        updated_at=sa.bindparam("now"),
-    )
+_CONFIRMED = Sql(
+    """UPDATE payouts SET status = 'in_progress', work = 'execute', work_at = :now,
+    updated_at = :now WHERE n = :number"""
 )
-_TOUCHED = (
-    sa.update(_s).where(_s.c.n == sa.bindparam("number")).values(updated_at=sa.bindparam("now"))
+_TOUCHED = Sql("UPDATE sessions SET updated_at = :now WHERE n = :number")
+_LOCK_SESSIONS = Sql(
+    "SELECT * FROM sessions WHERE n = ANY(:numbers) ORDER BY n FOR UPDATE", booleans=["rko"]
 )
+_LOCK_PAYOUTS = Sql("SELECT * FROM payouts WHERE session_n = ANY(:numbers) ORDER BY n FOR UPDATE")
 
 
 def confirm_many(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> list[Any]:
@@ -246,19 +237,9 @@ def confirm_many(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> 
     if len(set(wanted.values())) < len(wanted):  # one session twice: the second must wait
         raise RuntimeError("a session confirmed twice in one batch; one call at a time")
     numbers = sorted(set(wanted.values()))
-    found = {
-        int(r.n): r
-        for r in conn.execute(
-            sa.select(_s).where(_s.c.n.in_(numbers)).order_by(_s.c.n).with_for_update()
-        )
-    }
+    found = {int(r.n): r for r in raw.rows(conn, _LOCK_SESSIONS, {"numbers": numbers})}
     owned = [n for n in numbers if n in found]
-    held = {
-        int(r.session_n): r
-        for r in conn.execute(
-            sa.select(_p).where(_p.c.session_n.in_(owned)).order_by(_p.c.n).with_for_update()
-        )
-    }
+    held = {int(r.session_n): r for r in raw.rows(conn, _LOCK_PAYOUTS, {"numbers": owned})}
     accepted: list[tuple[int, Call, int]] = []
     for index, n in wanted.items():
         call, body = calls[index]
@@ -274,8 +255,8 @@ def confirm_many(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> 
         accepted.append((index, call, int(payout.n)))
     if not accepted:
         return outcomes
-    conn.execute(_CONFIRMED, [{"number": p, "now": call.now} for _, call, p in accepted])
-    conn.execute(_TOUCHED, [{"number": wanted[i], "now": call.now} for i, call, _ in accepted])
+    raw.many(conn, _CONFIRMED, [{"number": p, "now": call.now} for _, call, p in accepted])
+    raw.many(conn, _TOUCHED, [{"number": wanted[i], "now": call.now} for i, call, _ in accepted])
     done = [wanted[i] for i, _, _ in accepted]
     rows = {int(row.n): (row, listed) for row, listed in sessions_with_payouts(conn, done)}
     for index, call, _ in accepted:

@@ -19,13 +19,13 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from payout131 import sessions, settlement, tokens, work_batch
 from payout131.projects import get_project
 from payout131.rails import UNKNOWN
-from payout131.storage import schema as t
+from payout131.storage import raw
+from payout131.storage.raw import Sql
 
 if TYPE_CHECKING:
     from payout131.bank import Bank
@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 __all__ = ["Worker"]
 
 log = logging.getLogger("payout131.work")
+
+# Lease the due steps, oldest first (benchmarks: straight to the driver, storage/raw.py)
+_CLAIM = Sql(
+    """UPDATE payouts SET lease_owner = :owner, lease_until = :lease
+    WHERE n IN (
+        SELECT n FROM payouts WHERE work IS NOT NULL AND work_at <= :now
+        AND (lease_until IS NULL OR lease_until < :now)
+        ORDER BY work_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING n, work"""
+)
 
 
 class Worker:
@@ -45,28 +55,15 @@ class Worker:
 
     def claim(self) -> list[tuple[int, str]]:
         now = self.bank.clock.now()
-        p = t.payouts
-        due = (
-            sa.select(p.c.n)
-            .where(
-                p.c.work.is_not(None),
-                p.c.work_at <= now,
-                sa.or_(p.c.lease_until.is_(None), p.c.lease_until < now),
-            )
-            .order_by(p.c.work_at)
-            .limit(self.bank.settings.worker_batch)
-            .with_for_update(skip_locked=True)
-        )
-        lease = now + int(self.bank.settings.lease_s * 1_000_000)
+        taken = {
+            "owner": self.owner,
+            "now": now,
+            "lease": now + int(self.bank.settings.lease_s * 1_000_000),
+            "limit": self.bank.settings.worker_batch,
+        }
 
         def claim(conn: Connection) -> list[tuple[int, str]]:
-            rows = conn.execute(
-                sa.update(p)
-                .where(p.c.n.in_(due))
-                .values(lease_owner=self.owner, lease_until=lease)
-                .returning(p.c.n, p.c.work)
-            ).all()
-            return [(int(r.n), str(r.work)) for r in rows]
+            return [(int(r.n), str(r.work)) for r in raw.rows(conn, _CLAIM, taken)]
 
         if self.bank.db.is_sqlite:  # benchmarks: in the group commit, not the busy handler
             return self.bank.group_commit.run(claim)

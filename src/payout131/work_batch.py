@@ -25,13 +25,13 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from payout131 import sessions, sessions_batch, settlement, tokens
 from payout131.projects import Project, get_project
 from payout131.rails import Order, Status
-from payout131.storage import schema as t
+from payout131.storage import raw
+from payout131.storage.raw import Sql
 
 if TYPE_CHECKING:
     from payout131.work import Worker
@@ -64,12 +64,20 @@ def run(worker: Worker, claimed: Sequence[tuple[int, str]]) -> list[tuple[int, s
     return rest
 
 
+# benchmarks: the batches' statements go straight to the driver (storage/raw.py)
+_LOCK_SESSIONS = Sql(
+    """SELECT n FROM sessions
+    WHERE n IN (SELECT session_n FROM payouts WHERE n = ANY(:numbers))
+    ORDER BY n FOR UPDATE"""
+)
+_LOCK_PAYOUTS = Sql("SELECT * FROM payouts WHERE n = ANY(:numbers) ORDER BY n FOR UPDATE")
+_ASSIGN = Sql("UPDATE payouts SET rail = :rail, rail_reference = :ref WHERE n = :number")
+
+
 def _leased(conn: Connection, owner: str, numbers: Sequence[int], work: str) -> list[Any]:
     """The payouts still leased by ``owner`` for ``work``, locked after their sessions."""
-    p, s = t.payouts, t.sessions
-    owners = sa.select(p.c.session_n).where(p.c.n.in_(numbers))
-    conn.execute(sa.select(s.c.n).where(s.c.n.in_(owners)).order_by(s.c.n).with_for_update())
-    rows = conn.execute(sa.select(p).where(p.c.n.in_(numbers)).order_by(p.c.n).with_for_update())
+    raw.rows(conn, _LOCK_SESSIONS, {"numbers": list(numbers)})
+    rows = raw.rows(conn, _LOCK_PAYOUTS, {"numbers": list(numbers)})
     return [row for row in rows if row.work == work and row.lease_owner == owner]
 
 
@@ -114,15 +122,13 @@ def _execute(worker: Worker, numbers: Sequence[int]) -> None:
             reference = payout.rail_reference or settlement.new_reference(n)
             account = tokens.payout_account(conn, bank.vault, payout)
             orders[n] = settlement.order(payout, reference, account)
-        new = [{"number": n, "ref": o.reference} for n, o in orders.items() if n not in resumed]
-        if new:  # every new reference in one statement, as settlement.assign writes each
-            p = t.payouts
-            conn.execute(
-                sa.update(p)
-                .where(p.c.n == sa.bindparam("number"))
-                .values(rail=rail.name, rail_reference=sa.bindparam("ref")),
-                new,
-            )
+        new = [
+            {"number": n, "ref": o.reference, "rail": rail.name}
+            for n, o in orders.items()
+            if n not in resumed
+        ]
+        # every new reference at once, as settlement.assign writes each
+        raw.many(conn, _ASSIGN, new)
 
     bank.group_commit.run(assign)
     statuses: dict[int, Status] = {}

@@ -50,6 +50,7 @@ def worker(
     """Run payout steps and deliver webhooks until SIGTERM or Ctrl-C."""
     from prometheus_client import start_http_server
 
+    from payout131 import heap
     from payout131.bank import Bank
     from payout131.metrics import registry_for
 
@@ -65,6 +66,7 @@ def worker(
         click.echo(
             f"payout131 worker {bank.dispatcher.owner} running (database: {bank.db.dialect})"
         )
+        heap.settle()
         anyio.run(_run, bank, payouts, webhooks)
     finally:
         bank.close()
