@@ -19,6 +19,7 @@ CODES = Sql(
     WHERE code = ANY(:codes) AND code <> ALL(:skip) ORDER BY id FOR UPDATE"""
 )
 HELD = Sql("UPDATE ledger_accounts SET held = held + :add WHERE id = :id")
+HELD_NOW = Sql("SELECT held FROM ledger_accounts WHERE id = :id")
 SESSIONS = Sql("SELECT n, rko FROM sessions WHERE n = ANY(:numbers)", booleans=["rko"])
 
 
@@ -60,6 +61,24 @@ def test_writes_join_the_callers_transaction(bank: Bank, onboard: Onboard) -> No
         conn.rollback()
     with bank.db.read() as conn:
         assert conn.execute(held).scalar_one() == 0  # and it went with the rollback
+
+
+def test_in_a_pipeline_a_read_sees_the_writes_sent_before_it(bank: Bank, onboard: Onboard) -> None:
+    onboard("acme", wallet=1_000)
+    with bank.db.write() as conn:
+        (wallet,) = raw.rows(conn, CODES, {"codes": ["wallet:acme"], "skip": []})
+        with raw.pipeline(conn):
+            raw.run(conn, HELD, {"id": wallet.id, "add": 5})
+            raw.many(conn, HELD, [{"id": wallet.id, "add": 10}])
+            first, second = raw.together(
+                conn,
+                [(HELD_NOW, {"id": wallet.id}), (CODES, {"codes": ["wallet:acme"], "skip": []})],
+            )
+            assert first[0].held == 15
+            assert [row.code for row in second] == ["wallet:acme"]
+            raw.run(conn, HELD, {"id": wallet.id, "add": 100})  # sent when the block ends
+        assert raw.rows(conn, HELD_NOW, {"id": wallet.id})[0].held == 115
+        conn.rollback()
 
 
 def test_booleans_come_back_as_booleans(bank: Bank, onboard: Onboard) -> None:

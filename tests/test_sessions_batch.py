@@ -345,3 +345,45 @@ def test_status_in_one_statement_renders_what_the_session_render_renders(
                 seen.append(expected)
     assert "refunds" in json.dumps(seen[4])  # the refunded one, in v1, shows its refund
     assert not any("refunds" in json.dumps(s) for s in seen[:4])
+
+
+def _execute_bodies(bank: Bank, partner: Partner, batched: bool) -> list[str]:
+    """Three single-request payouts (one with a fee) through the ``execute`` step, one at a
+    time or as one batch; their ``payment_finished`` bodies."""
+    started = [
+        partner.ok("session/init/payout", payout_body(amount)) for amount in (1_000, 2_000, 3_000)
+    ]
+    claimed = bank.worker.claim()
+    assert [work for _, work in claimed] == ["execute"] * 3
+    if batched:
+        assert work_batch.run(bank.worker, claimed) == []  # no batch fell back to single steps
+    else:
+        for n, work in claimed:
+            bank.worker.run_step(n, work)
+    out = []
+    for answer in started:
+        [body] = event_bytes(bank, answer["session"]["id"])
+        out.append(re.sub(r"(ps|po)_\d+", r"\1_N", body.decode()))
+    return out
+
+
+def test_a_batched_execute_step_writes_what_single_steps_write(
+    bank: Bank, onboard: Onboard
+) -> None:
+    partner = onboard("acme", wallet=100_000, single_request=True, fee_fixed=10)
+    alone = _execute_bodies(bank, partner, batched=False)
+    together = _execute_bodies(bank, partner, batched=True)
+    assert together == alone
+    assert all('"payment_finished"' in body and '"succeeded"' in body for body in alone)
+    with bank.db.read() as conn:
+        assert ledger.check(conn) == []
+        wallet = ledger.account_id(conn, "wallet:acme")
+        assert wallet is not None
+        paid = 2 * (1_000 + 2_000 + 3_000 + 3 * 10)
+        assert ledger.balance(conn, wallet) == ledger.Balance(100_000 - paid, 0)
+        kinds = conn.execute(
+            sa.select(t.ledger_transactions.c.kind, sa.func.count())
+            .group_by(t.ledger_transactions.c.kind)
+            .order_by(t.ledger_transactions.c.kind)
+        ).all()
+    assert [tuple(k) for k in kinds] == [("fee", 6), ("payout", 6), ("topup", 1)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -185,14 +186,17 @@ def place_holds(conn: Connection, holds: Sequence[tuple[int, int, int, int]]) ->
     totals: dict[int, int] = {}
     for account, _, total, _ in holds:
         totals[account] = totals.get(account, 0) + total
-    raw.many(
-        conn, _ADD_HELD, [{"account": acc, "total": total} for acc, total in sorted(totals.items())]
-    )
     rows = [
         {"account_id": acc, "payout_n": n, "amount": total, "created_at": now}
         for acc, n, total, now in holds
     ]
-    raw.many(conn, _NEW_HOLDS, rows)
+    with raw.pipeline(conn):  # benchmarks: both in one round trip
+        raw.many(
+            conn,
+            _ADD_HELD,
+            [{"account": acc, "total": total} for acc, total in sorted(totals.items())],
+        )
+        raw.many(conn, _NEW_HOLDS, rows)
 
 
 def _resolve_hold(conn: Connection, payout_n: int, status: str, now: int) -> tuple[int, int]:
@@ -237,7 +241,15 @@ def post_holds(conn: Connection, payouts: Sequence[tuple[int, int]], now: int) -
     if not payouts:
         return
     fees = dict(payouts)
-    resolved = raw.rows(conn, _POSTED, {"numbers": list(fees), "now": now})
+    count = len(fees) + sum(1 for fee in fees.values() if fee)  # transactions to write
+    postgresql = conn.dialect.name == "postgresql"
+    statements: list[tuple[Sql, dict[str, Any]]] = [
+        (_POSTED, {"numbers": list(fees), "now": now}),
+        (_SYSTEM, {"codes": [PAYOUTS, FEES]}),
+    ]
+    if postgresql:  # their ids too (SQLite: MAX + 1, once the holds are known)
+        statements.append((_TRANSACTION_IDS, {"n": count}))
+    resolved, found, *numbered = raw.together(conn, statements)  # benchmarks: one round trip
     if len(resolved) != len(fees):
         missing = sorted(set(fees) - {int(r.payout_n) for r in resolved})
         raise HoldAlreadyResolved(f"payouts {missing} have no active hold")
@@ -247,7 +259,7 @@ def post_holds(conn: Connection, payouts: Sequence[tuple[int, int]], now: int) -
     raw.many(
         conn, _LESS_HELD, [{"account": a, "total": total} for a, total in sorted(held.items())]
     )
-    system = {row.code: int(row.id) for row in raw.rows(conn, _SYSTEM, {"codes": [PAYOUTS, FEES]})}
+    system = {row.code: int(row.id) for row in found}
     paid_out, fee_income = system[PAYOUTS], system[FEES]
     written: list[tuple[str, int, list[tuple[int, int]]]] = []
     for row in sorted(resolved, key=lambda r: int(r.payout_n)):
@@ -257,7 +269,12 @@ def post_holds(conn: Connection, payouts: Sequence[tuple[int, int]], now: int) -
         written.append(("payout", n, [(account, -amount), (paid_out, amount)]))
         if fee:
             written.append(("fee", n, [(account, -fee), (fee_income, fee)]))
-    ids = _next_transaction_ids(conn, len(written))
+    assert len(written) == count
+    if postgresql:
+        ids = [int(row[0]) for row in numbered[0]]
+    else:  # SQLite: the write lock makes MAX + 1 ours
+        first = _next_transaction_id(conn)
+        ids = list(range(first, first + count))
     raw.many(
         conn,
         _ENTRY,
@@ -294,13 +311,6 @@ _TRANSACTION = Sql(
     VALUES (:id, :kind, :payout_n, '', :now)"""
 )
 _TRANSACTION_IDS = Sql("SELECT nextval('ledger_transaction_ids') FROM generate_series(1, :n)")
-
-
-def _next_transaction_ids(conn: Connection, count: int) -> list[int]:
-    if conn.dialect.name == "postgresql":
-        return [int(row[0]) for row in raw.rows(conn, _TRANSACTION_IDS, {"n": count})]
-    first = _next_transaction_id(conn)  # SQLite: the write lock makes MAX + 1 ours
-    return list(range(first, first + count))
 
 
 def release_hold(conn: Connection, payout_n: int, now: int) -> None:

@@ -16,7 +16,7 @@ from payout131.storage import raw
 from payout131.storage import schema as t
 from payout131.storage.raw import Sql
 
-__all__ = ["attach", "record"]
+__all__ = ["attach", "attach_found", "record"]
 
 
 def record(conn: Connection, payout_n: int, amount: int, now: int) -> int | None:
@@ -43,7 +43,14 @@ def attach(conn: Connection, payouts: Sequence[Mapping[str, Any]]) -> list[Mappi
     numbers = [p["n"] for p in payouts if p["status"] == "succeeded"]
     if not numbers:
         return list(payouts)
+    return attach_found(raw.rows(conn, _OF_PAYOUTS, {"numbers": numbers}), payouts)
+
+
+def attach_found(
+    rows: Sequence[Any], payouts: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """``attach`` with the refund rows already read (any superset of the payouts' own)."""
     found: dict[int, list[dict[str, Any]]] = {}
-    for row in raw.rows(conn, _OF_PAYOUTS, {"numbers": numbers}):
+    for row in rows:
         found.setdefault(int(row.payout_n), []).append(dict(row._mapping))
     return [{**p, "refunds": found[p["n"]]} if p["n"] in found else p for p in payouts]

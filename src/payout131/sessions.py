@@ -115,15 +115,21 @@ def _payouts(conn: Connection, session_n: int) -> list[Any]:
 
 _SESSIONS = Sql("SELECT * FROM sessions WHERE n = ANY(:numbers) ORDER BY n", booleans=["rko"])
 _THEIR_PAYOUTS = Sql("SELECT * FROM payouts WHERE session_n = ANY(:numbers) ORDER BY n")
+_THEIR_REFUNDS = Sql(
+    """SELECT * FROM refunds
+    WHERE payout_n IN (SELECT n FROM payouts WHERE session_n = ANY(:numbers)) ORDER BY n"""
+)
 
 
 def sessions_with_payouts(conn: Connection, numbers: Sequence[int]) -> list[tuple[Any, list[Any]]]:
     """Sessions ``numbers`` (in number order), each with its payouts as rendering wants them:
     a batch's answers and webhook bodies."""
-    rows = raw.rows(conn, _SESSIONS, {"numbers": list(numbers)})
+    wanted = {"numbers": list(numbers)}
+    rows, found, refunded = raw.together(  # benchmarks: one round trip
+        conn, [(_SESSIONS, wanted), (_THEIR_PAYOUTS, wanted), (_THEIR_REFUNDS, wanted)]
+    )
     listed: dict[int, list[Any]] = {int(row.n): [] for row in rows}
-    found = raw.rows(conn, _THEIR_PAYOUTS, {"numbers": list(numbers)})
-    for payout in refunds.attach(conn, [r._mapping for r in found]):
+    for payout in refunds.attach_found(refunded, [r._mapping for r in found]):
         listed[int(payout["session_n"])].append(payout)
     return [(row, listed[int(row.n)]) for row in rows]
 
@@ -483,20 +489,23 @@ def succeed_payouts(conn: Connection, payouts: Sequence[Any], now: int) -> None:
     worker's batches, a statement per step rather than per payout."""
     if not payouts:
         return
-    ledger.post_holds(conn, [(int(p.n), int(p.fee)) for p in payouts], now)
-    numbers, owners = [p.n for p in payouts], [p.session_n for p in payouts]
-    raw.run(conn, _SUCCEEDED, {"numbers": numbers, "now": now})
-    raw.run(conn, _ACCEPTED, {"numbers": owners, "now": now})
-    made = [
-        (
-            row.project_id,
-            int(row.n),
-            "payment_finished",
-            wire.event_body("payment_finished", wire.render_session(dict(row._mapping), listed)),
-        )
-        for row, listed in sessions_with_payouts(conn, owners)
-    ]
-    events.emit_many(conn, made, now)
+    with raw.pipeline(conn):  # benchmarks: the writes travel with the next read
+        ledger.post_holds(conn, [(int(p.n), int(p.fee)) for p in payouts], now)
+        numbers, owners = [p.n for p in payouts], [p.session_n for p in payouts]
+        raw.run(conn, _SUCCEEDED, {"numbers": numbers, "now": now})
+        raw.run(conn, _ACCEPTED, {"numbers": owners, "now": now})
+        made = [
+            (
+                row.project_id,
+                int(row.n),
+                "payment_finished",
+                wire.event_body(
+                    "payment_finished", wire.render_session(dict(row._mapping), listed)
+                ),
+            )
+            for row, listed in sessions_with_payouts(conn, owners)
+        ]
+        events.emit_many(conn, made, now)
 
 
 def payout_in_error(conn: Connection, payout: Any, code: str, description: str, now: int) -> None:

@@ -76,8 +76,8 @@ _ASSIGN = Sql("UPDATE payouts SET rail = :rail, rail_reference = :ref WHERE n = 
 
 def _leased(conn: Connection, owner: str, numbers: Sequence[int], work: str) -> list[Any]:
     """The payouts still leased by ``owner`` for ``work``, locked after their sessions."""
-    raw.rows(conn, _LOCK_SESSIONS, {"numbers": list(numbers)})
-    rows = raw.rows(conn, _LOCK_PAYOUTS, {"numbers": list(numbers)})
+    wanted = {"numbers": list(numbers)}
+    _, rows = raw.together(conn, [(_LOCK_SESSIONS, wanted), (_LOCK_PAYOUTS, wanted)])
     return [row for row in rows if row.work == work and row.lease_owner == owner]
 
 

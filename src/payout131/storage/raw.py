@@ -22,13 +22,16 @@ from __future__ import annotations
 import json
 import re
 from collections import namedtuple
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-__all__ = ["Row", "Sql", "many", "rows", "run"]
+__all__ = ["Row", "Sql", "many", "pipeline", "rows", "run", "together"]
+
+_PIPELINE = "payout131.raw.pipeline"  # the open pipeline, in the connection's info
 
 _LIST = re.compile(r"(=\s*ANY|<>\s*ALL)\(:(\w+)\)")
 _LOCKS = re.compile(r"\s+FOR UPDATE(\s+OF\s+\w+)?(\s+SKIP LOCKED)?")
@@ -103,26 +106,42 @@ def _rows(sql: Sql, cursor: Any, postgresql: bool) -> list[Row]:
 
 def rows(conn: Connection, sql: Sql, params: Mapping[str, Any] | None = None) -> list[Any]:
     """Run ``sql`` in the connection's transaction; the rows it returns (none: ``[]``)."""
+    found: list[Any] = together(conn, [(sql, params or {})])[0]
+    return found
+
+
+def together(
+    conn: Connection, statements: Sequence[tuple[Sql, Mapping[str, Any]]]
+) -> list[list[Any]]:
+    """Run the statements in order, then read each one's rows: a list of row lists. On
+    PostgreSQL they travel to the database and back once, so none may need another's rows
+    (a statement still sees what the ones before it did)."""
     driver, postgresql = _driver(conn)
-    cursor = driver.cursor()
-    try:
-        text = sql.postgresql if postgresql else sql.sqlite
-        cursor.execute(text, _params(sql, params or {}, postgresql))
-        return _rows(sql, cursor, postgresql)
-    finally:
-        cursor.close()
+    cursors: list[Any] = []
+    outer = conn.info.get(_PIPELINE)
+    with _pipelined(conn, driver, postgresql and outer is None and len(statements) > 1):
+        for sql, params in statements:
+            cursor = driver.cursor()
+            text = sql.postgresql if postgresql else sql.sqlite
+            cursor.execute(text, _params(sql, params, postgresql))
+            if not postgresql:  # SQLite: a cursor's rows are read before the next statement
+                cursor = _rows(sql, cursor, postgresql)
+            cursors.append(cursor)
+    if not postgresql:
+        return cursors
+    if outer is not None:  # inside ``pipeline``: what waits goes now, these rows come back
+        outer.sync()
+    return [_rows(sql, cursor, True) for (sql, _), cursor in zip(statements, cursors, strict=True)]
 
 
 def run(conn: Connection, sql: Sql, params: Mapping[str, Any] | None = None) -> int:
-    """Run ``sql`` for its effect; the number of rows it touched."""
+    """Run ``sql`` for its effect; the number of rows it touched (-1 inside ``pipeline``:
+    not known until the pipeline ends)."""
     driver, postgresql = _driver(conn)
     cursor = driver.cursor()
-    try:
-        text = sql.postgresql if postgresql else sql.sqlite
-        cursor.execute(text, _params(sql, params or {}, postgresql))
-        return int(cursor.rowcount)
-    finally:
-        cursor.close()
+    text = sql.postgresql if postgresql else sql.sqlite
+    cursor.execute(text, _params(sql, params or {}, postgresql))
+    return -1 if conn.info.get(_PIPELINE) else int(cursor.rowcount)
 
 
 def many(conn: Connection, sql: Sql, params: Sequence[Mapping[str, Any]]) -> None:
@@ -130,9 +149,30 @@ def many(conn: Connection, sql: Sql, params: Sequence[Mapping[str, Any]]) -> Non
     if not params:
         return
     driver, postgresql = _driver(conn)
-    cursor = driver.cursor()
+    text = sql.postgresql if postgresql else sql.sqlite
+    driver.cursor().executemany(text, [_params(sql, p, postgresql) for p in params])
+
+
+@contextmanager
+def pipeline(conn: Connection) -> Iterator[None]:
+    """Let the statements of the block travel together: on PostgreSQL a write (``run``,
+    ``many``) does not wait for the database, and the writes waiting go with the next
+    statement whose rows are read, or at the end of the block, in one round trip; an error
+    of any of them is raised there. SQLite runs each statement at once. Only this module's
+    calls may run inside (SQLAlchemy reads results as it executes)."""
+    driver, postgresql = _driver(conn)
+    with _pipelined(conn, driver, postgresql):
+        yield
+
+
+@contextmanager
+def _pipelined(conn: Connection, driver: Any, postgresql: bool) -> Iterator[None]:
+    if not postgresql or conn.info.get(_PIPELINE):
+        yield
+        return
     try:
-        text = sql.postgresql if postgresql else sql.sqlite
-        cursor.executemany(text, [_params(sql, p, postgresql) for p in params])
+        with driver.pipeline() as opened:
+            conn.info[_PIPELINE] = opened
+            yield
     finally:
-        cursor.close()
+        conn.info.pop(_PIPELINE, None)
