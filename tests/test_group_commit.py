@@ -228,3 +228,31 @@ def test_a_closed_group_commit_still_runs_what_is_handed_to_it(bank: Bank, walle
     assert asyncio.run(group.run_async(_topup(wallet, 100))) > 0
     with bank.db.read() as conn:
         assert ledger.balance(conn, wallet).balance == 100
+
+
+@pytest.mark.parametrize("through", ["driver", "sqlalchemy"])
+def test_a_job_that_lost_a_deadlock_runs_again(bank: Bank, through: str) -> None:
+    """A deadlock (40P01) is retried whether the driver raised it straight (storage/raw.py)
+    or SQLAlchemy wrapped it; any other database error goes back to the caller."""
+    import psycopg
+
+    group = GroupCommit(bank.db)
+    tries: list[int] = []
+
+    def lost(error: Exception) -> Exception:
+        return error if through == "driver" else sa.exc.OperationalError("x", {}, error)
+
+    def job(conn: Connection) -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise lost(psycopg.errors.DeadlockDetected("deadlock detected"))
+        return "done"
+
+    assert group.run(job) == "done"
+    assert len(tries) == 2
+
+    def refused(conn: Connection) -> None:
+        raise lost(psycopg.errors.CheckViolation("check"))
+
+    with pytest.raises((psycopg.errors.CheckViolation, sa.exc.OperationalError)):
+        group.run(refused)

@@ -331,5 +331,6 @@ def _settle(jobs: list[_Job[Any]]) -> None:
 
 def _retryable(job: _Job[Any]) -> bool:
     """Whether the job lost a deadlock (to another process) and may be tried again."""
-    code = getattr(getattr(job.error, "orig", None), "sqlstate", None)
+    error = job.error  # raised through SQLAlchemy (its ``orig``) or by the driver itself
+    code = getattr(getattr(error, "orig", error), "sqlstate", None)
     return code in RETRYABLE and job.tries < RETRIES
