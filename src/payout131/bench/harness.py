@@ -203,6 +203,7 @@ class _EngineRun:
         if self.options.preload:
             self.echo(f"bench: {self.engine}: preloading {self.options.preload} sessions")
             partners.preload(self.db, self.partners["single_request"], self.options.preload)
+            partners.settle(self.db)
 
     def _start_server(self) -> None:
         log = (self.home / "server.log").open("ab")
@@ -502,6 +503,7 @@ class _EngineRun:
             if missing > 0:
                 started = time.monotonic()
                 partners.preload(self.db, partner, missing)
+                partners.settle(self.db)
                 self.echo(
                     f"bench: {self.engine}: preloaded {missing} sessions in "
                     f"{time.monotonic() - started:.1f} s"

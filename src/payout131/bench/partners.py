@@ -25,7 +25,7 @@ from payout131.clock import SystemClock
 from payout131.storage import Database
 from payout131.storage import schema as t
 
-__all__ = ["FUNDS", "BenchPartner", "preload", "register", "stored_sessions"]
+__all__ = ["FUNDS", "BenchPartner", "preload", "register", "settle", "stored_sessions"]
 
 FUNDS = 10**15  # kopecks on every account: no scenario ever runs short
 PRELOAD_AMOUNT = 10_000
@@ -84,6 +84,22 @@ def register(
 def stored_sessions(db: Database) -> int:
     with db.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(t.sessions)).scalar_one())
+
+
+def settle(db: Database) -> None:
+    """After a bulk preload, what an operator does after a bulk load: fresh planner
+    statistics and the new rows' visibility settled (PostgreSQL ``VACUUM (ANALYZE)``; SQLite
+    ``ANALYZE`` and its write-ahead log folded back), so that the maintenance the load left
+    due (autovacuum, a large checkpoint) does not run inside the phase measured next."""
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
+            # outside a transaction; a reader of the server's may keep part of the log
+            conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+            return
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM: no transaction
+        conn.exec_driver_sql("VACUUM (ANALYZE)")
 
 
 def preload(db: Database, partner: BenchPartner, count: int) -> None:
