@@ -208,18 +208,26 @@ def _check_bodies(bank: Bank, partner: Partner, token: str, batched: bool) -> li
             version="v2",
         ),
     ]
+    return _step_bodies(bank, started, "check", batched, own=partner.account)
+
+
+def _step_bodies(
+    bank: Bank, started: list[Any], work: str, batched: bool, own: str | None = None
+) -> list[str]:
+    """Run the claimed ``work`` steps of the ``started`` sessions one at a time or as one
+    batch; each session's one webhook body, numbers (and the ``own`` account) masked."""
     claimed = bank.worker.claim()
-    assert [work for _, work in claimed] == ["check"] * 3
+    assert [kind for _, kind in claimed] == [work] * len(started)
     if batched:
-        assert work_batch.run(bank.worker, claimed) == []  # nothing left for single steps
+        assert work_batch.run(bank.worker, claimed) == []  # no batch fell back to single steps
     else:
-        for n, work in claimed:
-            bank.worker.run_step(n, work)
+        for n, kind in claimed:
+            bank.worker.run_step(n, kind)
     out = []
     for answer in started:
         [body] = event_bytes(bank, answer["session"]["id"])
-        text = re.sub(r"(ps|po)_\d+", r"\1_N", body.decode().replace(partner.account, "OWN"))
-        out.append(text)
+        text = body.decode() if own is None else body.decode().replace(own, "OWN")
+        out.append(re.sub(r"(ps|po)_\d+", r"\1_N", text))
     return out
 
 
@@ -353,18 +361,7 @@ def _execute_bodies(bank: Bank, partner: Partner, batched: bool) -> list[str]:
     started = [
         partner.ok("session/init/payout", payout_body(amount)) for amount in (1_000, 2_000, 3_000)
     ]
-    claimed = bank.worker.claim()
-    assert [work for _, work in claimed] == ["execute"] * 3
-    if batched:
-        assert work_batch.run(bank.worker, claimed) == []  # no batch fell back to single steps
-    else:
-        for n, work in claimed:
-            bank.worker.run_step(n, work)
-    out = []
-    for answer in started:
-        [body] = event_bytes(bank, answer["session"]["id"])
-        out.append(re.sub(r"(ps|po)_\d+", r"\1_N", body.decode()))
-    return out
+    return _step_bodies(bank, started, "execute", batched)
 
 
 def test_a_batched_execute_step_writes_what_single_steps_write(
