@@ -159,3 +159,25 @@ def test_a_recipients_name_has_no_control_characters(name: str) -> None:
 @pytest.mark.parametrize("name", ['ООО "Вектор"', "ИП Петров П. П.", "O'Brien-Smith Ánne"])
 def test_ordinary_names_still_pass(name: str) -> None:
     assert check_full_name("full_name", f"  {name} ") == name
+
+
+def test_an_unexpected_failure_is_answered_and_logged_once(
+    bank: Bank, onboard: Onboard, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A partner call that fails for a reason of ours (here a table gone from the store) gets
+    the error envelope; its traceback is logged once, by the server, not a second time by
+    the ASGI server as an exception that escaped the app."""
+    partner = onboard("acme", wallet=10_000)
+    session = partner.ok("session/init/payout", payout_body(1_000))["session"]
+    with bank.db.write() as conn:
+        conn.execute(sa.text("DROP TABLE refunds"))
+    caplog.clear()
+    with caplog.at_level("ERROR"):
+        answer = partner.post("session/status", {"session_id": session["id"]})
+        time.sleep(0.2)  # the ASGI server logs after the answer is sent
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "internal_error"
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert [r.name for r in tracebacks] == ["payout131.server"], [
+        (r.name, r.getMessage()) for r in tracebacks
+    ]

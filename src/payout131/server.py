@@ -78,6 +78,9 @@ class PartnerApi:
             return await self._serve(request)
         except ApiError as exc:
             return _error(exc)
+        except Exception as exc:  # noqa: BLE001 (answered here: an app-wide handler would
+            # answer too, but Starlette then raises it on to uvicorn, which logs it again)
+            return _unexpected(request, exc)
 
     def _method(self, request: Request) -> tuple[str, str]:
         version, name = request.path_params["version"], request.path_params["method"]
@@ -152,9 +155,13 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return _error(NotFound(f"{request.url.path}: no such endpoint"))
 
 
-async def _internal(request: Request, exc: Exception) -> Response:
+def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return _error(InternalError("the server failed to process the request; it was logged"))
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    return _unexpected(request, exc)
 
 
 def create_app(bank: Bank, *, run_worker: bool = True, close_bank: bool = False) -> Starlette:
