@@ -8,7 +8,8 @@ before the database sees anything. Here a statement is text, kept at module leve
     TAKEN = Sql("UPDATE payouts SET lease_owner = :owner WHERE n = ANY(:numbers)")
     raw.rows(conn, TAKEN, {"owner": owner, "numbers": [3, 5, 8]})
 
-``:name`` is a parameter; ``= ANY(:name)`` and ``<> ALL(:name)`` take a list. The text is
+``:name`` is a parameter (values travel as parameters: a literal in the text must hold no
+colon and no run of spaces); ``= ANY(:name)`` and ``<> ALL(:name)`` take a list. The text is
 rendered once per engine: PostgreSQL gets ``%(name)s`` and the list as an array; SQLite
 gets ``:name`` and the list as JSON read back by ``json_each``, so the text never changes
 with a list's length, and no ``FOR UPDATE`` (its write lock, taken at ``BEGIN IMMEDIATE``,
