@@ -473,11 +473,11 @@ def succeed_payout(conn: Connection, payout: Any, now: int) -> None:
     _announce(conn, payout.session_n, "payment_finished", now)
 
 
-_SUCCEEDED = Sql(
-    """UPDATE payouts SET status = 'succeeded', work = NULL, work_at = NULL,
-    lease_owner = NULL, lease_until = NULL, updated_at = :now, finished_at = :now
-    WHERE n = ANY(:numbers)"""
-)  # the values of _finished
+_SUCCEEDED = Sql(  # status, then what every finished payout row gets (_finished)
+    "UPDATE payouts SET status = 'succeeded', "  # noqa: S608 (our column names)
+    + ", ".join(f"{column} = :{column}" for column in _finished(0))
+    + " WHERE n = ANY(:numbers)"
+)
 _ACCEPTED = Sql(
     """UPDATE sessions SET status = 'accepted', error_code = NULL, error_description = NULL,
     updated_at = :now WHERE n = ANY(:numbers)"""
@@ -492,7 +492,7 @@ def succeed_payouts(conn: Connection, payouts: Sequence[Any], now: int) -> None:
     with raw.pipeline(conn):  # benchmarks: the writes travel with the next read
         ledger.post_holds(conn, [(int(p.n), int(p.fee)) for p in payouts], now)
         numbers, owners = [p.n for p in payouts], [p.session_n for p in payouts]
-        raw.run(conn, _SUCCEEDED, {"numbers": numbers, "now": now})
+        raw.run(conn, _SUCCEEDED, {"numbers": numbers, **_finished(now)})
         raw.run(conn, _ACCEPTED, {"numbers": owners, "now": now})
         made = [
             (

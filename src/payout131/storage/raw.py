@@ -56,6 +56,10 @@ class Sql:
 
         self.sqlite = _LOCKS.sub("", _LIST.sub(sqlite_list, self.text))
 
+    def rendered(self, postgresql: bool) -> str:
+        """The text for PostgreSQL, or for SQLite."""
+        return self.postgresql if postgresql else self.sqlite
+
     def __repr__(self) -> str:
         return f"Sql({self.text!r})"
 
@@ -118,30 +122,29 @@ def together(
     PostgreSQL they travel to the database and back once, so none may need another's rows
     (a statement still sees what the ones before it did)."""
     driver, postgresql = _driver(conn)
-    cursors: list[Any] = []
+    if not postgresql:  # SQLite: each statement's rows are read before the next runs
+        return [
+            _rows(sql, _execute(driver, sql, params, False), False) for sql, params in statements
+        ]
     outer = conn.info.get(_PIPELINE)
-    with _pipelined(conn, driver, postgresql and outer is None and len(statements) > 1):
-        for sql, params in statements:
-            cursor = driver.cursor()
-            text = sql.postgresql if postgresql else sql.sqlite
-            cursor.execute(text, _params(sql, params, postgresql))
-            if not postgresql:  # SQLite: a cursor's rows are read before the next statement
-                cursor = _rows(sql, cursor, postgresql)
-            cursors.append(cursor)
-    if not postgresql:
-        return cursors
+    with _pipelined(conn, driver, outer is None and len(statements) > 1):
+        cursors = [_execute(driver, sql, params, True) for sql, params in statements]
     if outer is not None:  # inside ``pipeline``: what waits goes now, these rows come back
         outer.sync()
     return [_rows(sql, cursor, True) for (sql, _), cursor in zip(statements, cursors, strict=True)]
+
+
+def _execute(driver: Any, sql: Sql, params: Mapping[str, Any], postgresql: bool) -> Any:
+    cursor = driver.cursor()
+    cursor.execute(sql.rendered(postgresql), _params(sql, params, postgresql))
+    return cursor
 
 
 def run(conn: Connection, sql: Sql, params: Mapping[str, Any] | None = None) -> int:
     """Run ``sql`` for its effect; the number of rows it touched (-1 inside ``pipeline``:
     not known until the pipeline ends)."""
     driver, postgresql = _driver(conn)
-    cursor = driver.cursor()
-    text = sql.postgresql if postgresql else sql.sqlite
-    cursor.execute(text, _params(sql, params or {}, postgresql))
+    cursor = _execute(driver, sql, params or {}, postgresql)
     return -1 if conn.info.get(_PIPELINE) else int(cursor.rowcount)
 
 
@@ -150,8 +153,9 @@ def many(conn: Connection, sql: Sql, params: Sequence[Mapping[str, Any]]) -> Non
     if not params:
         return
     driver, postgresql = _driver(conn)
-    text = sql.postgresql if postgresql else sql.sqlite
-    driver.cursor().executemany(text, [_params(sql, p, postgresql) for p in params])
+    driver.cursor().executemany(
+        sql.rendered(postgresql), [_params(sql, p, postgresql) for p in params]
+    )
 
 
 @contextmanager
