@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from banking import Onboard
+from partner import payout_body
+from payout131.bank import Bank
+from payout131.bench import partners
+
 PAYOUT131 = Path(sys.executable).with_name("payout131")
 SCENARIOS = {
     "single_request",
@@ -52,3 +57,20 @@ def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path
         assert report["ledger_check"]["exit_status"] == 0, report["ledger_check"]
     assert figures["engines"]["postgresql"]["postgres_version"]
     assert "single_request" in done.stdout  # the table
+
+
+def test_settling_after_a_preload_leaves_fresh_statistics(bank: Bank, onboard: Onboard) -> None:
+    """``partners.settle``: what the harness runs after its bulk preload, on both engines."""
+    partner = onboard("acme", wallet=10_000)
+    partner.ok("session/init/payout", payout_body(1_000))
+    partners.settle(bank.db)
+    with bank.db.read() as conn:
+        if bank.db.is_sqlite:
+            stats = "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'sessions'"
+        else:
+            conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+            stats = (
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'sessions'"
+                " AND last_vacuum IS NOT NULL AND last_analyze IS NOT NULL"
+            )
+        assert conn.exec_driver_sql(stats).scalar_one() == 1
