@@ -1,13 +1,17 @@
-"""The store's two kinds of transaction, on both engines: what a read may see."""
+"""The store's two kinds of transaction, on both engines: what a read may see; and how
+PostgreSQL connections that died in the pool are found."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from banking import Onboard
 from payout131 import ledger
 from payout131.bank import Bank
+from payout131.storage import database
 from payout131.storage import schema as t
+from payout131.storage.database import Database
 
 
 def test_a_read_sees_one_snapshot_whatever_commits_meanwhile(bank: Bank, onboard: Onboard) -> None:
@@ -27,3 +31,55 @@ def test_a_read_sees_one_snapshot_whatever_commits_meanwhile(bank: Bank, onboard
     with bank.db.read() as conn:
         assert conn.execute(accounts).scalar_one() == before + 1
         assert ledger.balance(conn, wallet).balance == 6_000
+
+
+def _backend(db: Database) -> int:
+    with db.read() as conn:
+        return int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(url: str, pid: int) -> None:
+    other = Database(url, pool_size=1)
+    try:
+        with other.write() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        other.dispose()
+
+
+@pytest.fixture
+def postgresql_url(database_url: str) -> str:
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no server connection to lose")
+    return database_url
+
+
+def test_a_pooled_connection_that_sat_idle_is_pinged_and_replaced_if_dead(
+    postgresql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(postgresql_url, pool_size=1)
+    try:
+        first = _backend(db)
+        _terminate(postgresql_url, first)
+        monkeypatch.setattr(database, "PING_IDLE_S", 0.0)  # every connection has sat idle
+        assert _backend(db) != first  # pinged at checkout, found dead, replaced: no error
+    finally:
+        db.dispose()
+
+
+def test_a_connection_back_a_moment_ago_is_not_pinged_and_a_failure_renews_the_pool(
+    postgresql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No round trip before each transaction: a connection that died the moment after it
+    came back fails its first statement, and the pool then connects afresh."""
+    db = Database(postgresql_url, pool_size=1)
+    try:
+        first = _backend(db)
+        _terminate(postgresql_url, first)
+        monkeypatch.setattr(database, "PING_IDLE_S", 3600.0)
+        with pytest.raises(sa.exc.OperationalError) as failed:
+            _backend(db)
+        assert failed.value.connection_invalidated
+        assert _backend(db) != first
+    finally:
+        db.dispose()
