@@ -128,6 +128,59 @@ def test_init_calls_of_one_group_get_what_each_call_alone_gets(
             assert {s.status for s in opened} == {"in_progress"}
 
 
+def test_init_calls_that_all_fit_are_written_as_the_calls_alone_write_them(
+    bank: Bank, onboard: Onboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every call accepted: on PostgreSQL the group's one round trip (``_INIT``), which
+    must answer, write and hold exactly what each call alone does."""
+    pipelined = sessions_batch._init_pipelined
+    took: list[bool] = []
+
+    def watched(*args: Any) -> bool:
+        took.append(pipelined(*args))
+        return took[-1]
+
+    monkeypatch.setattr(sessions_batch, "_init_pipelined", watched)
+    one = onboard("one", wallet=15_000, account=25_000, fee_fixed=100)
+    many = onboard("many", wallet=15_000, account=25_000, fee_fixed=100)
+    assert one.account is not None
+    assert many.account is not None
+    accepted = [0, 2, 4, 7]  # the calls of _calls that fit
+    with bank.db.write() as conn:
+        calls = _calls(bank, "one", one.account, many.account)
+        alone = _one_at_a_time(conn, [calls[i] for i in accepted])
+    with bank.db.write() as conn:
+        calls = _calls(bank, "many", many.account, one.account)
+        together = sessions_batch.init_payouts(conn, [calls[i] for i in accepted])
+    assert [_comparable(o, many.account, one.account) for o in together] == [
+        _comparable(o, one.account, many.account) for o in alone
+    ]
+    assert took == ([True] if bank.db.dialect == "postgresql" else [])
+    columns = [c for c in t.payouts.c if c.name not in ("n", "session_n", "project_id")]
+    written: dict[str, str] = {}
+    with bank.db.read() as conn:
+        for project, partner in (("one", one), ("many", many)):
+            assert partner.account is not None
+            account = ledger.account_id(conn, partner.account)
+            wallet = ledger.account_id(conn, f"wallet:{project}")
+            assert account is not None
+            assert wallet is not None
+            assert ledger.balance(conn, account) == ledger.Balance(25_000, 2 * 10_100 + 1_100)
+            assert ledger.balance(conn, wallet) == ledger.Balance(15_000, 10_100)
+            rows = conn.execute(
+                sa.select(*columns, t.holds.c.amount.label("held"), t.holds.c.status.label("h"))
+                .join(t.holds, t.holds.c.payout_n == t.payouts.c.n)
+                .where(t.payouts.c.project_id == project)
+                .order_by(t.payouts.c.n)
+            ).all()
+            ids = {account: "OWN", wallet: "WALLET"}
+            other = many.account if partner is one else one.account
+            text = json.dumps([{**r._mapping, "account_id": ids[r.account_id]} for r in rows])
+            written[project] = text.replace(partner.account, "OWN").replace(other, "OTHER")
+    assert len(json.loads(written["many"])) == 4
+    assert written["many"] == written["one"]
+
+
 def test_a_batch_answers_each_call_and_a_failed_batch_leaves_them_one_by_one(
     bank: Bank,
 ) -> None:

@@ -85,6 +85,8 @@ def init_payouts(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> 
             outcomes[index] = exc
     if not planned:
         return outcomes
+    if conn.dialect.name == "postgresql" and _init_pipelined(conn, planned, outcomes):
+        return outcomes
     locked = lock_accounts(conn, {p.code for p in planned})
     accepted = []
     reserved: dict[int, int] = {}
@@ -127,6 +129,103 @@ def init_payouts(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> 
         rendered = wire.render_session(session, [payout], plan.call.version)
         outcomes[plan.index] = {"status": "ok", "session": rendered}
     return outcomes
+
+
+# benchmarks: on PostgreSQL a call's session, payout and hold are one statement, and the
+# group's statements travel to the database together. The paying account is found by code
+# and owner inside it (nothing is written if it is not the call's), and each account's
+# ``held`` grows last, only if the account covers the group: the hot row is locked from
+# there to the commit, and the group never waits to read it.
+_INIT = Sql(
+    """WITH a AS (
+        SELECT id FROM ledger_accounts
+        WHERE code = :code AND kind = :kind AND project_id = :project_id),
+    s AS (
+        INSERT INTO sessions (project_id, api_version, rko, status, submerchant, metadata,
+            draft, created_at, updated_at)
+        SELECT :project_id, :api_version, CAST(:rko AS boolean), 'in_progress',
+            CAST(:submerchant AS text), CAST(:session_metadata AS text), CAST(:draft AS text),
+            CAST(:now AS bigint), CAST(:now AS bigint)
+        FROM a
+        RETURNING *),
+    p AS (
+        INSERT INTO payouts (session_n, project_id, status, amount, currency, account_id,
+            destination, recipient, participant_details, customer, metadata, work, work_at,
+            created_at, updated_at, fee)
+        SELECT s.n, s.project_id, 'in_progress', CAST(:amount AS bigint), :currency, a.id,
+            CAST(:destination AS text), CAST(:recipient AS text),
+            CAST(:participant_details AS text), CAST(:customer AS text),
+            CAST(:metadata AS text), :work, s.created_at, s.created_at, s.created_at,
+            CAST(:fee AS bigint)
+        FROM s, a
+        RETURNING *),
+    h AS (
+        INSERT INTO holds (account_id, payout_n, amount, created_at, status)
+        SELECT p.account_id, p.n, p.amount + p.fee, p.created_at, 'active' FROM p)
+    SELECT row_to_json(s) AS session, row_to_json(p) AS payout FROM s, p"""
+)
+_SAVEPOINT = Sql("SAVEPOINT init_payouts")
+_UNDO = Sql("ROLLBACK TO SAVEPOINT init_payouts")
+_HOLD_GROUP = Sql(
+    """UPDATE ledger_accounts SET held = held + :total
+    WHERE code = :code AND balance - held >= :total RETURNING id"""
+)
+
+
+def _init_pipelined(conn: Connection, planned: list[_Planned], outcomes: list[Any]) -> bool:
+    """``init_payouts`` on PostgreSQL in one round trip (``_INIT``), if every call is
+    accepted; False, having written nothing, if a paying account is missing, not the
+    caller's or short of money (the calls are then held one by one, under the accounts'
+    locks, and each gets its own answer)."""
+    totals: dict[str, int] = {}
+    statements: list[tuple[Sql, dict[str, Any]]] = []
+    for plan in planned:
+        call, request = plan.call, plan.request
+        plan.fee = fees.payout_fee(request.amount, call.project.fee_bps, call.project.fee_fixed)
+        totals[plan.code] = totals.get(plan.code, 0) + request.amount + plan.fee
+        session = session_values(call, plan.body, "in_progress")
+        payout = payout_values(call, 0, request, 0, plan.fee)
+        statements.append(
+            (
+                _INIT,
+                {
+                    **{k: payout[k] for k in _PAYOUT_GIVEN},
+                    "code": plan.code,
+                    "kind": "settlement" if call.rko else "wallet",
+                    "project_id": call.project.id,
+                    "api_version": session["api_version"],
+                    "rko": session["rko"],
+                    "submerchant": session["submerchant"],
+                    "session_metadata": session["metadata"],
+                    "draft": session["draft"],
+                    "now": call.now,
+                },
+            )
+        )
+    held = [(_HOLD_GROUP, {"code": code, "total": totals[code]}) for code in sorted(totals)]
+    results = raw.together(conn, [(_SAVEPOINT, {}), *statements, *held])
+    written, grown = results[1 : len(planned) + 1], results[len(planned) + 1 :]
+    if not all(len(rows) == 1 for rows in written) or not all(grown):
+        raw.run(conn, _UNDO)
+        return False
+    for plan, (row,) in zip(planned, written, strict=True):
+        rendered = wire.render_session(row.session, [row.payout], plan.call.version)
+        outcomes[plan.index] = {"status": "ok", "session": rendered}
+    return True
+
+
+# what ``_INIT`` takes from ``payout_values`` as it is (the rest comes from the session)
+_PAYOUT_GIVEN = (
+    "amount",
+    "currency",
+    "destination",
+    "recipient",
+    "participant_details",
+    "customer",
+    "metadata",
+    "work",
+    "fee",
+)
 
 
 def _plan(conn: Connection, index: int, call: Call, body: dict[str, Any]) -> _Planned:
