@@ -14,6 +14,13 @@ payout, hold, the account's ``held``); here the whole group costs about as many:
 4. the sessions, the payouts and the holds of the calls accepted are inserted with one
    statement each, and each paying account's ``held`` grows once by their sum.
 
+On PostgreSQL a group first tries the short way (``_init_pipelined``): each call's session,
+payout and hold are one statement that finds the paying account itself, every statement of
+the group goes to the database in one round trip, and each account's ``held`` grows last,
+only if the account covers the whole group. If any call's account is missing, not its own
+or short of money, that attempt is undone (a savepoint) and the group takes steps 2 to 4,
+so each call still gets its own answer.
+
 Each call gets the answer, or the error, that ``sessions.init_payout`` would have given
 it. The database still refuses a negative available balance; if anything raises here, the
 group runs every call again one at a time.
