@@ -79,6 +79,19 @@ def _comparable(outcome: Any, own: str, other: str) -> str:
     return f"{type(outcome).__name__} {text}"
 
 
+def _held_as_accepted(conn: Connection, project: str, partner: Any) -> tuple[int, int]:
+    """The project's settlement account and wallet, each holding what the accepted calls of
+    ``_calls`` hold (three on the account, one on the wallet, 100 of fee each)."""
+    assert partner.account is not None
+    account = ledger.account_id(conn, partner.account)
+    wallet = ledger.account_id(conn, f"wallet:{project}")
+    assert account is not None
+    assert wallet is not None
+    assert ledger.balance(conn, account) == ledger.Balance(25_000, 2 * 10_100 + 1_100)
+    assert ledger.balance(conn, wallet) == ledger.Balance(15_000, 10_100)
+    return account, wallet
+
+
 def test_init_calls_of_one_group_get_what_each_call_alone_gets(
     bank: Bank, onboard: Onboard
 ) -> None:
@@ -110,13 +123,7 @@ def test_init_calls_of_one_group_get_what_each_call_alone_gets(
     ]
     with bank.db.read() as conn:
         for project, partner in (("one", one), ("many", many)):
-            assert partner.account is not None
-            account = ledger.account_id(conn, partner.account)
-            wallet = ledger.account_id(conn, f"wallet:{project}")
-            assert account is not None
-            assert wallet is not None
-            assert ledger.balance(conn, account) == ledger.Balance(25_000, 2 * 10_100 + 1_100)
-            assert ledger.balance(conn, wallet) == ledger.Balance(15_000, 10_100)
+            _held_as_accepted(conn, project, partner)
             written = conn.execute(
                 t.payouts.select().where(t.payouts.c.project_id == project)
             ).all()
@@ -159,14 +166,11 @@ def test_init_calls_that_all_fit_are_written_as_the_calls_alone_write_them(
     columns = [c for c in t.payouts.c if c.name not in ("n", "session_n", "project_id")]
     written: dict[str, str] = {}
     with bank.db.read() as conn:
-        for project, partner in (("one", one), ("many", many)):
-            assert partner.account is not None
-            account = ledger.account_id(conn, partner.account)
-            wallet = ledger.account_id(conn, f"wallet:{project}")
-            assert account is not None
-            assert wallet is not None
-            assert ledger.balance(conn, account) == ledger.Balance(25_000, 2 * 10_100 + 1_100)
-            assert ledger.balance(conn, wallet) == ledger.Balance(15_000, 10_100)
+        for project, partner, own, other in (
+            ("one", one, one.account, many.account),
+            ("many", many, many.account, one.account),
+        ):
+            account, wallet = _held_as_accepted(conn, project, partner)
             rows = conn.execute(
                 sa.select(*columns, t.holds.c.amount.label("held"), t.holds.c.status.label("h"))
                 .join(t.holds, t.holds.c.payout_n == t.payouts.c.n)
@@ -174,9 +178,8 @@ def test_init_calls_that_all_fit_are_written_as_the_calls_alone_write_them(
                 .order_by(t.payouts.c.n)
             ).all()
             ids = {account: "OWN", wallet: "WALLET"}
-            other = many.account if partner is one else one.account
             text = json.dumps([{**r._mapping, "account_id": ids[r.account_id]} for r in rows])
-            written[project] = text.replace(partner.account, "OWN").replace(other, "OTHER")
+            written[project] = text.replace(own, "OWN").replace(other, "OTHER")
     assert len(json.loads(written["many"])) == 4
     assert written["many"] == written["one"]
 
@@ -336,7 +339,7 @@ def test_confirm_calls_of_one_group_get_what_each_call_alone_gets(
     ones.append(_init(one))
     manys.append(_init(many))
     with bank.db.write() as conn:
-        alone = []
+        alone: list[Any] = []
         for call, body in _confirm_calls(bank, "one", ones, manys[0]):
             try:
                 with conn.begin_nested():
