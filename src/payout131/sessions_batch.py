@@ -173,9 +173,16 @@ _INIT = Sql(
 )
 _SAVEPOINT = Sql("SAVEPOINT init_payouts")
 _UNDO = Sql("ROLLBACK TO SAVEPOINT init_payouts")
+# each paying account's ``held`` grows by the group's total, the accounts locked in id
+# order as every other writer locks them; the rows that grew come back
 _HOLD_GROUP = Sql(
-    """UPDATE ledger_accounts SET held = held + :total
-    WHERE code = :code AND balance - held >= :total RETURNING id"""
+    """WITH g AS (
+        SELECT l.id, t.total FROM ledger_accounts l
+        JOIN unnest(CAST(:codes AS text[]), CAST(:totals AS bigint[])) AS t (code, total)
+        ON l.code = t.code
+        ORDER BY l.id FOR UPDATE OF l)
+    UPDATE ledger_accounts a SET held = a.held + g.total FROM g
+    WHERE a.id = g.id AND a.balance - a.held >= g.total RETURNING a.id"""
 )
 
 
@@ -209,10 +216,10 @@ def _init_pipelined(conn: Connection, planned: list[_Planned], outcomes: list[An
                 },
             )
         )
-    held = [(_HOLD_GROUP, {"code": code, "total": totals[code]}) for code in sorted(totals)]
-    results = raw.together(conn, [(_SAVEPOINT, {}), *statements, *held])
-    written, grown = results[1 : len(planned) + 1], results[len(planned) + 1 :]
-    if not all(len(rows) == 1 for rows in written) or not all(grown):
+    held = {"codes": list(totals), "totals": list(totals.values())}
+    results = raw.together(conn, [(_SAVEPOINT, {}), *statements, (_HOLD_GROUP, held)])
+    written, grown = results[1:-1], results[-1]
+    if not all(len(rows) == 1 for rows in written) or len(grown) != len(totals):
         raw.run(conn, _UNDO)
         return False
     for plan, (row,) in zip(planned, written, strict=True):
