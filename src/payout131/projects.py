@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +29,7 @@ _SETTABLE = {
     "confirm_timeout_s",
     "fee_bps",  # rails: the bank's fee (fees.py)
     "fee_fixed",
+    "webhook_secret",  # webhooks/standard.py: opts the project into webhook-signature
 }
 
 
@@ -46,6 +47,7 @@ class Project:
     confirm_timeout_s: int
     fee_bps: int = 0
     fee_fixed: int = 0
+    webhook_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_row(cls, row: Any) -> Project:

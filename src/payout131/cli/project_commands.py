@@ -13,6 +13,7 @@ from payout131 import projects, validation
 from payout131.cli.context import write
 from payout131.client import signing
 from payout131.errors import InvalidRequest
+from payout131.webhooks import standard
 
 __all__ = ["project"]
 
@@ -127,16 +128,25 @@ def add(project_id: str, public_key: Path, single_request: bool, **options: Any)
 )
 @click.option("--single-request/--two-step", default=None, help="Switch single-request mode.")
 @click.option("--disabled/--enabled", default=None, help="Refuse or allow the project's calls.")
+@click.option(
+    "--standard-webhooks/--no-standard-webhooks",
+    default=None,
+    help="Also sign webhooks per Standard Webhooks (webhook-signature) with a new secret, "
+    "printed once; again to rotate it. --no-standard-webhooks stops it.",
+)
 @_with_common
 def set_(
     project_id: str,
     public_key: Path | None,
     single_request: bool | None,
     disabled: bool | None,
+    standard_webhooks: bool | None,
     **options: Any,
 ) -> None:
     """Change a project's settings."""
     fields = _settings(**options)
+    if standard_webhooks is not None:  # docs/webhooks.md
+        fields["webhook_secret"] = standard.new_secret() if standard_webhooks else None
     if public_key is not None:
         fields["public_key_pem"] = _read_key(public_key)
     if single_request is not None:
@@ -151,6 +161,8 @@ def set_(
         except LookupError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"project {project_id} updated: {', '.join(sorted(fields))}")
+    if fields.get("webhook_secret"):
+        click.echo(f"Standard Webhooks secret (give it to the partner): {fields['webhook_secret']}")
 
 
 @project.command("show")
@@ -161,6 +173,8 @@ def show(project_id: str) -> None:
         found = projects.get_project(conn, project_id)
     if found is None:
         raise click.ClickException(f"no project {project_id!r}")
-    data = {name: getattr(found, name) for name in found.__slots__ if name != "public_key_pem"}
+    hidden = ("public_key_pem", "webhook_secret")
+    data = {name: getattr(found, name) for name in found.__slots__ if name not in hidden}
+    data["standard_webhooks"] = found.webhook_secret is not None
     data["public_key"] = found.public_key_pem
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))

@@ -31,6 +31,8 @@ projects = sa.Table(
     # rails: the bank's fee on each payout, basis points of the amount plus fixed kopecks
     sa.Column("fee_bps", sa.Integer, nullable=False, server_default="0"),
     sa.Column("fee_fixed", sa.BigInteger, nullable=False, server_default="0"),
+    # webhooks: the Standard Webhooks secret (whsec_...) of a project that opted in
+    sa.Column("webhook_secret", sa.Text),
     sa.CheckConstraint("idempotency_mode IN ('bank131', 'replay')", name="ck_projects_idem"),
     sa.CheckConstraint("confirm_timeout_s > 0", name="ck_projects_confirm_timeout"),
 )

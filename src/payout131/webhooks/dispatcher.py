@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from payout131 import events
 from payout131.client import signing
-from payout131.webhooks import outbox
+from payout131.webhooks import outbox, standard
 from payout131.webhooks.metrics import DeliveryStats
 from payout131.webhooks.outbox import Job, Outcome
 from payout131.webhooks.plain_sender import PlainHttpSender
@@ -51,19 +51,27 @@ Prepared = tuple[bytes, str] | Exception
 USER_AGENT = "payout131-webhooks/1"
 
 
-def headers(job: Job, signature: str) -> dict[str, str]:
-    """The headers of every attempt: identical across retries of one event.
+def headers(job: Job, body: bytes, signature: str) -> dict[str, str]:
+    """The headers of an attempt: identical across retries of one event.
 
     ``Webhook-Timestamp`` is the event's creation time, not the attempt's, so a retry is
-    byte-for-byte the same request.
+    byte-for-byte the same request; except for a project that opted into Standard
+    Webhooks, whose verifiers want the attempt's time under its ``webhook-signature``
+    (``webhooks/standard.py``).
     """
-    return {
+    webhook_id = f"evt_{job.event_id}"
+    out = {
         "Content-Type": "application/json",
         "X-PARTNER-SIGN": signature,
-        "Webhook-Id": f"evt_{job.event_id}",
+        "Webhook-Id": webhook_id,
         "Webhook-Timestamp": str(job.created_at // 1_000_000),
         "User-Agent": USER_AGENT,
     }
+    if job.webhook_secret:
+        timestamp = job.claimed_at // 1_000_000
+        out["Webhook-Timestamp"] = str(timestamp)
+        out["Webhook-Signature"] = standard.sign(job.webhook_secret, webhook_id, timestamp, body)
+    return out
 
 
 class Doorbell:
@@ -206,7 +214,7 @@ class Dispatcher:
                 body, signature = prepared
                 self.stats.sending(job)
                 outcome = await sender.post(
-                    job.url, body, headers(job, signature), conf.webhook_timeout_s
+                    job.url, body, headers(job, body, signature), conf.webhook_timeout_s
                 )
                 if outcome.ok and conf.webhook_test_hang_after_send:
                     await anyio.sleep_forever()  # test hook: "sent, never recorded"; see docs

@@ -14,7 +14,7 @@ event again and changes it only while this worker still holds the lease.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,6 +61,8 @@ class Job:
     created_at: int
     round_started: int
     body_key_id: str | None = None
+    claimed_at: int = 0  # the attempt's time (microseconds)
+    webhook_secret: str | None = field(default=None, repr=False)  # webhooks/standard.py
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ class Outcome:
 # benchmarks: claiming and recording run many times a second under load; their statements
 # go straight to the driver (storage/raw.py)
 DUE = Sql(
-    """SELECT e.id, e.project_id, p.webhook_url
+    """SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret
     FROM events e JOIN projects p ON p.id = e.project_id
     WHERE e.status IN ('pending', 'failed') AND e.next_attempt_at <= :now
     AND (e.lease_until IS NULL OR e.lease_until < :now)
@@ -142,6 +144,7 @@ def claim(
     if not picked:
         return []
     urls = {row.id: row.webhook_url for row in picked}
+    keys = {row.id: row.webhook_secret for row in picked}
     leased = {"owner": owner, "lease_until": lease_until, "ids": list(urls)}
     rows = sorted(raw.rows(conn, _LEASE, leased), key=lambda r: r.id)
     attempt_ids = [
@@ -174,6 +177,8 @@ def claim(
             created_at=int(r.created_at),
             round_started=int(r.replayed_at or r.created_at),
             body_key_id=r.body_key_id,
+            claimed_at=now,
+            webhook_secret=keys[r.id],
         )
         for r, attempt_id in zip(rows, attempt_ids, strict=True)
     ]
