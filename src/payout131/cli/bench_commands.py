@@ -54,7 +54,11 @@ def _scale(
 )
 @click.option("--quick", is_flag=True, help="A few seconds per phase; targets not enforced.")
 @click.option("--duration", type=click.FloatRange(min=0.2), help="Seconds per load phase.")
-@click.option("--concurrency", type=click.IntRange(1, 4096), help="Payouts in flight, closed loop.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 4096),
+    help="Payouts in flight, closed loop (default 128).",
+)
 @click.option(
     "--rate",
     type=click.FloatRange(min=0.1),
@@ -138,7 +142,7 @@ def bench(
         engines=engines or harness.ENGINES,
         scenarios=scenarios or harness.SCENARIOS,
         duration_s=duration or (3.0 if quick else 10.0),
-        concurrency=concurrency or 64,
+        concurrency=concurrency or harness.Options.concurrency,
         rate=rate,
         count=count or 1_000_000,
         grace_s=grace,
