@@ -74,7 +74,7 @@ class Options:
     engines: tuple[str, ...] = ENGINES
     scenarios: tuple[str, ...] = SCENARIOS
     duration_s: float = 10.0
-    concurrency: int = 128
+    concurrency: int = 64
     rate: float | None = None  # open-loop rate; default half the closed-loop maximum
     count: int = 1_000_000
     grace_s: float = 30.0

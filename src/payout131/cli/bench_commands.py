@@ -57,7 +57,7 @@ def _scale(
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 4096),
-    help="Payouts in flight, closed loop (default 128).",
+    help="Payouts in flight, closed loop (default 64).",
 )
 @click.option(
     "--rate",
