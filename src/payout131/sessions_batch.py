@@ -74,11 +74,11 @@ SENDER = "participant_details.sender.account"
 class _Planned:
     index: int
     call: Call
-    body: dict[str, Any]
+    session: dict[str, Any]  # the ``sessions`` row the call opens
     request: PayoutRequest
     code: str  # the paying account's ledger code
+    fee: int  # the bank's fee, held with the amount
     account: int = 0
-    fee: int = 0
 
 
 def init_payouts(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> list[Any]:
@@ -101,9 +101,6 @@ def init_payouts(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> 
         try:
             row = _paying_row(plan, locked)
             plan.account = int(row.id)
-            plan.fee = fees.payout_fee(
-                plan.request.amount, plan.call.project.fee_bps, plan.call.project.fee_fixed
-            )
             total = plan.request.amount + plan.fee
             if int(row.balance) - int(row.held) - reserved.get(plan.account, 0) < total:
                 raise ledger.insufficient(plan.request.amount, plan.fee)
@@ -114,9 +111,7 @@ def init_payouts(conn: Connection, calls: list[tuple[Call, dict[str, Any]]]) -> 
         accepted.append(plan)
     if not accepted:
         return outcomes
-    new_sessions = insert_returning(
-        conn, t.sessions, [session_values(p.call, p.body, "in_progress") for p in accepted]
-    )
+    new_sessions = insert_returning(conn, t.sessions, [p.session for p in accepted])
     new_payouts = insert_returning(
         conn,
         t.payouts,
@@ -194,10 +189,8 @@ def _init_pipelined(conn: Connection, planned: list[_Planned], outcomes: list[An
     totals: dict[str, int] = {}
     statements: list[tuple[Sql, dict[str, Any]]] = []
     for plan in planned:
-        call, request = plan.call, plan.request
-        plan.fee = fees.payout_fee(request.amount, call.project.fee_bps, call.project.fee_fixed)
+        call, request, session = plan.call, plan.request, plan.session
         totals[plan.code] = totals.get(plan.code, 0) + request.amount + plan.fee
-        session = session_values(call, plan.body, "in_progress")
         payout = payout_values(call, 0, request, 0, plan.fee)
         statements.append(
             (
@@ -243,8 +236,8 @@ _PAYOUT_GIVEN = (
 
 
 def _plan(conn: Connection, index: int, call: Call, body: dict[str, Any]) -> _Planned:
-    draft = session_values(call, body, "in_progress")["draft"]
-    request = parse_start(conn, call, draft, body)
+    session = session_values(call, body, "in_progress")
+    request = parse_start(conn, call, session["draft"], body)
     if call.rko:
         assert request.sender_account is not None
         # reliability: check the number before the query (PostgreSQL refuses a NUL)
@@ -252,7 +245,8 @@ def _plan(conn: Connection, index: int, call: Call, body: dict[str, Any]) -> _Pl
         code = request.sender_account
     else:
         code = wallet_code(call.project.id)
-    return _Planned(index, call, body, request, code)
+    fee = fees.payout_fee(request.amount, call.project.fee_bps, call.project.fee_fixed)
+    return _Planned(index, call, session, request, code, fee)
 
 
 def _paying_row(plan: _Planned, locked: dict[str, Any]) -> Any:
