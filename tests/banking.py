@@ -37,6 +37,14 @@ def partner_keys() -> list[rsa.RSAPrivateKey]:
 
 
 @pytest.fixture
+def public_key(tmp_path: Path, partner_keys: list[rsa.RSAPrivateKey]) -> Path:
+    """The first partner key's public half in a PEM file, as an operator is handed it."""
+    path = tmp_path / "partner.pem"
+    path.write_bytes(signing.public_key_pem(partner_keys[0]))
+    return path
+
+
+@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 

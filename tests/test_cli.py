@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payout131 import validation
 from payout131.cli import main
@@ -33,13 +32,6 @@ def operator(tmp_path: Path, database_url: str) -> Operator:
     op = Operator(tmp_path / "home", database_url)
     op.run("init")
     return op
-
-
-@pytest.fixture
-def public_key(tmp_path: Path, partner_keys: list[rsa.RSAPrivateKey]) -> Path:
-    path = tmp_path / "partner.pem"
-    path.write_bytes(signing.public_key_pem(partner_keys[0]))
-    return path
 
 
 def test_init_makes_keys_and_bank_key_prints_them(operator: Operator, tmp_path: Path) -> None:

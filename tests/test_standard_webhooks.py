@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import standardwebhooks
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from banking import Onboard
 from partner import payout_body
@@ -32,13 +31,6 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def bank_settings(bank_settings: Settings) -> Settings:
     return replace(bank_settings, webhook_jitter=0.0)
-
-
-@pytest.fixture
-def public_key(tmp_path: Path, partner_keys: list[rsa.RSAPrivateKey]) -> Path:
-    path = tmp_path / "partner.pem"
-    path.write_bytes(signing.public_key_pem(partner_keys[0]))
-    return path
 
 
 @pytest.fixture
