@@ -143,9 +143,8 @@ def claim(
     picked = _pick(candidates, limit, in_flight, per_endpoint)
     if not picked:
         return []
-    urls = {row.id: row.webhook_url for row in picked}
-    keys = {row.id: row.webhook_secret for row in picked}
-    leased = {"owner": owner, "lease_until": lease_until, "ids": list(urls)}
+    due = {row.id: row for row in picked}  # its project's URL and Standard Webhooks secret
+    leased = {"owner": owner, "lease_until": lease_until, "ids": list(due)}
     rows = sorted(raw.rows(conn, _LEASE, leased), key=lambda r: r.id)
     attempt_ids = [
         row["id"]
@@ -157,7 +156,7 @@ def claim(
                     "event_id": r.id,
                     "attempt": r.attempts,
                     "worker": owner,
-                    "url": urls[r.id],
+                    "url": due[r.id].webhook_url,
                     "started_at": now,
                 }
                 for r in rows
@@ -173,12 +172,12 @@ def claim(
             session_n=int(r.session_n),
             type=r.type,
             body=bytes(r.body),
-            url=urls[r.id],
+            url=due[r.id].webhook_url,
             created_at=int(r.created_at),
             round_started=int(r.replayed_at or r.created_at),
             body_key_id=r.body_key_id,
             claimed_at=now,
-            webhook_secret=keys[r.id],
+            webhook_secret=due[r.id].webhook_secret,
         )
         for r, attempt_id in zip(rows, attempt_ids, strict=True)
     ]
