@@ -27,7 +27,7 @@ def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [str(PAYOUT131), "bench", "--quick", "--duration", "0.4", "--concurrency", "4",
-         "--grace", "20", "--json", str(out)],
+         "--concurrency", "2", "--grace", "20", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=280,
@@ -40,12 +40,20 @@ def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path
     for engine, report in figures["engines"].items():
         ceilings = report["ceilings"]
         assert ceilings["http_requests_per_s"] > 0, engine
+        assert set(ceilings["http_by_concurrency"]) == {"2", "4"}, engine
+        assert ceilings["http_requests_per_s"] == max(ceilings["http_by_concurrency"].values())
         assert set(ceilings["storage_payouts_per_s"]) == {"single_request", "two_step"}
         assert all(rate > 0 for rate in ceilings["storage_payouts_per_s"].values())
         assert set(report["scenarios"]) == SCENARIOS
         for name, scenario in report["scenarios"].items():
             assert scenario["errors"] == 0, (engine, name, scenario["error_samples"])
             assert scenario["payouts_per_s"] > 0, (engine, name)
+            # each concurrency was tried, lowest first; the best rate is the maximum
+            tried = scenario["closed_loop"]
+            assert [c["concurrency"] for c in tried] == [2, 4], (engine, name)
+            best = max(tried, key=lambda c: c["payouts_per_s"])
+            assert scenario["payouts_per_s"] == best["payouts_per_s"], (engine, name)
+            assert scenario["concurrency"] == best["concurrency"], (engine, name)
             assert scenario["ratio_to_ceiling"] > 0, (engine, name)
             assert scenario["cpu_ms_per_payout"] > 0, (engine, name)
             method = "session/status" if name.startswith("status") else "session/init/payout"

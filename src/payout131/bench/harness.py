@@ -5,12 +5,13 @@ cluster with durable commits), registers the partners, starts ``payout131 serve`
 child process (workers included; or ``serve --no-worker`` beside ``payout131 worker`` with
 ``split_worker``), and measures, all on this machine in this run:
 
-1. the HTTP ceiling: ``GET /health`` closed-loop at the same concurrency;
+1. the HTTP ceiling: ``GET /health`` closed-loop at the same concurrencies (the best);
 2. the storage ceiling: ``pgbench`` / a ``sqlite3`` loop (``ceilings.py``);
 3. optionally the cost at scale: single-request payouts at ``scale[0]`` stored sessions,
    then again after a bulk preload to ``scale[1]``;
-4. each scenario twice: closed loop at ``concurrency`` (the maximum rate), then open loop
-   at half of it (or ``rate``) for the latencies;
+4. each scenario closed-loop at each of ``concurrency`` (the best rate is the maximum: a
+   closed loop with too few in flight measures its latency, not the server's capacity),
+   then open loop at half the maximum (or ``rate``) for the latencies;
 5. ``payout131 ledger check``.
 
 Every load phase runs in a separate process (``load.py``) with its own webhook receiver.
@@ -74,7 +75,8 @@ class Options:
     engines: tuple[str, ...] = ENGINES
     scenarios: tuple[str, ...] = SCENARIOS
     duration_s: float = 10.0
-    concurrency: int = 64
+    # closed loop: payouts in flight, each tried; the highest rate is the maximum
+    concurrency: tuple[int, ...] = (64, 128)
     rate: float | None = None  # open-loop rate; default half the closed-loop maximum
     count: int = 1_000_000
     grace_s: float = 30.0
@@ -327,7 +329,7 @@ class _EngineRun:
             port=self.port,
             receiver_port=self.receiver_port,
             bank_key_path=str(self.home / "bank-public.pem"),
-            concurrency=o.concurrency,
+            concurrency=o.concurrency[0],
             count=o.count,
             duration_s=o.duration_s,
             grace_s=o.grace_s,
@@ -413,10 +415,14 @@ class _EngineRun:
 
     def _ceilings(self) -> None:
         o = self.options
-        http = self._phase(self._plan("health"))
+        tried = {c: self._phase(self._plan("health", concurrency=c)) for c in o.concurrency}
+        best = max(tried, key=lambda c: tried[c].per_s)
+        http = tried[best]
         ceiling: dict[str, Any] = {
             "http_requests_per_s": round(http.per_s, 1),
-            "http_errors": http.result.errors,
+            "http_concurrency": best,
+            "http_by_concurrency": {str(c): round(p.per_s, 1) for c, p in tried.items()},
+            "http_errors": sum(p.result.errors for p in tried.values()),
             "http_latency_ms": msgspec.to_builtins(http.result.latency_ms.get("GET /health")),
         }
         storage: dict[str, float] = {}
@@ -425,7 +431,7 @@ class _EngineRun:
             if not commits:
                 continue
             if self.cluster is not None:
-                clients = min(o.concurrency, 32)
+                clients = min(max(o.concurrency), 32)
                 rate = ceilings.pgbench_ceiling(self.cluster, self.home, commits, clients, seconds)
                 ceiling["storage_tool"] = f"pgbench, custom script, {clients} clients"
             else:
@@ -452,7 +458,11 @@ class _EngineRun:
     def _scenario(self, scenario: str) -> dict[str, Any]:
         o = self.options
         base = scenario.removesuffix("_spread")
-        top = self._phase(self._partner_plan(scenario), lookup_delays=True)
+        tried = [
+            self._phase(self._partner_plan(scenario, concurrency=c), lookup_delays=True)
+            for c in o.concurrency
+        ]
+        top = max(tried, key=lambda phase: phase.per_s)
         rate = o.rate or top.per_s / 2
         half = None
         if rate > 0:
@@ -465,9 +475,20 @@ class _EngineRun:
             "payouts_per_s": round(top.per_s, 1),
             "ceiling_payouts_per_s": round(ceiling, 1),
             "ratio_to_ceiling": round(top.per_s / ceiling, 3) if ceiling else None,
-            "errors": top.result.errors + (half.result.errors if half else 0),
+            "concurrency": o.concurrency[tried.index(top)],
+            "closed_loop": [
+                {
+                    "concurrency": c,
+                    "payouts_per_s": round(phase.per_s, 1),
+                    "errors": phase.result.errors,
+                    "cpu_ms_per_payout": phase.cpu_ms(),
+                }
+                for c, phase in zip(o.concurrency, tried, strict=True)
+            ],
+            "errors": sum(p.result.errors for p in tried) + (half.result.errors if half else 0),
             "error_samples": (
-                top.result.error_samples + (half.result.error_samples if half else [])
+                [e for p in tried for e in p.result.error_samples]
+                + (half.result.error_samples if half else [])
             )[:5],
             "completed": top.result.completed,
             "cpu_ms_per_payout": top.cpu_ms(),
@@ -479,7 +500,9 @@ class _EngineRun:
             )
             if top.result.completed
             else 0.0,
-            "peak_rss_mb": round(max(top.peak_rss, half.peak_rss if half else 0) / 2**20, 1),
+            "peak_rss_mb": round(
+                max([p.peak_rss for p in tried] + [half.peak_rss if half else 0]) / 2**20, 1
+            ),
             "p99_ms": {method: p.p99 for method, p in latency.items()},
             "latency_ms": {method: msgspec.to_builtins(p) for method, p in latency.items()},
             "latency_ms_at_max": {

@@ -56,8 +56,11 @@ def _scale(
 @click.option("--duration", type=click.FloatRange(min=0.2), help="Seconds per load phase.")
 @click.option(
     "--concurrency",
+    "concurrencies",
+    multiple=True,
     type=click.IntRange(1, 4096),
-    help="Payouts in flight, closed loop (default 64).",
+    help="Payouts in flight, closed loop; repeat to try several, the highest rate being the "
+    "maximum (default 64 and 128).",
 )
 @click.option(
     "--rate",
@@ -114,7 +117,7 @@ def bench(
     scenarios: tuple[str, ...],
     quick: bool,
     duration: float | None,
-    concurrency: int | None,
+    concurrencies: tuple[int, ...],
     rate: float | None,
     count: int | None,
     grace: float,
@@ -142,7 +145,7 @@ def bench(
         engines=engines or harness.ENGINES,
         scenarios=scenarios or harness.SCENARIOS,
         duration_s=duration or (3.0 if quick else 10.0),
-        concurrency=concurrency or harness.Options.concurrency,
+        concurrency=tuple(sorted(set(concurrencies))) or harness.Options.concurrency,
         rate=rate,
         count=count or 1_000_000,
         grace_s=grace,
