@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from banking import Onboard
 from partner import Partner, payout_body
-from payout131 import ledger, settlement
+from payout131 import ledger, settlement, work_batch
 from payout131.bank import Bank
 from payout131.clock import ManualClock
 from payout131.projects import wallet_code
@@ -74,6 +74,31 @@ class CallsBack:
     def poll(self, reference: str) -> Status:
         known = any(o.reference == reference for o in self.orders)
         return Status("pending") if known else UNKNOWN
+
+
+class Watched:
+    """The simulator, with every call the bank makes to it written down."""
+
+    name = "simulator"
+
+    def __init__(self, rail: SimulatorRail, loses_batch_answers: bool = False) -> None:
+        self.rail, self.loses_batch_answers = rail, loses_batch_answers
+        self.calls: list[tuple[str, str]] = []
+
+    def submit(self, order: Order) -> Status:
+        self.calls.append(("submit", order.reference))
+        return self.rail.submit(order)
+
+    def submit_many(self, orders: list[Order]) -> list[Status]:
+        self.calls += [("submit", order.reference) for order in orders]
+        answers = self.rail.submit_many(orders)
+        if self.loses_batch_answers:
+            raise NetworkDown("the batch's answers were lost")
+        return answers
+
+    def poll(self, reference: str) -> Status:
+        self.calls.append(("poll", reference))
+        return self.rail.poll(reference)
 
 
 @contextmanager
@@ -339,3 +364,50 @@ def test_no_fee_no_amounts(bank: Bank, onboard: Onboard) -> None:
     partner = onboard(wallet=20_000)
     session = partner.ok("session/init/payout", payout_body(10_000))["session"]
     assert "amounts" not in session["payments"][0]
+
+
+def _references(bank: Bank, session_ids: list[str]) -> list[str | None]:
+    return [payout_row(bank, session_id).rail_reference for session_id in session_ids]
+
+
+@pytest.mark.parametrize("payouts", [1, 3], ids=["one-step", "batch"])
+def test_a_reference_commits_with_the_lease_and_a_fresh_one_is_sent_without_asking(
+    bank: Bank, onboard: Onboard, payouts: int
+) -> None:
+    partner = onboard(wallet=100_000, single_request=True)
+    started = [
+        partner.ok("session/init/payout", payout_body(10_000 + 100 * i))["session"]["id"]
+        for i in range(payouts)
+    ]
+    rail = Watched(SimulatorRail(bank.db, bank.clock))
+    with other_bank(bank, rail=rail) as working:
+        claimed = working.worker.claim()
+        # committed with the lease, before the rail hears of any of them
+        assert rail.calls == []
+        assert _references(bank, started) == [c.reference for c in claimed]
+        assert all(ref is not None for ref in _references(bank, started))
+        for n, work, _, reference in work_batch.run(working.worker, claimed):
+            working.worker.run_step(n, work, fresh=reference is not None)
+    assert [c[0] for c in rail.calls] == ["submit"] * payouts  # nothing asked first
+    assert sorted(c[1] for c in rail.calls) == sorted(_references(bank, started))
+    assert [payout_status(partner, s) for s in started] == ["succeeded"] * payouts
+
+
+def test_a_batch_whose_answers_are_lost_asks_the_rail_before_sending_again(
+    bank: Bank, onboard: Onboard
+) -> None:
+    partner = onboard(wallet=100_000, single_request=True)
+    started = [
+        partner.ok("session/init/payout", payout_body(10_000 + 100 * i))["session"]["id"]
+        for i in range(3)
+    ]
+    rail = Watched(SimulatorRail(bank.db, bank.clock), loses_batch_answers=True)
+    with other_bank(bank, rail=rail) as working:
+        working.worker.drain()
+    references = _references(bank, started)
+    # the batch reached the rail; each payout, run again alone, asked before anything else
+    assert sorted(rail.calls) == sorted(
+        [("submit", ref) for ref in references] + [("poll", ref) for ref in references]
+    )
+    assert [payout_status(partner, s) for s in started] == ["succeeded"] * 3
+    assert sorted(t.submissions for t in transfers(bank)) == [1, 1, 1]

@@ -273,12 +273,12 @@ def _step_bodies(
     """Run the claimed ``work`` steps of the ``started`` sessions one at a time or as one
     batch; each session's one webhook body, numbers (and the ``own`` account) masked."""
     claimed = bank.worker.claim()
-    assert [kind for _, kind in claimed] == [work] * len(started)
+    assert [c.work for c in claimed] == [work] * len(started)
     if batched:
         assert work_batch.run(bank.worker, claimed) == []  # no batch fell back to single steps
     else:
-        for n, kind in claimed:
-            bank.worker.run_step(n, kind)
+        for n, kind, _, reference in claimed:
+            bank.worker.run_step(n, kind, fresh=reference is not None)
     out = []
     for answer in started:
         [body] = event_bytes(bank, answer["session"]["id"])

@@ -8,6 +8,13 @@ lease due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock do
 same), so any number of workers and servers can share a database; a lease left by a dead
 worker expires and another worker takes the row. Each step commits its state change, ledger
 entries and event together. The rail is called outside any transaction.
+
+An ``execute`` step leased without a rail reference gets its reference in the same
+transaction as its lease (``claim``), so the reference is committed before the rail hears of
+the payout without a transaction of its own (benchmarks: one group commit job fewer per
+batch). The worker that made the reference knows the rail has not heard of it yet and
+submits without asking first; any other worker, or this one once it has called the rail,
+asks first.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import logging
 import os
 import secrets
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 from sqlalchemy.engine import Connection
@@ -30,7 +37,7 @@ from payout131.storage.raw import Sql
 if TYPE_CHECKING:
     from payout131.bank import Bank
 
-__all__ = ["Worker"]
+__all__ = ["Claimed", "Worker"]
 
 log = logging.getLogger("payout131.work")
 
@@ -41,8 +48,18 @@ _CLAIM = Sql(
         SELECT n FROM payouts WHERE work IS NOT NULL AND work_at <= :now
         AND (lease_until IS NULL OR lease_until < :now)
         ORDER BY work_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING n, work"""
+    RETURNING *"""
 )
+_ASSIGN = Sql("UPDATE payouts SET rail = :rail, rail_reference = :reference WHERE n = :number")
+
+
+class Claimed(NamedTuple):
+    """A leased step and its payout as leased (before the claim gave it a reference)."""
+
+    n: int
+    work: str
+    payout: Any
+    reference: str | None = None  # made by this claim: the rail has not heard of it
 
 
 class Worker:
@@ -53,7 +70,8 @@ class Worker:
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
         self.wakeup = threading.Event()
 
-    def claim(self) -> list[tuple[int, str]]:
+    def claim(self) -> list[Claimed]:
+        """Lease the due steps; an ``execute`` step without a reference gets one."""
         now = self.bank.clock.now()
         taken = {
             "owner": self.owner,
@@ -61,9 +79,21 @@ class Worker:
             "lease": now + int(self.bank.settings.lease_s * 1_000_000),
             "limit": self.bank.settings.worker_batch,
         }
+        rail = self.bank.rail.name
 
-        def claim(conn: Connection) -> list[tuple[int, str]]:
-            return [(int(r.n), str(r.work)) for r in raw.rows(conn, _CLAIM, taken)]
+        def claim(conn: Connection) -> list[Claimed]:
+            leased = raw.rows(conn, _CLAIM, taken)
+            new = {
+                int(row.n): settlement.new_reference(int(row.n))
+                for row in leased
+                if row.work == "execute" and row.rail_reference is None
+            }
+            raw.many(
+                conn,
+                _ASSIGN,
+                [{"number": n, "rail": rail, "reference": ref} for n, ref in new.items()],
+            )
+            return [Claimed(int(r.n), str(r.work), r, new.get(int(r.n))) for r in leased]
 
         if self.bank.db.is_sqlite:  # benchmarks: in the group commit, not the busy handler
             return self.bank.group_commit.run(claim)
@@ -77,9 +107,11 @@ class Worker:
             return None
         return row
 
-    def run_step(self, n: int, work: str) -> None:
+    def run_step(self, n: int, work: str, fresh: bool = False) -> None:
+        """Run one leased step; ``fresh``: its reference was made by this worker's claim
+        and the rail has not been called with it since."""
         if work in settlement.RAIL_STEPS:
-            self._settle(n, work)
+            self._settle(n, work, fresh)
             return
         now = self.bank.clock.now()
         with self.bank.group_commit.transaction() as conn:  # never beside a group (benchmarks)
@@ -101,26 +133,27 @@ class Worker:
                     now,
                 )
 
-    def _settle(self, n: int, work: str) -> None:
+    def _settle(self, n: int, work: str, fresh: bool = False) -> None:
         """Submit the payout to the rail, or ask the rail about it; record the answer.
 
         Exactly once towards the rail: the reference is committed before the rail first
         hears of the payout. A payout found at ``execute`` with a reference may have been
         submitted by a worker that died before recording the answer, so the rail is asked
-        first and the payout is submitted only if the rail has no record of it.
+        first and the payout is submitted only if the rail has no record of it; unless
+        the reference is ``fresh`` (made by this worker's claim, never sent).
         """
         rail = self.bank.rail
         with self.bank.group_commit.transaction() as conn:
             payout = self._leased(conn, n, work)
             if payout is None:
                 return
-            resumed = payout.rail_reference is not None
-            if resumed and payout.rail != rail.name:
+            resumed = payout.rail_reference is not None and not (fresh and work == "execute")
+            if payout.rail_reference is not None and payout.rail != rail.name:
                 raise RuntimeError(
                     f"payout po_{n} was sent through rail {payout.rail!r}, not {rail.name!r}"
                 )
             reference = payout.rail_reference or settlement.new_reference(n)
-            if not resumed:
+            if payout.rail_reference is None:
                 settlement.assign(conn, n, rail.name, reference)
             if work == "execute":
                 account = tokens.payout_account(conn, self.bank.vault, payout)
@@ -137,9 +170,9 @@ class Worker:
     def run_once(self) -> int:
         """Claim one batch and run it; the number of steps run."""
         claimed = self.claim()
-        for n, work in work_batch.run(self, claimed):  # benchmarks: checks, executes batched
+        for n, work, _, reference in work_batch.run(self, claimed):  # benchmarks: batches
             try:
-                self.run_step(n, work)
+                self.run_step(n, work, fresh=reference is not None)
             except Exception:  # one bad payout must not stop the others; its lease expires
                 log.exception("payout po_%s: step %s failed; it will be retried", n, work)
         if claimed:  # steps commit webhook events: have them sent now

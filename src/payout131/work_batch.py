@@ -7,16 +7,17 @@ of step go through together:
 
 - ``check``: one transaction moves every payout to ``pending`` and writes its
   ``ready_to_confirm`` event;
-- ``execute``: one transaction commits every rail reference (before the rail hears of any),
-  the rail is called (``submit_many`` when the rail has it: the simulator writes its books
-  once), and one transaction applies every answer.
+- ``execute``: the claim that leased the payouts committed their rail references (before
+  the rail hears of any, ``Worker.claim``), the rail is called (``submit_many`` when the
+  rail has it: the simulator writes its books once), and one transaction applies every
+  answer.
 
 Each payout's state change, ledger entries and event are still written together and commit
 together (with the others of the batch). Locks are taken in one order, sessions then
 payouts, each by number, as single steps and partner calls take them, so batches and
 partner calls do not deadlock. If a batch fails, its steps run again one by one
-(``Worker.run_step``), which is safe at any point: a payout whose reference was committed
-asks the rail first (docs/rails.md).
+(``Worker.run_step``), which is safe at any point: each payout then asks the rail first,
+as a payout whose reference was committed by an earlier lease does (docs/rails.md).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from payout131.storage import raw
 from payout131.storage.raw import Sql
 
 if TYPE_CHECKING:
-    from payout131.work import Worker
+    from payout131.work import Claimed, Worker
 
 __all__ = ["BATCHED", "run"]
 
@@ -43,24 +44,25 @@ log = logging.getLogger("payout131.work")
 BATCHED = ("check", "execute")
 
 
-def run(worker: Worker, claimed: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+def run(worker: Worker, claimed: Sequence[Claimed]) -> list[Claimed]:
     """Run the batchable steps of ``claimed`` in batches; the steps left to run one by one."""
-    rest = [(n, work) for n, work in claimed if work not in BATCHED]
+    rest = [c for c in claimed if c.work not in BATCHED]
     for work in BATCHED:
-        numbers = sorted(n for n, kind in claimed if kind == work)
-        if len(numbers) < 2:
-            rest += [(n, work) for n in numbers]
+        steps = sorted((c for c in claimed if c.work == work), key=lambda c: c.n)
+        if len(steps) < 2:
+            rest += steps
             continue
         try:
             if work == "check":
-                _check(worker, numbers)
+                _check(worker, [c.n for c in steps])
             else:
-                _execute(worker, numbers)
+                _execute(worker, steps)
         except Exception:  # e.g. a database outage: each step is retried on its own
             log.exception(
-                "a batch of %d %s steps failed; running them one by one", len(numbers), work
+                "a batch of %d %s steps failed; running them one by one", len(steps), work
             )
-            rest += [(n, work) for n in numbers]
+            # the rail may have heard of them by now: each asks it first
+            rest += [c._replace(reference=None) for c in steps]
     return rest
 
 
@@ -71,7 +73,6 @@ _LOCK_SESSIONS = Sql(
     ORDER BY n FOR UPDATE"""
 )
 _LOCK_PAYOUTS = Sql("SELECT * FROM payouts WHERE n = ANY(:numbers) ORDER BY n FOR UPDATE")
-_ASSIGN = Sql("UPDATE payouts SET rail = :rail, rail_reference = :ref WHERE n = :number")
 
 
 def _leased(conn: Connection, owner: str, numbers: Sequence[int], work: str) -> list[Any]:
@@ -99,17 +100,13 @@ def _check(worker: Worker, numbers: Sequence[int]) -> None:
     bank.group_commit.run(check)
 
 
-def _execute(worker: Worker, numbers: Sequence[int]) -> None:
+def _execute(worker: Worker, steps: Sequence[Claimed]) -> None:
     bank, rail = worker.bank, worker.bank.rail
     orders: dict[int, Order] = {}
     resumed: set[int] = set()
-
-    def assign(conn: Connection) -> None:
-        orders.clear()
-        resumed.clear()
-        for payout in _leased(conn, worker.owner, numbers, "execute"):
-            n = int(payout.n)
-            if payout.rail_reference is not None:
+    with bank.db.read() as conn:  # a tokenized account's token (the others need nothing)
+        for n, _, payout, reference in steps:
+            if reference is None:  # given at an earlier lease: the rail may know it
                 if payout.rail != rail.name:
                     log.error(
                         "payout po_%s was sent through rail %r, not %r; it will be retried",
@@ -119,18 +116,9 @@ def _execute(worker: Worker, numbers: Sequence[int]) -> None:
                     )
                     continue
                 resumed.add(n)
-            reference = payout.rail_reference or settlement.new_reference(n)
+                reference = payout.rail_reference
             account = tokens.payout_account(conn, bank.vault, payout)
             orders[n] = settlement.order(payout, reference, account)
-        new = [
-            {"number": n, "ref": o.reference, "rail": rail.name}
-            for n, o in orders.items()
-            if n not in resumed
-        ]
-        # every new reference at once, as settlement.assign writes each
-        raw.many(conn, _ASSIGN, new)
-
-    bank.group_commit.run(assign)
     statuses: dict[int, Status] = {}
     fresh: list[int] = []
     for n, order in orders.items():
