@@ -287,6 +287,32 @@ def test_a_worker_step_takes_the_session_lock_before_the_payout(
     assert payout_status(partner, session_id) == "succeeded"
 
 
+def test_a_claim_never_waits_for_a_session_a_partner_holds(bank: Bank, onboard: Onboard) -> None:
+    """The claim leases a payout and gives it its reference in one statement: a second
+    update of the row in the same transaction would lock its session (PostgreSQL checks a
+    row's foreign keys again when the transaction updates it twice), after the payout,
+    against the order every partner call takes them in."""
+    if bank.db.is_sqlite:
+        pytest.skip("SQLite serialises writers: there are no row locks to order")
+    partner = onboard(wallet=100_000, single_request=True)
+    session_id = partner.ok("session/init/payout", payout_body(10_000))["session"]["id"]
+    claimed: list[Any] = []
+    with bank.db.write() as conn:  # a partner's call (a confirm, say) holding the session
+        conn.execute(
+            sa.select(t.sessions.c.n)
+            .where(t.sessions.c.n == int(session_id.removeprefix("ps_")))
+            .with_for_update()
+        )
+        claiming = threading.Thread(target=lambda: claimed.extend(bank.worker.claim()))
+        claiming.start()
+        claiming.join(10)
+        assert not claiming.is_alive(), "the claim waited for the session"
+    [(n, work, _, reference)] = claimed
+    assert (work, reference) == ("execute", payout_row(bank, session_id).rail_reference)
+    bank.worker.run_step(n, work, fresh=True)
+    assert payout_status(partner, session_id) == "succeeded"
+
+
 # ---- the bank's fee ----------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import anyio
 from sqlalchemy.engine import Connection
 
-from payout131 import sessions, settlement, tokens, work_batch
+from payout131 import sessions, settlement, tokens, wire, work_batch
 from payout131.projects import get_project
 from payout131.rails import UNKNOWN
 from payout131.storage import raw
@@ -41,20 +41,28 @@ __all__ = ["Claimed", "Worker"]
 
 log = logging.getLogger("payout131.work")
 
-# Lease the due steps, oldest first (benchmarks: straight to the driver, storage/raw.py)
+# Lease the due steps, oldest first (benchmarks: straight to the driver, storage/raw.py).
+# An ``execute`` step without a reference gets ``po_<n>-<token>`` (as
+# ``settlement.new_reference`` makes one, the random part drawn once per claim) in the same
+# statement: a second update of a row this transaction updated would check the row's
+# foreign keys again, locking its session after the payout, against every other writer's
+# order (a deadlock with a partner's confirm, found by tests/test_races.py).
+_FRESH = "work = 'execute' AND rail_reference IS NULL"
 _CLAIM = Sql(
-    """UPDATE payouts SET lease_owner = :owner, lease_until = :lease
+    f"""UPDATE payouts SET lease_owner = :owner, lease_until = :lease,
+        rail = CASE WHEN {_FRESH} THEN :rail ELSE rail END,
+        rail_reference = CASE WHEN {_FRESH}
+            THEN 'po_' || n || '-' || CAST(:token AS text) ELSE rail_reference END
     WHERE n IN (
         SELECT n FROM payouts WHERE work IS NOT NULL AND work_at <= :now
         AND (lease_until IS NULL OR lease_until < :now)
         ORDER BY work_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING *"""
+    RETURNING *"""  # noqa: S608 (our own condition)
 )
-_ASSIGN = Sql("UPDATE payouts SET rail = :rail, rail_reference = :reference WHERE n = :number")
 
 
 class Claimed(NamedTuple):
-    """A leased step and its payout as leased (before the claim gave it a reference)."""
+    """A leased step and its payout as leased."""
 
     n: int
     work: str
@@ -73,27 +81,24 @@ class Worker:
     def claim(self) -> list[Claimed]:
         """Lease the due steps; an ``execute`` step without a reference gets one."""
         now = self.bank.clock.now()
+        token = secrets.token_hex(8)
         taken = {
             "owner": self.owner,
             "now": now,
             "lease": now + int(self.bank.settings.lease_s * 1_000_000),
             "limit": self.bank.settings.worker_batch,
+            "rail": self.bank.rail.name,
+            "token": token,
         }
-        rail = self.bank.rail.name
 
         def claim(conn: Connection) -> list[Claimed]:
-            leased = raw.rows(conn, _CLAIM, taken)
-            new = {
-                int(row.n): settlement.new_reference(int(row.n))
-                for row in leased
-                if row.work == "execute" and row.rail_reference is None
-            }
-            raw.many(
-                conn,
-                _ASSIGN,
-                [{"number": n, "rail": rail, "reference": ref} for n, ref in new.items()],
-            )
-            return [Claimed(int(r.n), str(r.work), r, new.get(int(r.n))) for r in leased]
+            claimed = []
+            for row in raw.rows(conn, _CLAIM, taken):
+                n = int(row.n)
+                made = f"{wire.payout_id(n)}-{token}"
+                fresh = row.work == "execute" and row.rail_reference == made
+                claimed.append(Claimed(n, str(row.work), row, made if fresh else None))
+            return claimed
 
         if self.bank.db.is_sqlite:  # benchmarks: in the group commit, not the busy handler
             return self.bank.group_commit.run(claim)
