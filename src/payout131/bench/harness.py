@@ -62,22 +62,12 @@ SPREAD_ACCOUNTS = 100
 SERVER_ENV = {
     "PAYOUT131_SIM_LATENCY_MS": "0",  # the rail answers at once: it is not what is measured
     "PAYOUT131_SIM_SPREAD_MS": "0",
+    # every payout of a scenario goes to one partner's endpoint, and the load process's
+    # receiver takes many requests at once: at the default of 8 in flight per endpoint the
+    # webhooks queued behind one another (benchmarks: docs/benchmarks.md, fourth round)
+    "PAYOUT131_WEBHOOK_PER_ENDPOINT": "32",
     "PAYOUT131_WEBHOOK_SCHEDULE": "0,0.2s,0.5s,1s,2s,5s,10s",  # a straggler is not left for long
 }
-
-
-def webhook_env(concurrency: int) -> dict[str, str]:
-    """Webhooks in flight: as many as payouts, to the one endpoint they all go to.
-
-    Every payout of a scenario goes to one partner's endpoint, the load process's receiver,
-    which takes many requests at once, and a payout waits for one webhook at a time. With
-    fewer in flight (the partners' defaults: 8 per endpoint, 64 in all) the webhooks queued
-    behind one another and set the rate (docs/benchmarks.md, fourth and fifth rounds).
-    """
-    return {
-        "PAYOUT131_WEBHOOK_PER_ENDPOINT": str(concurrency),
-        "PAYOUT131_WEBHOOK_CONCURRENCY": str(max(concurrency, 64)),
-    }
 
 
 @dataclass(frozen=True)
@@ -191,7 +181,6 @@ class _EngineRun:
         return (
             inherited
             | SERVER_ENV
-            | webhook_env(max(self.options.concurrency))
             | {
                 "PAYOUT131_HOME": str(self.home),
                 "PAYOUT131_DATABASE_URL": self.url,
