@@ -10,7 +10,6 @@ write transaction with the payout row locked.
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -23,23 +22,18 @@ from payout131.storage import schema as t
 if TYPE_CHECKING:
     from payout131.bank import Bank
 
-__all__ = ["RAIL_STEPS", "apply", "assign", "new_reference", "order", "report"]
+__all__ = ["RAIL_STEPS", "apply", "new_reference", "order", "report"]
 
 log = logging.getLogger("payout131.settlement")
 
 RAIL_STEPS = ("execute", "poll", "watch")
 
 
-def new_reference(n: int) -> str:
-    """The idempotency reference a payout goes to the rail under: unique across banks."""
-    return f"{wire.payout_id(n)}-{secrets.token_hex(8)}"
-
-
-def assign(conn: Connection, n: int, rail: str, reference: str) -> None:
-    """Commit the rail and reference before the rail hears of the payout."""
-    conn.execute(
-        sa.update(t.payouts).where(t.payouts.c.n == n).values(rail=rail, rail_reference=reference)
-    )
+def new_reference(n: int, token: str) -> str:
+    """The idempotency reference a payout goes to the rail under: unique across banks
+    (``token``: random, e.g. ``secrets.token_hex(8)``). ``Worker.claim`` writes it in SQL
+    too, the same way."""
+    return f"{wire.payout_id(n)}-{token}"
 
 
 def order(payout: Any, reference: str, account: str | None) -> Order:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import anyio
 from sqlalchemy.engine import Connection
 
-from payout131 import sessions, settlement, tokens, wire, work_batch
+from payout131 import sessions, settlement, tokens, work_batch
 from payout131.projects import get_project
 from payout131.rails import UNKNOWN
 from payout131.storage import raw
@@ -95,7 +95,7 @@ class Worker:
             claimed = []
             for row in raw.rows(conn, _CLAIM, taken):
                 n = int(row.n)
-                made = f"{wire.payout_id(n)}-{token}"
+                made = settlement.new_reference(n, token)
                 fresh = row.work == "execute" and row.rail_reference == made
                 claimed.append(Claimed(n, str(row.work), row, made if fresh else None))
             return claimed
@@ -142,28 +142,27 @@ class Worker:
         """Submit the payout to the rail, or ask the rail about it; record the answer.
 
         Exactly once towards the rail: the reference is committed before the rail first
-        hears of the payout. A payout found at ``execute`` with a reference may have been
-        submitted by a worker that died before recording the answer, so the rail is asked
-        first and the payout is submitted only if the rail has no record of it; unless
-        the reference is ``fresh`` (made by this worker's claim, never sent).
+        hears of the payout (by ``claim``). A payout found at ``execute`` with a reference
+        may have been submitted by a worker that died before recording the answer, so the
+        rail is asked first and the payout is submitted only if the rail has no record of
+        it; unless the reference is ``fresh`` (made by this worker's claim, never sent).
         """
         rail = self.bank.rail
         with self.bank.group_commit.transaction() as conn:
             payout = self._leased(conn, n, work)
             if payout is None:
                 return
-            resumed = payout.rail_reference is not None and not (fresh and work == "execute")
-            if payout.rail_reference is not None and payout.rail != rail.name:
+            reference = payout.rail_reference
+            if reference is None:  # the claim gives every execute step one
+                raise RuntimeError(f"payout po_{n} was leased without a rail reference")
+            if payout.rail != rail.name:
                 raise RuntimeError(
                     f"payout po_{n} was sent through rail {payout.rail!r}, not {rail.name!r}"
                 )
-            reference = payout.rail_reference or settlement.new_reference(n)
-            if payout.rail_reference is None:
-                settlement.assign(conn, n, rail.name, reference)
             if work == "execute":
                 account = tokens.payout_account(conn, self.bank.vault, payout)
                 order = settlement.order(payout, reference, account)
-        status = rail.poll(reference) if resumed else UNKNOWN
+        status = UNKNOWN if fresh and work == "execute" else rail.poll(reference)
         if work == "execute" and status.state == "unknown":
             status = rail.submit(order)
         now = self.bank.clock.now()
