@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,14 @@ def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path
                 assert scenario["webhook_delay_ms"]["count"] > 0, (engine, name)
         assert report["ledger_check"]["exit_status"] == 0, report["ledger_check"]
     assert figures["engines"]["postgresql"]["postgres_version"]
+    assert figures["options"]["pin"] is True
+    for engine, report in figures["engines"].items():  # the phases after the ceilings
+        if len(os.sched_getaffinity(0)) >= 2:
+            assert report["cpus"]["server"] == [min(os.sched_getaffinity(0))], engine
+            assert report["cpus"]["database_and_load"], engine
+        else:
+            assert report["cpus"] is None
+            assert report["notes"] == ["not pinned: one CPU"], engine
     assert "single_request" in done.stdout  # the table
 
 

@@ -7,6 +7,10 @@ child process (workers included; or ``serve --no-worker`` beside ``payout131 wor
 
 1. the HTTP ceiling: ``GET /health`` closed-loop at the same concurrencies (the best);
 2. the storage ceiling: ``pgbench`` / a ``sqlite3`` loop (``ceilings.py``);
+
+then, with ``pin``, gives the server a CPU of its own and PostgreSQL and the load processes
+the others (``affinity.py``; the ceilings ran on every CPU), and measures
+
 3. optionally the cost at scale: single-request payouts at ``scale[0]`` stored sessions,
    then again after a bulk preload to ``scale[1]``;
 4. each scenario closed-loop at each of ``concurrency`` (the best rate is the maximum: a
@@ -37,7 +41,7 @@ import httpx
 import msgspec
 import sqlalchemy as sa
 
-from payout131.bench import ceilings, partners
+from payout131.bench import affinity, ceilings, partners
 from payout131.bench.cluster import DurableCluster
 from payout131.bench.load import Percentiles, Plan, Result, percentiles
 from payout131.bench.usage import Meter, children
@@ -84,6 +88,7 @@ class Options:
     scale: tuple[int, int] | None = None  # (from, to) stored sessions
     split_worker: bool = False
     processes: int = 1  # serve --processes
+    pin: bool = True  # after the ceilings: the server on one CPU, the rest on the others
     keep: bool = False
     workdir: Path | None = None
     quick: bool = False
@@ -119,6 +124,7 @@ class EngineReport:
     ledger_check: dict[str, Any] = field(default_factory=dict)
     postgres_version: str | None = None
     notes: list[str] = field(default_factory=list)
+    cpus: dict[str, list[int]] | None = None  # the split the phases after the ceilings ran on
 
 
 def _free_port() -> int:
@@ -156,6 +162,7 @@ class _EngineRun:
         self.partners: dict[str, partners.BenchPartner] = {}
         self.url = ""
         self.db: Database | None = None
+        self.split: affinity.Split | None = None
 
     def __enter__(self) -> _EngineRun:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -282,6 +289,8 @@ class _EngineRun:
         try:
             if load.stdout.readline().strip() != b"ready":
                 raise RuntimeError("the load process did not start")
+            if self.split is not None:
+                affinity.pin([load.pid], self.split.others)
             server.start()
             database.start()
             load.stdin.write(b"go\n")
@@ -382,6 +391,7 @@ class _EngineRun:
         self._start_server()
         try:
             self._ceilings()
+            self._pin()
             if o.scale:
                 self._scale(*o.scale)
             order = [s for s in SCENARIOS if s in o.scenarios]
@@ -412,6 +422,24 @@ class _EngineRun:
         """Sessions for the status reads, when the payout scenario was not run."""
         source = scenario.replace("status_read", "single_request")
         self._phase(self._partner_plan(source, duration_s=1.0, concurrency=8))
+
+    def _pin(self) -> None:
+        """Give the server a CPU of its own, PostgreSQL and the load process the others
+        (the ceilings before ran on every CPU: they are the machine's)."""
+        o = self.options
+        if not o.pin:
+            return
+        if o.processes > 1 or o.split_worker:
+            self.report.notes.append("not pinned: more than one server process")
+            return
+        split = affinity.split()
+        if split is None:
+            self.report.notes.append("not pinned: one CPU")
+            return
+        affinity.pin(self._server_pids(), split.server)
+        affinity.pin(self._db_pids(), split.others)
+        self.split, self.report.cpus = split, split.as_dict()
+        self.echo(f"bench: {self.engine}: {split.describe()}")
 
     def _ceilings(self) -> None:
         o = self.options

@@ -99,6 +99,8 @@ def as_json(
             "scale": report.scale,
             "ledger_check": report.ledger_check,
             "postgres_version": report.postgres_version,
+            "cpus": report.cpus,
+            "notes": report.notes,
         }
     return {
         **context,
@@ -157,6 +159,13 @@ def print_table(reports: list[EngineReport], found: list[Target], console: Conso
             f"ceiling {c.get('storage_payouts_per_s')} payouts/s ({c.get('storage_tool')}); "
             f"ledger check exit {report.ledger_check.get('exit_status')}"
         )
+        if report.cpus:
+            console.print(
+                f"{report.engine}: after the ceilings, server on CPU {report.cpus['server']}, "
+                f"database and load process on CPU {report.cpus['database_and_load']}"
+            )
+        for note in report.notes:
+            console.print(f"{report.engine}: {note}")
         if report.scale:
             small, large = report.scale["small"], report.scale["large"]
             console.print(

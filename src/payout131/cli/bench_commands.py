@@ -100,6 +100,13 @@ def _scale(
     help="Run `serve --processes N` (each process with its own background work).",
 )
 @click.option(
+    "--pin/--no-pin",
+    default=True,
+    show_default=True,
+    help="After the ceilings, run the server on one CPU and PostgreSQL and the load process "
+    "on the others (one server process, two CPUs or more).",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -125,6 +132,7 @@ def bench(
     scale: tuple[int, int] | None,
     split_worker: bool,
     processes: int,
+    pin: bool,
     json_path: Path | None,
     workdir: Path | None,
 ) -> None:
@@ -153,6 +161,7 @@ def bench(
         scale=scale if scale_given else (None if quick else (1_000, 100_000)),
         split_worker=split_worker,
         processes=processes,
+        pin=pin,
         workdir=workdir,
         keep=workdir is not None,
         quick=quick,
@@ -178,6 +187,7 @@ def bench(
             "scale": options.scale,
             "split_worker": options.split_worker,
             "processes": options.processes,
+            "pin": options.pin,
         },
     }
     if json_path is not None:
