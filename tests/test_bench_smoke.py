@@ -28,7 +28,7 @@ def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [str(PAYOUT131), "bench", "--quick", "--duration", "0.4", "--concurrency", "4",
-         "--concurrency", "2", "--grace", "20", "--json", str(out)],
+         "--concurrency", "2", "--grace", "20", "--pin", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=280,

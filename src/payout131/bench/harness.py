@@ -88,7 +88,7 @@ class Options:
     scale: tuple[int, int] | None = None  # (from, to) stored sessions
     split_worker: bool = False
     processes: int = 1  # serve --processes
-    pin: bool = True  # after the ceilings: the server on one CPU, the rest on the others
+    pin: bool = False  # after the ceilings: the server on one CPU, the rest on the others
     keep: bool = False
     workdir: Path | None = None
     quick: bool = False

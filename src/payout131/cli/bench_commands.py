@@ -100,11 +100,10 @@ def _scale(
     help="Run `serve --processes N` (each process with its own background work).",
 )
 @click.option(
-    "--pin/--no-pin",
-    default=True,
-    show_default=True,
+    "--pin",
+    is_flag=True,
     help="After the ceilings, run the server on one CPU and PostgreSQL and the load process "
-    "on the others (one server process, two CPUs or more).",
+    "on the others (one server process, two CPUs or more; docs/benchmarks.md).",
 )
 @click.option(
     "--json",
