@@ -39,7 +39,7 @@ class Split:
 
 def split() -> Split | None:
     """The first CPU this process may use for the server, the rest for the others; None
-    on a machine (or in a container) with one CPU, or where affinity cannot be set."""
+    where it may use one CPU only (or the platform has no affinity)."""
     if not hasattr(os, "sched_getaffinity"):
         return None
     cpus = sorted(os.sched_getaffinity(0))

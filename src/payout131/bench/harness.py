@@ -436,8 +436,15 @@ class _EngineRun:
         if split is None:
             self.report.notes.append("not pinned: one CPU")
             return
-        affinity.pin(self._server_pids(), split.server)
-        affinity.pin(self._db_pids(), split.others)
+        try:
+            affinity.pin(self._server_pids(), split.server)
+            affinity.pin(self._db_pids(), split.others)
+        except OSError as exc:  # e.g. not allowed to move PostgreSQL's processes: undo
+            every = split.server | split.others
+            with contextlib.suppress(OSError):
+                affinity.pin([*self._server_pids(), *self._db_pids()], every)
+            self.report.notes.append(f"not pinned: {exc}")
+            return
         self.split, self.report.cpus = split, split.as_dict()
         self.echo(f"bench: {self.engine}: {split.describe()}")
 

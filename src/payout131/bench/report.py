@@ -160,9 +160,11 @@ def print_table(reports: list[EngineReport], found: list[Target], console: Conso
             f"ledger check exit {report.ledger_check.get('exit_status')}"
         )
         if report.cpus:
+            server = ",".join(map(str, report.cpus["server"]))
+            others = ",".join(map(str, report.cpus["database_and_load"]))
             console.print(
-                f"{report.engine}: after the ceilings, server on CPU {report.cpus['server']}, "
-                f"database and load process on CPU {report.cpus['database_and_load']}"
+                f"{report.engine}: after the ceilings, server on CPU {server}, "
+                f"database and load process on CPU {others}"
             )
         for note in report.notes:
             console.print(f"{report.engine}: {note}")
