@@ -81,19 +81,21 @@ class Outcome:
 
 
 # benchmarks: claiming and recording run many times a second under load; their statements
-# go straight to the driver (storage/raw.py)
+# go straight to the driver (storage/raw.py). WAITING goes in as literals, not a parameter,
+# so that the planner sees the statuses it filters on.
+_WAITING_SQL = ", ".join(f"'{status}'" for status in WAITING)
 DUE = Sql(
-    """SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret
+    f"""SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret
     FROM events e JOIN projects p ON p.id = e.project_id
-    WHERE e.status IN ('pending', 'failed') AND e.next_attempt_at <= :now
+    WHERE e.status IN ({_WAITING_SQL}) AND e.next_attempt_at <= :now
     AND (e.lease_until IS NULL OR e.lease_until < :now)
     AND p.webhook_url IS NOT NULL AND e.project_id <> ALL(:busy)
     AND NOT EXISTS (
         SELECT 1 FROM events earlier WHERE earlier.session_n = e.session_n
-        AND earlier.id < e.id AND earlier.status IN ('pending', 'failed'))
+        AND earlier.id < e.id AND earlier.status IN ({_WAITING_SQL}))
     ORDER BY e.next_attempt_at, e.id LIMIT :n
-    FOR UPDATE OF e SKIP LOCKED"""
-)  # due events, oldest first; ``busy``: projects to skip; WAITING spelt out
+    FOR UPDATE OF e SKIP LOCKED"""  # noqa: S608 (WAITING: this module's constants)
+)  # due events, oldest first; ``busy``: projects to skip
 _LEASE = Sql(
     """UPDATE events SET lease_owner = :owner, lease_until = :lease_until,
     attempts = attempts + 1 WHERE id = ANY(:ids)
