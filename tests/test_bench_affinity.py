@@ -40,6 +40,10 @@ def test_the_server_gets_the_first_cpu_and_the_others_the_rest() -> None:
         "server": [min(allowed)],
         "database_and_load": sorted(allowed - split.server),
     }
+    others = ",".join(map(str, sorted(allowed - split.server)))
+    assert affinity.describe(split.as_dict()) == (
+        f"server on CPU {min(allowed)}, database and load process on CPU {others}"
+    )
 
 
 @needs_two

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["Split", "pin", "split", "threads_of"]
+__all__ = ["Split", "describe", "pin", "split", "threads_of"]
 
 
 class Split:
@@ -30,11 +30,12 @@ class Split:
     def as_dict(self) -> dict[str, list[int]]:
         return {"server": sorted(self.server), "database_and_load": sorted(self.others)}
 
-    def describe(self) -> str:
-        return (
-            f"server on CPU {_cpus(self.server)}; "
-            f"database and load process on CPU {_cpus(self.others)}"
-        )
+
+def describe(cpus: Mapping[str, list[int]]) -> str:
+    """A split in words, from its ``as_dict`` form (the JSON's ``cpus``)."""
+    server = ",".join(map(str, cpus["server"]))
+    others = ",".join(map(str, cpus["database_and_load"]))
+    return f"server on CPU {server}, database and load process on CPU {others}"
 
 
 def split() -> Split | None:
@@ -58,10 +59,6 @@ def pin(pids: Iterable[int], cpus: frozenset[int]) -> int:
                 os.sched_setaffinity(tid, cpus)
                 moved += 1
     return moved
-
-
-def _cpus(cpus: frozenset[int]) -> str:
-    return ",".join(str(c) for c in sorted(cpus))
 
 
 def threads_of(pid: int) -> list[int]:

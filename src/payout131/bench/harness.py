@@ -446,7 +446,7 @@ class _EngineRun:
             self.report.notes.append(f"not pinned: {exc}")
             return
         self.split, self.report.cpus = split, split.as_dict()
-        self.echo(f"bench: {self.engine}: {split.describe()}")
+        self.echo(f"bench: {self.engine}: {affinity.describe(self.report.cpus)}")
 
     def _ceilings(self) -> None:
         o = self.options

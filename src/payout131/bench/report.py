@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from payout131.bench import affinity
 from payout131.bench.harness import EngineReport
 
 __all__ = ["Target", "as_json", "print_table", "targets"]
@@ -160,12 +161,7 @@ def print_table(reports: list[EngineReport], found: list[Target], console: Conso
             f"ledger check exit {report.ledger_check.get('exit_status')}"
         )
         if report.cpus:
-            server = ",".join(map(str, report.cpus["server"]))
-            others = ",".join(map(str, report.cpus["database_and_load"]))
-            console.print(
-                f"{report.engine}: after the ceilings, server on CPU {server}, "
-                f"database and load process on CPU {others}"
-            )
+            console.print(f"{report.engine}: after the ceilings, {affinity.describe(report.cpus)}")
         for note in report.notes:
             console.print(f"{report.engine}: {note}")
         if report.scale:
