@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from payout131.storage.loop_io import LoopConnection
+
 __all__ = ["Database", "normalise_url"]
 
 
@@ -86,6 +88,15 @@ def _ping_when_idle(engine: Engine) -> None:
             raise sa.exc.DisconnectionError("the connection did not answer a ping")
 
 
+def _loop_connections(engine: Engine) -> None:
+    """Open every connection as a ``LoopConnection``: under ``loop_io.run`` it waits on the
+    event loop, anywhere else it is psycopg's own."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return LoopConnection.connect(*cargs, **cparams)
+
+
 class Database:
     """The store behind every use case: ``write()`` and ``read()`` transactions."""
 
@@ -96,6 +107,7 @@ class Database:
         else:
             self.engine = sa.create_engine(self.url, pool_size=pool_size, max_overflow=pool_size)
             _ping_when_idle(self.engine)
+            _loop_connections(self.engine)
         self.dialect: str = self.engine.dialect.name
 
     @property
