@@ -42,7 +42,7 @@ __all__ = ["app_from_env", "create_app"]
 
 log = logging.getLogger("payout131.server")
 JSON = "application/json"
-READ_THREADS = 2
+READS_AT_ONCE = 2  # SQLite: threads; PostgreSQL: greenlets on the loop
 
 
 def _error(exc: ApiError) -> Response:
@@ -74,7 +74,7 @@ class PartnerApi:
         # benchmarks: reads never queue behind writes waiting for a group commit; on SQLite
         # they get threads of their own (a few: more threads fight over the GIL, and each
         # read is short), on PostgreSQL the same number run at once on the event loop
-        self.read_limiter = anyio.CapacityLimiter(READ_THREADS)
+        self.read_limiter = anyio.CapacityLimiter(READS_AT_ONCE)
 
     async def __call__(self, request: Request) -> Response:
         try:
@@ -138,10 +138,9 @@ class PartnerApi:
                     submerchant=submerchant,
                 )
 
-            if mutating:
-                status, out = await anyio.to_thread.run_sync(call, limiter=self.limiter)
-            elif self.bank.db.is_sqlite:
-                status, out = await anyio.to_thread.run_sync(call, limiter=self.read_limiter)
+            if mutating or self.bank.db.is_sqlite:
+                limiter = self.limiter if mutating else self.read_limiter
+                status, out = await anyio.to_thread.run_sync(call, limiter=limiter)
             else:  # benchmarks: no thread hop, no wait for the GIL when PostgreSQL answers
                 async with self.read_limiter:
                     status, out = await loop_io.run(call)
