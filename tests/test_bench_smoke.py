@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from banking import Onboard
 from partner import payout_body
 from payout131.bank import Bank
@@ -45,6 +47,12 @@ def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path
         assert ceilings["http_requests_per_s"] == max(ceilings["http_by_concurrency"].values())
         assert set(ceilings["storage_payouts_per_s"]) == {"single_request", "two_step"}
         assert all(rate > 0 for rate in ceilings["storage_payouts_per_s"].values())
+        # what the ceilings cost: the attainable bound's parts
+        assert ceilings["cpu_us_per_exchange"] > 0, engine
+        assert ceilings["cpu_us_per_commit"] > 0, engine
+        assert ceilings["cpu_us_per_signature"] > ceilings["cpu_us_per_verification"] > 0
+        assert 0 < ceilings["http_busy_share"] <= 1, engine
+        assert 0 < ceilings["storage_busy_share"] <= 1, engine
         assert set(report["scenarios"]) == SCENARIOS
         for name, scenario in report["scenarios"].items():
             assert scenario["errors"] == 0, (engine, name, scenario["error_samples"])
@@ -57,6 +65,11 @@ def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path
             assert scenario["concurrency"] == best["concurrency"], (engine, name)
             assert scenario["ratio_to_ceiling"] > 0, (engine, name)
             assert scenario["cpu_ms_per_payout"] > 0, (engine, name)
+            parts = scenario["cpu_ms_per_payout"] + scenario["load_cpu_ms_per_payout"]
+            assert scenario["total_cpu_ms_per_payout"] >= parts - 0.002, (engine, name)
+            assert scenario["floor_cpu_ms_per_payout"] > 0, (engine, name)
+            allowed = scenario["attainable_payouts_per_s"] / scenario["ceiling_payouts_per_s"]
+            assert scenario["attainable_ratio"] == pytest.approx(allowed, abs=0.002)
             method = "session/status" if name.startswith("status") else "session/init/payout"
             assert scenario["p99_ms"][method] > 0, (engine, name)
             if name.startswith("two_step"):

@@ -6,7 +6,9 @@ commits before it goes on). The ceiling runs exactly that many one-row commits p
 with nothing else: ``pgbench`` with a custom script on PostgreSQL (one ``INSERT`` per
 line, each its own transaction, clients as many as the server's connection pool), a plain
 ``sqlite3`` loop on SQLite (WAL, ``synchronous=NORMAL``, ``BEGIN IMMEDIATE``: the server's
-own settings). The result is in payouts per second.
+own settings). The result is in payouts per second, with what each commit cost in CPU (the
+database's and its client's: PostgreSQL's backends and ``pgbench``, or this process) and how
+busy the machine was meanwhile; ``bound.py`` weighs those costs.
 
 The HTTP ceiling (``GET /health`` on the same server, driven by the same load generator)
 is a load phase, run by the harness.
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from payout131.bench.cluster import DATABASE, DurableCluster
+from payout131.bench.usage import busy_share, children, machine_cpu, tree_cpu_seconds
 
-__all__ = ["COMMITS", "EXCHANGES", "pgbench_ceiling", "sqlite_ceiling"]
+__all__ = ["COMMITS", "EXCHANGES", "Storage", "pgbench_ceiling", "sqlite_ceiling"]
 
 # Durable commits one payout needs: accepted (session, payout, hold); the rail reference,
 # committed before the rail hears of the payout; the outcome (status, ledger, event); the
@@ -33,9 +37,18 @@ EXCHANGES = {"single_request": 2, "two_step": 4, "status_read": 1}
 _TABLE = "bench_ceiling"
 
 
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """One storage ceiling: payouts per second, and what it cost."""
+
+    payouts_per_s: float
+    cpu_us_per_commit: float  # the database's and its client's CPU per durable commit
+    busy_share: float  # of the machine's available CPU time while it ran
+
+
 def pgbench_ceiling(
     cluster: DurableCluster, workdir: Path, commits: int, clients: int, seconds: float
-) -> float:
+) -> Storage:
     """Payouts per second if each cost ``commits`` durable one-row commits and nothing else."""
     with cluster.connect(DATABASE, autocommit=True) as conn:
         conn.execute(
@@ -47,12 +60,24 @@ def pgbench_ceiling(
     lines += [f"INSERT INTO {_TABLE} (payout, step) VALUES (:p, {i});" for i in range(commits)]  # noqa: S608
     script.write_text("\n".join(lines) + "\n")
     script.chmod(0o644)
-    return cluster.pgbench(script, clients, seconds)
+    postmaster = cluster.postmaster_pid
+    resident = len(children(postmaster))
+    machine, database = machine_cpu(), tree_cpu_seconds(postmaster)
+    run = cluster.pgbench(script, clients, seconds)
+    # pgbench's backends end as it disconnects: once reaped, their CPU is the postmaster's
+    deadline = time.monotonic() + 2.0
+    while len(children(postmaster)) > resident and time.monotonic() < deadline:
+        time.sleep(0.01)
+    database = tree_cpu_seconds(postmaster) - database
+    busy = busy_share(machine, machine_cpu())
+    done = run.transactions * commits
+    return Storage(run.tps, round((run.cpu_s + database) * 1e6 / done, 2), busy)
 
 
-def sqlite_ceiling(path: Path, commits: int, seconds: float) -> float:
+def sqlite_ceiling(path: Path, commits: int, seconds: float) -> Storage:
     """The same on SQLite, in this process: one writer, as SQLite allows."""
     conn = sqlite3.connect(path, isolation_level=None)
+    machine, cpu = machine_cpu(), time.process_time()
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -71,6 +96,8 @@ def sqlite_ceiling(path: Path, commits: int, seconds: float) -> float:
                 )
                 conn.execute("COMMIT")
             payouts += 1
-        return payouts / (time.monotonic() - start)
+        elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
+        busy = busy_share(machine, machine_cpu())
+        return Storage(payouts / elapsed, round(cpu * 1e6 / (payouts * commits), 2), busy)
     finally:
         conn.close()

@@ -12,13 +12,15 @@ the storage ceiling.
 from __future__ import annotations
 
 import re
+import resource
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from payout131.pgcluster import SUPERUSER, Cluster, ClusterError, clean_environment
 
-__all__ = ["DATABASE", "ClusterError", "DurableCluster"]
+__all__ = ["DATABASE", "ClusterError", "DurableCluster", "PgbenchRun"]
 
 DATABASE = "payout131"
 SETTINGS = {
@@ -26,6 +28,13 @@ SETTINGS = {
     "shared_buffers": "256MB",
     "max_wal_size": "2GB",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class PgbenchRun:
+    tps: float  # scripts per second, without the clients' connection time
+    transactions: int  # scripts run
+    cpu_s: float  # pgbench's own CPU (user + system); the backends' is the cluster's
 
 
 class DurableCluster(Cluster):
@@ -51,14 +60,16 @@ class DurableCluster(Cluster):
         found = re.search(r"\d+(\.\d+)*", out)
         return found.group(0) if found else out.strip()
 
-    def pgbench(self, script: Path, clients: int, seconds: float) -> float:
-        """Run ``pgbench`` with a custom script; the script runs per second (its ``tps``)."""
+    def pgbench(self, script: Path, clients: int, seconds: float) -> PgbenchRun:
+        """Run ``pgbench`` with a custom script: how many times a second it ran (``tps``),
+        how many times in all, and the CPU pgbench spent."""
         pgbench = self.bindir / "pgbench"
         if not pgbench.is_file():
             on_path = shutil.which("pgbench")
             if on_path is None:
                 raise ClusterError("pgbench was not found (the postgresql client package)")
             pgbench = Path(on_path)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(
             [
                 str(pgbench),
@@ -78,7 +89,10 @@ class DurableCluster(Cluster):
             env=clean_environment(),
             timeout=seconds + 60,
         )
-        found = re.search(r"tps = ([\d.]+)", done.stdout)
-        if done.returncode != 0 or found is None:
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # pgbench is the child reaped
+        tps = re.search(r"tps = ([\d.]+)", done.stdout)
+        count = re.search(r"number of transactions actually processed: (\d+)", done.stdout)
+        if done.returncode != 0 or tps is None or count is None:
             raise ClusterError(f"pgbench failed: {done.stdout}{done.stderr}")
-        return float(found.group(1))
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        return PgbenchRun(float(tps.group(1)), int(count.group(1)), round(cpu, 3))

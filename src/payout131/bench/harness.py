@@ -7,16 +7,18 @@ child process (workers included; or ``serve --no-worker`` beside ``payout131 wor
 
 1. the HTTP ceiling: ``GET /health`` closed-loop at the same concurrencies (the best);
 2. the storage ceiling: ``pgbench`` / a ``sqlite3`` loop (``ceilings.py``);
+3. what each of those cost in CPU, and what the bank key's RSA signature costs: the
+   attainable bound (``bound.py``);
 
 then, with ``pin``, gives the server a CPU of its own and PostgreSQL and the load processes
 the others (``affinity.py``; the ceilings ran on every CPU), and measures
 
-3. optionally the cost at scale: single-request payouts at ``scale[0]`` stored sessions,
+4. optionally the cost at scale: single-request payouts at ``scale[0]`` stored sessions,
    then again after a bulk preload to ``scale[1]``;
-4. each scenario closed-loop at each of ``concurrency`` (the best rate is the maximum: a
+5. each scenario closed-loop at each of ``concurrency`` (the best rate is the maximum: a
    closed loop with too few in flight measures its latency, not the server's capacity),
    then open loop at half the maximum (or ``rate``) for the latencies;
-5. ``payout131 ledger check``.
+6. ``payout131 ledger check``.
 
 Every load phase runs in a separate process (``load.py``) with its own webhook receiver.
 """
@@ -41,10 +43,10 @@ import httpx
 import msgspec
 import sqlalchemy as sa
 
-from payout131.bench import affinity, ceilings, partners
+from payout131.bench import affinity, bound, ceilings, partners
 from payout131.bench.cluster import DurableCluster
 from payout131.bench.load import Percentiles, Plan, Result, percentiles
-from payout131.bench.usage import Meter, children
+from payout131.bench.usage import Meter, busy_share, children, machine_cpu
 from payout131.cli.setup import initialise
 from payout131.settings import Settings
 from payout131.storage import Database
@@ -104,6 +106,12 @@ class Phase:
     peak_rss: int
     delays_ms: Percentiles | None = None
     stored_sessions: int = 0
+    busy_share: float = 0.0  # of the machine's available CPU time
+
+    @property
+    def all_cpu_s(self) -> float:
+        """The server's, the database's and the load process's CPU."""
+        return self.server_cpu_s + self.db_cpu_s + self.result.client_cpu_s
 
     @property
     def per_s(self) -> float:
@@ -194,9 +202,12 @@ class _EngineRun:
             }
         )
 
+    def _settings(self) -> Settings:
+        return Settings(home=self.home, database_url=self.url)
+
     def _setup(self) -> None:
         with contextlib.redirect_stdout(None):
-            initialise(Settings(home=self.home, database_url=self.url), demo=False)
+            initialise(self._settings(), demo=False)
         self.db = Database(self.url)
         hook = f"http://127.0.0.1:{self.receiver_port}/hook"
         wanted = {s.removesuffix("_spread") for s in self.options.scenarios}
@@ -293,6 +304,7 @@ class _EngineRun:
                 affinity.pin([load.pid], self.split.others)
             server.start()
             database.start()
+            machine = machine_cpu()
             load.stdin.write(b"go\n")
             load.stdin.flush()
             code = load.wait(plan.duration_s + plan.grace_s + 120)
@@ -301,6 +313,7 @@ class _EngineRun:
                 load.kill()
                 load.wait()
             server_usage, db_usage = server.stop(), database.stop()
+            busy = busy_share(machine, machine_cpu())
         if code != 0:
             raise RuntimeError(f"the load process failed with exit status {code}")
         result = msgspec.json.decode(result_path.read_bytes(), type=Result)
@@ -310,6 +323,7 @@ class _EngineRun:
             db_usage.cpu_s,
             server_usage.peak_rss,
             stored_sessions=stored,
+            busy_share=busy,
         )
         if lookup_delays and result.arrivals:
             phase.delays_ms = self._delays(result.arrivals)
@@ -459,26 +473,39 @@ class _EngineRun:
             "http_by_concurrency": {str(c): round(p.per_s, 1) for c, p in tried.items()},
             "http_errors": sum(p.result.errors for p in tried.values()),
             "http_latency_ms": msgspec.to_builtins(http.result.latency_ms.get("GET /health")),
+            "http_busy_share": http.busy_share,
+            # the cheapest of the runs: the floor must not count noise as cost
+            "cpu_us_per_exchange": min(
+                round(p.all_cpu_s * 1e6 / max(1, p.result.completed), 2) for p in tried.values()
+            ),
         }
         storage: dict[str, float] = {}
+        costs: list[ceilings.Storage] = []
         seconds = max(1.0, o.duration_s / 2)
         for scenario, commits in ceilings.COMMITS.items():
             if not commits:
                 continue
             if self.cluster is not None:
                 clients = min(max(o.concurrency), 32)
-                rate = ceilings.pgbench_ceiling(self.cluster, self.home, commits, clients, seconds)
+                found = ceilings.pgbench_ceiling(self.cluster, self.home, commits, clients, seconds)
                 ceiling["storage_tool"] = f"pgbench, custom script, {clients} clients"
             else:
-                rate = ceilings.sqlite_ceiling(self.home / "ceiling.db", commits, seconds)
+                found = ceilings.sqlite_ceiling(self.home / "ceiling.db", commits, seconds)
                 ceiling["storage_tool"] = "sqlite3 loop, WAL, synchronous=NORMAL"
-            storage[scenario] = round(rate, 1)
+            storage[scenario] = round(found.payouts_per_s, 1)
+            costs.append(found)
         ceiling["storage_payouts_per_s"] = storage
         ceiling["storage_commits_per_s"] = (
             round(max(rate * ceilings.COMMITS[s] for s, rate in storage.items()), 1)
             if storage
             else None
         )
+        if costs:  # the cheapest of the runs, likewise
+            ceiling["cpu_us_per_commit"] = min(c.cpu_us_per_commit for c in costs)
+            ceiling["storage_busy_share"] = max(c.busy_share for c in costs)
+        crypto = bound.crypto_costs(self._settings().bank_private_key_path)
+        ceiling["cpu_us_per_signature"] = crypto.sign_us
+        ceiling["cpu_us_per_verification"] = crypto.verify_us
         self.report.ceilings = ceiling
         self.echo(
             f"bench: {self.engine} ceilings: http {ceiling['http_requests_per_s']} req/s, "
@@ -505,11 +532,17 @@ class _EngineRun:
                 self._partner_plan(scenario, mode="open", rate=rate), lookup_delays=True
             )
         ceiling = self._ceiling_for(base)
+        limit = bound.attainable(base, self.report.ceilings, ceiling)
+        attainable_per_s = limit["attainable_payouts_per_s"]
         latency = (half or top).result.latency_ms
         figures: dict[str, Any] = {
             "payouts_per_s": round(top.per_s, 1),
             "ceiling_payouts_per_s": round(ceiling, 1),
             "ratio_to_ceiling": round(top.per_s / ceiling, 3) if ceiling else None,
+            **limit,
+            "share_of_attainable": round(top.per_s / attainable_per_s, 3)
+            if attainable_per_s
+            else None,
             "concurrency": o.concurrency[tried.index(top)],
             "closed_loop": [
                 {
@@ -535,6 +568,10 @@ class _EngineRun:
             )
             if top.result.completed
             else 0.0,
+            "total_cpu_ms_per_payout": round(top.all_cpu_s * 1000 / top.result.completed, 3)
+            if top.result.completed
+            else 0.0,
+            "busy_share": top.busy_share,
             "peak_rss_mb": round(
                 max([p.peak_rss for p in tried] + [half.peak_rss if half else 0]) / 2**20, 1
             ),

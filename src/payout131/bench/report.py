@@ -3,7 +3,9 @@
 ``ratio_to_ceiling`` is a scenario's end-to-end rate divided by its ceiling, where the
 ceiling is the lower of the HTTP ceiling per payout (``GET /health`` requests per second
 divided by the HTTP exchanges a payout needs) and the storage ceiling per payout (durable
-commits per second divided by the commits a payout needs); see docs/benchmarks.md.
+commits per second divided by the commits a payout needs); see docs/benchmarks.md. Beside it stands
+``attainable_ratio``, the highest ratio this machine allows any server (``bound.py``): a
+ratio target above it is reported as missed, and named as out of this machine's reach.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ class Target:
     wanted: str
     value: float | int | str | None
     met: bool
+    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "wanted": self.wanted, "value": self.value, "met": self.met}
+        found = {"name": self.name, "wanted": self.wanted, "value": self.value, "met": self.met}
+        return found | ({"note": self.note} if self.note else {})
 
 
 def _at_least(name: str, value: float | None, floor: float) -> Target:
@@ -40,6 +44,22 @@ def _at_least(name: str, value: float | None, floor: float) -> Target:
 
 def _at_most(name: str, value: float | None, ceiling: float) -> Target:
     return Target(name, f"<= {ceiling:g}", value, value is not None and value <= ceiling)
+
+
+RATIO = 0.5
+
+
+def _ratio(scenario: str, figures: dict[str, Any]) -> Target:
+    """The ratio target, with what this machine allows when that is less than the target."""
+    target = _at_least(f"{scenario} ratio to ceiling", figures["ratio_to_ceiling"], RATIO)
+    allowed = figures.get("attainable_ratio")
+    if target.met or allowed is None or allowed >= RATIO:
+        return target
+    note = (
+        f"out of this machine's reach: a server costing no CPU beyond the ceilings' own "
+        f"exchanges and commits and the protocol's RSA work would reach {allowed:g}"
+    )
+    return Target(target.name, target.wanted, target.value, False, note)
 
 
 def targets(reports: list[EngineReport]) -> list[Target]:
@@ -63,9 +83,7 @@ def targets(reports: list[EngineReport]) -> list[Target]:
                 continue
             figures = s[scenario]
             found.append(_at_least(f"{scenario} payouts/s", figures["payouts_per_s"], floor))
-            found.append(
-                _at_least(f"{scenario} ratio to ceiling", figures["ratio_to_ceiling"], 0.5)
-            )
+            found.append(_ratio(scenario, figures))
             found.append(
                 _at_most(f"{scenario} {INIT} p99 ms at half rate", figures["p99_ms"].get(INIT), 25)
             )
@@ -115,6 +133,25 @@ def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}"
 
 
+def _costs(report: EngineReport) -> str:
+    """One line: what the ceilings and the RSA work cost, and what that allows each scenario."""
+    c = report.ceilings
+    busy = f"busy {c['http_busy_share']:.0%}"
+    if "storage_busy_share" in c:
+        busy += f" / {c['storage_busy_share']:.0%}"
+    allowed = ", ".join(
+        f"{name} {f['attainable_payouts_per_s']:.0f}/s (ratio {f['attainable_ratio']:.2f})"
+        for name, f in report.scenarios.items()
+        if f.get("attainable_ratio") is not None and not name.endswith("_spread")
+    )
+    return (
+        f"{report.engine}: CPU µs per exchange {c['cpu_us_per_exchange']}, per commit "
+        f"{c.get('cpu_us_per_commit', '—')}, per signature {c['cpu_us_per_signature']}, per "
+        f"verification {c['cpu_us_per_verification']} (machine {busy} during the ceilings); "
+        f"attainable by any server here: {allowed}"
+    )
+
+
 def print_table(reports: list[EngineReport], found: list[Target], console: Console) -> None:
     table = Table(title="payout131 bench: end to end, against this machine's ceilings")
     for column in (
@@ -160,6 +197,8 @@ def print_table(reports: list[EngineReport], found: list[Target], console: Conso
             f"ceiling {c.get('storage_payouts_per_s')} payouts/s ({c.get('storage_tool')}); "
             f"ledger check exit {report.ledger_check.get('exit_status')}"
         )
+        if "cpu_us_per_exchange" in c:
+            console.print(_costs(report))
         if report.cpus:
             console.print(f"{report.engine}: after the ceilings, {affinity.describe(report.cpus)}")
         for note in report.notes:
@@ -176,6 +215,7 @@ def print_table(reports: list[EngineReport], found: list[Target], console: Conso
     if missed:
         console.print("[bold red]targets missed:[/]")
         for t in missed:
-            console.print(f"  {t.name}: {t.value} (wanted {t.wanted})")
+            note = f"; {t.note}" if t.note else ""
+            console.print(f"  {t.name}: {t.value} (wanted {t.wanted}{note})")
     else:
         console.print("[bold green]every target met[/]")

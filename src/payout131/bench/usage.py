@@ -3,7 +3,10 @@
 ``Meter`` samples a set of processes (the server, a separate worker, PostgreSQL's
 postmaster and every backend it forked) in a background thread while a phase runs: CPU is
 the difference between the first and last sample, peak memory the largest resident set
-seen (the sum over the processes of one group).
+seen (the sum over the processes of one group). ``tree_cpu_seconds`` reads a process and
+all its children at once, those that have ended included (for ``pgbench``'s backends, born
+and gone within the storage ceiling), and ``machine_cpu`` what the kernel counted on each
+CPU, for the share of the machine a phase kept busy.
 """
 
 from __future__ import annotations
@@ -14,7 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Meter", "Usage", "children", "cpu_seconds", "machine"]
+__all__ = [
+    "Meter",
+    "Usage",
+    "busy_share",
+    "children",
+    "cpu_seconds",
+    "machine",
+    "machine_cpu",
+    "tree_cpu_seconds",
+]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -50,6 +62,35 @@ def children(pid: int) -> list[int]:
             if fields is not None and int(fields[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and of every child it has had: the live ones read one by one, the
+    ended ones through the parent's times of the children it has reaped."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children(pid))
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, available) CPU seconds the kernel has counted since boot on the CPUs this
+    process may run on (``/proc/stat``). Busy is user, nice, system, irq and softirq time;
+    available adds idle and iowait, but not the time the host stole."""
+    allowed = {f"cpu{n}" for n in os.sched_getaffinity(0)}
+    busy = available = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name not in allowed:
+            continue
+        user, nice, system, idle, iowait, irq, softirq = (int(f) for f in fields[:7])
+        work = user + nice + system + irq + softirq
+        busy += work
+        available += work + idle + iowait
+    return busy / _TICK, available / _TICK
+
+
+def busy_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The share of the available CPU time between two ``machine_cpu`` readings that was busy."""
+    available = after[1] - before[1]
+    return round((after[0] - before[0]) / available, 3) if available > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,111 @@
+"""The attainable bound and the CPU readings it rests on: real processes, real RSA."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from payout131.bench import bound, report
+from payout131.bench.usage import busy_share, cpu_seconds, machine_cpu, tree_cpu_seconds
+
+BURN = "import time\nend = time.process_time() + {0}\nwhile time.process_time() < end: pass\n"
+
+
+def test_a_child_that_ended_still_counts_in_its_parents_tree() -> None:
+    before = tree_cpu_seconds(os.getpid())
+    subprocess.run([sys.executable, "-c", BURN.format(0.3)], check=True)  # reaped
+    assert tree_cpu_seconds(os.getpid()) - before >= 0.25  # ticks of 10 ms
+
+
+def test_a_live_child_counts_in_its_parents_tree() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", BURN.format(0.3) + "import sys\nsys.stdin.readline()\n"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while cpu_seconds(child.pid) < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert cpu_seconds(child.pid) >= 0.25
+        # not reaped yet: the child is in the tree through its own /proc entry
+        assert tree_cpu_seconds(os.getpid()) - cpu_seconds(os.getpid()) >= 0.25
+    finally:
+        child.communicate(b"\n", timeout=30)
+
+
+def test_a_busy_thread_shows_in_the_machines_busy_share() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    stop = threading.Event()
+    before = machine_cpu()
+    started = time.process_time()
+    thread = threading.Thread(target=lambda: stop.wait(0.5))
+    thread.start()
+    while time.process_time() - started < 0.5:
+        pass
+    stop.set()
+    thread.join()
+    after = machine_cpu()
+    assert after[1] > before[1]
+    # one of the CPUs was busy throughout; the rest of the machine may have been too
+    assert 0.8 / cpus <= busy_share(before, after) <= 1.0
+
+
+def test_a_signature_costs_more_than_checking_it(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "bank-private.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    costs = bound.crypto_costs(path, repeat=20)
+    assert costs.verify_us > 0
+    assert costs.sign_us > 3 * costs.verify_us  # RSA: the private operation is the dear one
+
+
+COSTS = {
+    "cpu_us_per_exchange": 50.0,
+    "cpu_us_per_commit": 40.0,
+    "cpu_us_per_signature": 300.0,
+    "cpu_us_per_verification": 20.0,
+}
+
+
+def test_the_floor_adds_each_cost_as_often_as_a_payout_needs_it() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    single = bound.attainable("single_request_spread", COSTS, ceiling_per_s=1000.0)
+    # 2 exchanges, 4 commits, 1 signature (the webhook), 2 checks (request, webhook)
+    floor_us = 2 * 50 + 4 * 40 + 1 * 300 + 2 * 20
+    assert single["floor_cpu_ms_per_payout"] == floor_us / 1000
+    assert single["attainable_payouts_per_s"] == round(cpus * 1e6 / floor_us, 1)
+    assert single["attainable_ratio"] == round(cpus * 1e6 / floor_us / 1000, 3)
+    two_step = bound.attainable("two_step", COSTS, ceiling_per_s=1000.0)
+    # 4 exchanges, 7 commits, 3 signatures (two webhooks, the confirm), 4 checks
+    assert two_step["floor_cpu_ms_per_payout"] == (4 * 50 + 7 * 40 + 3 * 300 + 4 * 20) / 1000
+    status = bound.attainable("status_read", COSTS, ceiling_per_s=1000.0)
+    assert status["floor_cpu_ms_per_payout"] == (50 + 20) / 1000
+
+
+def test_a_ratio_target_out_of_reach_is_missed_and_says_so() -> None:
+    figures = {"ratio_to_ceiling": 0.1, "attainable_ratio": 0.37}
+    missed = report._ratio("single_request", figures)
+    assert not missed.met
+    assert "out of this machine's reach" in missed.note
+    assert "0.37" in missed.note
+    assert missed.as_dict()["note"] == missed.note
+    # within reach but not reached: missed, no excuse
+    plain = report._ratio("single_request", {"ratio_to_ceiling": 0.1, "attainable_ratio": 0.8})
+    assert not plain.met
+    assert plain.note == ""
+    assert "note" not in plain.as_dict()
+    met = report._ratio("two_step", {"ratio_to_ceiling": 0.6, "attainable_ratio": 0.4})
+    assert met.met
