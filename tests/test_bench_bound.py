@@ -88,6 +88,8 @@ def test_the_floor_adds_each_cost_as_often_as_a_payout_needs_it() -> None:
     assert single["floor_cpu_ms_per_payout"] == floor_us / 1000
     assert single["attainable_payouts_per_s"] == round(cpus * 1e6 / floor_us, 1)
     assert single["attainable_ratio"] == round(cpus * 1e6 / floor_us / 1000, 3)
+    free_us = 2 * 50 + 1 * 300 + 2 * 20  # storage left out: exchanges and RSA only
+    assert single["attainable_ratio_storage_free"] == round(cpus * 1e6 / free_us / 1000, 3)
     two_step = bound.attainable("two_step", COSTS, ceiling_per_s=1000.0)
     # 4 exchanges, 7 commits, 3 signatures (two webhooks, the confirm), 4 checks
     assert two_step["floor_cpu_ms_per_payout"] == (4 * 50 + 7 * 40 + 3 * 300 + 4 * 20) / 1000
@@ -96,11 +98,15 @@ def test_the_floor_adds_each_cost_as_often_as_a_payout_needs_it() -> None:
 
 
 def test_a_ratio_target_out_of_reach_is_missed_and_says_so() -> None:
-    figures = {"ratio_to_ceiling": 0.1, "attainable_ratio": 0.37}
+    figures = {
+        "ratio_to_ceiling": 0.1,
+        "attainable_ratio": 0.37,
+        "attainable_ratio_storage_free": 0.55,
+    }
     missed = report._ratio("single_request", figures)
     assert not missed.met
     assert "out of this machine's reach" in missed.note
-    assert "0.37" in missed.note
+    assert "would reach 0.37 (0.55 were its storage free too)" in missed.note
     assert missed.as_dict()["note"] == missed.note
     # within reach but not reached: missed, no excuse
     plain = report._ratio("single_request", {"ratio_to_ceiling": 0.1, "attainable_ratio": 0.8})

@@ -70,6 +70,7 @@ def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path
             assert scenario["floor_cpu_ms_per_payout"] > 0, (engine, name)
             allowed = scenario["attainable_payouts_per_s"] / scenario["ceiling_payouts_per_s"]
             assert scenario["attainable_ratio"] == pytest.approx(allowed, abs=0.002)
+            assert scenario["attainable_ratio_storage_free"] >= scenario["attainable_ratio"]
             method = "session/status" if name.startswith("status") else "session/init/payout"
             assert scenario["p99_ms"][method] > 0, (engine, name)
             if name.startswith("two_step"):

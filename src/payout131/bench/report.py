@@ -59,6 +59,9 @@ def _ratio(scenario: str, figures: dict[str, Any]) -> Target:
         f"out of this machine's reach: a server costing no CPU beyond the ceilings' own "
         f"exchanges and commits and the protocol's RSA work would reach {allowed:g}"
     )
+    free = figures.get("attainable_ratio_storage_free")
+    if free is not None:
+        note += f" ({free:g} were its storage free too)"
     return Target(target.name, target.wanted, target.value, False, note)
 
 
@@ -140,7 +143,8 @@ def _costs(report: EngineReport) -> str:
     if "storage_busy_share" in c:
         busy += f" / {c['storage_busy_share']:.0%}"
     allowed = ", ".join(
-        f"{name} {f['attainable_payouts_per_s']:.0f}/s (ratio {f['attainable_ratio']:.2f})"
+        f"{name} {f['attainable_payouts_per_s']:.0f}/s (ratio {f['attainable_ratio']:.2f}; "
+        f"{f['attainable_ratio_storage_free']:.2f} with storage free)"
         for name, f in report.scenarios.items()
         if f.get("attainable_ratio") is not None and not name.endswith("_spread")
     )
