@@ -9,12 +9,10 @@ import threading
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from payout131.bench import bound, report
 from payout131.bench.usage import busy_share, cpu_seconds, machine_cpu, tree_cpu_seconds
 
+FIXTURES = Path(__file__).parents[2] / "shared/fixtures/signing"
 BURN = "import time\nend = time.process_time() + {0}\nwhile time.process_time() < end: pass\n"
 
 
@@ -57,17 +55,8 @@ def test_a_busy_thread_shows_in_the_machines_busy_share() -> None:
     assert 0.8 / cpus <= busy_share(before, after) <= 1.0
 
 
-def test_a_signature_costs_more_than_checking_it(tmp_path: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path / "bank-private.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    costs = bound.crypto_costs(path, repeat=20)
+def test_a_signature_costs_more_than_checking_it() -> None:
+    costs = bound.crypto_costs(FIXTURES / "private.pem", repeat=20)  # a 2048-bit key
     assert costs.verify_us > 0
     assert costs.sign_us > 3 * costs.verify_us  # RSA: the private operation is the dear one
 
