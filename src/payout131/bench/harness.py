@@ -308,12 +308,12 @@ class _EngineRun:
             load.stdin.write(b"go\n")
             load.stdin.flush()
             code = load.wait(plan.duration_s + plan.grace_s + 120)
+            busy = busy_share(machine, machine_cpu())
         finally:
             if load.poll() is None:
                 load.kill()
                 load.wait()
             server_usage, db_usage = server.stop(), database.stop()
-            busy = busy_share(machine, machine_cpu())
         if code != 0:
             raise RuntimeError(f"the load process failed with exit status {code}")
         result = msgspec.json.decode(result_path.read_bytes(), type=Result)

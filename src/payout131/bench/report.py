@@ -3,9 +3,10 @@
 ``ratio_to_ceiling`` is a scenario's end-to-end rate divided by its ceiling, where the
 ceiling is the lower of the HTTP ceiling per payout (``GET /health`` requests per second
 divided by the HTTP exchanges a payout needs) and the storage ceiling per payout (durable
-commits per second divided by the commits a payout needs); see docs/benchmarks.md. Beside it stands
-``attainable_ratio``, the highest ratio this machine allows any server (``bound.py``): a
-ratio target above it is reported as missed, and named as out of this machine's reach.
+commits per second divided by the commits a payout needs); see docs/benchmarks.md.
+Beside it stands ``attainable_ratio``, the highest ratio this machine allows any server
+(``bound.py``): a ratio target above it is reported as missed, and named as out of this
+machine's reach.
 """
 
 from __future__ import annotations

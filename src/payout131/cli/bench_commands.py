@@ -139,8 +139,9 @@ def bench(
 
     Starts `payout131 serve` on a temporary home per engine (PostgreSQL: a private cluster
     with durable commits), drives it from a separate load process with its own webhook
-    receiver, and prints the table. A full run (without --quick) exits 1 when a target
-    of docs/benchmarks.md is missed.
+    receiver, and prints the table, with what the ceilings cost in CPU and the most any
+    server could carry on this machine (the attainable bound). A full run (without
+    --quick) exits 1 when a target of docs/benchmarks.md is missed.
     """
     from rich.console import Console
 
