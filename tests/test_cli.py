@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -11,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from payout131 import validation
 from payout131.cli import main
+from payout131.cli.main import COMMANDS
 from payout131.client import signing
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -144,11 +147,43 @@ def test_every_command_has_help_and_is_documented() -> None:
         assert f"payout131 {' '.join(path)}" in readme, f"README does not document {' '.join(path)}"
 
 
+def test_every_lazy_command_is_listed_and_loads() -> None:
+    listed = main.list_commands(click.Context(main))
+    assert set(COMMANDS) <= set(listed)
+    assert {"init", "serve", "bank-key"} <= set(listed)
+    for name in COMMANDS:
+        command = main.get_command(click.Context(main), name)
+        assert isinstance(command, click.Command)
+        assert command.name == name  # its own name, as --help and usage spell it
+
+
+def test_a_partner_command_does_not_load_the_servers_storage() -> None:
+    """``payout131 partner ...`` starts without SQLAlchemy, Alembic or psycopg."""
+    script = (
+        "import sys\n"
+        "from payout131.cli import main\n"
+        "try:\n"
+        "    main(['partner', 'status', '--help'])\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0, done.code\n"
+        "heavy = sorted({'sqlalchemy', 'alembic', 'psycopg'} & set(sys.modules))\n"
+        "print('loaded:', heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "Usage: " in done.stdout
+    assert "loaded: []" in done.stdout
+
+
 def _commands(
     group: click.Group, prefix: tuple[str, ...]
 ) -> list[tuple[tuple[str, ...], click.Command]]:
     found = []
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):  # the lazy ones too: imported here
+        command = group.get_command(context, name)
+        assert command is not None, name
         path = (*prefix, name)
         if isinstance(command, click.Group):
             found.extend(_commands(command, path))

@@ -23,7 +23,8 @@ from payout131 import ledger, settlement, work_batch
 from payout131.bank import Bank
 from payout131.clock import ManualClock
 from payout131.projects import wallet_code
-from payout131.rails import UNKNOWN, InstantRail, Order, SimulatorRail, Status
+from payout131.rails import UNKNOWN, InstantRail, Order, Status
+from payout131.rails.simulator import SimulatorRail
 from payout131.storage import schema as t
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from payout131.rails import RAILS  # the names only: no rail's code is loaded
 from payout131.webhooks.schedule import DEFAULT_SCHEDULE, parse_duration, parse_schedule
 
 __all__ = ["Settings"]
@@ -149,8 +150,6 @@ def _rail_settings(settings: Settings, env: Mapping[str, str]) -> Settings:
             if value == 0 and attribute.endswith("_s"):
                 raise ValueError(f"{name}: must be positive")
             changes[attribute] = value
-    from payout131.rails import RAILS  # here: the rails need the storage layer, settings not
-
     if settings.rail not in RAILS:
         known = ", ".join(sorted(RAILS))
         raise ValueError(f"PAYOUT131_RAIL: no rail {settings.rail!r}; choose one of {known}")

@@ -1,33 +1,64 @@
-"""The ``payout131`` command group and its server-side commands: init, serve, bank-key."""
+"""The ``payout131`` command group and its server-side commands: init, serve, bank-key.
+
+The other commands live in modules of their own and are imported when they are run (or
+listed by ``--help``): ``payout131 partner ...`` never loads the server's storage, and no
+command pays for the imports of all the others.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from typing import Any
 
 import click
 
-from payout131.cli import (
-    bench_commands,
-    bik_commands,
-    ledger_commands,
-    project_commands,
-    simulate_commands,
-    webhook_commands,
-    worker_commands,
-)
-from payout131.cli.chaos_commands import chaos
-from payout131.cli.context import settings
-from payout131.cli.demo_commands import demo
-from payout131.cli.partner_commands import partner
-from payout131.cli.vault_commands import vault
 from payout131.settings import Settings
 
 __all__ = ["main"]
 
+# command name -> "module:attribute" under payout131.cli
+COMMANDS = {
+    "project": "project_commands:project",
+    "account": "ledger_commands:account",
+    "wallet": "ledger_commands:wallet",
+    "ledger": "ledger_commands:ledger_group",
+    "bik": "bik_commands:bik",
+    "simulate": "simulate_commands:simulate",
+    "webhooks": "webhook_commands:webhooks",
+    "worker": "worker_commands:worker",
+    "vault": "vault_commands:vault",
+    "partner": "partner_commands:partner",
+    "demo": "demo_commands:demo",
+    "chaos": "chaos_commands:chaos",  # reliability: the crash test
+    "bench": "bench_commands:bench",  # benchmarks (docs/benchmarks.md)
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Commands(click.Group):
+    """A group whose commands of ``COMMANDS`` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS and name not in self.commands:
+            module, attribute = COMMANDS[name].split(":")
+            command = getattr(importlib.import_module(f"payout131.cli.{module}"), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"payout131.cli.{module}.{attribute} is not a command")
+            self.add_command(command, name)
+        return super().get_command(ctx, name)
+
+
+def settings() -> Settings:
+    from payout131.cli.context import settings as current
+
+    return current()
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="payout131")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -108,18 +139,3 @@ def bank_key() -> None:
     if not path.exists():
         raise click.ClickException(f"no bank key at {path}: run `payout131 init` first")
     click.echo(path.read_text(), nl=False)
-
-
-main.add_command(project_commands.project)
-main.add_command(ledger_commands.account)
-main.add_command(ledger_commands.wallet)
-main.add_command(ledger_commands.ledger_group)
-main.add_command(bik_commands.bik)
-main.add_command(simulate_commands.simulate)
-main.add_command(webhook_commands.webhooks)
-main.add_command(worker_commands.worker)
-main.add_command(vault)
-main.add_command(partner)
-main.add_command(demo)
-main.add_command(chaos)  # reliability: the crash test
-main.add_command(bench_commands.bench)  # benchmarks (docs/benchmarks.md)

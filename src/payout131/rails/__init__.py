@@ -1,7 +1,8 @@
 """Settlement rails, selected by name in the settings (``PAYOUT131_RAIL``).
 
-``simulator`` (the default) plays every outcome by the magic values in ``rails.scenarios``;
-``instant`` pays everything at once and remembers nothing across restarts. A real rail is
+``simulator`` (the default, ``rails.simulator``) plays every outcome by the magic values in
+``rails.scenarios``; ``instant`` pays everything at once and remembers nothing across
+restarts. A real rail is
 one more class with ``name``, ``submit`` and ``poll`` (see ``rails.base``) and one entry in
 ``RAILS``.
 """
@@ -11,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from payout131.clock import Clock
 from payout131.rails.base import UNKNOWN, Order, Rail, State, Status
 from payout131.rails.instant import InstantRail
-from payout131.rails.simulator import SimulatorRail
-from payout131.storage import Database
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the rails' names are read without loading the storage layer
+    from payout131.clock import Clock
     from payout131.settings import Settings
+    from payout131.storage import Database
 
 __all__ = [
     "RAILS",
@@ -26,7 +26,6 @@ __all__ = [
     "InstantRail",
     "Order",
     "Rail",
-    "SimulatorRail",
     "State",
     "Status",
     "make_rail",
@@ -34,6 +33,8 @@ __all__ = [
 
 
 def _simulator(settings: Settings, db: Database, clock: Clock) -> Rail:
+    from payout131.rails.simulator import SimulatorRail
+
     return SimulatorRail(
         db, clock, latency_ms=settings.sim_latency_ms, spread_ms=settings.sim_spread_ms
     )
