@@ -155,6 +155,7 @@ def test_every_lazy_command_is_listed_and_loads() -> None:
         command = main.get_command(click.Context(main), name)
         assert isinstance(command, click.Command)
         assert command.name == name  # its own name, as --help and usage spell it
+    assert main.list_commands(click.Context(main)) == sorted(set(listed))  # loaded: once
 
 
 def test_a_partner_command_does_not_load_the_servers_storage() -> None:

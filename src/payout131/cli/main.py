@@ -40,7 +40,7 @@ class _Commands(click.Group):
     """A group whose commands of ``COMMANDS`` are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *COMMANDS])
+        return sorted({*super().list_commands(ctx), *COMMANDS})  # loaded ones are in both
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in COMMANDS and name not in self.commands:
