@@ -87,15 +87,17 @@ def attainable(scenario: str, ceilings: dict[str, Any], ceiling_per_s: float) ->
     )
     cpus = len(os.sched_getaffinity(0))
 
+    def rate(floor_us: float) -> float:
+        return cpus * 1e6 / floor_us if floor_us > 0 else 0.0
+
     def ratio(floor_us: float) -> float | None:
-        if floor_us <= 0 or not ceiling_per_s:
-            return None
-        return round(cpus * 1e6 / floor_us / ceiling_per_s, 3)
+        found = rate(floor_us)
+        return round(found / ceiling_per_s, 3) if found and ceiling_per_s else None
 
     floor_us = storage_us + rest_us
     return {
         "floor_cpu_ms_per_payout": round(floor_us / 1000, 3),
-        "attainable_payouts_per_s": round(cpus * 1e6 / floor_us, 1) if floor_us > 0 else 0.0,
+        "attainable_payouts_per_s": round(rate(floor_us), 1),
         "attainable_ratio": ratio(floor_us),
         "attainable_ratio_storage_free": ratio(rest_us),
     }

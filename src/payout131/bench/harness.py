@@ -117,10 +117,14 @@ class Phase:
     def per_s(self) -> float:
         return self.result.per_s
 
-    def cpu_ms(self, total: bool = False) -> float:
+    def per_payout_ms(self, cpu_s: float) -> float:
+        """``cpu_s`` spread over the phase's completed operations, in milliseconds."""
         done = self.result.completed
-        cpu = self.server_cpu_s + (self.db_cpu_s if total else 0.0)
-        return round(cpu * 1000 / done, 3) if done else 0.0
+        return round(cpu_s * 1000 / done, 3) if done else 0.0
+
+    def cpu_ms(self, total: bool = False) -> float:
+        """The server's CPU per payout; with ``total``, the database's added."""
+        return self.per_payout_ms(self.server_cpu_s + (self.db_cpu_s if total else 0.0))
 
 
 @dataclass
@@ -560,17 +564,9 @@ class _EngineRun:
             )[:5],
             "completed": top.result.completed,
             "cpu_ms_per_payout": top.cpu_ms(),
-            "db_cpu_ms_per_payout": round(top.db_cpu_s * 1000 / top.result.completed, 3)
-            if top.result.completed
-            else 0.0,
-            "load_cpu_ms_per_payout": round(
-                top.result.client_cpu_s * 1000 / top.result.completed, 3
-            )
-            if top.result.completed
-            else 0.0,
-            "total_cpu_ms_per_payout": round(top.all_cpu_s * 1000 / top.result.completed, 3)
-            if top.result.completed
-            else 0.0,
+            "db_cpu_ms_per_payout": top.per_payout_ms(top.db_cpu_s),
+            "load_cpu_ms_per_payout": top.per_payout_ms(top.result.client_cpu_s),
+            "all_cpu_ms_per_payout": top.per_payout_ms(top.all_cpu_s),
             "busy_share": top.busy_share,
             "peak_rss_mb": round(
                 max([p.peak_rss for p in tried] + [half.peak_rss if half else 0]) / 2**20, 1
