@@ -1,4 +1,4 @@
-"""Fixtures for tests of the bank: a ``Bank`` on each engine, its app, onboarded partners.
+"""Fixtures for tests of the bank: a ``Runtime`` on each engine, its app, onboarded partners.
 
 The app is served by uvicorn on a loopback port and called over real HTTP; background work
 is run by the test with ``bank.worker.drain()`` so each scenario is deterministic.
@@ -19,15 +19,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from liveserver import serve
 from partner import Partner
-from payout131 import accounts, events, ledger, projects
-from payout131.bank import Bank
+from payout131 import accounts, ledger, projects
 from payout131.client import signing
 from payout131.clock import ManualClock
-from payout131.keys import ensure_bank_keys
-from payout131.server import create_app
+from payout131.runtime import Runtime
+from payout131.server.app import create_app
 from payout131.settings import Settings
 from payout131.storage import schema as t
-from payout131.vault import ensure_key_file
+from payout131.tokens.vault import ensure_key_file
+from payout131.webhooks import events
+from payout131.webhooks.bank_key import ensure_bank_keys
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +59,8 @@ def bank_settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def bank(bank_settings: Settings, clock: ManualClock) -> Iterator[Bank]:
-    opened = Bank.open(bank_settings, clock=clock)
+def bank(bank_settings: Settings, clock: ManualClock) -> Iterator[Runtime]:
+    opened = Runtime.open(bank_settings, clock=clock)
     yield opened
     with opened.db.read() as conn:
         problems = ledger.check(conn)
@@ -68,7 +69,7 @@ def bank(bank_settings: Settings, clock: ManualClock) -> Iterator[Bank]:
 
 
 @pytest.fixture
-def http(bank: Bank) -> Iterator[httpx.Client]:
+def http(bank: Runtime) -> Iterator[httpx.Client]:
     with serve(create_app(bank, run_worker=False)) as url, httpx.Client(base_url=url) as client:
         yield client
 
@@ -77,7 +78,7 @@ Onboard = Callable[..., Partner]
 
 
 @pytest.fixture
-def onboard(bank: Bank, http: httpx.Client, partner_keys: list[rsa.RSAPrivateKey]) -> Onboard:
+def onboard(bank: Runtime, http: httpx.Client, partner_keys: list[rsa.RSAPrivateKey]) -> Onboard:
     """Register a project with its own key and funds; return the partner that plays it."""
     used: list[str] = []
 
@@ -114,7 +115,7 @@ def onboard(bank: Bank, http: httpx.Client, partner_keys: list[rsa.RSAPrivateKey
     return make
 
 
-def event_bytes(bank: Bank, session_id: str) -> list[bytes]:
+def event_bytes(bank: Runtime, session_id: str) -> list[bytes]:
     """The webhook bodies the bank wrote for a session, as the exact bytes it sends."""
     e = t.events
     n = int(session_id.removeprefix("ps_"))
@@ -126,12 +127,12 @@ def event_bytes(bank: Bank, session_id: str) -> list[bytes]:
     ]
 
 
-def event_bodies(bank: Bank, session_id: str) -> list[dict[str, Any]]:
+def event_bodies(bank: Runtime, session_id: str) -> list[dict[str, Any]]:
     """The same webhooks, parsed."""
     return [json.loads(body) for body in event_bytes(bank, session_id)]
 
 
-def available(bank: Bank, code: str) -> int:
+def available(bank: Runtime, code: str) -> int:
     """The available balance of a ledger account (a settlement number or ``wallet:<id>``)."""
     with bank.db.read() as conn:
         account = ledger.account_id(conn, code)

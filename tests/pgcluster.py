@@ -1,6 +1,6 @@
 """The test suite's private, throwaway PostgreSQL server.
 
-`PgCluster` is `payout131.pgcluster.Cluster` with the switches a test run wants: durability
+`PgCluster` is `payout131.tools.pgcluster.Cluster` with the switches a test run wants: durability
 off (fsync, synchronous_commit, full_page_writes), because the data lives for one run, and
 data in RAM when /dev/shm has room, because every test creates and drops a database. The
 names tests import from here (`PgClusterError`, `find_bindir`, `SUPERUSER`, `PORT`) are the
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from payout131.pgcluster import PORT, SUPERUSER, Cluster, find_bindir
-from payout131.pgcluster import ClusterError as PgClusterError
+from payout131.tools.pgcluster import PORT, SUPERUSER, Cluster, find_bindir
+from payout131.tools.pgcluster import ClusterError as PgClusterError
 
 __all__ = ["PORT", "SUPERUSER", "PgCluster", "PgClusterError", "find_bindir"]
 

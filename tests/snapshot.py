@@ -10,13 +10,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from payout131.bank import Bank
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
 
 _MUTABLE = (t.sessions, t.payouts, t.ledger_accounts, t.holds, t.public_tokens)
 
 
-def snapshot(bank: Bank) -> dict[str, Any]:
+def snapshot(bank: Runtime) -> dict[str, Any]:
     tables = t.metadata.sorted_tables
     counts = [sa.select(sa.func.count()).select_from(table).scalar_subquery() for table in tables]
     with bank.db.read() as conn:

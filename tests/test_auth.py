@@ -12,14 +12,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from banking import Onboard
 from partner import payout_body
-from payout131.bank import Bank
 from payout131.client import signing
+from payout131.runtime import Runtime
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "signing"
 METHODS = ["session/create", "session/init/payout", "session/status", "wallet/balance"]
 
 
-def test_the_bank131_test_vector_verifies(bank: Bank, onboard: Onboard) -> None:
+def test_the_bank131_test_vector_verifies(bank: Runtime, onboard: Onboard) -> None:
     key = signing.load_private_key((FIXTURES / "private.pem").read_bytes())
     expected = (FIXTURES / "expected-signature.txt").read_text().strip()
     assert signing.sign(key, (FIXTURES / "body.json").read_bytes()) == expected
@@ -111,6 +111,6 @@ def test_another_projects_account_is_not_reachable(onboard: Onboard) -> None:
     mallory.error("session/init/payout/rko", body, 403, "authorization_error")
 
 
-def test_disabled_project_is_refused(bank: Bank, onboard: Onboard) -> None:
+def test_disabled_project_is_refused(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(disabled=True)
     partner.error("session/create", {}, 403, "authorization_error")

@@ -10,13 +10,13 @@ import sqlalchemy as sa
 
 from banking import Onboard
 from partner import INDIVIDUAL, ORGANISATION, Partner, destination, payout_body
-from payout131.bank import Bank
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
 
 TABLES = [t.sessions, t.payouts, t.holds, t.ledger_entries, t.events, t.idempotency_keys]
 
 
-def row_counts(bank: Bank) -> dict[str, int]:
+def row_counts(bank: Runtime) -> dict[str, int]:
     with bank.db.read() as conn:
         return {
             table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
@@ -25,7 +25,7 @@ def row_counts(bank: Bank) -> dict[str, int]:
 
 
 @pytest.fixture
-def partner(bank: Bank, onboard: Onboard) -> Iterator[Partner]:
+def partner(bank: Runtime, onboard: Onboard) -> Iterator[Partner]:
     funded = onboard(wallet=1_000_000, account=1_000_000)
     before = row_counts(bank)
     yield funded
@@ -158,13 +158,13 @@ def test_bodies_that_are_not_json_objects(
         assert says in response.json()["error"]["description"]
 
 
-def test_empty_array_means_empty_object(partner: Partner, bank: Bank) -> None:
+def test_empty_array_means_empty_object(partner: Partner, bank: Runtime) -> None:
     response = partner.post("session/status", raw=b"[]")
     assert response.status_code == 400
     assert response.json()["error"]["description"] == "session_id: required"
 
 
-def test_oversize_body_is_refused(partner: Partner, bank: Bank) -> None:
+def test_oversize_body_is_refused(partner: Partner, bank: Runtime) -> None:
     raw = b'{"metadata": "' + b"x" * bank.settings.max_body_bytes + b'"}'
     response = partner.post("session/create", raw=raw)
     assert response.status_code == 400
@@ -200,7 +200,7 @@ def test_wrong_variant_for_the_session(onboard: Onboard) -> None:
     assert "session/start/payout" in description
 
 
-def test_insufficient_balance_fails_synchronously(bank: Bank, onboard: Onboard) -> None:
+def test_insufficient_balance_fails_synchronously(bank: Runtime, onboard: Onboard) -> None:
     poor = onboard("poor", wallet=9_999)
     description = poor.error(
         "session/init/payout", payout_body(10_000), 400, "insufficient_wallet_balance"

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from payout131.bench import affinity
+from payout131.tools.bench import affinity
 
 CHILD = textwrap.dedent(
     """

@@ -9,8 +9,8 @@ import threading
 import time
 from pathlib import Path
 
-from payout131.bench import bound, report
-from payout131.bench.usage import busy_share, cpu_seconds, machine_cpu, tree_cpu_seconds
+from payout131.tools.bench import bound, report
+from payout131.tools.bench.usage import busy_share, cpu_seconds, machine_cpu, tree_cpu_seconds
 
 FIXTURES = Path(__file__).parents[2] / "shared/fixtures/signing"
 BURN = "import time\nend = time.process_time() + {0}\nwhile time.process_time() < end: pass\n"

@@ -12,8 +12,8 @@ import pytest
 
 from banking import Onboard
 from partner import payout_body
-from payout131.bank import Bank
-from payout131.bench import partners
+from payout131.runtime import Runtime
+from payout131.tools.bench import partners
 
 PAYOUT131 = Path(sys.executable).with_name("payout131")
 SCENARIOS = {
@@ -90,7 +90,7 @@ def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path
     assert "single_request" in done.stdout  # the table
 
 
-def test_settling_after_a_preload_leaves_fresh_statistics(bank: Bank, onboard: Onboard) -> None:
+def test_settling_after_a_preload_leaves_fresh_statistics(bank: Runtime, onboard: Onboard) -> None:
     """``partners.settle``: what the harness runs after its bulk preload, on both engines."""
     partner = onboard("acme", wallet=10_000)
     partner.ok("session/init/payout", payout_body(1_000))

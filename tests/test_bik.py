@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from payout131 import bik
-from payout131.bik import (
-    Bank,
+from payout131.directory import bik
+from payout131.directory.bik import (
+    BankEntry,
     BikDirectory,
     load_snapshot,
     parse_csv,
     parse_directory,
     parse_ed807,
 )
-from payout131.validation import correspondent_key_ok
+from payout131.protocol.validation import correspondent_key_ok
 
 DATA = Path("/work/shared/data")
 ED807_ZIP = DATA / "20201204ED01OSBR.zip"
@@ -77,7 +77,7 @@ def test_snapshot_is_the_shared_csv() -> None:
 
 def test_snapshot_bank_131(snapshot: BikDirectory) -> None:
     bank = snapshot.get("049205131")
-    assert bank == Bank(
+    assert bank == BankEntry(
         bik="049205131",
         name='АО "Банк 131"',
         english_name="Bank 131 Joint Stock Company",
@@ -309,8 +309,10 @@ def test_parse_directory_refuses_binary_garbage() -> None:
 
 
 def test_directory_refusal_order_and_lookup() -> None:
-    def bank(code: str, pt: str = "20", restricted: bool = False, closed: bool = False) -> Bank:
-        return Bank(code, f"Bank {code}", None, None, pt, restricted, closed)
+    def bank(
+        code: str, pt: str = "20", restricted: bool = False, closed: bool = False
+    ) -> BankEntry:
+        return BankEntry(code, f"Bank {code}", None, None, pt, restricted, closed)
 
     banks = [
         bank("000000001"),

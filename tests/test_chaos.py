@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from payout131.chaos.harness import Plan, run
-from payout131.chaos.verify import Record, verify
 from payout131.clock import SystemClock
 from payout131.storage import Database
 from payout131.storage import schema as t
+from payout131.tools.chaos.harness import Plan, run
+from payout131.tools.chaos.verify import Record, verify
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"
 CRASHES = 30 if FULL else 5

@@ -11,10 +11,10 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from payout131 import validation
 from payout131.cli import main
 from payout131.cli.main import COMMANDS
 from payout131.client import signing
+from payout131.protocol import validation
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

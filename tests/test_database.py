@@ -8,13 +8,15 @@ import sqlalchemy as sa
 
 from banking import Onboard
 from payout131 import ledger
-from payout131.bank import Bank
+from payout131.runtime import Runtime
 from payout131.storage import database
 from payout131.storage import schema as t
 from payout131.storage.database import Database
 
 
-def test_a_read_sees_one_snapshot_whatever_commits_meanwhile(bank: Bank, onboard: Onboard) -> None:
+def test_a_read_sees_one_snapshot_whatever_commits_meanwhile(
+    bank: Runtime, onboard: Onboard
+) -> None:
     """A session and its payouts are read by two statements (``session/status``); a commit
     landing between them must not show in the second (PostgreSQL's READ COMMITTED would)."""
     onboard("acme", wallet=5_000)

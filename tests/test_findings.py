@@ -16,20 +16,20 @@ from psycopg import sql
 
 from banking import Onboard
 from partner import payout_body
-from payout131.bank import Bank
 from payout131.errors import InvalidRequest
+from payout131.protocol.validation import check_full_name
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
-from payout131.validation import check_full_name
 from pgcluster import PgCluster
 
 
-def _database_name(bank: Bank) -> str:
+def _database_name(bank: Runtime) -> str:
     name = bank.db.engine.url.database
     assert name is not None
     return name
 
 
-def _payout_status(bank: Bank, session_id: str) -> str:
+def _payout_status(bank: Runtime, session_id: str) -> str:
     n = int(session_id.removeprefix("ps_"))
     with bank.db.read() as conn:
         return str(
@@ -38,7 +38,7 @@ def _payout_status(bank: Bank, session_id: str) -> str:
 
 
 def test_the_worker_outlives_a_database_outage(
-    bank: Bank, onboard: Onboard, request: pytest.FixtureRequest
+    bank: Runtime, onboard: Onboard, request: pytest.FixtureRequest
 ) -> None:
     """Finding 1: a PostgreSQL restart killed the worker loop for good (and with it the
     server's webhook dispatcher); the API kept taking payouts that were never processed."""
@@ -121,7 +121,7 @@ def _put(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     return new if not path else {**value, path[0]: _put(value[path[0]], path[1:], new)}
 
 
-def test_a_nul_in_any_string_is_refused_not_a_server_error(bank: Bank, onboard: Onboard) -> None:
+def test_a_nul_in_any_string_is_refused_not_a_server_error(bank: Runtime, onboard: Onboard) -> None:
     """Finding 3 (schemathesis, PostgreSQL): a NUL character in ``account_number`` reached
     a query, and PostgreSQL refuses NUL in text: a 500. Now every string of every kind of
     request may carry one and the answer is a 4xx, on both engines."""
@@ -162,7 +162,7 @@ def test_ordinary_names_still_pass(name: str) -> None:
 
 
 def test_an_unexpected_failure_is_answered_and_logged_once(
-    bank: Bank, onboard: Onboard, caplog: pytest.LogCaptureFixture
+    bank: Runtime, onboard: Onboard, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A partner call that fails for a reason of ours (here a table gone from the store) gets
     the error envelope; its traceback is logged once, by the server, not a second time by

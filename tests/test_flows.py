@@ -5,11 +5,11 @@ from __future__ import annotations
 from banking import Onboard, available
 from banking import event_bodies as events
 from partner import INDIVIDUAL, ORGANISATION, destination, payout_body
-from payout131.bank import Bank
 from payout131.projects import wallet_code
+from payout131.runtime import Runtime
 
 
-def test_two_step_from_settlement_account_confirmed(bank: Bank, onboard: Onboard) -> None:
+def test_two_step_from_settlement_account_confirmed(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(account=1_000_000)
     session = partner.ok("session/create/rko", {"metadata": "good"})["session"]
     assert session["status"] == "created"
@@ -63,7 +63,7 @@ def test_two_step_from_settlement_account_confirmed(bank: Bank, onboard: Onboard
     assert report["account_currency"] == "RUB"
 
 
-def test_two_step_from_collateral_wallet_confirmed(bank: Bank, onboard: Onboard) -> None:
+def test_two_step_from_collateral_wallet_confirmed(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=50_000)
     session = partner.ok("session/init/payout", payout_body(20_000))["session"]
     assert session["payments"][0]["amount_details"] == {"amount": 20_000, "currency": "rub"}
@@ -85,7 +85,7 @@ def test_two_step_from_collateral_wallet_confirmed(bank: Bank, onboard: Onboard)
     assert available(bank, wallet_code(partner.project)) == 30_000
 
 
-def test_single_request_payout(bank: Bank, onboard: Onboard) -> None:
+def test_single_request_payout(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=10_000, single_request=True)
     session = partner.ok("session/init/payout", payout_body(10_000, metadata="good"))["session"]
     bank.worker.drain()
@@ -100,7 +100,7 @@ def test_single_request_payout(bank: Bank, onboard: Onboard) -> None:
     partner.error("session/confirm", {"session_id": session["id"]}, 400, "session_wrong_state")
 
 
-def test_cancel_releases_the_hold(bank: Bank, onboard: Onboard) -> None:
+def test_cancel_releases_the_hold(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(account=100_000)
     session = partner.ok("session/init/payout/rko", partner.rko_body(60_000))["session"]
     bank.worker.drain()
@@ -118,7 +118,7 @@ def test_cancel_releases_the_hold(bank: Bank, onboard: Onboard) -> None:
     partner.error("session/cancel", {"session_id": session["id"]}, 400, "session_wrong_state")
 
 
-def test_v2_spelling_and_fields_carried_from_create(bank: Bank, onboard: Onboard) -> None:
+def test_v2_spelling_and_fields_carried_from_create(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=10_000)
     created = partner.ok(
         "session/create",
@@ -134,7 +134,7 @@ def test_v2_spelling_and_fields_carried_from_create(bank: Bank, onboard: Onboard
     assert "payment_method" in v1["payments"][0]
 
 
-def test_confirm_timeout_fails_the_payout(bank: Bank, onboard: Onboard) -> None:
+def test_confirm_timeout_fails_the_payout(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=10_000, confirm_timeout_s=60)
     session = partner.ok("session/init/payout", payout_body(10_000))["session"]
     bank.worker.drain()

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from banking import Onboard
 from partner import Partner, payout_body
-from payout131 import api
-from payout131.bank import Bank
 from payout131.client import signing
+from payout131.runtime import Runtime
+from payout131.server import methods as api
 from snapshot import snapshot
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"
@@ -75,7 +75,7 @@ class Target:
 
 
 @pytest.fixture
-def target(bank: Bank, onboard: Onboard) -> Target:
+def target(bank: Runtime, onboard: Onboard) -> Target:
     partner = onboard("fuzz", wallet=10_000_000, account=10_000_000)
     created = partner.ok("session/create", {})["session"]["id"]
     pending = partner.ok("session/init/payout", payout_body(1_000))["session"]["id"]
@@ -86,7 +86,7 @@ def target(bank: Bank, onboard: Onboard) -> Target:
 class Probe:
     """Post, check the answer's shape, and check that a refusal wrote nothing."""
 
-    def __init__(self, bank: Bank, http: httpx.Client) -> None:
+    def __init__(self, bank: Runtime, http: httpx.Client) -> None:
         self.bank, self.http = bank, http
         self.statuses: Counter[int] = Counter()
 
@@ -119,7 +119,7 @@ def signed_headers(partner: Partner, raw: bytes) -> dict[str, str]:
     return {"X-PARTNER-PROJECT": partner.project, "X-PARTNER-SIGN": signing.sign(partner.key, raw)}
 
 
-def test_arbitrary_bytes_signed(bank: Bank, http: httpx.Client, target: Target) -> None:
+def test_arbitrary_bytes_signed(bank: Runtime, http: httpx.Client, target: Target) -> None:
     partner = target.partner
     probe = Probe(bank, http)
 
@@ -132,7 +132,7 @@ def test_arbitrary_bytes_signed(bank: Bank, http: httpx.Client, target: Target) 
     assert probe.statuses[400] > 0
 
 
-def test_arbitrary_json_signed(bank: Bank, http: httpx.Client, target: Target) -> None:
+def test_arbitrary_json_signed(bank: Runtime, http: httpx.Client, target: Target) -> None:
     partner = target.partner
     probe = Probe(bank, http)
     keys = st.sampled_from(
@@ -166,7 +166,7 @@ def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
 
 
 def test_valid_payouts_with_one_field_mutated(
-    bank: Bank, http: httpx.Client, target: Target
+    bank: Runtime, http: httpx.Client, target: Target
 ) -> None:
     """A good payout body with one field (at any depth) replaced by an arbitrary value."""
     partner = target.partner
@@ -198,7 +198,9 @@ def test_valid_payouts_with_one_field_mutated(
     run()
 
 
-def test_arbitrary_headers_and_signatures(bank: Bank, http: httpx.Client, target: Target) -> None:
+def test_arbitrary_headers_and_signatures(
+    bank: Runtime, http: httpx.Client, target: Target
+) -> None:
     partner = target.partner
     probe = Probe(bank, http)
     raw = json.dumps(payout_body(1_000)).encode()

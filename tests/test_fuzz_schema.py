@@ -30,8 +30,8 @@ from schemathesis.checks import (
 )
 
 from banking import Onboard
-from payout131.bank import Bank
 from payout131.client import signing
+from payout131.runtime import Runtime
 from snapshot import snapshot
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"
@@ -65,7 +65,7 @@ class PartnerSignature(requests.auth.AuthBase):
 
 
 @pytest.fixture
-def signed(bank: Bank, onboard: Onboard) -> Iterator[requests.Session]:
+def signed(bank: Runtime, onboard: Onboard) -> Iterator[requests.Session]:
     partner = onboard("fuzz", wallet=10_000_000, account=10_000_000)
     with requests.Session() as session:
         session.auth = PartnerSignature(partner.project, partner.key)
@@ -73,7 +73,7 @@ def signed(bank: Bank, onboard: Onboard) -> Iterator[requests.Session]:
 
 
 def test_the_api_survives_schemathesis(
-    bank: Bank, http: httpx.Client, signed: requests.Session
+    bank: Runtime, http: httpx.Client, signed: requests.Session
 ) -> None:
     schema = schemathesis.openapi.from_url(f"{http.base_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]

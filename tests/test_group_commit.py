@@ -18,8 +18,8 @@ from sqlalchemy.engine import Connection
 from banking import Onboard
 from partner import payout_body
 from payout131 import ledger
-from payout131.bank import Bank
 from payout131.errors import InvalidRequest
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
 from payout131.storage.group_commit import GroupCommit
 
@@ -35,7 +35,7 @@ def _wait_for(condition: Any, what: str) -> None:
 
 
 @pytest.fixture
-def wallet(bank: Bank, onboard: Onboard) -> int:
+def wallet(bank: Runtime, onboard: Onboard) -> int:
     """The collateral wallet of a new project ``acme``."""
     onboard("acme")
     with bank.db.read() as conn:
@@ -60,7 +60,7 @@ def _topup(account: int, amount: int) -> Any:
 
 
 def test_jobs_queued_during_a_group_share_one_commit_and_fail_alone(
-    bank: Bank, wallet: int
+    bank: Runtime, wallet: int
 ) -> None:
     group = GroupCommit(bank.db)
     release, entered = threading.Event(), threading.Event()
@@ -97,7 +97,7 @@ def test_jobs_queued_during_a_group_share_one_commit_and_fail_alone(
         assert ledger.check(conn) == []
 
 
-def test_a_failed_commit_fails_every_job_of_the_group(bank: Bank) -> None:
+def test_a_failed_commit_fails_every_job_of_the_group(bank: Runtime) -> None:
     group = GroupCommit(bank.db)
 
     def duplicate(conn: Connection) -> None:  # two accounts with one code: refused at insert
@@ -111,7 +111,7 @@ def test_a_failed_commit_fails_every_job_of_the_group(bank: Bank) -> None:
 
 @pytest.mark.parametrize("single_request", [True, False])
 def test_batched_steps_leave_what_single_steps_leave(
-    bank: Bank, onboard: Onboard, single_request: bool
+    bank: Runtime, onboard: Onboard, single_request: bool
 ) -> None:
     partner = onboard("acme", wallet=FUNDS, single_request=single_request, fee_fixed=100)
     sessions = [
@@ -195,7 +195,7 @@ def test_outcomes_waiting_for_a_write_are_recorded_together() -> None:
 
 
 def test_jobs_from_an_event_loop_share_commits_and_get_their_own_outcome(
-    bank: Bank, wallet: int
+    bank: Runtime, wallet: int
 ) -> None:
     import asyncio
 
@@ -219,7 +219,7 @@ def test_jobs_from_an_event_loop_share_commits_and_get_their_own_outcome(
         assert ledger.check(conn) == []
 
 
-def test_a_closed_group_commit_still_runs_what_is_handed_to_it(bank: Bank, wallet: int) -> None:
+def test_a_closed_group_commit_still_runs_what_is_handed_to_it(bank: Runtime, wallet: int) -> None:
     """An app stopping closes its bank while calls may still be waiting: they still run."""
     import asyncio
 
@@ -231,7 +231,7 @@ def test_a_closed_group_commit_still_runs_what_is_handed_to_it(bank: Bank, walle
 
 
 @pytest.mark.parametrize("through", ["driver", "sqlalchemy"])
-def test_a_job_that_lost_a_deadlock_runs_again(bank: Bank, through: str) -> None:
+def test_a_job_that_lost_a_deadlock_runs_again(bank: Runtime, through: str) -> None:
     """A deadlock (40P01) is retried whether the driver raised it straight (storage/raw.py)
     or SQLAlchemy wrapped it; any other database error goes back to the caller."""
     import psycopg

@@ -1,4 +1,4 @@
-"""X-PARTNER-IDEMPOTENCY-KEY: Bank 131 semantics by default, replay mode on request."""
+"""X-PARTNER-IDEMPOTENCY-KEY: Runtime 131 semantics by default, replay mode on request."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ import sqlalchemy as sa
 
 from banking import Onboard
 from partner import payout_body
-from payout131.bank import Bank
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
 
 
-def count(bank: Bank, table: sa.Table) -> int:
+def count(bank: Runtime, table: sa.Table) -> int:
     with bank.db.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
-def test_repeated_key_is_refused_and_not_repeated(bank: Bank, onboard: Onboard) -> None:
+def test_repeated_key_is_refused_and_not_repeated(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=100_000)
     key = {"X-PARTNER-IDEMPOTENCY-KEY": "order-1"}
     partner.ok("session/init/payout", payout_body(), headers=key)
@@ -28,7 +28,7 @@ def test_repeated_key_is_refused_and_not_repeated(bank: Bank, onboard: Onboard) 
     assert count(bank, t.payouts) == 1
 
 
-def test_keys_are_scoped_per_project(bank: Bank, onboard: Onboard) -> None:
+def test_keys_are_scoped_per_project(bank: Runtime, onboard: Onboard) -> None:
     alice = onboard("alice", wallet=100_000)
     bob = onboard("bob", wallet=100_000)
     key = {"X-PARTNER-IDEMPOTENCY-KEY": "same"}
@@ -37,7 +37,7 @@ def test_keys_are_scoped_per_project(bank: Bank, onboard: Onboard) -> None:
     assert count(bank, t.payouts) == 2
 
 
-def test_a_rejected_request_does_not_use_up_its_key(bank: Bank, onboard: Onboard) -> None:
+def test_a_rejected_request_does_not_use_up_its_key(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=5_000)
     key = {"X-PARTNER-IDEMPOTENCY-KEY": "retry-me"}
     partner.error(
@@ -46,7 +46,9 @@ def test_a_rejected_request_does_not_use_up_its_key(bank: Bank, onboard: Onboard
     partner.ok("session/init/payout", payout_body(5_000), headers=key)
 
 
-def test_replay_mode_returns_the_first_response_byte_for_byte(bank: Bank, onboard: Onboard) -> None:
+def test_replay_mode_returns_the_first_response_byte_for_byte(
+    bank: Runtime, onboard: Onboard
+) -> None:
     partner = onboard(wallet=100_000, idempotency_mode="replay")
     key = {"X-PARTNER-IDEMPOTENCY-KEY": "order-2"}
     raw = json.dumps(payout_body()).encode()

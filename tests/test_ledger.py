@@ -16,23 +16,23 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from banking import Onboard
 from partner import payout_body
 from payout131 import ledger
-from payout131.bank import Bank
 from payout131.client import signing
 from payout131.projects import wallet_code
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
 
 _projects = itertools.count()
 _payouts = itertools.count(10**9)
 
 
-def wallet(bank: Bank, project: str) -> int:
+def wallet(bank: Runtime, project: str) -> int:
     with bank.db.read() as conn:
         account = ledger.account_id(conn, wallet_code(project))
     assert account is not None
     return account
 
 
-def test_unbalanced_transaction_is_refused_by_the_database(bank: Bank, onboard: Onboard) -> None:
+def test_unbalanced_transaction_is_refused_by_the_database(bank: Runtime, onboard: Onboard) -> None:
     onboard(wallet=1_000)
     account = wallet(bank, "acme")
     with bank.db.read() as conn:
@@ -42,14 +42,14 @@ def test_unbalanced_transaction_is_refused_by_the_database(bank: Bank, onboard: 
         ledger.transfer(conn, "topup", [(funding, -100), (account, 99)], 1)
 
 
-def test_single_entry_transaction_is_refused(bank: Bank, onboard: Onboard) -> None:
+def test_single_entry_transaction_is_refused(bank: Runtime, onboard: Onboard) -> None:
     onboard()
     account = wallet(bank, "acme")
     with pytest.raises(DBAPIError, match="does not balance"), bank.db.write() as conn:
         ledger.transfer(conn, "topup", [(account, 1)], 1)
 
 
-def test_entries_are_append_only(bank: Bank, onboard: Onboard) -> None:
+def test_entries_are_append_only(bank: Runtime, onboard: Onboard) -> None:
     onboard(wallet=1_000)
     for statement in (
         sa.update(t.ledger_entries).values(amount=5),
@@ -62,7 +62,7 @@ def test_entries_are_append_only(bank: Bank, onboard: Onboard) -> None:
 
 
 def test_negative_available_balance_is_refused_by_the_database(
-    bank: Bank, onboard: Onboard
+    bank: Runtime, onboard: Onboard
 ) -> None:
     onboard(wallet=1_000)
     account = wallet(bank, "acme")
@@ -77,7 +77,7 @@ def test_negative_available_balance_is_refused_by_the_database(
         ledger.transfer(conn, "payout", [(account, -1_001), (paid, 1_001)], 1)
 
 
-def test_a_hold_is_resolved_once(bank: Bank, onboard: Onboard) -> None:
+def test_a_hold_is_resolved_once(bank: Runtime, onboard: Onboard) -> None:
     onboard(wallet=1_000)
     account = wallet(bank, "acme")
     with bank.db.write() as conn:
@@ -88,7 +88,7 @@ def test_a_hold_is_resolved_once(bank: Bank, onboard: Onboard) -> None:
         assert ledger.balance(conn, account) == ledger.Balance(600, 0)
 
 
-def test_ledger_check_finds_a_tampered_balance(bank: Bank, onboard: Onboard) -> None:
+def test_ledger_check_finds_a_tampered_balance(bank: Runtime, onboard: Onboard) -> None:
     onboard(wallet=1_000)
     account = wallet(bank, "acme")
     with bank.db.write() as conn:
@@ -116,7 +116,7 @@ def test_ledger_check_finds_a_tampered_balance(bank: Bank, onboard: Onboard) -> 
     )
 )
 def test_random_operations_keep_the_invariants(
-    bank: Bank, onboard: Onboard, steps: list[tuple[str, int]]
+    bank: Runtime, onboard: Onboard, steps: list[tuple[str, int]]
 ) -> None:
     """Whatever sequence of top-ups, holds, posts and releases: balances match a model."""
     project = f"p{next(_projects)}"  # the bank fixture is shared by the examples
@@ -150,7 +150,7 @@ def test_random_operations_keep_the_invariants(
             assert ledger.check(conn) == []
 
 
-def test_concurrent_payouts_never_overdraw(bank: Bank, onboard: Onboard) -> None:
+def test_concurrent_payouts_never_overdraw(bank: Runtime, onboard: Onboard) -> None:
     """32 payout starts at once against money for 10: exactly 10 holds, never below zero."""
     partner = onboard(account=100_000)
     assert partner.account is not None
@@ -182,7 +182,7 @@ def test_concurrent_payouts_never_overdraw(bank: Bank, onboard: Onboard) -> None
         assert ledger.balance(conn, account) == ledger.Balance(100_000, 100_000)
 
 
-def test_wallet_payouts_move_money_out(bank: Bank, onboard: Onboard) -> None:
+def test_wallet_payouts_move_money_out(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=10_000, single_request=True)
     partner.ok("session/init/payout", payout_body(4_000))
     bank.worker.drain()

@@ -38,10 +38,10 @@ from hypothesis.stateful import (
 from banking import Onboard
 from partner import Partner, payout_body
 from payout131 import ledger
-from payout131.bank import Bank
 from payout131.clock import ManualClock
 from payout131.projects import wallet_code
 from payout131.rails import scenarios
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"
@@ -156,7 +156,7 @@ class Model:
             self.money[p.source].balance += p.amount
 
 
-def test_the_bank_follows_the_model(bank: Bank, onboard: Onboard, http: httpx.Client) -> None:
+def test_the_bank_follows_the_model(bank: Runtime, onboard: Onboard, http: httpx.Client) -> None:
     clock = bank.clock
     assert isinstance(clock, ManualClock)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import httpx
 
-from payout131 import api, openapi
+from payout131.protocol import openapi
+from payout131.server import methods as api
 
 
 def test_the_committed_document_is_current() -> None:
     assert openapi.PATH.read_text(encoding="utf-8") == openapi.render(), (
-        "src/payout131/openapi.json is stale: run `python -m payout131.openapi`"
+        "src/payout131/protocol/openapi.json is stale: run `python -m payout131.protocol.openapi`"
     )
 
 

@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from payout131.cli import main
 from payout131.cli.payout_batch import STOP_EXIT_CODE
 from payout131.projects import wallet_code
+from payout131.protocol.validation import generate_account
 from payout131.storage import Database
 from payout131.storage import schema as t
-from payout131.validation import generate_account
 from served import PAYOUT131, Served, serve
 
 ROWS = {"sqlite": 1_000, "postgresql": 200}  # PostgreSQL: fewer rows, to stay near a minute

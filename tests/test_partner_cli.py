@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from banking import Onboard, available
 from liveserver import serve
 from partner import INDIVIDUAL, ORGANISATION, Partner
-from payout131.bank import Bank
 from payout131.cli import main
 from payout131.projects import wallet_code
-from payout131.server import create_app
+from payout131.runtime import Runtime
+from payout131.server.app import create_app
 from payout131.storage import schema as t
 
 PURPOSE = INDIVIDUAL["description"]
@@ -33,7 +33,7 @@ PERSON += ["--account", INDIVIDUAL["account"], "--purpose", PURPOSE]
 
 
 @pytest.fixture
-def live(bank: Bank) -> Iterator[str]:
+def live(bank: Runtime) -> Iterator[str]:
     """The app with its worker and webhook dispatcher running, on loopback."""
     with serve(create_app(bank, run_worker=True)) as url:
         yield url
@@ -80,7 +80,7 @@ def session_id(output: str) -> str:
 
 
 def test_pay_two_step_confirms_and_prints_the_outcome(
-    bank: Bank, onboard: Onboard, cli_for: CliFor
+    bank: Runtime, onboard: Onboard, cli_for: CliFor
 ) -> None:
     partner = onboard(wallet=500_000)
     cli = cli_for(partner)
@@ -99,7 +99,7 @@ def test_pay_two_step_confirms_and_prints_the_outcome(
 
 
 def test_pay_no_confirm_then_confirm_and_cancel(
-    bank: Bank, onboard: Onboard, cli_for: CliFor
+    bank: Runtime, onboard: Onboard, cli_for: CliFor
 ) -> None:
     partner = onboard(wallet=10_000)
     cli = cli_for(partner)
@@ -119,7 +119,7 @@ def test_pay_no_confirm_then_confirm_and_cancel(
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
-def test_pay_single_request(bank: Bank, onboard: Onboard, cli_for: CliFor, version: str) -> None:
+def test_pay_single_request(bank: Runtime, onboard: Onboard, cli_for: CliFor, version: str) -> None:
     partner = onboard(wallet=10_000, single_request=True)
     cli = cli_for(partner)
     out = cli("--api-version", version, "pay", *PERSON, "--amount", "100", "--single-request")
@@ -129,7 +129,7 @@ def test_pay_single_request(bank: Bank, onboard: Onboard, cli_for: CliFor, versi
     assert available(bank, wallet_code("acme")) == 0
 
 
-def test_pay_from_a_settlement_account(bank: Bank, onboard: Onboard, cli_for: CliFor) -> None:
+def test_pay_from_a_settlement_account(bank: Runtime, onboard: Onboard, cli_for: CliFor) -> None:
     partner = onboard(account=1_000_000)
     assert partner.account is not None
     cli = cli_for(partner)
@@ -144,7 +144,7 @@ def test_pay_from_a_settlement_account(bank: Bank, onboard: Onboard, cli_for: Cl
     assert "--from ACCOUNT" in cli("pay", *company, "--amount", "1", "--rko", code=2).output
 
 
-def test_tokenize_then_pay_by_token(bank: Bank, onboard: Onboard, cli_for: CliFor) -> None:
+def test_tokenize_then_pay_by_token(bank: Runtime, onboard: Onboard, cli_for: CliFor) -> None:
     partner = onboard(wallet=10_000)
     cli = cli_for(partner)
     out = cli("tokenize", "--bik", INDIVIDUAL["bik"], "--account", INDIVIDUAL["account"]).output
@@ -165,7 +165,7 @@ def test_tokenize_then_pay_by_token(bank: Bank, onboard: Onboard, cli_for: CliFo
     assert "succeeded: ps_" in paid.output
 
 
-def test_a_failed_payout_is_an_error_exit(bank: Bank, onboard: Onboard, cli_for: CliFor) -> None:
+def test_a_failed_payout_is_an_error_exit(bank: Runtime, onboard: Onboard, cli_for: CliFor) -> None:
     partner = onboard(wallet=10_000, single_request=True)
     cli = cli_for(partner)
     out = cli("pay", *PERSON, "--amount", "10.02", code=1).output  # the simulator rejects ..02
@@ -213,13 +213,13 @@ def rows_of(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-def payouts(bank: Bank) -> int:
+def payouts(bank: Runtime) -> int:
     with bank.db.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(t.payouts)).scalar_one())
 
 
 def test_batch_two_step_pays_confirms_and_reports(
-    bank: Bank, onboard: Onboard, cli_for: CliFor, tmp_path: Path
+    bank: Runtime, onboard: Onboard, cli_for: CliFor, tmp_path: Path
 ) -> None:
     partner = onboard(wallet=1_000_000)
     cli = cli_for(partner)
@@ -250,7 +250,7 @@ def test_batch_two_step_pays_confirms_and_reports(
 
 
 def test_batch_no_confirm_then_a_rerun_confirms(
-    bank: Bank, onboard: Onboard, cli_for: CliFor, tmp_path: Path
+    bank: Runtime, onboard: Onboard, cli_for: CliFor, tmp_path: Path
 ) -> None:
     partner = onboard(wallet=100_000)
     cli = cli_for(partner)
@@ -266,7 +266,7 @@ def test_batch_no_confirm_then_a_rerun_confirms(
 
 
 def test_batch_from_a_settlement_account_with_a_token_row(
-    bank: Bank, onboard: Onboard, cli_for: CliFor, tmp_path: Path
+    bank: Runtime, onboard: Onboard, cli_for: CliFor, tmp_path: Path
 ) -> None:
     partner = onboard(account=100_000)
     assert partner.account is not None
@@ -288,7 +288,7 @@ def test_batch_from_a_settlement_account_with_a_token_row(
 
 
 def test_batch_refuses_a_bad_file_before_any_money_moves(
-    bank: Bank, onboard: Onboard, cli_for: CliFor, tmp_path: Path
+    bank: Runtime, onboard: Onboard, cli_for: CliFor, tmp_path: Path
 ) -> None:
     partner = onboard(wallet=100_000)
     cli = cli_for(partner)
@@ -328,7 +328,7 @@ def test_batch_refuses_a_bad_file_before_any_money_moves(
 
 
 def test_batch_checks_the_funds_first(
-    bank: Bank, onboard: Onboard, cli_for: CliFor, tmp_path: Path
+    bank: Runtime, onboard: Onboard, cli_for: CliFor, tmp_path: Path
 ) -> None:
     partner = onboard(wallet=1_000)
     cli = cli_for(partner)
@@ -342,7 +342,7 @@ def test_batch_checks_the_funds_first(
 
 
 def test_batch_check_only_validates(
-    bank: Bank, onboard: Onboard, cli_for: CliFor, tmp_path: Path
+    bank: Runtime, onboard: Onboard, cli_for: CliFor, tmp_path: Path
 ) -> None:
     partner = onboard(wallet=10_000)
     cli = cli_for(partner)
@@ -352,7 +352,7 @@ def test_batch_check_only_validates(
 
 
 def test_batch_refuses_a_journal_of_another_version_of_the_file(
-    bank: Bank, onboard: Onboard, cli_for: CliFor, tmp_path: Path
+    bank: Runtime, onboard: Onboard, cli_for: CliFor, tmp_path: Path
 ) -> None:
     partner = onboard(wallet=10_000)
     cli = cli_for(partner)

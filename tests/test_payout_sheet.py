@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from partner import INDIVIDUAL, ORGANISATION
-from payout131.bik import BikDirectory, load_snapshot
 from payout131.cli.batch_journal import Journal, JournalError
 from payout131.cli.payout_sheet import SheetError, format_rubles, parse_rubles, read_sheet
+from payout131.directory.bik import BikDirectory, load_snapshot
 
 DIRECTORY = BikDirectory(load_snapshot())
 HEADER = "recipient,bik,account,amount,purpose,inn,kpp\n"

@@ -38,8 +38,8 @@ import sqlalchemy as sa
 from banking import Onboard
 from partner import Partner
 from payout131 import ledger
-from payout131.bank import Bank
 from payout131.client import signing
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"
@@ -104,7 +104,7 @@ async def _send_all(base: str, project: str, calls: list[Call]) -> list[Answer]:
 
 
 @contextmanager
-def _background(bank: Bank, account: int) -> Iterator[list[int]]:
+def _background(bank: Runtime, account: int) -> Iterator[list[int]]:
     """Run the worker and a balance sampler in threads; yield the sampled available balances."""
     stop = threading.Event()
     samples: list[int] = []
@@ -172,12 +172,12 @@ def _races(
     return flat
 
 
-def _count(bank: Bank, query: Any) -> int:
+def _count(bank: Runtime, query: Any) -> int:
     with bank.db.read() as conn:
         return int(conn.execute(query).scalar_one())
 
 
-def test_payout_race(bank: Bank, onboard: Onboard) -> None:
+def test_payout_race(bank: Runtime, onboard: Onboard) -> None:
     rng = random.Random(SEED)
     funds = FUNDED * AMOUNT
     partner = onboard(account=funds)

@@ -1,7 +1,7 @@
 """Payout execution towards the rail: latency and polling, crashes, callbacks, fees.
 
 Crashes are played by rails that stand for a broken network: one dies before the simulator
-hears of the payout, one loses the simulator's answer. A second ``Bank`` on the same
+hears of the payout, one loses the simulator's answer. A second ``Runtime`` on the same
 database and clock plays the worker that dies; the test's own bank plays the one that
 takes over when the lease runs out.
 """
@@ -20,11 +20,11 @@ import sqlalchemy as sa
 from banking import Onboard
 from partner import Partner, payout_body
 from payout131 import ledger, settlement, work_batch
-from payout131.bank import Bank
 from payout131.clock import ManualClock
 from payout131.projects import wallet_code
 from payout131.rails import UNKNOWN, InstantRail, Order, Status
 from payout131.rails.simulator import SimulatorRail
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
 
 
@@ -103,22 +103,22 @@ class Watched:
 
 
 @contextmanager
-def other_bank(bank: Bank, **kwargs: Any) -> Iterator[Bank]:
+def other_bank(bank: Runtime, **kwargs: Any) -> Iterator[Runtime]:
     """Another bank process on the same database and clock (a second worker)."""
     settings = replace(bank.settings, **kwargs.pop("settings", {}))
-    opened = Bank.open(settings, clock=bank.clock, **kwargs)
+    opened = Runtime.open(settings, clock=bank.clock, **kwargs)
     try:
         yield opened
     finally:
         opened.close()
 
 
-def transfers(bank: Bank) -> list[Any]:
+def transfers(bank: Runtime) -> list[Any]:
     with bank.db.read() as conn:
         return list(conn.execute(sa.select(t.simulator_transfers)))
 
 
-def payout_row(bank: Bank, session_id: str) -> Any:
+def payout_row(bank: Runtime, session_id: str) -> Any:
     n = int(session_id.removeprefix("ps_"))
     with bank.db.read() as conn:
         return conn.execute(sa.select(t.payouts).where(t.payouts.c.session_n == n)).one()
@@ -130,7 +130,7 @@ def payout_status(partner: Partner, session_id: str) -> str:
     return status
 
 
-def test_latency_is_learnt_by_polling(bank: Bank, clock: ManualClock, onboard: Onboard) -> None:
+def test_latency_is_learnt_by_polling(bank: Runtime, clock: ManualClock, onboard: Onboard) -> None:
     partner = onboard(wallet=100_000, single_request=True)
     session_id = partner.ok("session/init/payout", payout_body(10_000))["session"]["id"]
     with other_bank(bank, settings={"sim_latency_ms": 1500, "sim_spread_ms": 1000}) as slow:
@@ -150,7 +150,7 @@ def test_latency_is_learnt_by_polling(bank: Bank, clock: ManualClock, onboard: O
     assert transfers(bank)[0].submissions == 1
 
 
-def test_spread_is_the_same_for_a_payout_on_every_run(bank: Bank) -> None:
+def test_spread_is_the_same_for_a_payout_on_every_run(bank: Runtime) -> None:
     rail = SimulatorRail(bank.db, bank.clock, latency_ms=100, spread_ms=5_000)
     assert rail._settles_at("po_7", 0) == rail._settles_at("po_7", 0)
     spread = {rail._settles_at(f"po_{n}", 0) for n in range(50)}
@@ -160,7 +160,7 @@ def test_spread_is_the_same_for_a_payout_on_every_run(bank: Bank) -> None:
 
 
 def test_crash_before_the_rail_heard_of_the_payout(
-    bank: Bank, clock: ManualClock, onboard: Onboard
+    bank: Runtime, clock: ManualClock, onboard: Onboard
 ) -> None:
     partner = onboard(wallet=100_000, single_request=True)
     session_id = partner.ok("session/init/payout", payout_body(10_000))["session"]["id"]
@@ -180,7 +180,7 @@ def test_crash_before_the_rail_heard_of_the_payout(
 
 
 def test_crash_after_the_rail_took_the_payout(
-    bank: Bank, clock: ManualClock, onboard: Onboard
+    bank: Runtime, clock: ManualClock, onboard: Onboard
 ) -> None:
     partner = onboard(wallet=100_000, single_request=True)
     session_id = partner.ok("session/init/payout", payout_body(10_001))["session"]["id"]
@@ -197,7 +197,9 @@ def test_crash_after_the_rail_took_the_payout(
     assert partner.ok("wallet/balance", {})["wallets"][0]["amount_details"]["amount"] == 100_000
 
 
-def test_instant_rail_pays_everything_and_forgets_on_restart(bank: Bank, onboard: Onboard) -> None:
+def test_instant_rail_pays_everything_and_forgets_on_restart(
+    bank: Runtime, onboard: Onboard
+) -> None:
     partner = onboard(wallet=100_000, single_request=True)
     session_id = partner.ok("session/init/payout", payout_body(10_001))["session"]["id"]
     rail = InstantRail()
@@ -210,7 +212,7 @@ def test_instant_rail_pays_everything_and_forgets_on_restart(bank: Bank, onboard
     assert InstantRail().poll(reference) == UNKNOWN
 
 
-def test_a_repeated_submission_is_one_transfer(bank: Bank, onboard: Onboard) -> None:
+def test_a_repeated_submission_is_one_transfer(bank: Runtime, onboard: Onboard) -> None:
     rail = SimulatorRail(bank.db, bank.clock)
     order = Order("po_1-ab", "po_1", 10_002, "RUB", "044525974", "40817810400003869535", None,
                   "Иванов Иван Иванович", "Выплата")  # fmt: skip
@@ -222,7 +224,7 @@ def test_a_repeated_submission_is_one_transfer(bank: Bank, onboard: Onboard) -> 
     assert transfer.submissions == 2  # counted: that is how the tests see a double send
 
 
-def test_a_rail_can_call_back(bank: Bank, clock: ManualClock, onboard: Onboard) -> None:
+def test_a_rail_can_call_back(bank: Runtime, clock: ManualClock, onboard: Onboard) -> None:
     partner = onboard(wallet=100_000, single_request=True)
     session_id = partner.ok("session/init/payout", payout_body(10_000))["session"]["id"]
     rail = CallsBack()
@@ -245,7 +247,7 @@ def test_a_rail_can_call_back(bank: Bank, clock: ManualClock, onboard: Onboard) 
     assert finished == ["payment_finished"]
 
 
-def _event_types(bank: Bank, session_id: str) -> list[str]:
+def _event_types(bank: Runtime, session_id: str) -> list[str]:
     n = int(session_id.removeprefix("ps_"))
     with bank.db.read() as conn:
         return list(
@@ -256,7 +258,7 @@ def _event_types(bank: Bank, session_id: str) -> list[str]:
 
 
 def test_a_worker_step_takes_the_session_lock_before_the_payout(
-    bank: Bank, clock: ManualClock, onboard: Onboard
+    bank: Runtime, clock: ManualClock, onboard: Onboard
 ) -> None:
     """A partner's call locks the session, then the payout; a worker step recording the
     rail's answer must lock in the same order, or the two deadlock on PostgreSQL."""
@@ -288,7 +290,7 @@ def test_a_worker_step_takes_the_session_lock_before_the_payout(
     assert payout_status(partner, session_id) == "succeeded"
 
 
-def test_a_claim_never_waits_for_a_session_a_partner_holds(bank: Bank, onboard: Onboard) -> None:
+def test_a_claim_never_waits_for_a_session_a_partner_holds(bank: Runtime, onboard: Onboard) -> None:
     """The claim leases a payout and gives it its reference in one statement: a second
     update of the row in the same transaction would lock its session (PostgreSQL checks a
     row's foreign keys again when the transaction updates it twice), after the payout,
@@ -317,21 +319,21 @@ def test_a_claim_never_waits_for_a_session_a_partner_holds(bank: Bank, onboard: 
 # ---- the bank's fee ----------------------------------------------------------------------
 
 
-def fees_collected(bank: Bank) -> int:
+def fees_collected(bank: Runtime) -> int:
     with bank.db.read() as conn:
         account = ledger.account_id(conn, ledger.FEES)
         assert account is not None
         return ledger.balance(conn, account).balance
 
 
-def wallet(bank: Bank, partner: Partner) -> int:
+def wallet(bank: Runtime, partner: Partner) -> int:
     with bank.db.read() as conn:
         account = ledger.account_id(conn, wallet_code(partner.project))
         assert account is not None
         return ledger.balance(conn, account).available
 
 
-def test_fee_is_held_with_the_amount_and_posted_on_success(bank: Bank, onboard: Onboard) -> None:
+def test_fee_is_held_with_the_amount_and_posted_on_success(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=100_000, fee_bps=150, fee_fixed=500)
     session = partner.ok("session/init/payout", payout_body(20_000))["session"]
     fee = 500 + 300  # 1.5 % of 200 rubles plus 5 rubles
@@ -353,7 +355,7 @@ def test_fee_is_held_with_the_amount_and_posted_on_success(bank: Bank, onboard: 
         assert sorted(posted) == ["fee", "payout"]
 
 
-def test_fee_is_released_when_the_payout_fails(bank: Bank, onboard: Onboard) -> None:
+def test_fee_is_released_when_the_payout_fails(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=100_000, single_request=True, fee_fixed=1_000)
     partner.ok("session/init/payout", payout_body(20_003))
     assert wallet(bank, partner) == 100_000 - 21_003
@@ -363,7 +365,7 @@ def test_fee_is_released_when_the_payout_fails(bank: Bank, onboard: Onboard) -> 
 
 
 def test_fee_is_kept_when_the_payout_comes_back(
-    bank: Bank, clock: ManualClock, onboard: Onboard
+    bank: Runtime, clock: ManualClock, onboard: Onboard
 ) -> None:
     partner = onboard(wallet=100_000, single_request=True, fee_fixed=1_000)
     partner.ok("session/init/payout", payout_body(20_031))
@@ -375,7 +377,7 @@ def test_fee_is_kept_when_the_payout_comes_back(
 
 
 def test_amount_plus_fee_beyond_the_balance_is_refused_at_once(
-    bank: Bank, onboard: Onboard
+    bank: Runtime, onboard: Onboard
 ) -> None:
     partner = onboard(wallet=20_000, fee_bps=100)
     description = partner.error(
@@ -387,19 +389,19 @@ def test_amount_plus_fee_beyond_the_balance_is_refused_at_once(
     assert wallet(bank, partner) == 2
 
 
-def test_no_fee_no_amounts(bank: Bank, onboard: Onboard) -> None:
+def test_no_fee_no_amounts(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=20_000)
     session = partner.ok("session/init/payout", payout_body(10_000))["session"]
     assert "amounts" not in session["payments"][0]
 
 
-def _references(bank: Bank, session_ids: list[str]) -> list[str | None]:
+def _references(bank: Runtime, session_ids: list[str]) -> list[str | None]:
     return [payout_row(bank, session_id).rail_reference for session_id in session_ids]
 
 
 @pytest.mark.parametrize("payouts", [1, 3], ids=["one-step", "batch"])
 def test_a_reference_commits_with_the_lease_and_a_fresh_one_is_sent_without_asking(
-    bank: Bank, onboard: Onboard, payouts: int
+    bank: Runtime, onboard: Onboard, payouts: int
 ) -> None:
     partner = onboard(wallet=100_000, single_request=True)
     started = [
@@ -421,7 +423,7 @@ def test_a_reference_commits_with_the_lease_and_a_fresh_one_is_sent_without_aski
 
 
 def test_a_batch_whose_answers_are_lost_asks_the_rail_before_sending_again(
-    bank: Bank, onboard: Onboard
+    bank: Runtime, onboard: Onboard
 ) -> None:
     partner = onboard(wallet=100_000, single_request=True)
     started = [

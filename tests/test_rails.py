@@ -17,16 +17,16 @@ from banking import Onboard, available
 from banking import event_bodies as events
 from partner import Partner, payout_body
 from payout131 import ledger
-from payout131.bank import Bank
 from payout131.clock import ManualClock
 from payout131.projects import wallet_code
 from payout131.rails import scenarios
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
 
 FUNDS = 1_000_000
 
 
-def assert_ledger_balances(bank: Bank) -> None:
+def assert_ledger_balances(bank: Runtime) -> None:
     with bank.db.read() as conn:
         assert ledger.check(conn) == []
 
@@ -36,11 +36,11 @@ def status(partner: Partner, session_id: str) -> dict[str, Any]:
     return session
 
 
-def kinds(bank: Bank, session_id: str) -> list[str]:
+def kinds(bank: Runtime, session_id: str) -> list[str]:
     return [e["type"] for e in events(bank, session_id)]
 
 
-def still_working(bank: Bank, partner: Partner, session_id: str, session_status: str) -> None:
+def still_working(bank: Runtime, partner: Partner, session_id: str, session_status: str) -> None:
     session = status(partner, session_id)
     assert session["status"] == session_status
     assert session["payments"][0]["status"] == "in_progress"
@@ -54,7 +54,7 @@ def still_working(bank: Bank, partner: Partner, session_id: str, session_status:
 
 @pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=lambda s: s.name)
 def test_each_magic_value_plays_its_outcome(
-    bank: Bank, clock: ManualClock, onboard: Onboard, scenario: scenarios.Scenario
+    bank: Runtime, clock: ManualClock, onboard: Onboard, scenario: scenarios.Scenario
 ) -> None:
     partner = onboard(wallet=FUNDS)
     amount = scenario.example_amount
@@ -129,7 +129,7 @@ def test_each_magic_value_plays_its_outcome(
 
 
 def test_settlement_account_payout_is_refunded_to_that_account(
-    bank: Bank, clock: ManualClock, onboard: Onboard
+    bank: Runtime, clock: ManualClock, onboard: Onboard
 ) -> None:
     partner = onboard(account=50_000, single_request=True)
     amount = scenarios.by_name("returned").example_amount
@@ -148,7 +148,7 @@ def test_settlement_account_payout_is_refunded_to_that_account(
         assert list(kinds_posted)[-2:] == ["payout", "refund"]
 
 
-def test_ordinary_amounts_succeed(bank: Bank, onboard: Onboard) -> None:
+def test_ordinary_amounts_succeed(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(wallet=FUNDS, single_request=True)
     magic = {int(s.kopecks) for s in scenarios.SCENARIOS if s.kopecks}
     ids = []

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from banking import Onboard
-from payout131 import heap
-from payout131.bank import Bank
+from payout131.runtime import Runtime
+from payout131.server import heap
 from payout131.storage import raw
 from payout131.storage import schema as t
 from payout131.storage.raw import Sql
@@ -35,7 +35,7 @@ def test_a_statement_is_rendered_once_per_engine() -> None:
     assert "::int" in Sql("SELECT :n::int").postgresql  # a cast is not a parameter
 
 
-def test_lists_of_any_length_select_what_they_name(bank: Bank, onboard: Onboard) -> None:
+def test_lists_of_any_length_select_what_they_name(bank: Runtime, onboard: Onboard) -> None:
     onboard("acme", wallet=1_000)
     onboard("globex", wallet=2_000)
     with bank.db.write() as conn:
@@ -50,7 +50,7 @@ def test_lists_of_any_length_select_what_they_name(bank: Bank, onboard: Onboard)
         assert raw.rows(conn, CODES, {"codes": [], "skip": []}) == []
 
 
-def test_writes_join_the_callers_transaction(bank: Bank, onboard: Onboard) -> None:
+def test_writes_join_the_callers_transaction(bank: Runtime, onboard: Onboard) -> None:
     onboard("acme", wallet=1_000)
     held = sa.select(t.ledger_accounts.c.held).where(t.ledger_accounts.c.code == "wallet:acme")
     with bank.db.write() as conn:
@@ -63,7 +63,9 @@ def test_writes_join_the_callers_transaction(bank: Bank, onboard: Onboard) -> No
         assert conn.execute(held).scalar_one() == 0  # and it went with the rollback
 
 
-def test_in_a_pipeline_a_read_sees_the_writes_sent_before_it(bank: Bank, onboard: Onboard) -> None:
+def test_in_a_pipeline_a_read_sees_the_writes_sent_before_it(
+    bank: Runtime, onboard: Onboard
+) -> None:
     onboard("acme", wallet=1_000)
     with bank.db.write() as conn:
         (wallet,) = raw.rows(conn, CODES, {"codes": ["wallet:acme"], "skip": []})
@@ -81,7 +83,7 @@ def test_in_a_pipeline_a_read_sees_the_writes_sent_before_it(bank: Bank, onboard
         conn.rollback()
 
 
-def test_booleans_come_back_as_booleans(bank: Bank, onboard: Onboard) -> None:
+def test_booleans_come_back_as_booleans(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard("acme", wallet=10_000)
     session = partner.ok("session/create/rko", {"metadata": "good"})["session"]
     number = int(session["id"].removeprefix("ps_"))

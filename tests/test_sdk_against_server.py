@@ -34,7 +34,6 @@ from banking import Onboard
 from banking import event_bytes as event_bodies
 from partner import INDIVIDUAL, ORGANISATION, Partner
 from payout131 import projects
-from payout131.bank import Bank
 from payout131.client import (
     AccountBalance,
     Amount,
@@ -59,7 +58,8 @@ from payout131.client import (
     signing,
     verify_and_parse,
 )
-from payout131.server import create_app
+from payout131.runtime import Runtime
+from payout131.server.app import create_app
 from payout131.storage import schema as t
 
 MODES = ["loopback", "in_process"]
@@ -86,7 +86,7 @@ SDK = Callable[..., Any]  # (partner, version="v1", **options) -> Client or Bloc
 
 
 @pytest.fixture(params=MODES)
-def sdk(request: pytest.FixtureRequest, bank: Bank, http: httpx.Client) -> Iterator[SDK]:
+def sdk(request: pytest.FixtureRequest, bank: Runtime, http: httpx.Client) -> Iterator[SDK]:
     """Make an SDK client that plays ``partner``, through loopback or in-process."""
     closers: list[Callable[[], None]] = []
     portal_cm = start_blocking_portal() if request.param == "in_process" else None
@@ -121,7 +121,7 @@ def sdk(request: pytest.FixtureRequest, bank: Bank, http: httpx.Client) -> Itera
             portal_cm.__exit__(None, None, None)
 
 
-def webhooks(bank: Bank, session_id: str) -> list[Event]:
+def webhooks(bank: Runtime, session_id: str) -> list[Event]:
     """Each event of the session, signed with the bank's key and read by the SDK."""
     public = bank.private_key.public_key()
     return [
@@ -135,7 +135,7 @@ def webhooks(bank: Bank, session_id: str) -> list[Event]:
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_two_step_from_a_settlement_account_confirmed(
-    bank: Bank, onboard: Onboard, sdk: SDK, version: str
+    bank: Runtime, onboard: Onboard, sdk: SDK, version: str
 ) -> None:
     partner = onboard(account=1_000_000)
     assert partner.account is not None
@@ -195,7 +195,7 @@ def test_two_step_from_a_settlement_account_confirmed(
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_two_step_from_the_wallet_confirmed(
-    bank: Bank, onboard: Onboard, sdk: SDK, version: str
+    bank: Runtime, onboard: Onboard, sdk: SDK, version: str
 ) -> None:
     partner = onboard(wallet=50_000)
     client = sdk(partner, version)
@@ -221,7 +221,7 @@ def test_two_step_from_the_wallet_confirmed(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_cancel_releases_the_hold(bank: Bank, onboard: Onboard, sdk: SDK, version: str) -> None:
+def test_cancel_releases_the_hold(bank: Runtime, onboard: Onboard, sdk: SDK, version: str) -> None:
     partner = onboard(account=100_000)
     assert partner.account is not None
     client = sdk(partner, version)
@@ -248,7 +248,7 @@ def test_cancel_releases_the_hold(bank: Bank, onboard: Onboard, sdk: SDK, versio
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_single_request_payout(bank: Bank, onboard: Onboard, sdk: SDK, version: str) -> None:
+def test_single_request_payout(bank: Runtime, onboard: Onboard, sdk: SDK, version: str) -> None:
     partner = onboard(wallet=10_000, single_request=True)
     client = sdk(partner, version)
     session = client.init_payout(destination=PERSON, amount=Amount(10_000), metadata="good")
@@ -264,7 +264,7 @@ def test_single_request_payout(bank: Bank, onboard: Onboard, sdk: SDK, version: 
         client.confirm(session.id)  # nothing to confirm
 
 
-def test_payout_to_a_tokenized_account(bank: Bank, onboard: Onboard, sdk: SDK) -> None:
+def test_payout_to_a_tokenized_account(bank: Runtime, onboard: Onboard, sdk: SDK) -> None:
     partner = onboard(wallet=10_000, single_request=True)
     client = sdk(partner)
     made = client.tokenize(INDIVIDUAL["bik"], INDIVIDUAL["account"])
@@ -322,7 +322,7 @@ def test_another_projects_session_is_an_authorization_error(onboard: Onboard, sd
 
 
 def test_a_disabled_project_is_an_authorization_error(
-    bank: Bank, onboard: Onboard, sdk: SDK
+    bank: Runtime, onboard: Onboard, sdk: SDK
 ) -> None:
     partner = onboard()
     with bank.db.write() as conn:
@@ -345,7 +345,7 @@ def test_paying_more_than_the_wallet_holds_is_an_insufficient_balance_error(
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_reused_idempotency_key_is_an_idempotency_conflict(
-    bank: Bank, onboard: Onboard, sdk: SDK, version: str
+    bank: Runtime, onboard: Onboard, sdk: SDK, version: str
 ) -> None:
     client = sdk(onboard(wallet=10_000), version)
     key = str(uuid.uuid4())
@@ -378,7 +378,7 @@ def test_an_unknown_project_and_a_wrong_key_are_told_apart(
 
 
 def test_a_webhook_signed_by_another_key_is_refused(
-    bank: Bank, onboard: Onboard, sdk: SDK, partner_keys: list[rsa.RSAPrivateKey]
+    bank: Runtime, onboard: Onboard, sdk: SDK, partner_keys: list[rsa.RSAPrivateKey]
 ) -> None:
     partner = onboard(wallet=10_000)
     client = sdk(partner)
@@ -394,7 +394,7 @@ def test_a_webhook_signed_by_another_key_is_refused(
 
 
 def test_the_bank_key_from_the_servers_home_verifies_its_webhooks(
-    bank: Bank, onboard: Onboard, sdk: SDK
+    bank: Runtime, onboard: Onboard, sdk: SDK
 ) -> None:
     """What a partner is given (``payout131 bank-key``) is what verifies the webhooks."""
     pem = bank.settings.bank_public_key_path.read_bytes()
@@ -412,7 +412,7 @@ def test_the_bank_key_from_the_servers_home_verifies_its_webhooks(
 
 
 def test_the_ten_line_example_in_the_docs_runs_against_the_server(
-    bank: Bank, onboard: Onboard, http: httpx.Client, tmp_path: Path, capsys: Any
+    bank: Runtime, onboard: Onboard, http: httpx.Client, tmp_path: Path, capsys: Any
 ) -> None:
     """docs/sdk.md opens with an example; it runs as written, only the address and keys
     swapped for this server's."""

@@ -26,15 +26,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from banking import Onboard
 from partner import ORGANISATION, Partner, payout_body
-from payout131 import accounts, api, ledger, projects
-from payout131.bank import Bank
-from payout131.chaos.processes import ServerProcess
+from payout131 import accounts, ledger, projects
 from payout131.cli.setup import initialise
 from payout131.client import signing
 from payout131.clock import SystemClock
+from payout131.protocol.validation import generate_account
+from payout131.runtime import Runtime
+from payout131.server import methods as api
 from payout131.settings import Settings
 from payout131.storage import Database
-from payout131.validation import generate_account
+from payout131.tools.chaos.processes import ServerProcess
 from snapshot import snapshot
 
 PATHS = [
@@ -50,7 +51,7 @@ SESSION_METHODS = [
 
 
 def test_every_method_refuses_every_bad_signature(
-    bank: Bank, onboard: Onboard, partner_keys: list[rsa.RSAPrivateKey]
+    bank: Runtime, onboard: Onboard, partner_keys: list[rsa.RSAPrivateKey]
 ) -> None:
     alice = onboard("alice", wallet=100_000, account=100_000, key_index=0)
     onboard("bob", key_index=1)  # a registered project: its key is a real one, not ours
@@ -88,7 +89,7 @@ def test_every_method_refuses_every_bad_signature(
 
 
 @pytest.fixture
-def strangers(bank: Bank, onboard: Onboard) -> tuple[Partner, Partner, dict[str, str]]:
+def strangers(bank: Runtime, onboard: Onboard) -> tuple[Partner, Partner, dict[str, str]]:
     """Alice's sessions in every state, and Mallory, funded, who must not touch them."""
     alice = onboard("alice", wallet=100_000, account=100_000)
     mallory = onboard("mallory", wallet=100_000, account=100_000)
@@ -101,7 +102,7 @@ def strangers(bank: Bank, onboard: Onboard) -> tuple[Partner, Partner, dict[str,
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_another_projects_sessions_are_out_of_reach(
-    bank: Bank, strangers: tuple[Partner, Partner, dict[str, str]], version: str
+    bank: Runtime, strangers: tuple[Partner, Partner, dict[str, str]], version: str
 ) -> None:
     alice, mallory, sessions = strangers
     before = snapshot(bank)
@@ -120,7 +121,7 @@ def test_another_projects_sessions_are_out_of_reach(
 
 
 def test_another_projects_accounts_are_out_of_reach(
-    bank: Bank, strangers: tuple[Partner, Partner, dict[str, str]]
+    bank: Runtime, strangers: tuple[Partner, Partner, dict[str, str]]
 ) -> None:
     alice, mallory, _ = strangers
     assert alice.account is not None
@@ -158,7 +159,7 @@ def _chunks(raw: bytes, size: int = 4096) -> Iterator[bytes]:
 
 
 def test_body_cap_applies_to_chunked_bodies_and_before_authentication(
-    bank: Bank, http: httpx.Client
+    bank: Runtime, http: httpx.Client
 ) -> None:
     limit = bank.settings.max_body_bytes
     raw = b'{"metadata": "' + b"x" * limit + b'"}'

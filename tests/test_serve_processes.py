@@ -14,7 +14,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from partner import Partner, payout_body
-from payout131.bench.usage import children
+from payout131.tools.bench.usage import children
 from served import serve
 
 PAYOUTS = 24

@@ -20,12 +20,13 @@ from sqlalchemy.engine import Connection
 
 from banking import Onboard, event_bytes
 from partner import ORGANISATION, Partner, destination, payout_body
-from payout131 import ledger, sessions, sessions_batch, validation, work_batch
+from payout131 import ledger, sessions, sessions_batch, work_batch
 from payout131.accounts import BANK_BIK
-from payout131.bank import Bank
 from payout131.clock import ManualClock
 from payout131.errors import ApiError, InsufficientBalance, InvalidRequest
+from payout131.protocol import validation
 from payout131.rails import scenarios
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
 from payout131.storage.group_commit import GroupCommit
 
@@ -39,7 +40,7 @@ def _rko(amount: int, sender: str) -> dict[str, Any]:
 MISSING = validation.generate_account(BANK_BIK, "40702810")  # well formed, opened by nobody
 
 
-def _calls(bank: Bank, project_id: str, own: str, other: str) -> list[tuple[Any, Any]]:
+def _calls(bank: Runtime, project_id: str, own: str, other: str) -> list[tuple[Any, Any]]:
     project = bank.projects.get(project_id)
     assert project is not None
 
@@ -93,7 +94,7 @@ def _held_as_accepted(conn: Connection, project: str, partner: Any) -> tuple[int
 
 
 def test_init_calls_of_one_group_get_what_each_call_alone_gets(
-    bank: Bank, onboard: Onboard
+    bank: Runtime, onboard: Onboard
 ) -> None:
     one = onboard("one", wallet=15_000, account=25_000, fee_fixed=100)
     many = onboard("many", wallet=15_000, account=25_000, fee_fixed=100)
@@ -136,7 +137,7 @@ def test_init_calls_of_one_group_get_what_each_call_alone_gets(
 
 
 def test_init_calls_that_all_fit_are_written_as_the_calls_alone_write_them(
-    bank: Bank, onboard: Onboard, monkeypatch: pytest.MonkeyPatch
+    bank: Runtime, onboard: Onboard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every call accepted: on PostgreSQL the group's one round trip (``_INIT``), which
     must answer, write and hold exactly what each call alone does."""
@@ -185,7 +186,7 @@ def test_init_calls_that_all_fit_are_written_as_the_calls_alone_write_them(
 
 
 def test_a_batch_answers_each_call_and_a_failed_batch_leaves_them_one_by_one(
-    bank: Bank,
+    bank: Runtime,
 ) -> None:
     group = GroupCommit(bank.db)
     seen: list[list[int]] = []
@@ -246,7 +247,7 @@ def test_a_batch_answers_each_call_and_a_failed_batch_leaves_them_one_by_one(
     assert isinstance(fallen_back[15], InvalidRequest)
 
 
-def _check_bodies(bank: Bank, partner: Partner, token: str, batched: bool) -> list[str]:
+def _check_bodies(bank: Runtime, partner: Partner, token: str, batched: bool) -> list[str]:
     """Three two-step /rko payouts (one to a tokenized account, one in v2) through the
     ``check`` step, one at a time or as one batch; their ``ready_to_confirm`` bodies."""
     assert partner.account is not None
@@ -268,7 +269,7 @@ def _check_bodies(bank: Bank, partner: Partner, token: str, batched: bool) -> li
 
 
 def _step_bodies(
-    bank: Bank, started: list[Any], work: str, batched: bool, own: str | None = None
+    bank: Runtime, started: list[Any], work: str, batched: bool, own: str | None = None
 ) -> list[str]:
     """Run the claimed ``work`` steps of the ``started`` sessions one at a time or as one
     batch; each session's one webhook body, numbers (and the ``own`` account) masked."""
@@ -287,7 +288,9 @@ def _step_bodies(
     return out
 
 
-def test_a_batched_check_step_writes_what_single_steps_write(bank: Bank, onboard: Onboard) -> None:
+def test_a_batched_check_step_writes_what_single_steps_write(
+    bank: Runtime, onboard: Onboard
+) -> None:
     partner = onboard("acme", account=100_000, inn="7707083893", legal_name="ACME")
     token = partner.ok(
         "tokenize", {"type": "bank_account_ru", "bank_account_ru": ORGANISATION_ACCOUNT}
@@ -309,7 +312,7 @@ def _init(partner: Partner) -> str:
 
 
 def _confirm_calls(
-    bank: Bank, project_id: str, mine: list[str], theirs: str
+    bank: Runtime, project_id: str, mine: list[str], theirs: str
 ) -> list[tuple[Any, Any]]:
     project = bank.projects.get(project_id)
     assert project is not None
@@ -330,7 +333,7 @@ def _confirm_calls(
 
 
 def test_confirm_calls_of_one_group_get_what_each_call_alone_gets(
-    bank: Bank, onboard: Onboard
+    bank: Runtime, onboard: Onboard
 ) -> None:
     one = onboard("one", wallet=100_000)
     many = onboard("many", wallet=100_000)
@@ -377,7 +380,7 @@ def test_confirm_calls_of_one_group_get_what_each_call_alone_gets(
 
 
 def test_status_in_one_statement_renders_what_the_session_render_renders(
-    bank: Bank, clock: ManualClock, onboard: Onboard
+    bank: Runtime, clock: ManualClock, onboard: Onboard
 ) -> None:
     """``session/status`` reads a session, its payout and its refund with one join; every
     state a session can be in must render as ``sessions.render`` renders it."""
@@ -411,7 +414,7 @@ def test_status_in_one_statement_renders_what_the_session_render_renders(
     assert not any("refunds" in json.dumps(s) for s in seen[:4])
 
 
-def _execute_bodies(bank: Bank, partner: Partner, batched: bool) -> list[str]:
+def _execute_bodies(bank: Runtime, partner: Partner, batched: bool) -> list[str]:
     """Three single-request payouts (one with a fee) through the ``execute`` step, one at a
     time or as one batch; their ``payment_finished`` bodies."""
     started = [
@@ -421,7 +424,7 @@ def _execute_bodies(bank: Bank, partner: Partner, batched: bool) -> list[str]:
 
 
 def test_a_batched_execute_step_writes_what_single_steps_write(
-    bank: Bank, onboard: Onboard
+    bank: Runtime, onboard: Onboard
 ) -> None:
     partner = onboard("acme", wallet=100_000, single_request=True, fee_fixed=10)
     alone = _execute_bodies(bank, partner, batched=False)

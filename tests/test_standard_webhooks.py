@@ -17,9 +17,9 @@ import standardwebhooks
 
 from banking import Onboard
 from partner import payout_body
-from payout131.bank import Bank
 from payout131.client import signing
 from payout131.clock import ManualClock
+from payout131.runtime import Runtime
 from payout131.settings import Settings
 from payout131.webhooks import standard
 from test_cli import Operator
@@ -62,7 +62,7 @@ def _expected(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
 
 
 def test_an_opted_in_project_gets_webhook_signature_on_every_attempt(
-    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+    bank: Runtime, clock: ManualClock, onboard: Onboard, receiver: Receiver
 ) -> None:
     secret = standard.new_secret()
     partner = onboard(wallet=10_000, webhook_url=receiver.url, webhook_secret=secret)
@@ -89,7 +89,7 @@ def test_an_opted_in_project_gets_webhook_signature_on_every_attempt(
 
 
 def test_a_project_that_did_not_opt_in_gets_no_webhook_signature(
-    bank: Bank, onboard: Onboard, receiver: Receiver
+    bank: Runtime, onboard: Onboard, receiver: Receiver
 ) -> None:
     partner = onboard(wallet=10_000, webhook_url=receiver.url)
     partner.ok("session/init/payout", payout_body(1_000))

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 
 from banking import Onboard, event_bodies
 from partner import INDIVIDUAL, ORGANISATION, Partner, destination
-from payout131.bank import Bank
+from payout131.protocol.validation import generate_account
 from payout131.rails import InstantRail, Order, Status
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
-from payout131.validation import generate_account
 
 BIK = "044525974"
 COMPANY_ACCOUNT = generate_account(BIK, "40702810", sequence=4_242_001)
@@ -57,7 +57,7 @@ def ru_of(session: dict[str, Any], version: str = "v1") -> dict[str, Any]:
     return ru
 
 
-def test_public_token_is_single_use_hex_and_stored_hashed(bank: Bank, onboard: Onboard) -> None:
+def test_public_token_is_single_use_hex_and_stored_hashed(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard()
     issued = partner.ok("token", {"tokenize_widget": {"access": True}})["public_token"]
     assert HEX64.fullmatch(issued)
@@ -85,7 +85,7 @@ def test_public_token_request_is_checked(
     assert onboard().error("token", body, 400, "invalid_request").startswith(message)
 
 
-def test_tokenize_gives_a_token_and_the_mask(bank: Bank, onboard: Onboard) -> None:
+def test_tokenize_gives_a_token_and_the_mask(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard()
     answer = tokenize(partner)
     assert answer["status"] == "ok"
@@ -131,7 +131,7 @@ def test_tokenize_checks_its_type(onboard: Onboard) -> None:
     )
 
 
-def test_token_info_shows_the_mask_bik_and_bank(bank: Bank, onboard: Onboard) -> None:
+def test_token_info_shows_the_mask_bik_and_bank(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard()
     token = tokenize(partner)["token"]
     info = partner.ok(
@@ -167,7 +167,7 @@ def test_a_token_exists_only_for_its_own_project(onboard: Onboard) -> None:
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
-def test_seed_token_flow_settlement_account(bank: Bank, onboard: Onboard, version: str) -> None:
+def test_seed_token_flow_settlement_account(bank: Runtime, onboard: Onboard, version: str) -> None:
     """Seed steps: tokenize → token/info → create/rko → start/payout/rko with the token →
     ready_to_confirm with the real account in confirm_information → confirm → finished."""
     rail = RecordingRail()
@@ -218,7 +218,9 @@ def test_seed_token_flow_settlement_account(bank: Bank, onboard: Onboard, versio
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
-def test_init_payout_by_token_from_the_wallet(bank: Bank, onboard: Onboard, version: str) -> None:
+def test_init_payout_by_token_from_the_wallet(
+    bank: Runtime, onboard: Onboard, version: str
+) -> None:
     rail = RecordingRail()
     bank.rail = rail
     partner = onboard(wallet=50_000, single_request=True)
@@ -262,7 +264,7 @@ def test_party_requirements_apply_to_tokenized_accounts(onboard: Onboard) -> Non
 
 
 def test_confirm_information_echo_is_checked_against_the_real_account(
-    bank: Bank, onboard: Onboard
+    bank: Runtime, onboard: Onboard
 ) -> None:
     partner = onboard(account=100_000)
     token = tokenize(partner)["token"]
@@ -282,7 +284,7 @@ def test_confirm_information_echo_is_checked_against_the_real_account(
     partner.ok("session/cancel", {"session_id": session_id, "confirm_information": info})
 
 
-def test_create_then_start_keeps_a_token_given_at_create(bank: Bank, onboard: Onboard) -> None:
+def test_create_then_start_keeps_a_token_given_at_create(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(account=100_000)
     token = tokenize(partner)["token"]
     body = partner.rko_body(5_000, by_token(token))

@@ -7,7 +7,7 @@ from hypothesis import assume, given, reject
 from hypothesis import strategies as st
 
 from payout131.errors import InvalidRequest
-from payout131.validation import (
+from payout131.protocol.validation import (
     PAYOUT_PREFIXES,
     SETTLEMENT_PREFIXES,
     account_key_ok,

@@ -21,12 +21,20 @@ from sqlalchemy.engine import make_url
 
 from banking import Onboard
 from partner import INDIVIDUAL, Partner
-from payout131 import rotation
-from payout131.bank import Bank
 from payout131.cli import main
+from payout131.protocol.validation import generate_account
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
-from payout131.validation import generate_account
-from payout131.vault import Sealed, Vault, VaultError, key_id, new_key, parse_keys, write_key_file
+from payout131.tokens import rotation
+from payout131.tokens.vault import (
+    Sealed,
+    Vault,
+    VaultError,
+    key_id,
+    new_key,
+    parse_keys,
+    write_key_file,
+)
 from pgcluster import PORT, SUPERUSER, find_bindir
 from test_tokens import BIK, COMPANY_ACCOUNT, RecordingRail, by_token, event_bodies, tokenize
 
@@ -122,7 +130,7 @@ def _database_bytes(database_url: str) -> bytes:
 
 
 def test_no_tokenized_account_in_the_database_or_its_dump(
-    bank: Bank, onboard: Onboard, database_url: str
+    bank: Runtime, onboard: Onboard, database_url: str
 ) -> None:
     partner = onboard(account=1_000_000, wallet=1_000_000)
     key = {"X-PARTNER-IDEMPOTENCY-KEY": "tokenize-1"}
@@ -158,7 +166,7 @@ def _wallet_body(ru: dict[str, Any]) -> dict[str, Any]:
 # Rotation.
 
 
-def _cli(bank: Bank, *args: str, env: dict[str, str] | None = None) -> str:
+def _cli(bank: Runtime, *args: str, env: dict[str, str] | None = None) -> str:
     settings = bank.settings
     result = CliRunner().invoke(
         main,
@@ -173,7 +181,7 @@ def _cli(bank: Bank, *args: str, env: dict[str, str] | None = None) -> str:
     return result.output
 
 
-def _key_ids_in_use(bank: Bank) -> set[str]:
+def _key_ids_in_use(bank: Runtime) -> set[str]:
     with bank.db.read() as conn:
         accounts = set(conn.execute(sa.select(t.account_tokens.c.key_id)).scalars())
         sealed_events = conn.execute(
@@ -182,14 +190,14 @@ def _key_ids_in_use(bank: Bank) -> set[str]:
         return accounts | set(sealed_events.scalars())
 
 
-def _pending_tokenized_payout(bank: Bank, partner: Partner) -> tuple[str, str]:
+def _pending_tokenized_payout(bank: Runtime, partner: Partner) -> tuple[str, str]:
     token = tokenize(partner)["token"]
     session = partner.ok("session/init/payout/rko", partner.rko_body(1_000, by_token(token)))
     bank.worker.drain()
     return token, session["session"]["id"]
 
 
-def test_rotate_reseals_everything_and_retires_the_old_key(bank: Bank, onboard: Onboard) -> None:
+def test_rotate_reseals_everything_and_retires_the_old_key(bank: Runtime, onboard: Onboard) -> None:
     rail = RecordingRail()
     bank.rail = rail
     partner = onboard(account=100_000)
@@ -216,7 +224,7 @@ def test_rotate_reseals_everything_and_retires_the_old_key(bank: Bank, onboard: 
     assert f"{new} (current): 2 accounts" in status
 
 
-def test_rotate_with_environment_keys(bank: Bank, onboard: Onboard) -> None:
+def test_rotate_with_environment_keys(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(account=100_000)
     _pending_tokenized_payout(bank, partner)
     old = bank.settings.vault_key_path.read_text()
@@ -233,7 +241,7 @@ def test_rotate_with_environment_keys(bank: Bank, onboard: Onboard) -> None:
     assert row.key_id == only_new.current_key_id
 
 
-def test_rotation_is_resumable(bank: Bank, onboard: Onboard) -> None:
+def test_rotation_is_resumable(bank: Runtime, onboard: Onboard) -> None:
     """An interrupted rotation (new key written, nothing re-sealed yet) finishes on rerun."""
     partner = onboard()
     tokenize(partner)

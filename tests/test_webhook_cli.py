@@ -13,9 +13,9 @@ from click.testing import CliRunner, Result
 
 from banking import Onboard
 from partner import Partner, payout_body
-from payout131.bank import Bank
 from payout131.cli import main
 from payout131.clock import ManualClock, SystemClock
+from payout131.runtime import Runtime
 from payout131.settings import Settings
 from payout131.storage import schema as t
 from webhook_receiver import Receiver, receiving, status
@@ -41,7 +41,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def cli(bank: Bank, database_url: str) -> CliRunner:
+def cli(bank: Runtime, database_url: str) -> CliRunner:
     env = {"PAYOUT131_HOME": str(bank.settings.home), "PAYOUT131_DATABASE_URL": database_url}
     return CliRunner(env=env)
 
@@ -59,19 +59,19 @@ def table(result: Result) -> list[dict[str, str]]:
     return [dict(zip(names, line.split("\t"), strict=True)) for line in lines]
 
 
-def ready(partner: Partner, bank: Bank) -> str:
+def ready(partner: Partner, bank: Runtime) -> str:
     session = partner.ok("session/init/payout", payout_body(1_000))["session"]
     bank.worker.drain()
     return str(session["id"])
 
 
-def event_ids(bank: Bank) -> list[int]:
+def event_ids(bank: Runtime) -> list[int]:
     with bank.db.read() as conn:
         return list(conn.execute(sa.select(t.events.c.id).order_by(t.events.c.id)).scalars())
 
 
 def test_events_without_a_url_are_listed_then_sent_once_a_url_is_set(
-    bank: Bank, onboard: Onboard, receiver: Receiver, cli: CliRunner
+    bank: Runtime, onboard: Onboard, receiver: Receiver, cli: CliRunner
 ) -> None:
     partner = onboard(wallet=10_000)
     session_id = ready(partner, bank)
@@ -91,7 +91,7 @@ def test_events_without_a_url_are_listed_then_sent_once_a_url_is_set(
 
 
 def test_list_filters_by_project_and_status(
-    bank: Bank, onboard: Onboard, receiver: Receiver, cli: CliRunner
+    bank: Runtime, onboard: Onboard, receiver: Receiver, cli: CliRunner
 ) -> None:
     receiver.respond = lambda d: status(500)
     ready(onboard("acme", wallet=10_000, webhook_url=receiver.url), bank)
@@ -110,7 +110,7 @@ def test_list_filters_by_project_and_status(
 
 
 def test_show_lists_every_attempt_and_replay_sends_again(
-    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver, cli: CliRunner
+    bank: Runtime, clock: ManualClock, onboard: Onboard, receiver: Receiver, cli: CliRunner
 ) -> None:
     partner = onboard(wallet=10_000, webhook_url=receiver.url)
     ready(partner, bank)
@@ -139,7 +139,7 @@ def test_show_lists_every_attempt_and_replay_sends_again(
 
 
 def test_replay_all_dead_of_one_project(
-    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver, cli: CliRunner
+    bank: Runtime, clock: ManualClock, onboard: Onboard, receiver: Receiver, cli: CliRunner
 ) -> None:
     receiver.respond = lambda d: status(500)
     acme = onboard("acme", wallet=10_000, webhook_url=receiver.url)
@@ -157,7 +157,7 @@ def test_replay_all_dead_of_one_project(
 
 
 def test_show_marks_an_attempt_whose_outcome_was_never_recorded(
-    bank: Bank, clock: ManualClock, onboard: Onboard, cli: CliRunner
+    bank: Runtime, clock: ManualClock, onboard: Onboard, cli: CliRunner
 ) -> None:
     from payout131.webhooks import outbox
 
@@ -174,7 +174,9 @@ def test_show_marks_an_attempt_whose_outcome_was_never_recorded(
     assert f"waiting behind: evt_{first}, an earlier event of the same session" in shown
 
 
-def test_operator_mistakes_get_clear_errors(bank: Bank, onboard: Onboard, cli: CliRunner) -> None:
+def test_operator_mistakes_get_clear_errors(
+    bank: Runtime, onboard: Onboard, cli: CliRunner
+) -> None:
     onboard(wallet=10_000)
     assert "no event evt_999" in run(cli, "webhooks", "show", "evt_999", code=1).output
     assert "not an event id like evt_12" in run(cli, "webhooks", "show", "ps_1", code=2).output
@@ -191,7 +193,7 @@ def test_operator_mistakes_get_clear_errors(bank: Bank, onboard: Onboard, cli: C
     assert "no project 'nobody'" in unknown.output
 
 
-def test_a_bad_webhook_setting_is_a_clean_cli_error(bank: Bank, cli: CliRunner) -> None:
+def test_a_bad_webhook_setting_is_a_clean_cli_error(bank: Runtime, cli: CliRunner) -> None:
     result = cli.invoke(main, ["webhooks", "list"], env={"PAYOUT131_WEBHOOK_TIMEOUT": "soon"})
     assert result.exit_code == 1
     assert "PAYOUT131_WEBHOOK_TIMEOUT: 'soon' is not a duration" in result.output

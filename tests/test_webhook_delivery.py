@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from banking import Onboard
 from partner import Partner, payout_body
-from payout131.bank import Bank
 from payout131.client import signing
 from payout131.clock import ManualClock
+from payout131.runtime import Runtime
 from payout131.settings import Settings
 from payout131.storage import schema as t
 from payout131.webhooks import outbox
@@ -40,25 +40,25 @@ def receiver() -> Iterator[Receiver]:
         yield endpoint
 
 
-def ready(partner: Partner, bank: Bank) -> str:
+def ready(partner: Partner, bank: Runtime) -> str:
     """A wallet payout waiting for confirmation; its session id (one event written)."""
     session = partner.ok("session/init/payout", payout_body(1_000))["session"]
     bank.worker.drain()
     return str(session["id"])
 
 
-def event_rows(bank: Bank) -> list[Any]:
+def event_rows(bank: Runtime) -> list[Any]:
     with bank.db.read() as conn:
         return list(conn.execute(sa.select(t.events).order_by(t.events.c.id)).all())
 
 
-def attempt_rows(bank: Bank, event_id: int) -> list[Any]:
+def attempt_rows(bank: Runtime, event_id: int) -> list[Any]:
     a = t.webhook_attempts
     with bank.db.read() as conn:
         return list(conn.execute(sa.select(a).where(a.c.event_id == event_id).order_by(a.c.id)))
 
 
-def delivered(bank: Bank, project_id: str) -> int:
+def delivered(bank: Runtime, project_id: str) -> int:
     return sum(e.status == "delivered" for e in event_rows(bank) if e.project_id == project_id)
 
 
@@ -71,7 +71,7 @@ def wait_until(predicate: Callable[[], bool], seconds: float = 20) -> None:
 
 
 def test_an_event_is_posted_signed_with_its_headers(
-    bank: Bank, onboard: Onboard, receiver: Receiver
+    bank: Runtime, onboard: Onboard, receiver: Receiver
 ) -> None:
     partner = onboard(wallet=10_000, webhook_url=receiver.url + "/hooks/bank131")
     session_id = ready(partner, bank)
@@ -100,7 +100,7 @@ def test_an_event_is_posted_signed_with_its_headers(
 
 
 def test_fault_matrix_each_failure_retried_on_schedule_with_identical_requests(
-    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+    bank: Runtime, clock: ManualClock, onboard: Onboard, receiver: Receiver
 ) -> None:
     partner = onboard(wallet=10_000, webhook_url=receiver.url)
     ready(partner, bank)
@@ -143,7 +143,7 @@ def test_fault_matrix_each_failure_retried_on_schedule_with_identical_requests(
 
 
 def test_a_redirect_is_a_failed_attempt_and_not_followed(
-    bank: Bank, onboard: Onboard, receiver: Receiver
+    bank: Runtime, onboard: Onboard, receiver: Receiver
 ) -> None:
     partner = onboard(wallet=10_000, webhook_url=receiver.url)
     ready(partner, bank)
@@ -155,7 +155,7 @@ def test_a_redirect_is_a_failed_attempt_and_not_followed(
     assert attempt_rows(bank, event.id)[0].http_status == 302
 
 
-def test_a_refused_connection_is_a_failed_attempt(bank: Bank, onboard: Onboard) -> None:
+def test_a_refused_connection_is_a_failed_attempt(bank: Runtime, onboard: Onboard) -> None:
     with receiving() as gone:
         url = gone.url
     partner = onboard(wallet=10_000, webhook_url=url)
@@ -167,7 +167,7 @@ def test_a_refused_connection_is_a_failed_attempt(bank: Bank, onboard: Onboard) 
 
 
 def test_a_sessions_later_event_waits_for_the_earlier_one(
-    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+    bank: Runtime, clock: ManualClock, onboard: Onboard, receiver: Receiver
 ) -> None:
     partner = onboard(wallet=10_000, webhook_url=receiver.url)
     stuck = ready(partner, bank)
@@ -197,13 +197,13 @@ def test_a_sessions_later_event_waits_for_the_earlier_one(
 
 
 @pytest.fixture
-def short_schedule(bank: Bank) -> None:
+def short_schedule(bank: Runtime) -> None:
     bank.dispatcher.schedule = replace(bank.dispatcher.schedule, delays=(0, 1, 1))
 
 
 @pytest.mark.usefixtures("short_schedule")
 def test_after_the_last_attempt_an_event_is_dead_and_the_session_moves_on(
-    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+    bank: Runtime, clock: ManualClock, onboard: Onboard, receiver: Receiver
 ) -> None:
     partner = onboard(wallet=10_000, webhook_url=receiver.url)
     session_id = ready(partner, bank)
@@ -223,7 +223,7 @@ def test_after_the_last_attempt_an_event_is_dead_and_the_session_moves_on(
 
 
 def test_the_horizon_ends_retries_early(
-    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+    bank: Runtime, clock: ManualClock, onboard: Onboard, receiver: Receiver
 ) -> None:
     bank.dispatcher.schedule = replace(bank.dispatcher.schedule, horizon=600)
     partner = onboard(wallet=10_000, webhook_url=receiver.url)
@@ -241,7 +241,7 @@ def test_the_horizon_ends_retries_early(
 
 @pytest.mark.usefixtures("short_schedule")
 def test_replay_starts_a_new_round_with_the_same_bytes(
-    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+    bank: Runtime, clock: ManualClock, onboard: Onboard, receiver: Receiver
 ) -> None:
     partner = onboard(wallet=10_000, webhook_url=receiver.url)
     ready(partner, bank)
@@ -265,7 +265,7 @@ def test_replay_starts_a_new_round_with_the_same_bytes(
 
 
 def test_events_wait_for_a_webhook_url_then_flow(
-    bank: Bank, onboard: Onboard, receiver: Receiver
+    bank: Runtime, onboard: Onboard, receiver: Receiver
 ) -> None:
     partner = onboard(wallet=10_000)  # no webhook URL
     ready(partner, bank)
@@ -283,7 +283,7 @@ def test_events_wait_for_a_webhook_url_then_flow(
 
 
 def test_one_slow_endpoint_does_not_hold_up_the_others(
-    bank: Bank, onboard: Onboard, receiver: Receiver
+    bank: Runtime, onboard: Onboard, receiver: Receiver
 ) -> None:
     bank.settings = replace(bank.settings, webhook_per_endpoint=2, webhook_timeout_s=30)
     released = threading.Event()
@@ -310,7 +310,7 @@ def test_one_slow_endpoint_does_not_hold_up_the_others(
 
 
 def test_a_stale_worker_cannot_settle_an_event_it_lost(
-    bank: Bank, clock: ManualClock, onboard: Onboard
+    bank: Runtime, clock: ManualClock, onboard: Onboard
 ) -> None:
     partner = onboard(wallet=10_000, webhook_url="http://127.0.0.1:9/")
     ready(partner, bank)
@@ -337,7 +337,7 @@ def test_a_stale_worker_cannot_settle_an_event_it_lost(
 
 
 def test_one_drain_delivers_everything_due_across_busy_endpoints(
-    bank: Bank, onboard: Onboard, receiver: Receiver
+    bank: Runtime, onboard: Onboard, receiver: Receiver
 ) -> None:
     bank.settings = replace(bank.settings, webhook_concurrency=4, webhook_per_endpoint=2)
     for name in ("a", "b", "c"):
@@ -351,7 +351,7 @@ def test_one_drain_delivers_everything_due_across_busy_endpoints(
 
 @pytest.mark.usefixtures("short_schedule")
 def test_an_event_that_cannot_be_prepared_fails_alone_and_goes_dead(
-    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+    bank: Runtime, clock: ManualClock, onboard: Onboard, receiver: Receiver
 ) -> None:
     partner = onboard(wallet=10_000, webhook_url=receiver.url)
     ready(partner, bank)

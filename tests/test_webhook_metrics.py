@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from banking import Onboard
 from partner import Partner, payout_body
-from payout131.bank import Bank
 from payout131.clock import ManualClock
-from payout131.server import create_app
+from payout131.runtime import Runtime
+from payout131.server.app import create_app
 from payout131.settings import Settings
 from webhook_receiver import Receiver, ok, receiving, reset, status
 
@@ -42,13 +42,13 @@ def scrape(http: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
     }
 
 
-def ready(partner: Partner, bank: Bank) -> None:
+def ready(partner: Partner, bank: Runtime) -> None:
     partner.ok("session/init/payout", payout_body(1_000))
     bank.worker.drain()
 
 
 def test_metrics_count_deliveries_failures_retries_and_show_the_queue(
-    bank: Bank, clock: ManualClock, http: httpx.Client, onboard: Onboard, receiver: Receiver
+    bank: Runtime, clock: ManualClock, http: httpx.Client, onboard: Onboard, receiver: Receiver
 ) -> None:
     quiet = scrape(http)
     assert quiet[("payout131_webhook_queue_depth", (("status", "pending"),))] == 0
@@ -87,6 +87,6 @@ def test_metrics_count_deliveries_failures_retries_and_show_the_queue(
     assert final[("payout131_webhook_attempt_duration_seconds_count", ())] == 4
 
 
-def test_each_app_has_its_own_registry(bank: Bank) -> None:
+def test_each_app_has_its_own_registry(bank: Runtime) -> None:
     first, second = create_app(bank, run_worker=False), create_app(bank, run_worker=False)
     assert first is not second  # no "Duplicated timeseries" from a shared global registry

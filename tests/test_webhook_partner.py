@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from banking import Onboard
 from liveserver import serve
 from partner import ORGANISATION, Partner, destination, payout_body
-from payout131.bank import Bank
 from payout131.cli import main
 from payout131.client import signing
 from payout131.clock import ManualClock
-from payout131.server import create_app
+from payout131.runtime import Runtime
+from payout131.server.app import create_app
 from webhook_receiver import Answer, Delivery, Receiver, ok, receiving, status
 
 pytestmark = pytest.mark.timeout(120)
@@ -32,7 +32,7 @@ def receiver() -> Iterator[Receiver]:
 class WebhookPartner:
     """Answers the bank's webhooks as an integration would: verify, then act, then 200."""
 
-    def __init__(self, bank: Bank, partners: dict[str, Partner]) -> None:
+    def __init__(self, bank: Runtime, partners: dict[str, Partner]) -> None:
         printed = CliRunner(env={"PAYOUT131_HOME": str(bank.settings.home)}).invoke(
             main, ["bank-key"]
         )
@@ -71,7 +71,7 @@ class WebhookPartner:
         partner.ok("session/confirm", body)
 
 
-def settle(bank: Bank) -> None:
+def settle(bank: Runtime) -> None:
     """Run the worker and the dispatcher until neither has anything left to do."""
     for _ in range(20):
         if bank.worker.drain() + bank.dispatcher.drain() == 0:
@@ -80,7 +80,7 @@ def settle(bank: Bank) -> None:
 
 
 def test_every_seed_flow_is_driven_by_verified_webhooks(
-    bank: Bank, clock: ManualClock, onboard: Onboard, receiver: Receiver
+    bank: Runtime, clock: ManualClock, onboard: Onboard, receiver: Receiver
 ) -> None:
     rko = onboard("rko", account=1_000_000, webhook_url=receiver.url + "/rko")
     wallet = onboard("wallet", wallet=1_000_000, webhook_url=receiver.url + "/wallet")
@@ -149,7 +149,7 @@ def _payout(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_server_delivers_by_itself_as_soon_as_events_commit(
-    bank: Bank, onboard: Onboard, receiver: Receiver
+    bank: Runtime, onboard: Onboard, receiver: Receiver
 ) -> None:
     # a five-minute poll: only the wake-ups from the API and the worker can be in time
     bank.settings = replace(bank.settings, webhook_poll_s=300)

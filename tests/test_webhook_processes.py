@@ -25,12 +25,13 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from partner import Partner, payout_body
-from payout131 import accounts, events, projects
+from payout131 import accounts, projects
 from payout131.client import signing
 from payout131.clock import SystemClock
-from payout131.keys import ensure_bank_keys
 from payout131.storage import Database
 from payout131.storage import schema as t
+from payout131.webhooks import events
+from payout131.webhooks.bank_key import ensure_bank_keys
 from webhook_receiver import Receiver, receiving
 
 pytestmark = pytest.mark.timeout(180)

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 
 from banking import Onboard
 from partner import Partner
-from payout131.bank import Bank
 from payout131.clock import ManualClock
+from payout131.protocol.validation import PAYOUT_PREFIXES, generate_account
+from payout131.runtime import Runtime
 from payout131.storage import schema as t
-from payout131.validation import PAYOUT_PREFIXES, generate_account
 
 BIK = "044525974"
 ACCOUNT = generate_account(BIK, "40817810", sequence=5_550_001)
@@ -75,7 +75,7 @@ def test_bank_lookup_needs_a_usable_public_token(http: httpx.Client) -> None:
 
 
 def test_tokenize_spends_the_public_token_once(
-    bank: Bank, http: httpx.Client, onboard: Onboard
+    bank: Runtime, http: httpx.Client, onboard: Onboard
 ) -> None:
     partner = onboard()
     token = public_token(partner)
@@ -105,7 +105,7 @@ def test_tokenize_spends_the_public_token_once(
 
 
 def test_a_mistake_does_not_spend_the_public_token(
-    bank: Bank, http: httpx.Client, onboard: Onboard
+    bank: Runtime, http: httpx.Client, onboard: Onboard
 ) -> None:
     token = public_token(onboard())
     wrong_key = ACCOUNT[:-1] + str((int(ACCOUNT[-1]) + 1) % 10)
@@ -134,7 +134,7 @@ def test_a_public_token_expires_after_24_hours(
 
 
 def test_a_disabled_projects_public_token_is_refused(
-    bank: Bank, http: httpx.Client, onboard: Onboard
+    bank: Runtime, http: httpx.Client, onboard: Onboard
 ) -> None:
     token = public_token(onboard())
     with bank.db.write() as conn:
@@ -187,7 +187,7 @@ def test_demo_page_uses_the_given_public_token(http: httpx.Client) -> None:
 
 
 def test_demo_page_mints_a_public_token_for_the_demo_project(
-    bank: Bank, http: httpx.Client, onboard: Onboard
+    bank: Runtime, http: httpx.Client, onboard: Onboard
 ) -> None:
     none = http.get("/widget/demo")
     assert 'data-public-token=""' in none.text  # no demo project: the page explains

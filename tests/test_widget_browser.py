@@ -29,8 +29,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from banking import Onboard
 from partner import ORGANISATION, Partner
-from payout131.bank import Bank
-from payout131.validation import generate_account
+from payout131.protocol.validation import generate_account
+from payout131.runtime import Runtime
 from test_tokens import event_bodies
 
 pytestmark = pytest.mark.browser
@@ -130,7 +130,7 @@ def callback(browser: WebDriver) -> tuple[str, dict[str, Any]]:
 
 
 def test_recipient_tokenizes_an_account_and_the_partner_pays_it(
-    bank: Bank, http: httpx.Client, onboard: Onboard, browser: WebDriver
+    bank: Runtime, http: httpx.Client, onboard: Onboard, browser: WebDriver
 ) -> None:
     partner = onboard(account=1_000_000)
     open_demo(browser, http, public_token(partner))

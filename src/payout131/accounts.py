@@ -8,9 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import ledger, validation
+from payout131 import ledger
 from payout131.errors import AuthorizationError, NotFound
 from payout131.projects import wallet_code
+from payout131.protocol import validation
 from payout131.storage import raw
 from payout131.storage import schema as t
 from payout131.storage.raw import Sql

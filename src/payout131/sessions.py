@@ -22,16 +22,24 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import events, fees, ledger, refunds, tokens, wire
+from payout131 import fees, ledger, refunds
 from payout131.accounts import BANK_BIK, settlement_account
-from payout131.bik import BikDirectory
+from payout131.directory.bik import BikDirectory
 from payout131.errors import AuthorizationError, InvalidRequest, NotFound, SessionWrongState
-from payout131.payout_request import DRAFT_FIELDS, PayoutRequest, parse_payout, require_object
 from payout131.projects import Project, wallet_code
+from payout131.protocol import wire
+from payout131.protocol.payout_request import (
+    DRAFT_FIELDS,
+    PayoutRequest,
+    parse_payout,
+    require_object,
+)
 from payout131.storage import raw
 from payout131.storage import schema as t
 from payout131.storage.raw import Sql
-from payout131.vault import Vault
+from payout131.tokens import account_tokens as tokens
+from payout131.tokens.vault import Vault
+from payout131.webhooks import events
 
 __all__ = [
     "Call",

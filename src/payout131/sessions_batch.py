@@ -41,12 +41,13 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from payout131 import events, fees, ledger, tokens, validation, wire
+from payout131 import fees, ledger
 from payout131.accounts import BANK_BIK, lock_accounts, owned_settlement_account
-from payout131.bik import BikDirectory
+from payout131.directory.bik import BikDirectory
 from payout131.errors import ApiError
-from payout131.payout_request import PayoutRequest
 from payout131.projects import Project, wallet_code
+from payout131.protocol import validation, wire
+from payout131.protocol.payout_request import PayoutRequest
 from payout131.sessions import (
     Call,
     check_confirm_information,
@@ -63,7 +64,9 @@ from payout131.storage import raw
 from payout131.storage import schema as t
 from payout131.storage.bulk import insert_returning
 from payout131.storage.raw import Sql
-from payout131.vault import Vault
+from payout131.tokens import account_tokens as tokens
+from payout131.tokens.vault import Vault
+from payout131.webhooks import events
 
 __all__ = ["confirm_many", "init_payouts", "ready_to_confirm_many"]
 

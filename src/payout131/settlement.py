@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131 import sessions, wire
+from payout131 import sessions
+from payout131.protocol import wire
 from payout131.rails import Order, Status
 from payout131.storage import schema as t
 
 if TYPE_CHECKING:
-    from payout131.bank import Bank
+    from payout131.runtime import Runtime
 
 __all__ = ["RAIL_STEPS", "apply", "new_reference", "order", "report"]
 
@@ -99,7 +100,7 @@ def apply(conn: Connection, payout: Any, status: Status, now: int, retry_s: floa
         _schedule(conn, payout.n, None, None)
 
 
-def report(bank: Bank, reference: str, status: Status) -> None:
+def report(bank: Runtime, reference: str, status: Status) -> None:
     """A rail's callback: apply what it says about the payout sent under ``reference``."""
     with bank.group_commit.transaction() as conn:  # never beside a group (benchmarks)
         n = conn.execute(

@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import anyio
 from sqlalchemy.engine import Connection
 
-from payout131 import sessions, settlement, tokens, work_batch
+from payout131 import sessions, settlement, work_batch
 from payout131.projects import get_project
 from payout131.rails import UNKNOWN
 from payout131.storage import raw
 from payout131.storage.raw import Sql
+from payout131.tokens import account_tokens as tokens
 
 if TYPE_CHECKING:
-    from payout131.bank import Bank
+    from payout131.runtime import Runtime
 
 __all__ = ["Claimed", "Worker"]
 
@@ -73,7 +74,7 @@ class Claimed(NamedTuple):
 class Worker:
     """Claims due payout steps and runs them; ``drain`` runs until nothing is due."""
 
-    def __init__(self, bank: Bank, owner: str | None = None) -> None:
+    def __init__(self, bank: Runtime, owner: str | None = None) -> None:
         self.bank = bank
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
         self.wakeup = threading.Event()

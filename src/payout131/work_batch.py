@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
-from payout131 import sessions, sessions_batch, settlement, tokens
+from payout131 import sessions, sessions_batch, settlement
 from payout131.projects import Project, get_project
 from payout131.rails import Order, Status
 from payout131.storage import raw
 from payout131.storage.raw import Sql
+from payout131.tokens import account_tokens as tokens
 
 if TYPE_CHECKING:
     from payout131.work import Claimed, Worker

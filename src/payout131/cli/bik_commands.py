@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from payout131.bik import parse_directory
 from payout131.cli.context import write
-from payout131.directory import replace_directory
+from payout131.directory.bik import parse_directory
+from payout131.directory.store import replace_directory
 
 __all__ = ["bik"]
 

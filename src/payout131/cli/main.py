@@ -18,21 +18,21 @@ from payout131.settings import Settings
 
 __all__ = ["main"]
 
-# command name -> "module:attribute" under payout131.cli
+# command name -> "module:attribute"; the tools' commands are named, never imported, here
 COMMANDS = {
-    "project": "project_commands:project",
-    "account": "ledger_commands:account",
-    "wallet": "ledger_commands:wallet",
-    "ledger": "ledger_commands:ledger_group",
-    "bik": "bik_commands:bik",
-    "simulate": "simulate_commands:simulate",
-    "webhooks": "webhook_commands:webhooks",
-    "worker": "worker_commands:worker",
-    "vault": "vault_commands:vault",
-    "partner": "partner_commands:partner",
-    "demo": "demo_commands:demo",
-    "chaos": "chaos_commands:chaos",  # reliability: the crash test
-    "bench": "bench_commands:bench",  # benchmarks (docs/benchmarks.md)
+    "project": "payout131.cli.project_commands:project",
+    "account": "payout131.cli.ledger_commands:account",
+    "wallet": "payout131.cli.ledger_commands:wallet",
+    "ledger": "payout131.cli.ledger_commands:ledger_group",
+    "bik": "payout131.cli.bik_commands:bik",
+    "simulate": "payout131.cli.simulate_commands:simulate",
+    "webhooks": "payout131.cli.webhook_commands:webhooks",
+    "worker": "payout131.cli.worker_commands:worker",
+    "vault": "payout131.cli.vault_commands:vault",
+    "partner": "payout131.cli.partner_commands:partner",
+    "demo": "payout131.tools.demo.command:demo",
+    "chaos": "payout131.tools.chaos.command:chaos",  # reliability: the crash test
+    "bench": "payout131.tools.bench.command:bench",  # benchmarks (docs/benchmarks.md)
 }
 
 
@@ -45,9 +45,9 @@ class _Commands(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in COMMANDS and name not in self.commands:
             module, attribute = COMMANDS[name].split(":")
-            command = getattr(importlib.import_module(f"payout131.cli.{module}"), attribute)
+            command = getattr(importlib.import_module(module), attribute)
             if not isinstance(command, click.Command):
-                raise TypeError(f"payout131.cli.{module}.{attribute} is not a command")
+                raise TypeError(f"{module}.{attribute} is not a command")
             self.add_command(command, name)
         return super().get_command(ctx, name)
 
@@ -106,13 +106,13 @@ def serve(
     """Serve the partner API and run the background work (in each process)."""
     import uvicorn
 
-    from payout131.bank import Bank
-    from payout131.server import create_app
+    from payout131.runtime import Runtime
+    from payout131.server.app import create_app
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    bank = Bank.open(settings())  # migrates the store once, before any process serves
+    bank = Runtime.open(settings())  # migrates the store once, before any process serves
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -129,7 +129,7 @@ def serve(
     os.environ["PAYOUT131_SERVE_WORKER"] = "0" if no_worker else "1"
     os.environ["PAYOUT131_SERVE_LOG_LEVEL"] = log_level
     click.echo(f"payout131 listening on {where}, {processes} processes)")
-    uvicorn.run("payout131.server:app_from_env", factory=True, workers=processes, **options)
+    uvicorn.run("payout131.server.app:app_from_env", factory=True, workers=processes, **options)
 
 
 @main.command("bank-key")

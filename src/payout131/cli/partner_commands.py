@@ -23,7 +23,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from payout131.bik import BikDirectory, load_snapshot
 from payout131.cli.batch_journal import Journal, JournalError
 from payout131.cli.payout_batch import STATUSES, Batch, Options, Result, tally
 from payout131.cli.payout_sheet import SheetError, format_rubles, parse_rubles, read_sheet
@@ -37,6 +36,7 @@ from payout131.client import (
     TokenizedAccount,
 )
 from payout131.client.params import Destination
+from payout131.directory.bik import BikDirectory, load_snapshot
 
 __all__ = ["partner"]
 

@@ -10,7 +10,7 @@ Columns (header names, any order, case-insensitive)::
     purpose     the payment purpose (at most 210 characters, no ? or !)
     inn, kpp    optional; required by the account's kind (organisation: both; sole trader: inn)
 
-Every row is checked with the same rules the server applies (``payout131.validation`` and the
+Every row is checked with the same rules the server applies (``protocol.validation`` and the
 packaged BIK directory), and all problems are reported together, so a sheet either goes as a
 whole or not at all. Amounts are parsed with ``Decimal``, never a float.
 
@@ -30,9 +30,9 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from payout131 import validation
-from payout131.bik import BikDirectory
+from payout131.directory.bik import BikDirectory
 from payout131.errors import InvalidRequest
+from payout131.protocol import validation
 
 __all__ = [
     "COLUMNS",

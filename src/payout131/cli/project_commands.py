@@ -9,10 +9,11 @@ from typing import Any
 import click
 from sqlalchemy.exc import IntegrityError
 
-from payout131 import projects, validation
+from payout131 import projects
 from payout131.cli.context import write
 from payout131.client import signing
 from payout131.errors import InvalidRequest
+from payout131.protocol import validation
 from payout131.webhooks import standard
 
 __all__ = ["project"]

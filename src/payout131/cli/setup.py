@@ -10,15 +10,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payout131 import accounts, ledger, projects
-from payout131.bik import load_snapshot
 from payout131.client import signing
 from payout131.clock import SystemClock
-from payout131.directory import replace_directory
-from payout131.keys import ensure_bank_keys
+from payout131.directory.bik import load_snapshot
+from payout131.directory.store import replace_directory
 from payout131.settings import Settings
 from payout131.storage import Database, migrate
 from payout131.storage import schema as t
-from payout131.vault import ensure_key_file
+from payout131.tokens.vault import ensure_key_file
+from payout131.webhooks.bank_key import ensure_bank_keys
 
 __all__ = ["initialise"]
 

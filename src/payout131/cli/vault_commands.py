@@ -6,10 +6,10 @@ import base64
 
 import click
 
-from payout131 import tokens
 from payout131.cli.context import database, settings
-from payout131.rotation import rotate
-from payout131.vault import Vault, VaultError, new_key
+from payout131.tokens import account_tokens as tokens
+from payout131.tokens.rotation import rotate
+from payout131.tokens.vault import Vault, VaultError, new_key
 
 __all__ = ["vault"]
 

@@ -14,10 +14,10 @@ import click
 
 from payout131.cli.context import database, settings, write
 from payout131.clock import rfc3339
-from payout131.events import open_body
 from payout131.projects import get_project
-from payout131.vault import Vault, VaultError
+from payout131.tokens.vault import Vault, VaultError
 from payout131.webhooks import history, outbox
+from payout131.webhooks.events import open_body
 
 __all__ = ["webhooks"]
 

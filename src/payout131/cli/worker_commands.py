@@ -16,12 +16,12 @@ import click
 from payout131.cli.context import settings
 
 if TYPE_CHECKING:
-    from payout131.bank import Bank
+    from payout131.runtime import Runtime
 
 __all__ = ["worker"]
 
 
-async def _run(bank: Bank, payouts: bool, webhooks: bool) -> None:
+async def _run(bank: Runtime, payouts: bool, webhooks: bool) -> None:
     async with anyio.create_task_group() as tasks:
         if payouts:
             tasks.start_soon(bank.worker.run)
@@ -50,16 +50,16 @@ def worker(
     """Run payout steps and deliver webhooks until SIGTERM or Ctrl-C."""
     from prometheus_client import start_http_server
 
-    from payout131 import heap
-    from payout131.bank import Bank
-    from payout131.metrics import registry_for
+    from payout131.runtime import Runtime
+    from payout131.server import heap
+    from payout131.server.metrics import registry_for
 
     if not (payouts or webhooks):
         raise click.UsageError("nothing to run: --no-payouts and --no-webhooks together")
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    bank = Bank.open(settings())
+    bank = Runtime.open(settings())
     try:
         if metrics_port is not None:
             start_http_server(metrics_port, addr=metrics_host, registry=registry_for(bank))

@@ -15,7 +15,7 @@ The body is serialised and signed once; every attempt sends the same bytes, the 
 signature and the same idempotency key.
 
 ``@operation`` is how each Bank 131 method is written once for both clients: the method
-builds a ``Call``, and reading it from a client gives a function that sends the call with
+builds a ``MethodCall``, and reading it from a client gives a function that sends the call with
 that client's ``_send``. On ``Client`` it returns the value, on ``AsyncClient`` an
 awaitable of it; type checkers see exactly that.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, overload
 
 import httpx
 import msgspec
@@ -35,11 +35,7 @@ from payout131.client.errors import ApiConnectionError, UnexpectedResponseError,
 from payout131.client.retry import RETRYABLE_ERRORS, retryable_status
 from payout131.client.signing import sign
 
-if TYPE_CHECKING:
-    from payout131.client.aio import AsyncClient
-    from payout131.client.sync import Client
-
-__all__ = ["Call", "Exchange", "Outcome", "operation"]
+__all__ = ["Exchange", "MethodCall", "Outcome", "operation"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -49,7 +45,7 @@ USER_AGENT = "payout131-client (httpx)"
 
 
 @dataclass(frozen=True)
-class Call(Generic[T]):
+class MethodCall(Generic[T]):
     """One Bank 131 method call: where, what, how to read the answer, and its key.
 
     ``idempotency_key`` is set on mutating calls only; reads go without one.
@@ -61,10 +57,22 @@ class Call(Generic[T]):
     idempotency_key: str | None = None
 
 
-class operation(Generic[P, T]):
-    """Make a ``Call`` builder a method that sends the call (see above)."""
+class Sends(Protocol):
+    """A client that answers a call with its value: ``Client``."""
 
-    def __init__(self, build: Callable[Concatenate[Any, P], Call[T]]) -> None:
+    def _send(self, call: MethodCall[T]) -> T: ...
+
+
+class SendsAsync(Protocol):
+    """A client that answers a call with an awaitable of its value: ``AsyncClient``."""
+
+    def _send(self, call: MethodCall[T]) -> Awaitable[T]: ...
+
+
+class operation(Generic[P, T]):
+    """Make a ``MethodCall`` builder a method that sends the call (see above)."""
+
+    def __init__(self, build: Callable[Concatenate[Any, P], MethodCall[T]]) -> None:
         self._build = build
         self.__doc__ = build.__doc__
         self.__signature__ = inspect.signature(build).replace(
@@ -79,9 +87,9 @@ class operation(Generic[P, T]):
     @overload
     def __get__(self, client: None, owner: type[Any]) -> Self: ...
     @overload
-    def __get__(self, client: Client, owner: type[Any]) -> Callable[P, T]: ...
+    def __get__(self, client: SendsAsync, owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
     @overload
-    def __get__(self, client: AsyncClient, owner: type[Any]) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, client: Sends, owner: type[Any]) -> Callable[P, T]: ...
     def __get__(self, client: Any, owner: type[Any]) -> Any:
         if client is None:
             return self
@@ -107,7 +115,7 @@ class operation(Generic[P, T]):
 class Exchange(Generic[T]):
     """A call from its first attempt to the value (or exception) the caller gets."""
 
-    def __init__(self, call: Call[T], settings: Settings) -> None:
+    def __init__(self, call: MethodCall[T], settings: Settings) -> None:
         self._call = call
         self._settings = settings
         self._retries = 0
@@ -159,7 +167,7 @@ class Exchange(Generic[T]):
         return ApiConnectionError(what, idempotency_key=key)
 
 
-def _signed_request(call: Call[Any], settings: Settings) -> httpx.Request:
+def _signed_request(call: MethodCall[Any], settings: Settings) -> httpx.Request:
     content = msgspec.json.encode(call.body)
     headers = {
         "Content-Type": "application/json",

@@ -8,7 +8,7 @@ from typing import Self, TypeVar, Unpack
 import anyio
 import httpx
 
-from payout131.client._http import Call, Exchange, Outcome
+from payout131.client._http import Exchange, MethodCall, Outcome
 from payout131.client.config import Options
 from payout131.client.operations import Operations
 
@@ -40,7 +40,7 @@ class AsyncClient(Operations):
         self._http = http_client or httpx.AsyncClient(transport=transport)
         self._sleep = sleep
 
-    async def _send(self, call: Call[T]) -> T:
+    async def _send(self, call: MethodCall[T]) -> T:
         exchange = Exchange(call, self.settings)
         while True:
             outcome: Outcome

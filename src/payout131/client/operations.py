@@ -1,6 +1,6 @@
 """The Bank 131 methods, written once for ``Client`` and ``AsyncClient``.
 
-Each method here builds a :class:`~payout131.client._http.Call` (path, body, how to read the
+Each method here builds a :class:`~payout131.client._http.MethodCall` (path, body, how to read the
 answer, idempotency key); ``@operation`` makes it a method that also sends the call:
 ``Client().status(...)`` returns a ``Session``, ``AsyncClient().status(...)`` an awaitable
 of one.
@@ -19,7 +19,7 @@ from typing import Any, TypeVar, Unpack
 
 import msgspec
 
-from payout131.client._http import Call, operation
+from payout131.client._http import MethodCall, operation
 from payout131.client.config import Options, Settings
 from payout131.client.errors import ConfigurationError
 from payout131.client.params import Destination, PayoutExtras, PayoutFields, payout_fields
@@ -66,7 +66,7 @@ class Operations:
         rko: bool = False,
         idempotency_key: str | None = None,
         **fields: Unpack[PayoutFields],
-    ) -> Call[Session]:
+    ) -> MethodCall[Session]:
         """Open a session (``session/create``, or ``session/create/rko`` with ``rko=True``)."""
         return self._session_call(
             "create", rko, payout_fields(self.settings.api_version, **fields), idempotency_key
@@ -80,7 +80,7 @@ class Operations:
         rko: bool = False,
         idempotency_key: str | None = None,
         **fields: Unpack[PayoutFields],
-    ) -> Call[Session]:
+    ) -> MethodCall[Session]:
         """Start the session's payout (``session/start/payout[/rko]``).
 
         Fields given to ``create_session`` may be left out. ``rko=True`` pays from the
@@ -98,7 +98,7 @@ class Operations:
         rko: bool = False,
         idempotency_key: str | None = None,
         **fields: Unpack[PayoutExtras],
-    ) -> Call[Session]:
+    ) -> MethodCall[Session]:
         """Create a session and start its payout in one call (``session/init/payout[/rko]``)."""
         body = payout_fields(
             self.settings.api_version, destination=destination, amount=amount, **fields
@@ -112,7 +112,7 @@ class Operations:
         confirm_information: ConfirmInformation | Mapping[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> Call[Session]:
+    ) -> MethodCall[Session]:
         """Confirm a payout waiting for the partner (after ``ready_to_confirm``).
 
         Pass ``confirm_information`` as the webhook delivered it (the typed value or its dict).
@@ -127,54 +127,58 @@ class Operations:
         confirm_information: ConfirmInformation | Mapping[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
-    ) -> Call[Session]:
+    ) -> MethodCall[Session]:
         """Cancel a payout waiting for the partner; it ends ``failed``, its hold released."""
         body = _with_confirm_information(session_id, confirm_information)
         return self._session_call("cancel", False, body, idempotency_key)
 
     @operation
-    def status(self, session_id: str) -> Call[Session]:
+    def status(self, session_id: str) -> MethodCall[Session]:
         """The session as it is now, with ``next_action`` while the bank waits for you."""
         body = {"session_id": session_id}
-        return Call(self._session_path("status"), body, _member("session", Session))
+        return MethodCall(self._session_path("status"), body, _member("session", Session))
 
     # -- balances ------------------------------------------------------------------------
 
     @operation
-    def wallet_balance(self, request_datetime: datetime | str | None = None) -> Call[WalletBalance]:
+    def wallet_balance(
+        self, request_datetime: datetime | str | None = None
+    ) -> MethodCall[WalletBalance]:
         """The collateral wallets' balances (``wallet/balance``), as of now by default."""
         moment = request_datetime or datetime.now(UTC)
         if isinstance(moment, datetime):
             moment = _rfc3339(moment)
-        return Call("/api/v1/wallet/balance", {"request_datetime": moment}, _whole(WalletBalance))
+        return MethodCall(
+            "/api/v1/wallet/balance", {"request_datetime": moment}, _whole(WalletBalance)
+        )
 
     @operation
-    def account_balance(self, account_number: str) -> Call[AccountBalance]:
+    def account_balance(self, account_number: str) -> MethodCall[AccountBalance]:
         """A settlement account's balance (``report/account_balance``)."""
         body = {"account_number": account_number}
-        return Call("/api/v1/report/account_balance", body, _whole(AccountBalance))
+        return MethodCall("/api/v1/report/account_balance", body, _whole(AccountBalance))
 
     # -- tokens --------------------------------------------------------------------------
 
     @operation
-    def public_token(self, *, idempotency_key: str | None = None) -> Call[PublicToken]:
+    def public_token(self, *, idempotency_key: str | None = None) -> MethodCall[PublicToken]:
         """A single-use public token for the tokenization widget (``token``)."""
         body = {"tokenize_widget": {"access": True}}
-        return Call("/api/v1/token", body, _whole(PublicToken), _key(idempotency_key))
+        return MethodCall("/api/v1/token", body, _whole(PublicToken), _key(idempotency_key))
 
     @operation
     def tokenize(
         self, bik: str, account: str, *, idempotency_key: str | None = None
-    ) -> Call[Tokenized]:
+    ) -> MethodCall[Tokenized]:
         """Exchange a bank account for a token usable in ``TokenizedAccount`` (``tokenize``)."""
         body = {"type": "bank_account_ru", "bank_account_ru": {"bik": bik, "account": account}}
-        return Call("/api/v1/tokenize", body, _whole(Tokenized), _key(idempotency_key))
+        return MethodCall("/api/v1/tokenize", body, _whole(Tokenized), _key(idempotency_key))
 
     @operation
-    def token_info(self, token: str) -> Call[TokenInfo]:
+    def token_info(self, token: str) -> MethodCall[TokenInfo]:
         """The masked account, BIK and bank behind a token (``token/info``)."""
         body = {"type": "bank_account_ru", "bank_account_ru": {"token": token}}
-        return Call("/api/v1/token/info", body, _member("info", TokenInfo))
+        return MethodCall("/api/v1/token/info", body, _member("info", TokenInfo))
 
     # -- webhooks ------------------------------------------------------------------------
 
@@ -184,9 +188,9 @@ class Operations:
 
     def _session_call(
         self, action: str, rko: bool, body: dict[str, Any], idempotency_key: str | None
-    ) -> Call[Session]:
+    ) -> MethodCall[Session]:
         path = self._session_path(action + ("/rko" if rko else ""))
-        return Call(path, body, _member("session", Session), _key(idempotency_key))
+        return MethodCall(path, body, _member("session", Session), _key(idempotency_key))
 
     def _session_path(self, action: str) -> str:
         return f"/api/{self.settings.api_version}/session/{action}"

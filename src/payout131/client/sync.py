@@ -8,7 +8,7 @@ from typing import Self, TypeVar, Unpack
 
 import httpx
 
-from payout131.client._http import Call, Exchange, Outcome
+from payout131.client._http import Exchange, MethodCall, Outcome
 from payout131.client.config import Options
 from payout131.client.operations import Operations
 
@@ -45,7 +45,7 @@ class Client(Operations):
         self._http = http_client or httpx.Client(transport=transport)
         self._sleep = sleep
 
-    def _send(self, call: Call[T]) -> T:
+    def _send(self, call: MethodCall[T]) -> T:
         exchange = Exchange(call, self.settings)
         while True:
             outcome: Outcome

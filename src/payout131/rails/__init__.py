@@ -10,6 +10,7 @@ one more class with ``name``, ``submit`` and ``poll`` (see ``rails.base``) and o
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from payout131.rails.base import UNKNOWN, Order, Rail, State, Status
@@ -17,7 +18,6 @@ from payout131.rails.instant import InstantRail
 
 if TYPE_CHECKING:  # the rails' names are read without loading the storage layer
     from payout131.clock import Clock
-    from payout131.settings import Settings
     from payout131.storage import Database
 
 __all__ = [
@@ -26,35 +26,42 @@ __all__ = [
     "InstantRail",
     "Order",
     "Rail",
+    "RailOptions",
     "State",
     "Status",
     "make_rail",
 ]
 
 
-def _simulator(settings: Settings, db: Database, clock: Clock) -> Rail:
+@dataclass(frozen=True, slots=True)
+class RailOptions:
+    """What a rail may be configured with (``PAYOUT131_SIM_*``: the simulator's latency)."""
+
+    latency_ms: int = 0
+    spread_ms: int = 0
+
+
+def _simulator(options: RailOptions, db: Database, clock: Clock) -> Rail:
     from payout131.rails.simulator import SimulatorRail
 
-    return SimulatorRail(
-        db, clock, latency_ms=settings.sim_latency_ms, spread_ms=settings.sim_spread_ms
-    )
+    return SimulatorRail(db, clock, latency_ms=options.latency_ms, spread_ms=options.spread_ms)
 
 
-def _instant(settings: Settings, db: Database, clock: Clock) -> Rail:
+def _instant(options: RailOptions, db: Database, clock: Clock) -> Rail:
     return InstantRail()
 
 
-RAILS: dict[str, Callable[[Settings, Database, Clock], Rail]] = {
+RAILS: dict[str, Callable[[RailOptions, Database, Clock], Rail]] = {
     "simulator": _simulator,
     "instant": _instant,
 }
 
 
-def make_rail(settings: Settings, db: Database, clock: Clock) -> Rail:
+def make_rail(name: str, options: RailOptions, db: Database, clock: Clock) -> Rail:
     try:
-        factory = RAILS[settings.rail]
+        factory = RAILS[name]
     except KeyError:
         raise ValueError(
-            f"unknown rail {settings.rail!r} (PAYOUT131_RAIL); choose one of {sorted(RAILS)}"
+            f"unknown rail {name!r} (PAYOUT131_RAIL); choose one of {sorted(RAILS)}"
         ) from None
-    return factory(settings, db, clock)
+    return factory(options, db, clock)

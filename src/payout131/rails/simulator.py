@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from payout131.clock import Clock
+from payout131.protocol.validation import mask_account
 from payout131.rails import scenarios
 from payout131.rails.base import UNKNOWN, Order, Status
 from payout131.storage import Database
 from payout131.storage import schema as t
-from payout131.validation import mask_account
 
 __all__ = ["SimulatorRail"]
 

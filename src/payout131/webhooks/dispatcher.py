@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING
 import anyio
 from sqlalchemy.engine import Connection
 
-from payout131 import events
 from payout131.client import signing
-from payout131.webhooks import outbox, standard
+from payout131.webhooks import events, outbox, standard
 from payout131.webhooks.metrics import DeliveryStats
 from payout131.webhooks.outbox import Job, Outcome
 from payout131.webhooks.plain_sender import PlainHttpSender
@@ -39,7 +38,7 @@ from payout131.webhooks.schedule import Schedule
 from payout131.webhooks.sender import Sender
 
 if TYPE_CHECKING:
-    from payout131.bank import Bank
+    from payout131.runtime import Runtime
 
 __all__ = ["Dispatcher", "Doorbell", "headers"]
 
@@ -109,7 +108,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        bank: Bank,
+        bank: Runtime,
         owner: str | None = None,
         sender: Callable[[int], Sender] = PlainHttpSender,  # benchmarks: httpx for https
     ) -> None:

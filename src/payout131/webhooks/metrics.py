@@ -6,7 +6,7 @@ from the database at scrape time, so any process shows the same queue: its depth
 the dead events and the age of the oldest event still waiting.
 
 Nothing is registered in prometheus-client's global registry: each app or worker builds its
-own ``CollectorRegistry`` (see ``payout131.metrics``), so tests can create many.
+own ``CollectorRegistry`` (see ``payout131.server.metrics``), so tests can create many.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from payout131.http1 import framing
+from payout131.webhooks.http1 import framing
 from payout131.webhooks.outbox import SNIPPET_BYTES, Outcome
 from payout131.webhooks.sender import HttpxSender
 

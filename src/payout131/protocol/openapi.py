@@ -1,0 +1,365 @@
+"""The API's OpenAPI 3.1 description, built from the method table and typed wire shapes.
+
+The shapes below are msgspec Structs that mirror what ``payout_request`` and ``wire`` accept
+and render; msgspec turns them into JSON Schema 2020-12 (the dialect of OpenAPI 3.1). The
+paths come from ``api.METHODS``, so a method cannot be added without appearing here. The
+document is committed as ``openapi.json`` next to this module and served at
+``GET /openapi.json``; ``python -m payout131.protocol.openapi`` rewrites it, and a test
+fails when the committed file is stale. Unknown fields are ignored by the server, so no
+schema forbids them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from payout131.server import methods as api
+
+__all__ = ["PATH", "document", "render"]
+
+PATH = Path(__file__).with_name("openapi.json")
+
+Kopecks = Annotated[int, Meta(gt=0, le=2**63 - 1, description="minor units (10000 = 100 RUB)")]
+Currency = Annotated[str, Meta(pattern="^[Rr][Uu][Bb]$", description='"rub", any case')]
+Bik = Annotated[str, Meta(pattern="^[0-9]{9}$", examples=["044525974"])]
+Account = Annotated[str, Meta(pattern="^[0-9]{20}$", examples=["40817810400003869535"])]
+Token = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$")]
+Stamp = Annotated[str, Meta(description="RFC 3339 UTC, six fraction digits, e.g. ...35.905869Z")]
+SessionId = Annotated[str, Meta(examples=["ps_1"], description='"ps_<n>"')]
+
+
+class AmountDetails(Struct):
+    amount: Kopecks
+    currency: Currency
+
+
+class RuAccount(Struct):
+    """A Russian bank account: ``bik`` and ``account``, or a ``token`` in their place."""
+
+    full_name: Annotated[str, Meta(examples=["Иванов Иван Иванович"])]
+    description: Annotated[str, Meta(max_length=210, examples=["Выплата по договору № 5015553111"])]
+    bik: Bik | UnsetType = UNSET
+    account: Account | UnsetType = UNSET
+    token: Token | UnsetType = UNSET
+    inn: Annotated[str, Meta(pattern="^[0-9]{10}([0-9]{2})?$")] | UnsetType = UNSET
+    kpp: Annotated[str, Meta(pattern="^[0-9]{4}[0-9A-Z]{2}[0-9]{3}$")] | UnsetType = UNSET
+    is_fast: bool | UnsetType = UNSET
+
+
+class BankAccount(Struct):
+    system_type: Literal["ru"]
+    ru: RuAccount
+
+
+class Destination(Struct):
+    """``payment_method`` (v1) / ``payout_details`` (v2)."""
+
+    type: Literal["bank_account"]
+    bank_account: BankAccount
+
+
+class Party(Struct):
+    account: Account | UnsetType = UNSET
+    full_name: str | UnsetType = UNSET
+    inn: str | UnsetType = UNSET
+    kpp: str | UnsetType = UNSET
+
+
+class ParticipantDetails(Struct):
+    """``sender.account`` is the settlement account a ``/rko`` payout is paid from."""
+
+    sender: Party | UnsetType = UNSET
+    recipient: Party | UnsetType = UNSET
+
+
+class PayoutFields(Struct):
+    """``session/create``: every field optional; each given field must be well formed."""
+
+    metadata: Any = UNSET
+    payment_method: Destination | UnsetType = UNSET
+    payout_details: Destination | UnsetType = UNSET
+    amount_details: AmountDetails | UnsetType = UNSET
+    participant_details: ParticipantDetails | UnsetType = UNSET
+    customer: Any = UNSET
+
+
+class InitPayout(PayoutFields):
+    """``session/init/payout``: a destination (either spelling) and ``amount_details``."""
+
+
+class StartPayout(PayoutFields, kw_only=True):
+    """``session/start/payout``: fields given at create may be left out."""
+
+    session_id: SessionId
+
+
+class SessionAction(Struct):
+    """``session/confirm``, ``session/cancel``, ``session/status``."""
+
+    session_id: SessionId
+    confirm_information: dict[str, Any] | UnsetType = UNSET
+
+
+class WalletBalanceRequest(Struct):
+    request_datetime: Stamp | UnsetType = UNSET
+
+
+class AccountBalanceRequest(Struct):
+    account_number: Account
+
+
+class TokenWidget(Struct):
+    access: bool
+
+
+class PublicTokenRequest(Struct):
+    tokenize_widget: TokenWidget
+
+
+class TokenizeAccount(Struct):
+    bik: Bik
+    account: Account
+
+
+class TokenizeRequest(Struct):
+    type: Literal["bank_account_ru"]
+    bank_account_ru: TokenizeAccount
+
+
+class TokenRef(Struct):
+    token: Token
+
+
+class TokenInfoRequest(Struct):
+    type: Literal["bank_account_ru"]
+    bank_account_ru: TokenRef
+
+
+# Responses.
+
+
+class Problem(Struct):
+    code: str
+    description: str
+
+
+class ErrorEnvelope(Struct):
+    status: Literal["error"]
+    error: Problem
+
+
+class Refund(Struct):
+    id: str
+    status: str
+    created_at: Stamp
+    amount_details: AmountDetails
+    finished_at: Stamp | UnsetType = UNSET
+
+
+class Payout(Struct):
+    id: Annotated[str, Meta(pattern="^po_[0-9]+$")]
+    status: Literal["in_progress", "pending", "succeeded", "failed"]
+    created_at: Stamp
+    amount_details: AmountDetails
+    paymentMetadata: dict[str, Any]  # Bank 131's spelling
+    finished_at: Stamp | UnsetType = UNSET
+    payment_method: Destination | UnsetType = UNSET
+    payout_details: Destination | UnsetType = UNSET
+    participant_details: Any = UNSET
+    customer: Any = UNSET
+    metadata: Any = UNSET
+    error: Problem | UnsetType = UNSET
+    amounts: dict[str, Any] | UnsetType = UNSET
+    refunds: list[Refund] | UnsetType = UNSET
+
+
+class Session(Struct):
+    """Lists payouts under ``payments`` (v1) or ``payout_list`` (v2)."""
+
+    id: Annotated[str, Meta(pattern="^ps_[0-9]+$")]
+    status: Literal["created", "in_progress", "accepted", "cancelled", "error"]
+    created_at: Stamp
+    updated_at: Stamp
+    session_metadata: dict[str, Any]
+    payments: list[Payout] | UnsetType = UNSET
+    payout_list: list[Payout] | UnsetType = UNSET
+    next_action: Literal["confirm"] | UnsetType = UNSET
+    error: Problem | UnsetType = UNSET
+    metadata: Any = UNSET
+
+
+class SessionAnswer(Struct):
+    status: Literal["ok"]
+    session: Session
+
+
+class Wallet(Struct):
+    id: str
+    amount_details: AmountDetails
+
+
+class WalletBalance(Struct):
+    status: Literal["ok"]
+    wallets: list[Wallet]
+
+
+class AccountBalance(Struct):
+    current_balance: int
+    available_balance: int | UnsetType = UNSET
+    held: int | UnsetType = UNSET
+
+
+class AccountBalanceAnswer(Struct):
+    status: Literal["ok"]
+    account_number: Account
+    account_currency: Literal["RUB"]
+    balance: AccountBalance
+
+
+class PublicTokenAnswer(Struct):
+    status: Literal["ok"]
+    public_token: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class MaskedAccount(Struct):
+    masked_account: str
+
+
+class TokenizeAnswer(Struct):
+    status: Literal["ok"]
+    token: Token
+    data: MaskedAccount
+
+
+class TokenInfo(Struct):
+    type: Literal["bank_account_ru"]
+    token: Token
+    masked_account: str
+    bik: Bik
+    bank_name: str
+
+
+class TokenInfoAnswer(Struct):
+    status: Literal["ok"]
+    info: TokenInfo
+
+
+# Which request and response shape each method has, by name.
+SHAPES: dict[str, tuple[type[Struct], type[Struct]]] = {
+    "session/create": (PayoutFields, SessionAnswer),
+    "session/create/rko": (PayoutFields, SessionAnswer),
+    "session/start/payout": (StartPayout, SessionAnswer),
+    "session/start/payout/rko": (StartPayout, SessionAnswer),
+    "session/init/payout": (InitPayout, SessionAnswer),
+    "session/init/payout/rko": (InitPayout, SessionAnswer),
+    "session/confirm": (SessionAction, SessionAnswer),
+    "session/cancel": (SessionAction, SessionAnswer),
+    "session/status": (SessionAction, SessionAnswer),
+    "wallet/balance": (WalletBalanceRequest, WalletBalance),
+    "report/account_balance": (AccountBalanceRequest, AccountBalanceAnswer),
+    "token": (PublicTokenRequest, PublicTokenAnswer),
+    "tokenize": (TokenizeRequest, TokenizeAnswer),
+    "token/info": (TokenInfoRequest, TokenInfoAnswer),
+}
+
+_ERRORS = {
+    "400": "invalid_request, session_wrong_state, idempotency_key_already_exists, "
+    "insufficient_wallet_balance",
+    "401": "identification_error (project header) or authentication_error (signature)",
+    "403": "authorization_error: another project's object, or a disabled project",
+    "404": "invalid_request: no such session, token or account",
+    "500": "internal_error: the server failed; details only in its log",
+}
+
+_HEADERS = [
+    ("X-PARTNER-IDEMPOTENCY-KEY", "1 to 255 printable characters; a key seen before is refused"),
+    ("X-PARTNER-SUBMERCHANT", "the payer's id, stored with the session"),
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _operation(version: str, name: str, method: api.Method) -> dict[str, Any]:
+    request, answer = SHAPES[name]
+    responses: dict[str, Any] = {
+        "200": {"description": "done", "content": _json_content(_ref(answer.__name__))}
+    }
+    for status, meaning in _ERRORS.items():
+        responses[status] = {
+            "description": meaning,
+            "content": _json_content(_ref("ErrorEnvelope")),
+        }
+    operation: dict[str, Any] = {
+        "operationId": f"{version}_{name.replace('/', '_')}",
+        "summary": f"{name} (see PROTOCOL.md §3)",
+        "requestBody": {"required": True, "content": _json_content(_ref(request.__name__))},
+        "responses": responses,
+    }
+    if method.mutating:
+        text_schema = {"type": "string", "minLength": 1, "maxLength": 255}
+        operation["parameters"] = [
+            {"name": header, "in": "header", "required": False, "description": text}
+            | {"schema": text_schema}
+            for header, text in _HEADERS
+        ]
+    return operation
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document for every method in every version it exists in."""
+    shapes = sorted({shape for pair in SHAPES.values() for shape in pair}, key=lambda s: s.__name__)
+    _, components = msgspec.json.schema_components(
+        [*shapes, ErrorEnvelope], ref_template="#/components/schemas/{name}"
+    )
+    paths: dict[str, Any] = {}
+    for name, method in sorted(api.METHODS.items()):
+        for version in method.versions:
+            paths[f"/api/{version}/{name}"] = {"post": _operation(version, name, method)}
+    paths["/health"] = {
+        "get": {
+            "operationId": "health",
+            "summary": "liveness",
+            "security": [],
+            "responses": {"200": {"description": "serving"}},
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "payout131: Bank 131's partner payout API",
+            "version": "1",
+            "description": "Every call is a signed POST: X-PARTNER-SIGN is the Base64 RSA "
+            "(PKCS#1 v1.5, SHA-256) signature of the exact body bytes with the partner's key.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "project": {"type": "apiKey", "in": "header", "name": "X-PARTNER-PROJECT"},
+                "signature": {"type": "apiKey", "in": "header", "name": "X-PARTNER-SIGN"},
+            },
+        },
+        "security": [{"project": [], "signature": []}],
+    }
+
+
+def render() -> str:
+    """The document as the committed file holds it."""
+    return json.dumps(document(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    PATH.write_text(render(), encoding="utf-8")
+    sys.stdout.write(f"wrote {PATH}\n")

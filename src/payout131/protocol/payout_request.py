@@ -1,0 +1,285 @@
+"""From a partner's JSON to a checked payout instruction, or an error naming the field.
+
+A payout's fields may arrive at ``session/create`` and at ``session/start/payout``; they are
+merged (the later call wins per top-level field) and checked here, all at once, with the
+rules of ``validation`` and the BIK directory. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from payout131.directory.bik import BikDirectory
+from payout131.errors import InvalidRequest, NotFound
+from payout131.protocol import validation as v
+
+__all__ = [
+    "DRAFT_FIELDS",
+    "Destination",
+    "PayoutRequest",
+    "TokenLookup",
+    "TokenizedAccount",
+    "check_bank_account",
+    "parse_payout",
+    "require_object",
+]
+
+# The payout fields a session can carry from create to start (both destination spellings).
+DRAFT_FIELDS = (
+    "payment_method",
+    "payout_details",
+    "amount_details",
+    "participant_details",
+    "customer",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A checked Russian bank account destination; ``echo`` is what responses show."""
+
+    bik: str
+    account: str | None
+    token: str | None
+    full_name: str
+    description: str
+    inn: str | None
+    kpp: str | None
+    echo: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizedAccount:
+    """What a payout needs to know of a tokenized account: never the full number."""
+
+    token: str
+    bik: str
+    masked_account: str
+
+
+TokenLookup = Callable[[str], TokenizedAccount | None]
+"""The calling project's tokenized account for a token, or None (the caller has the store)."""
+
+_TOKEN = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRequest:
+    destination: Destination
+    destination_field: str
+    amount: int
+    currency: str
+    sender_account: str | None
+    participant_details: Any
+    customer: Any
+    metadata: Any
+    has_metadata: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def require_object(path: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{path}: must be an object, got {_kind(value)}")
+    return value
+
+
+def _kind(value: object) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    return names.get(type(value), type(value).__name__)
+
+
+def _optional_str(path: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{path}: must be a string, got {_kind(value)}")
+    return value
+
+
+def _destination_field(body: Mapping[str, Any], version: str) -> str:
+    """The spelling the partner used; the version's own spelling when neither is there."""
+    preferred = "payout_details" if version == "v2" else "payment_method"
+    other = "payment_method" if version == "v2" else "payout_details"
+    return other if other in body and preferred not in body else preferred
+
+
+def check_bank_account(
+    fields: Mapping[str, Any], directory: BikDirectory, prefix: str = ""
+) -> tuple[str, str]:
+    """``bik`` and ``account`` checked as every payout checks them (tokenize does the same).
+
+    ``prefix`` is the path of ``fields`` in the body with its dot, e.g. ``"….ru."``.
+    """
+    bik = v.check_bik(f"{prefix}bik", fields.get("bik"))
+    refusal = directory.payout_refusal(bik)
+    if refusal:
+        raise InvalidRequest(f"{prefix}bik: {refusal}")
+    account = v.check_recipient_account(f"{prefix}account", bik, fields.get("account"))
+    return bik, account
+
+
+def _tokenized(
+    ru_path: str, ru: Mapping[str, Any], directory: BikDirectory, lookup: TokenLookup | None
+) -> TokenizedAccount:
+    """The account behind ``ru.token``, which stands in for both ``bik`` and ``account``."""
+    if ru.get("bik") is not None or ru.get("account") is not None:
+        raise InvalidRequest(
+            f"{ru_path}: give either token or bik and account, not both "
+            "(the token already names the bank and the account)"
+        )
+    token = ru["token"]
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise InvalidRequest(
+            f"{ru_path}.token: must be a token of 64 hex digits from tokenize or the widget"
+        )
+    found = lookup(token.lower()) if lookup else None
+    if found is None:
+        raise NotFound(f"{ru_path}.token: no such token")
+    refusal = directory.payout_refusal(found.bik)
+    if refusal:
+        raise InvalidRequest(f"{ru_path}.token: the account's bank cannot be paid: {refusal}")
+    return found
+
+
+def _parse_destination(
+    path: str,
+    value: object,
+    party: Mapping[str, Any],
+    directory: BikDirectory,
+    lookup: TokenLookup | None,
+) -> Destination:
+    method = require_object(path, value)
+    if method.get("type") != "bank_account":
+        raise InvalidRequest(f'{path}.type: must be "bank_account", got {method.get("type")!r}')
+    bank_account = require_object(f"{path}.bank_account", method.get("bank_account"))
+    system = bank_account.get("system_type")
+    if system == "faster_payment_system":
+        raise InvalidRequest(
+            f"{path}.bank_account.system_type: Faster Payments (faster_payment_system) payouts "
+            'are not supported by this server yet; use system_type "ru"'
+        )
+    if system != "ru":
+        raise InvalidRequest(f'{path}.bank_account.system_type: must be "ru", got {system!r}')
+    ru_path = f"{path}.bank_account.ru"
+    ru = require_object(ru_path, bank_account.get("ru"))
+    token: TokenizedAccount | None = None
+    if ru.get("token") is not None:
+        token = _tokenized(ru_path, ru, directory, lookup)
+        bik, account, kind = token.bik, None, token.masked_account
+    else:
+        bik, account = check_bank_account(ru, directory, f"{ru_path}.")
+        kind = account
+    full_name = v.check_full_name(f"{ru_path}.full_name", ru.get("full_name"))
+    description = v.check_purpose(f"{ru_path}.description", ru.get("description"))
+    inn, kpp = _party_ids(ru_path, ru, party, kind)
+    if "is_fast" in ru and not isinstance(ru["is_fast"], bool):
+        raise InvalidRequest(f"{ru_path}.is_fast: must be true or false")
+    # A tokenized account is echoed as its token and mask, never as the number.
+    echo: dict[str, Any] = (
+        {"token": token.token, "masked_account": token.masked_account}
+        if token
+        else {"bik": bik, "account": account}
+    )
+    echo.update({"full_name": full_name, "description": description})
+    echo.update({k: ru[k] for k in ("inn", "kpp", "is_fast") if k in ru})
+    return Destination(
+        bik=bik,
+        account=account,
+        token=token.token if token else None,
+        full_name=full_name,
+        description=description,
+        inn=inn,
+        kpp=kpp,
+        echo={"type": "bank_account", "bank_account": {"system_type": "ru", "ru": echo}},
+    )
+
+
+def _party_ids(
+    ru_path: str, ru: Mapping[str, Any], party: Mapping[str, Any], account: str
+) -> tuple[str | None, str | None]:
+    """INN and KPP from ``ru`` or else ``participant_details.recipient``, by account kind.
+
+    ``account`` may be masked (``40702***0025``): only its first five digits matter here.
+    """
+    recipient = party.get("recipient")
+    recipient = recipient if isinstance(recipient, dict) else {}
+    inn_length, kpp_required = v.party_requirements(account)
+    inn_path, inn = f"{ru_path}.inn", ru.get("inn")
+    if inn is None and recipient.get("inn") is not None:
+        inn_path, inn = "participant_details.recipient.inn", recipient["inn"]
+    kpp_path, kpp = f"{ru_path}.kpp", ru.get("kpp")
+    if kpp is None and recipient.get("kpp") is not None:
+        kpp_path, kpp = "participant_details.recipient.kpp", recipient["kpp"]
+    if inn is None and inn_length is not None:
+        raise InvalidRequest(
+            f"{ru_path}.inn: required for account {account[:5]}… "
+            f"(a {inn_length}-digit INN of the recipient)"
+        )
+    if kpp is None and kpp_required:
+        raise InvalidRequest(
+            f"{ru_path}.kpp: required for an organisation's account {account[:5]}…"
+        )
+    checked_inn = None if inn is None else v.check_inn(inn_path, inn, inn_length)
+    checked_kpp = None if kpp is None else v.check_kpp(kpp_path, kpp)
+    return checked_inn, checked_kpp
+
+
+def _parse_amount(value: object) -> tuple[int, str]:
+    details = require_object("amount_details", value)
+    amount = v.check_amount("amount_details.amount", details.get("amount"))
+    currency = details.get("currency")
+    if not isinstance(currency, str) or currency.lower() != "rub":
+        raise InvalidRequest(f'amount_details.currency: must be "rub", got {currency!r}')
+    return amount, currency
+
+
+def parse_payout(
+    body: Mapping[str, Any],
+    version: str,
+    rko: bool,
+    directory: BikDirectory,
+    lookup: TokenLookup | None = None,
+) -> PayoutRequest:
+    """Check every field a payout carries; raise ``InvalidRequest`` at the first bad one.
+
+    ``lookup`` resolves ``ru.token``; without it every token is unknown.
+    """
+    dest_field = _destination_field(body, version)
+    if dest_field not in body:
+        raise InvalidRequest(f"{dest_field}: required (where the money goes)")
+    if "amount_details" not in body:
+        raise InvalidRequest('amount_details: required ({"amount": <kopecks>, "currency": "rub"})')
+    amount, currency = _parse_amount(body["amount_details"])
+    party = body.get("participant_details")
+    if party is not None:
+        require_object("participant_details", party)
+    party_map: Mapping[str, Any] = party or {}
+    destination = _parse_destination(dest_field, body[dest_field], party_map, directory, lookup)
+    sender_account = None
+    if rko:
+        sender = party_map.get("sender")
+        if not isinstance(sender, dict) or sender.get("account") is None:
+            raise InvalidRequest(
+                "participant_details.sender.account: required for /rko payouts "
+                "(the settlement account to pay from)"
+            )
+        sender_account = _optional_str("participant_details.sender.account", sender["account"])
+    return PayoutRequest(
+        destination=destination,
+        destination_field=dest_field,
+        amount=amount,
+        currency=currency,
+        sender_account=sender_account,
+        participant_details=party,
+        customer=body.get("customer"),
+        metadata=body.get("metadata"),
+        has_metadata="metadata" in body,
+        warnings=v.purpose_warnings(destination.description),
+    )

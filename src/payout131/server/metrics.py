@@ -1,0 +1,43 @@
+"""``/metrics``: the Prometheus text endpoint, over a registry of this app's own.
+
+Each app (and each ``payout131 worker --metrics-port``) builds a fresh ``CollectorRegistry``
+instead of using prometheus-client's global one, so any number of apps can live in one
+process (the tests make many). Collectors that read the database run in a worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from payout131.webhooks.metrics import WebhookCollector
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from payout131.runtime import Runtime
+
+__all__ = ["endpoint", "registry_for"]
+
+
+def registry_for(bank: Runtime) -> CollectorRegistry:
+    """A new registry with every collector of the bank's processes."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(WebhookCollector(bank.dispatcher.stats, bank.db, bank.clock))
+    return registry
+
+
+def endpoint(
+    registry: CollectorRegistry, limiter: anyio.CapacityLimiter
+) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint that renders ``registry``."""
+
+    async def metrics(request: Request) -> Response:
+        body = await anyio.to_thread.run_sync(generate_latest, registry, limiter=limiter)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return metrics

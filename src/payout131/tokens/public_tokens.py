@@ -1,0 +1,90 @@
+"""Public tokens: what lets a browser use the tokenization widget once, for one project.
+
+A public token is issued to a partner by the signed ``token`` method, lasts 24 hours and is
+spent by the widget's one successful tokenize. Only its SHA-256 is stored: the token itself
+is a bearer credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from payout131.errors import AuthenticationError, InvalidRequest
+from payout131.protocol.payout_request import require_object
+from payout131.storage import schema as t
+
+__all__ = [
+    "PUBLIC_TOKEN_TTL_S",
+    "PublicTokenRefused",
+    "check_public_token",
+    "digest",
+    "issue_public_token",
+    "parse_public_token_request",
+]
+
+PUBLIC_TOKEN_TTL_S = 24 * 3600
+
+
+class PublicTokenRefused(AuthenticationError):
+    """A widget call whose public token is unknown, expired or spent; ``reason`` says which."""
+
+    status: ClassVar[int] = 401
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(description)
+        self.reason = reason
+
+    def envelope(self) -> dict[str, Any]:
+        body = super().envelope()
+        body["error"]["reason"] = self.reason
+        return body
+
+
+def digest(public_token: str) -> str:
+    return hashlib.sha256(public_token.encode()).hexdigest()
+
+
+def parse_public_token_request(body: Mapping[str, Any]) -> None:
+    """``{"tokenize_widget": {"access": true}}``: the only widget there is."""
+    widget = require_object("tokenize_widget", body.get("tokenize_widget"))
+    if widget.get("access") is not True:
+        raise InvalidRequest("tokenize_widget.access: must be true")
+
+
+def issue_public_token(conn: Connection, project_id: str, now: int, ttl_s: int) -> str:
+    token = secrets.token_hex(32)
+    conn.execute(
+        sa.insert(t.public_tokens).values(
+            token_sha256=digest(token),
+            project_id=project_id,
+            created_at=now,
+            expires_at=now + ttl_s * 1_000_000,
+        )
+    )
+    return token
+
+
+def check_public_token(conn: Connection, public_token: object, now: int, lock: bool = False) -> str:
+    """The project a usable public token belongs to, or the refusal; ``lock`` locks its row."""
+    if not isinstance(public_token, str) or not public_token:
+        raise PublicTokenRefused("missing", "public_token: required")
+    query = sa.select(t.public_tokens).where(t.public_tokens.c.token_sha256 == digest(public_token))
+    row = conn.execute(query.with_for_update() if lock else query).one_or_none()
+    if row is None:
+        raise PublicTokenRefused("unknown", "public_token: unknown")
+    if row.used_at is not None:
+        raise PublicTokenRefused("spent", "public_token: already used (each works once)")
+    if row.expires_at <= now:
+        raise PublicTokenRefused("expired", "public_token: expired (each lasts 24 hours)")
+    disabled = conn.execute(
+        sa.select(t.projects.c.disabled).where(t.projects.c.id == row.project_id)
+    ).scalar_one()
+    if disabled:
+        raise PublicTokenRefused("unknown", "public_token: its project is disabled")
+    return str(row.project_id)

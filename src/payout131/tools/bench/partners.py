@@ -1,0 +1,243 @@
+"""The benchmark's partners and their history: projects, keys, funded accounts, preloads.
+
+Each payout scenario gets its own project, so its sessions, accounts and webhooks are its
+own: one settlement account for the hot-row case, 100 for the ``_spread`` variant. Keys are
+written to the bench home for the load process. ``preload`` bulk-inserts finished payouts
+(session, payout, posted hold, ledger transaction, delivered event) so that a phase can be
+measured on a database that already holds many sessions; the ledger triggers run as for
+any write, so ``payout131 ledger check`` still adds up afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.engine import Connection
+
+from payout131 import accounts, ledger, projects
+from payout131.clock import SystemClock
+from payout131.storage import Database
+from payout131.storage import schema as t
+from payout131.tools.bench.load import RECIPIENT
+
+__all__ = ["FUNDS", "BenchPartner", "preload", "register", "settle", "stored_sessions"]
+
+FUNDS = 10**15  # kopecks on every account: no scenario ever runs short
+PRELOAD_AMOUNT = 10_000
+_BATCH = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class BenchPartner:
+    project: str
+    key_path: Path
+    accounts: list[str]
+    single_request: bool
+
+
+def register(
+    db: Database, folder: Path, project: str, single_request: bool, n_accounts: int, hook: str
+) -> BenchPartner:
+    """A project with a fresh key pair, ``n_accounts`` funded settlement accounts and the
+    load process's receiver as its webhook URL."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    folder.mkdir(parents=True, exist_ok=True)
+    key_path = folder / f"{project}.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    now = SystemClock().now()
+    numbers = []
+    with db.write() as conn:
+        projects.add_project(
+            conn,
+            project,
+            public.decode(),
+            now,
+            webhook_url=f"{hook}/{project}",
+            single_request=single_request,
+            legal_name=f'ООО "{project}"',
+            inn="7707083893",
+            kpp="773601001",
+        )
+        for _ in range(n_accounts):
+            number = accounts.open_settlement_account(conn, project, now)
+            account = ledger.account_id(conn, number)
+            assert account is not None
+            ledger.topup(conn, account, FUNDS, now)
+            numbers.append(number)
+    return BenchPartner(project, key_path, numbers, single_request)
+
+
+def stored_sessions(db: Database) -> int:
+    with db.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t.sessions)).scalar_one())
+
+
+def settle(db: Database) -> None:
+    """After a bulk preload, what an operator does after a bulk load: fresh planner
+    statistics and the new rows' visibility settled (PostgreSQL ``VACUUM (ANALYZE)``; SQLite
+    ``ANALYZE`` and its write-ahead log folded back), so that the maintenance the load left
+    due (autovacuum, a large checkpoint) does not run inside the phase measured next."""
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
+            # outside a transaction; a reader of the server's may keep part of the log
+            conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+            return
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM: no transaction
+        conn.exec_driver_sql("VACUUM (ANALYZE)")
+
+
+def preload(db: Database, partner: BenchPartner, count: int) -> None:
+    """Insert ``count`` finished single-request payouts of ``partner`` from its first account,
+    in batches of a few thousand rows (one transaction each)."""
+    with db.read() as conn:
+        account = ledger.account_id(conn, partner.accounts[0])
+        paid_out = ledger.account_id(conn, ledger.PAYOUTS)
+    assert account is not None
+    assert paid_out is not None
+    done = 0
+    while done < count:
+        size = min(_BATCH, count - done)
+        with db.write() as conn:
+            _batch(conn, partner.project, account, paid_out, size, done)
+        done += size
+
+
+def _destination() -> tuple[str, str]:
+    ru = dict(RECIPIENT)
+    destination = {"type": "bank_account", "bank_account": {"system_type": "ru", "ru": ru}}
+    recipient = {
+        "account_number": ru["account"],
+        "token": None,
+        "name": ru["full_name"],
+        "bank_name": "АО «ТБанк»",
+        "bik": ru["bik"],
+        "correspondent_account_number": "30101810145250000974",
+        "inn": None,
+        "kpp": None,
+    }
+    return msgspec.json.encode(destination).decode(), msgspec.json.encode(recipient).decode()
+
+
+def _batch(
+    conn: Connection, project: str, account: int, paid_out: int, size: int, offset: int
+) -> None:
+    now = SystemClock().now()
+    destination, recipient = _destination()
+    session_ns = list(
+        conn.execute(
+            sa.insert(t.sessions).returning(t.sessions.c.n, sort_by_parameter_order=True),
+            [
+                {
+                    "project_id": project,
+                    "api_version": "v1",
+                    "rko": True,
+                    "status": "accepted",
+                    "draft": "{}",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for _ in range(size)
+            ],
+        ).scalars()
+    )
+    payout_ns = list(
+        conn.execute(
+            sa.insert(t.payouts).returning(t.payouts.c.n, sort_by_parameter_order=True),
+            [
+                {
+                    "session_n": n,
+                    "project_id": project,
+                    "status": "succeeded",
+                    "amount": PRELOAD_AMOUNT,
+                    "currency": "rub",
+                    "account_id": account,
+                    "destination": destination,
+                    "recipient": recipient,
+                    "rail": "simulator",
+                    "rail_reference": f"preload-{offset + i}-{n}",
+                    "created_at": now,
+                    "updated_at": now,
+                    "finished_at": now,
+                    "fee": 0,
+                }
+                for i, n in enumerate(session_ns)
+            ],
+        ).scalars()
+    )
+    conn.execute(
+        sa.insert(t.holds),
+        [
+            {
+                "account_id": account,
+                "payout_n": p,
+                "amount": PRELOAD_AMOUNT,
+                "status": "posted",
+                "created_at": now,
+                "resolved_at": now,
+            }
+            for p in payout_ns
+        ],
+    )
+    txns = _transaction_ids(conn, size)
+    conn.execute(
+        sa.insert(t.ledger_entries),
+        [
+            {"transaction_id": txn, "account_id": acc, "amount": amount}
+            for txn in txns
+            for acc, amount in ((account, -PRELOAD_AMOUNT), (paid_out, PRELOAD_AMOUNT))
+        ],
+    )
+    conn.execute(
+        sa.insert(t.ledger_transactions),
+        [
+            {"id": txn, "kind": "payout", "payout_n": p, "memo": "", "created_at": now}
+            for txn, p in zip(txns, payout_ns, strict=True)
+        ],
+    )
+    body = b'{"type":"payment_finished","session":{"preloaded":true}}'
+    conn.execute(
+        sa.insert(t.events),
+        [
+            {
+                "project_id": project,
+                "session_n": n,
+                "type": "payment_finished",
+                "body": body,
+                "status": "delivered",
+                "attempts": 1,
+                "next_attempt_at": now,
+                "created_at": now,
+                "delivered_at": now,
+            }
+            for n in session_ns
+        ],
+    )
+
+
+def _transaction_ids(conn: Connection, size: int) -> list[int]:
+    if conn.dialect.name == "postgresql":
+        return [
+            int(v)
+            for v in conn.exec_driver_sql(
+                f"SELECT nextval('ledger_transaction_ids') FROM generate_series(1, {int(size)})"  # noqa: S608
+            ).scalars()
+        ]
+    top = conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.ledger_transactions.c.id), 0)))
+    first = int(top.scalar_one()) + 1
+    return list(range(first, first + size))

@@ -1,0 +1,314 @@
+"""One crash-test run: set up, load, crash and restart, let the server catch up, verify.
+
+``Plan`` says what to do (engine, mode, number of crashes, seed, load); ``run`` does it and
+returns a ``Report`` with the verdict and the figures. Modes: ``kill`` sends SIGKILL to
+``payout131 serve`` at random moments and restarts it; ``pg-stop`` stops PostgreSQL with
+``pg_ctl stop -m immediate`` at random moments and starts it again while the server keeps
+running. Everything random is drawn from generators seeded by ``Plan.seed``: the moments
+of the crashes, the amounts, the cancels and the receiver's failures (the interleaving of
+concurrent requests is the operating system's, so a rerun repeats the plan, not every
+instruction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from payout131 import accounts, ledger, projects
+from payout131.cli.setup import initialise
+from payout131.client import signing
+from payout131.clock import SystemClock
+from payout131.projects import wallet_code
+from payout131.settings import Settings
+from payout131.storage import Database
+from payout131.storage import schema as t
+from payout131.tools.chaos.load import Load, Partner
+from payout131.tools.chaos.processes import PAYOUT131, PostgresCluster, ServerProcess, free_port
+from payout131.tools.chaos.receiver import Receiver
+from payout131.tools.chaos.verify import Record, Verdict, verify
+
+__all__ = ["Plan", "Report", "run"]
+
+TWO_STEP, SINGLE = "chaos-two-step", "chaos-single"
+FUNDS = 10**12  # kopecks: the two-step partner never runs short
+SINGLE_WALLET = 3_000_000  # the single-request partner's wallet runs out: refusals happen
+SERVER_ENV = {
+    "PAYOUT131_LEASE_S": "2",  # a dead worker's payouts are taken over after 2 s
+    "PAYOUT131_WEBHOOK_SCHEDULE": ",".join(["0", "0.2s", "0.5s"] + ["1s"] * 40),
+    "PAYOUT131_WEBHOOK_TIMEOUT": "2s",
+    "PAYOUT131_WEBHOOK_LEASE": "4s",
+    "PAYOUT131_WEBHOOK_POLL": "0.2s",
+    "PAYOUT131_WEBHOOK_HORIZON": "1h",
+    "PAYOUT131_SIM_LATENCY_MS": "20",  # some payouts are still at the rail when it dies
+    "PAYOUT131_SIM_SPREAD_MS": "300",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    engine: str = "sqlite"  # sqlite | postgresql
+    mode: str = "kill"  # kill | pg-stop
+    crashes: int = 30
+    seed: int = 0
+    database_url: str | None = None  # an empty database to use (kill mode); else made here
+    workdir: Path | None = None
+    flows: int = 6  # concurrent two-step flows (half as many single-request flows)
+    pause: tuple[float, float] = (0.3, 1.5)  # seconds of uptime between crashes
+    quiesce_s: float = 180.0
+
+
+@dataclass
+class Report:
+    plan: Plan
+    workdir: Path
+    verdict: Verdict
+    crashes: int = 0
+    restarts: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.verdict.problems and not self.notes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "engine": self.plan.engine,
+            "mode": self.plan.mode,
+            "seed": self.plan.seed,
+            "crashes": self.crashes,
+            "restarts": self.restarts,
+            "seconds": round(self.seconds, 1),
+            "passed": self.passed,
+            "figures": dict(sorted(self.verdict.figures.items())),
+            "problems": self.notes + self.verdict.problems,
+            "workdir": str(self.workdir),
+        }
+
+
+def run(plan: Plan, echo: Callable[[str], None] = print) -> Report:
+    """Run ``plan`` to the end and return what it proved (or failed to)."""
+    if plan.mode not in ("kill", "pg-stop"):
+        raise ValueError(f"mode: {plan.mode!r} is not kill or pg-stop")
+    if plan.engine not in ("sqlite", "postgresql"):
+        raise ValueError(f"engine: {plan.engine!r} is not sqlite or postgresql")
+    if plan.mode == "pg-stop" and plan.engine != "postgresql":
+        raise ValueError("mode pg-stop needs the postgresql engine")
+    workdir = plan.workdir or Path(tempfile.mkdtemp(prefix="payout131-chaos-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    cluster = None
+    if plan.engine == "postgresql" and (plan.mode == "pg-stop" or not plan.database_url):
+        cluster = PostgresCluster()
+        cluster.create()
+    try:
+        if cluster is not None:
+            url = cluster.url()
+        elif plan.engine == "sqlite":
+            url = f"sqlite:///{workdir / 'payout131.db'}"
+        else:
+            assert plan.database_url is not None
+            url = plan.database_url
+        return asyncio.run(_Run(plan, workdir, url, cluster, echo).go())
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+
+
+class _Run:
+    def __init__(
+        self,
+        plan: Plan,
+        workdir: Path,
+        url: str,
+        cluster: PostgresCluster | None,
+        echo: Callable[[str], None],
+    ) -> None:
+        self.plan, self.workdir, self.url = plan, workdir, url
+        self.cluster, self.echo = cluster, echo
+        self.home = workdir / "home"
+        self.report = Report(plan, workdir, Verdict())
+        self.opening: dict[str, int] = {}
+
+    async def go(self) -> Report:
+        plan, started = self.plan, time.monotonic()
+        self.echo(f"chaos: seed {plan.seed}, {plan.engine}, {plan.mode} x{plan.crashes}")
+        initialise(Settings(home=self.home, database_url=self.url), demo=False)
+        bank_key = signing.load_public_key((self.home / "bank-public.pem").read_bytes())
+        receiver = Receiver(bank_key, random.Random(f"{plan.seed}:receiver"))  # noqa: S311
+        hook_port = free_port()
+        hooks = uvicorn.Server(
+            uvicorn.Config(
+                receiver.app(), host="127.0.0.1", port=hook_port, log_level="warning",
+                lifespan="off", access_log=False,
+            )
+        )  # fmt: skip
+        hook_task = asyncio.create_task(hooks.serve())
+        partners = self._register(f"http://127.0.0.1:{hook_port}/hook")
+        server = ServerProcess(self._env(), self.workdir / "serve.log")
+        await asyncio.to_thread(server.start)
+        load = Load(server.url, partners, plan.seed)
+        await load.tokenize()
+        stop = asyncio.Event()
+        flows = [
+            asyncio.create_task(load.flow(partners[TWO_STEP], n, stop)) for n in range(plan.flows)
+        ] + [
+            asyncio.create_task(load.flow(partners[SINGLE], plan.flows + n, stop))
+            for n in range(max(1, plan.flows // 2))
+        ]
+        deciders = [asyncio.create_task(load.decide(receiver.ready)) for _ in range(4)]
+        try:
+            await self._crash_repeatedly(server)
+            stop.set()
+            await asyncio.gather(*flows)
+            caught_up_at = await self._quiesce(server, receiver, load)
+        finally:
+            stop.set()
+            for task in deciders:
+                task.cancel()
+            await asyncio.gather(*deciders, return_exceptions=True)
+            await asyncio.to_thread(server.stop)
+            hooks.should_exit = True
+            await hook_task
+        record = Record(load.answers, receiver.deliveries, self.opening, [TWO_STEP])
+        record.save(self.workdir / "record.json")
+        db = Database(self.url)
+        try:
+            # work due later than the moment the server was seen caught up is not missed work
+            self.report.verdict = verify(db, record, caught_up_at)
+        finally:
+            db.dispose()
+        self._ledger_check()
+        figures = self.report.verdict.figures
+        figures["webhooks with a bad signature"] = receiver.forged
+        if receiver.forged:
+            self.report.notes.append(f"{receiver.forged} webhooks failed verification")
+        figures["server starts"] = server.starts
+        figures["tracebacks in the server log"] = _count(server.log, "Traceback")
+        self.report.restarts = server.starts - 1
+        self.report.seconds = time.monotonic() - started
+        if self.report.passed and self.plan.workdir is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return self.report
+
+    def _env(self) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PAYOUT131_")}
+        return (
+            inherited
+            | SERVER_ENV
+            | {
+                "PAYOUT131_HOME": str(self.home),
+                "PAYOUT131_DATABASE_URL": self.url,
+            }
+        )
+
+    def _register(self, hook: str) -> dict[str, Partner]:
+        """The two partners, with keys, funds and the receiver as their webhook URL."""
+        partners: dict[str, Partner] = {}
+        db = Database(self.url)
+        now = SystemClock().now()
+        try:
+            with db.write() as conn:
+                for project, single in ((TWO_STEP, False), (SINGLE, True)):
+                    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                    projects.add_project(
+                        conn, project, signing.public_key_pem(key).decode(), now,
+                        webhook_url=f"{hook}/{project}", single_request=single,
+                        idempotency_mode="replay", legal_name=f'ООО "{project}"',
+                        inn="7707083893", kpp="773601001",
+                    )  # fmt: skip
+                    number = accounts.open_settlement_account(conn, project, now)
+                    wallet = SINGLE_WALLET if single else FUNDS
+                    for code, funds in ((number, FUNDS), (wallet_code(project), wallet)):
+                        account = ledger.account_id(conn, code)
+                        assert account is not None
+                        ledger.topup(conn, account, funds, now)
+                        self.opening[code] = funds
+                    partners[project] = Partner(project, key, number, single)
+        finally:
+            db.dispose()
+        return partners
+
+    async def _crash_repeatedly(self, server: ServerProcess) -> None:
+        plan = self.plan
+        rng = random.Random(f"{plan.seed}:crashes")  # noqa: S311 (a test plan)
+        for n in range(1, plan.crashes + 1):
+            await asyncio.sleep(rng.uniform(*plan.pause))
+            if plan.mode == "kill":
+                server.kill()
+                await asyncio.to_thread(server.start)
+            else:
+                assert self.cluster is not None
+                await asyncio.to_thread(self.cluster.crash)
+                await asyncio.sleep(rng.uniform(0.1, 1.0))
+                await asyncio.to_thread(self.cluster.start)
+                if not server.alive:
+                    self.report.notes.append(f"the server died while PostgreSQL was down ({n})")
+                    await asyncio.to_thread(server.start)
+            self.report.crashes = n
+            if n % 10 == 0:
+                self.echo(f"chaos: {n} crashes")
+
+    async def _quiesce(self, server: ServerProcess, receiver: Receiver, load: Load) -> int:
+        """Wait until no payout step is due, every event is delivered and every
+        ``ready_to_confirm`` decided; the time (microseconds) at which that was seen."""
+        deadline = time.monotonic() + self.plan.quiesce_s
+        db = Database(self.url)
+        try:
+            while time.monotonic() < deadline:
+                if not server.alive:
+                    self.report.notes.append("the server died after the crashes had stopped")
+                    await asyncio.to_thread(server.start)
+                idle = receiver.ready.empty() and load.deciding == 0
+                checked_at = SystemClock().now()
+                if idle and await asyncio.to_thread(_caught_up, db, checked_at):
+                    return checked_at
+                await asyncio.sleep(0.25)
+            self.report.notes.append(f"the server had not caught up {self.plan.quiesce_s:g} s on")
+            return SystemClock().now()
+        finally:
+            db.dispose()
+
+    def _ledger_check(self) -> None:
+        done = subprocess.run(
+            [str(PAYOUT131), "ledger", "check"],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        self.report.verdict.figures["`payout131 ledger check` exit status"] = done.returncode
+        if done.returncode != 0:
+            self.report.notes.append(f"payout131 ledger check: {done.stdout}{done.stderr}")
+
+
+def _caught_up(db: Database, now: int) -> bool:
+    p, e = t.payouts, t.events
+    with db.read() as conn:
+        due = conn.execute(
+            sa.select(sa.func.count()).where(p.c.work.is_not(None), p.c.work_at <= now)
+        ).scalar_one()
+        waiting = conn.execute(
+            sa.select(sa.func.count()).where(e.c.status.in_(("pending", "failed")))
+        ).scalar_one()
+    return int(due) == 0 and int(waiting) == 0
+
+
+def _count(path: Path, needle: str) -> int:
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text(encoding="utf-8", errors="replace").count(needle)
+    return 0

@@ -1,0 +1,115 @@
+"""The processes the crash test runs, kills and restarts.
+
+``ServerProcess`` is ``payout131 serve`` as a child process whose output goes to a log file
+(appended across restarts). ``PostgresCluster`` is a private PostgreSQL server
+(``payout131.tools.pgcluster``) with durable commits (``fsync`` and ``synchronous_commit`` on), so
+that stopping it with ``pg_ctl stop -m immediate`` is a real crash that must lose nothing
+committed.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from payout131.tools.pgcluster import Cluster
+
+__all__ = ["PostgresCluster", "ProcessError", "ServerProcess", "free_port"]
+
+PAYOUT131 = Path(sys.executable).with_name("payout131")
+
+
+class ProcessError(RuntimeError):
+    """A process did not start, or did not answer in time."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """``payout131 serve`` on a loopback port, configured by ``env``, logging to ``log``."""
+
+    def __init__(self, env: Mapping[str, str], log: Path, port: int | None = None) -> None:
+        self.env, self.log = dict(env), log
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the server and wait until ``/health`` answers."""
+        with self.log.open("ab") as out:
+            self._process = subprocess.Popen(
+                [str(PAYOUT131), "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+        self._wait_until_up(timeout)
+
+    def _wait_until_up(self, timeout: float) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise ProcessError(f"payout131 serve exited; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise ProcessError(f"payout131 serve did not answer in {timeout:g} s; see {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no cleanup, whatever it was doing."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM and wait; SIGKILL if it does not stop within 20 s."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class PostgresCluster(Cluster):
+    """A throwaway PostgreSQL server with durable commits and one database, ``payout131``:
+    ``create``, ``crash``, ``start`` again, ``destroy``."""
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        super().__init__(
+            durable=True,
+            # RAM when there is room: the crash is the server's (an immediate stop), not the
+            # machine's, so tmpfs keeps what was written just as a disk would
+            in_ram=True,
+            settings={"max_connections": "100", "autovacuum": "off"},
+            database="payout131",
+            prefix="payout131-chaos-pg-",
+            timeout=timeout,
+        )
