@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from liveserver import serve
 from partner import Partner
-from payout131 import accounts, ledger, projects
+from payout131 import projects
 from payout131.client import signing
 from payout131.clock import ManualClock
+from payout131.ledger import accounts, book
+from payout131.ledger.check import violations
 from payout131.runtime import Runtime
-from payout131.server.app import create_app
 from payout131.settings import Settings
 from payout131.storage import schema as t
 from payout131.tokens.vault import ensure_key_file
@@ -63,14 +64,14 @@ def bank(bank_settings: Settings, clock: ManualClock) -> Iterator[Runtime]:
     opened = Runtime.open(bank_settings, clock=clock)
     yield opened
     with opened.db.read() as conn:
-        problems = ledger.check(conn)
+        problems = violations(conn)
     opened.close()
     assert problems == [], problems
 
 
 @pytest.fixture
 def http(bank: Runtime) -> Iterator[httpx.Client]:
-    with serve(create_app(bank, run_worker=False)) as url, httpx.Client(base_url=url) as client:
+    with serve(bank.app(run_worker=False)) as url, httpx.Client(base_url=url) as client:
         yield client
 
 
@@ -100,14 +101,14 @@ def onboard(bank: Runtime, http: httpx.Client, partner_keys: list[rsa.RSAPrivate
             pem = signing.public_key_pem(key).decode()
             projects.add_project(conn, project_id, pem, now, **fields)
             if wallet:
-                accounts.topup_wallet(conn, project_id, wallet, now)
+                book.topup_wallet(conn, project_id, wallet, now)
             number = None
             if account is not None:
                 number = accounts.open_settlement_account(conn, project_id, now)
-                target = ledger.account_id(conn, number)
+                target = accounts.account_id(conn, number)
                 assert target is not None
                 if account:
-                    ledger.topup(conn, target, account, now)
+                    book.topup(conn, target, account, now)
         partner = Partner(http, project_id, key)
         partner.account = number
         return partner
@@ -135,6 +136,6 @@ def event_bodies(bank: Runtime, session_id: str) -> list[dict[str, Any]]:
 def available(bank: Runtime, code: str) -> int:
     """The available balance of a ledger account (a settlement number or ``wallet:<id>``)."""
     with bank.db.read() as conn:
-        account = ledger.account_id(conn, code)
+        account = accounts.account_id(conn, code)
         assert account is not None
-        return ledger.balance(conn, account).available
+        return accounts.balance(conn, account).available

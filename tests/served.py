@@ -22,10 +22,12 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from payout131 import accounts, ledger, projects
+from payout131 import projects
 from payout131.cli.setup import initialise
 from payout131.client import signing
 from payout131.clock import SystemClock
+from payout131.ledger import book
+from payout131.ledger.check import violations
 from payout131.settings import Settings
 from payout131.storage import Database
 
@@ -58,7 +60,7 @@ class Served:
                 pem = signing.public_key_pem(key).decode()
                 projects.add_project(conn, project_id, pem, now, **fields)
                 if wallet:
-                    accounts.topup_wallet(conn, project_id, wallet, now)
+                    book.topup_wallet(conn, project_id, wallet, now)
         finally:
             db.dispose()
         path = self.home.parent / f"{project_id}.pem"
@@ -75,7 +77,7 @@ class Served:
         db = Database(self.database_url)
         try:
             with db.read() as conn:
-                return ledger.check(conn)
+                return violations(conn)
         finally:
             db.dispose()
 

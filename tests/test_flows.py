@@ -5,7 +5,7 @@ from __future__ import annotations
 from banking import Onboard, available
 from banking import event_bodies as events
 from partner import INDIVIDUAL, ORGANISATION, destination, payout_body
-from payout131.projects import wallet_code
+from payout131.ledger.accounts import wallet_code
 from payout131.runtime import Runtime
 
 

@@ -1,8 +1,9 @@
-"""Group commit and batched worker steps: fewer commits, the same outcomes (benchmarks).
+"""Group commit: fewer commits, the same outcomes (benchmarks).
 
-Jobs handed to ``GroupCommit`` while a group runs share the next commit, each in its own
-savepoint; the worker runs the ``check`` and ``execute`` steps of many payouts in one
-transaction each. Both must leave exactly what one call or one step at a time would.
+Jobs handed to ``GroupCommit`` while a group runs share the next commit; the jobs of one
+executor run as one batch, and a batch that fails runs again job by job, each in its own
+savepoint. The worker runs each kind of step for many payouts at once. Either way each job
+must end as it would have alone.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from sqlalchemy.engine import Connection
 
 from banking import Onboard
 from partner import payout_body
-from payout131 import ledger
 from payout131.errors import InvalidRequest
+from payout131.ledger import accounts, book
+from payout131.ledger.check import violations
 from payout131.runtime import Runtime
 from payout131.storage import schema as t
 from payout131.storage.group_commit import GroupCommit
@@ -39,14 +41,14 @@ def wallet(bank: Runtime, onboard: Onboard) -> int:
     """The collateral wallet of a new project ``acme``."""
     onboard("acme")
     with bank.db.read() as conn:
-        found = ledger.account_id(conn, "wallet:acme")
+        found = accounts.account_id(conn, "wallet:acme")
     assert found is not None
     return found
 
 
 def _refused(account: int) -> Any:
     def job(conn: Connection) -> None:
-        ledger.topup(conn, account, 999, 0)  # written, then undone with its savepoint
+        book.topup(conn, account, 999, 0)  # written, then undone with its savepoint
         raise InvalidRequest("amount: refused after writing")
 
     return job
@@ -54,7 +56,7 @@ def _refused(account: int) -> Any:
 
 def _topup(account: int, amount: int) -> Any:
     def job(conn: Connection) -> int:
-        return ledger.topup(conn, account, amount, 0)
+        return book.topup(conn, account, amount, 0)
 
     return job
 
@@ -73,7 +75,7 @@ def test_jobs_queued_during_a_group_share_one_commit_and_fail_alone(
 
     def call(n: int, fn: Any) -> None:
         try:
-            results[n] = group.run(fn)
+            results[n] = group.call(fn)
         except InvalidRequest as exc:
             results[n] = exc
 
@@ -93,20 +95,20 @@ def test_jobs_queued_during_a_group_share_one_commit_and_fail_alone(
     assert all(isinstance(results[n], int) for n in range(1, 9) if n != 4)
     assert (group.groups, group.jobs) == (2, 9)  # the eight queued jobs: one commit
     with bank.db.read() as conn:
-        assert ledger.balance(conn, wallet).balance == 7 * 100
-        assert ledger.check(conn) == []
+        assert accounts.balance(conn, wallet).balance == 7 * 100
+        assert violations(conn) == []
 
 
 def test_a_failed_commit_fails_every_job_of_the_group(bank: Runtime) -> None:
     group = GroupCommit(bank.db)
 
     def duplicate(conn: Connection) -> None:  # two accounts with one code: refused at insert
-        ledger.open_account(conn, "dup", "system", None, 0)
+        accounts.open_account(conn, "dup", "system", None, 0)
 
     with pytest.raises(sa.exc.IntegrityError):
-        group.run(lambda conn: [duplicate(conn), duplicate(conn)])
+        group.call(lambda conn: [duplicate(conn), duplicate(conn)])
     with bank.db.read() as conn:
-        assert ledger.account_id(conn, "dup") is None
+        assert accounts.account_id(conn, "dup") is None
 
 
 @pytest.mark.parametrize("single_request", [True, False])
@@ -144,11 +146,11 @@ def test_batched_steps_leave_what_single_steps_leave(
         assert sorted(f"ps_{n}" for n in finished) == sorted([*sessions, rejected])
         submissions = conn.execute(sa.select(t.simulator_transfers.c.submissions)).scalars()
         assert list(submissions) == [1] * 13
-        wallet = ledger.account_id(conn, "wallet:acme")
+        wallet = accounts.account_id(conn, "wallet:acme")
         assert wallet is not None
         paid = sum(10_000 + n * 100 + 100 for n in range(12))
-        assert ledger.balance(conn, wallet) == ledger.Balance(FUNDS - paid, 0)
-        assert ledger.check(conn) == []
+        assert accounts.balance(conn, wallet) == accounts.Balance(FUNDS - paid, 0)
+        assert violations(conn) == []
 
 
 def test_outcomes_waiting_for_a_write_are_recorded_together() -> None:
@@ -202,8 +204,8 @@ def test_jobs_from_an_event_loop_share_commits_and_get_their_own_outcome(
     group = GroupCommit(bank.db)
 
     async def calls() -> list[Any]:
-        jobs = [group.run_async(_topup(wallet, 100)) for _ in range(20)]
-        jobs.insert(7, group.run_async(_refused(wallet)))
+        jobs = [group.call_async(_topup(wallet, 100)) for _ in range(20)]
+        jobs.insert(7, group.call_async(_refused(wallet)))
         return await asyncio.gather(*jobs, return_exceptions=True)
 
     try:
@@ -215,8 +217,8 @@ def test_jobs_from_an_event_loop_share_commits_and_get_their_own_outcome(
     assert group.jobs == 21
     assert group.groups < 21 / 2  # no thread per caller, and still shared commits
     with bank.db.read() as conn:
-        assert ledger.balance(conn, wallet).balance == 20 * 100
-        assert ledger.check(conn) == []
+        assert accounts.balance(conn, wallet).balance == 20 * 100
+        assert violations(conn) == []
 
 
 def test_a_closed_group_commit_still_runs_what_is_handed_to_it(bank: Runtime, wallet: int) -> None:
@@ -225,14 +227,14 @@ def test_a_closed_group_commit_still_runs_what_is_handed_to_it(bank: Runtime, wa
 
     group = GroupCommit(bank.db)
     group.close()
-    assert asyncio.run(group.run_async(_topup(wallet, 100))) > 0
+    assert asyncio.run(group.call_async(_topup(wallet, 100))) > 0
     with bank.db.read() as conn:
-        assert ledger.balance(conn, wallet).balance == 100
+        assert accounts.balance(conn, wallet).balance == 100
 
 
 @pytest.mark.parametrize("through", ["driver", "sqlalchemy"])
 def test_a_job_that_lost_a_deadlock_runs_again(bank: Runtime, through: str) -> None:
-    """A deadlock (40P01) is retried whether the driver raised it straight (storage/raw.py)
+    """A deadlock (40P01) is retried whether the driver raised it straight (storage/sql.py)
     or SQLAlchemy wrapped it; any other database error goes back to the caller."""
     import psycopg
 
@@ -248,11 +250,71 @@ def test_a_job_that_lost_a_deadlock_runs_again(bank: Runtime, through: str) -> N
             raise lost(psycopg.errors.DeadlockDetected("deadlock detected"))
         return "done"
 
-    assert group.run(job) == "done"
+    assert group.call(job) == "done"
     assert len(tries) == 2
 
     def refused(conn: Connection) -> None:
         raise lost(psycopg.errors.CheckViolation("check"))
 
     with pytest.raises((psycopg.errors.CheckViolation, sa.exc.OperationalError)):
-        group.run(refused)
+        group.call(refused)
+
+
+def test_an_executor_does_a_batch_and_a_failed_batch_runs_again_alone(
+    bank: Runtime, wallet: int
+) -> None:
+    """Jobs naming one executor are done by one call of it; a refusal it hands back is its
+    job's alone; if it raises, each of its jobs runs again alone, in a savepoint."""
+    group = GroupCommit(bank.db)
+    batches: list[list[int]] = []
+
+    def topups(conn: Connection, amounts: list[int]) -> list[Any]:
+        batches.append(sorted(amounts))
+        if 13 in amounts and len(amounts) > 1:  # fails the batch after writing some of it
+            book.topup(conn, wallet, 1_000, 0)
+            raise RuntimeError("the batch fails")
+        out: list[Any] = []
+        for amount in amounts:
+            if amount == 7:
+                out.append(InvalidRequest("amount: 7 is refused, nothing written"))
+            else:
+                out.append(book.topup(conn, wallet, amount, 0))
+        return out
+
+    def together(amounts: list[int]) -> list[Any]:
+        """The jobs, queued while a first job holds the group, so that they share one."""
+        release, entered = threading.Event(), threading.Event()
+        results: list[Any] = [None] * len(amounts)
+
+        def hold(conn: Connection) -> None:
+            entered.set()
+            release.wait(30)
+
+        def call(i: int) -> None:
+            try:
+                results[i] = group.run(topups, amounts[i])
+            except Exception as exc:  # noqa: BLE001 (the outcome under test)
+                results[i] = exc
+
+        holder = threading.Thread(target=group.call, args=(hold,))
+        holder.start()
+        assert entered.wait(30)
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(amounts))]
+        for thread in threads:
+            thread.start()
+        _wait_for(lambda: group.waiting == len(amounts), "the queue")
+        release.set()
+        for thread in [holder, *threads]:
+            thread.join(30)
+        return results
+
+    first = together([100, 7, 200])
+    second = together([300, 13, 400])
+    assert isinstance(first[1], InvalidRequest)
+    assert all(isinstance(r, int) for r in (first[0], first[2], *second))
+    assert batches[0] == [7, 100, 200]  # one call for the three
+    assert batches[1] == [13, 300, 400]  # failed: then one by one
+    assert sorted(batches[2:]) == [[13], [300], [400]]
+    with bank.db.read() as conn:
+        assert accounts.balance(conn, wallet).balance == 100 + 200 + 300 + 13 + 400
+        assert violations(conn) == []

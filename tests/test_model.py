@@ -37,9 +37,10 @@ from hypothesis.stateful import (
 
 from banking import Onboard
 from partner import Partner, payout_body
-from payout131 import ledger
 from payout131.clock import ManualClock
-from payout131.projects import wallet_code
+from payout131.ledger import accounts, book
+from payout131.ledger.accounts import wallet_code
+from payout131.ledger.check import violations
 from payout131.rails import scenarios
 from payout131.runtime import Runtime
 from payout131.storage import schema as t
@@ -294,9 +295,9 @@ def test_the_bank_follows_the_model(bank: Runtime, onboard: Onboard, http: httpx
             )
             assert code is not None
             with bank.db.write() as conn:
-                account = ledger.account_id(conn, code)
+                account = accounts.account_id(conn, code)
                 assert account is not None
-                ledger.topup(conn, account, amount, clock.now())
+                book.topup(conn, account, amount, clock.now())
             self.model.money[source].balance += amount
 
         @rule()
@@ -336,7 +337,7 @@ def test_the_bank_follows_the_model(bank: Runtime, onboard: Onboard, http: httpx
                     .outerjoin(p, p.c.session_n == s.c.n)
                     .where(s.c.project_id == self.partner.project)
                 ).all()
-                assert ledger.check(conn) == []
+                assert violations(conn) == []
             stored = {f"ps_{n}": (status, payout, error) for n, status, payout, error in rows}
             expected = {
                 sid: (

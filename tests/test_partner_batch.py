@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payout131.cli import main
 from payout131.cli.payout_batch import STOP_EXIT_CODE
-from payout131.projects import wallet_code
+from payout131.ledger.accounts import wallet_code
 from payout131.protocol.validation import generate_account
 from payout131.storage import Database
 from payout131.storage import schema as t

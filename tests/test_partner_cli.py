@@ -22,9 +22,8 @@ from banking import Onboard, available
 from liveserver import serve
 from partner import INDIVIDUAL, ORGANISATION, Partner
 from payout131.cli import main
-from payout131.projects import wallet_code
+from payout131.ledger.accounts import wallet_code
 from payout131.runtime import Runtime
-from payout131.server.app import create_app
 from payout131.storage import schema as t
 
 PURPOSE = INDIVIDUAL["description"]
@@ -35,7 +34,7 @@ PERSON += ["--account", INDIVIDUAL["account"], "--purpose", PURPOSE]
 @pytest.fixture
 def live(bank: Runtime) -> Iterator[str]:
     """The app with its worker and webhook dispatcher running, on loopback."""
-    with serve(create_app(bank, run_worker=True)) as url:
+    with serve(bank.app(run_worker=True)) as url:
         yield url
 
 

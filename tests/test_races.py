@@ -37,8 +37,9 @@ import sqlalchemy as sa
 
 from banking import Onboard
 from partner import Partner
-from payout131 import ledger
 from payout131.client import signing
+from payout131.ledger import accounts
+from payout131.ledger.check import violations
 from payout131.runtime import Runtime
 from payout131.storage import schema as t
 
@@ -118,7 +119,7 @@ def _background(bank: Runtime, account: int) -> Iterator[list[int]]:
     def sample() -> None:
         while not stop.is_set():
             with bank.db.read() as conn:
-                samples.append(ledger.balance(conn, account).available)
+                samples.append(accounts.balance(conn, account).available)
             stop.wait(0.01)
 
     threads = [threading.Thread(target=work), threading.Thread(target=sample)]
@@ -183,7 +184,7 @@ def test_payout_race(bank: Runtime, onboard: Onboard) -> None:
     partner = onboard(account=funds)
     assert partner.account is not None
     with bank.db.read() as conn:
-        account = ledger.account_id(conn, partner.account)
+        account = accounts.account_id(conn, partner.account)
     assert account is not None
     base = str(partner.http.base_url)
 
@@ -237,8 +238,8 @@ def test_payout_race(bank: Runtime, onboard: Onboard) -> None:
                     "failed",
                     "session_cancelled_by_partner",
                 )
-        assert ledger.balance(conn, account) == ledger.Balance(funds - confirmed * AMOUNT, 0)
-        assert ledger.check(conn) == []
+        assert accounts.balance(conn, account) == accounts.Balance(funds - confirmed * AMOUNT, 0)
+        assert violations(conn) == []
     assert _count(bank, sa.select(sa.func.count()).select_from(s)) == FUNDED
     sim = t.simulator_transfers
     assert _count(bank, sa.select(sa.func.count()).select_from(sim)) == confirmed

@@ -25,10 +25,11 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from partner import Partner, payout_body
-from payout131 import accounts, ledger, projects
+from payout131 import projects
 from payout131.cli import main
 from payout131.client import signing
-from payout131.projects import wallet_code
+from payout131.ledger import accounts, book
+from payout131.ledger.accounts import wallet_code
 from payout131.rails import scenarios
 from payout131.storage import Database
 from payout131.storage import schema as t
@@ -116,7 +117,7 @@ def test_sigkill_while_payouts_are_at_the_rail(
     with db.write() as conn:
         pem = signing.public_key_pem(key).decode()
         projects.add_project(conn, "crash", pem, 0, single_request=True)
-        accounts.topup_wallet(conn, "crash", FUNDS, 0)
+        book.topup_wallet(conn, "crash", FUNDS, 0)
     amounts = [10_000 * (i + 1) + ENDINGS[i % len(ENDINGS)] for i in range(PAYOUTS)]
     log = tmp_path / "server.log"
     sim, payouts = t.simulator_transfers, t.payouts
@@ -148,9 +149,9 @@ def test_sigkill_while_payouts_are_at_the_rail(
                 .where(t.events.c.type == "payment_finished")
                 .group_by(t.events.c.session_n)
             ).all()
-            wallet = ledger.account_id(conn, wallet_code("crash"))
+            wallet = accounts.account_id(conn, wallet_code("crash"))
             assert wallet is not None
-            balance = ledger.balance(conn, wallet)
+            balance = accounts.balance(conn, wallet)
         assert len(rows) == PAYOUTS
         paid = 0
         for session_id, amount in zip(sessions, amounts, strict=True):

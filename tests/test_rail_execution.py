@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from banking import Onboard
 from partner import Partner, payout_body
-from payout131 import ledger, settlement, work_batch
 from payout131.clock import ManualClock
-from payout131.projects import wallet_code
+from payout131.ledger import accounts
+from payout131.ledger.accounts import wallet_code
 from payout131.rails import UNKNOWN, InstantRail, Order, Status
 from payout131.rails.simulator import SimulatorRail
 from payout131.runtime import Runtime
@@ -236,13 +236,13 @@ def test_a_rail_can_call_back(bank: Runtime, clock: ManualClock, onboard: Onboar
         # no time named: the bank still asks now and then, in case a callback is lost
         assert row.work_at == clock.now() + bank.settings.rail_poll_s * 1_000_000
         (order,) = rail.orders
-        settlement.report(pushing, order.reference, Status("succeeded"))
+        pushing.worker.report(order.reference, Status("succeeded"))
         assert payout_status(partner, session_id) == "succeeded"
         clock.advance(bank.settings.rail_poll_s)
         assert pushing.worker.drain() == 0  # nothing left to ask
-        settlement.report(pushing, order.reference, Status("succeeded"))  # a repeat: no-op
+        pushing.worker.report(order.reference, Status("succeeded"))  # a repeat: no-op
         with pytest.raises(LookupError):
-            settlement.report(pushing, "po_0-nothing", Status("succeeded"))
+            pushing.worker.report("po_0-nothing", Status("succeeded"))
     finished = [e for e in _event_types(bank, session_id) if e == "payment_finished"]
     assert finished == ["payment_finished"]
 
@@ -310,9 +310,11 @@ def test_a_claim_never_waits_for_a_session_a_partner_holds(bank: Runtime, onboar
         claiming.start()
         claiming.join(10)
         assert not claiming.is_alive(), "the claim waited for the session"
-    [(n, work, _, reference)] = claimed
-    assert (work, reference) == ("execute", payout_row(bank, session_id).rail_reference)
-    bank.worker.run_step(n, work, fresh=True)
+    [step] = claimed
+    assert step.step == "execute"
+    assert step.fresh
+    assert step.payout.rail_reference == payout_row(bank, session_id).rail_reference
+    bank.worker.run_steps(step.step, claimed)
     assert payout_status(partner, session_id) == "succeeded"
 
 
@@ -321,16 +323,16 @@ def test_a_claim_never_waits_for_a_session_a_partner_holds(bank: Runtime, onboar
 
 def fees_collected(bank: Runtime) -> int:
     with bank.db.read() as conn:
-        account = ledger.account_id(conn, ledger.FEES)
+        account = accounts.account_id(conn, accounts.FEES)
         assert account is not None
-        return ledger.balance(conn, account).balance
+        return accounts.balance(conn, account).balance
 
 
 def wallet(bank: Runtime, partner: Partner) -> int:
     with bank.db.read() as conn:
-        account = ledger.account_id(conn, wallet_code(partner.project))
+        account = accounts.account_id(conn, wallet_code(partner.project))
         assert account is not None
-        return ledger.balance(conn, account).available
+        return accounts.balance(conn, account).available
 
 
 def test_fee_is_held_with_the_amount_and_posted_on_success(bank: Runtime, onboard: Onboard) -> None:
@@ -413,10 +415,10 @@ def test_a_reference_commits_with_the_lease_and_a_fresh_one_is_sent_without_aski
         claimed = working.worker.claim()
         # committed with the lease, before the rail hears of any of them
         assert rail.calls == []
-        assert _references(bank, started) == [c.reference for c in claimed]
+        assert _references(bank, started) == [c.payout.rail_reference for c in claimed]
         assert all(ref is not None for ref in _references(bank, started))
-        for n, work, _, reference in work_batch.run(working.worker, claimed):
-            working.worker.run_step(n, work, fresh=reference is not None)
+        assert all(c.fresh for c in claimed)
+        working.worker.run_steps("execute", claimed)
     assert [c[0] for c in rail.calls] == ["submit"] * payouts  # nothing asked first
     assert sorted(c[1] for c in rail.calls) == sorted(_references(bank, started))
     assert [payout_status(partner, s) for s in started] == ["succeeded"] * payouts

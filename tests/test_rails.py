@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from banking import Onboard, available
 from banking import event_bodies as events
 from partner import Partner, payout_body
-from payout131 import ledger
 from payout131.clock import ManualClock
-from payout131.projects import wallet_code
+from payout131.ledger.accounts import wallet_code
+from payout131.ledger.check import violations
 from payout131.rails import scenarios
 from payout131.runtime import Runtime
 from payout131.storage import schema as t
@@ -28,7 +28,7 @@ FUNDS = 1_000_000
 
 def assert_ledger_balances(bank: Runtime) -> None:
     with bank.db.read() as conn:
-        assert ledger.check(conn) == []
+        assert violations(conn) == []
 
 
 def status(partner: Partner, session_id: str) -> dict[str, Any]:

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from banking import Onboard
 from payout131.runtime import Runtime
 from payout131.server import heap
-from payout131.storage import raw
 from payout131.storage import schema as t
-from payout131.storage.raw import Sql
+from payout131.storage import sql
+from payout131.storage.sql import Sql
 
 CODES = Sql(
     """SELECT id, code, kind FROM ledger_accounts
@@ -39,24 +39,24 @@ def test_lists_of_any_length_select_what_they_name(bank: Runtime, onboard: Onboa
     onboard("acme", wallet=1_000)
     onboard("globex", wallet=2_000)
     with bank.db.write() as conn:
-        both = raw.rows(conn, CODES, {"codes": ["wallet:acme", "wallet:globex"], "skip": []})
+        both = sql.rows(conn, CODES, {"codes": ["wallet:acme", "wallet:globex"], "skip": []})
         assert [row.code for row in both] == ["wallet:acme", "wallet:globex"]
         assert both[0]._mapping == {"id": both[0].id, "code": "wallet:acme", "kind": "wallet"}
         assert both[0].id < both[1].id
-        one = raw.rows(
+        one = sql.rows(
             conn, CODES, {"codes": ["wallet:acme", "wallet:globex"], "skip": ["wallet:acme"]}
         )
         assert [row.code for row in one] == ["wallet:globex"]
-        assert raw.rows(conn, CODES, {"codes": [], "skip": []}) == []
+        assert sql.rows(conn, CODES, {"codes": [], "skip": []}) == []
 
 
 def test_writes_join_the_callers_transaction(bank: Runtime, onboard: Onboard) -> None:
     onboard("acme", wallet=1_000)
     held = sa.select(t.ledger_accounts.c.held).where(t.ledger_accounts.c.code == "wallet:acme")
     with bank.db.write() as conn:
-        (wallet,) = raw.rows(conn, CODES, {"codes": ["wallet:acme"], "skip": []})
-        raw.many(conn, HELD, [{"id": wallet.id, "add": 100}, {"id": wallet.id, "add": 50}])
-        assert raw.run(conn, HELD, {"id": wallet.id, "add": 1}) == 1
+        (wallet,) = sql.rows(conn, CODES, {"codes": ["wallet:acme"], "skip": []})
+        sql.many(conn, HELD, [{"id": wallet.id, "add": 100}, {"id": wallet.id, "add": 50}])
+        assert sql.run(conn, HELD, {"id": wallet.id, "add": 1}) == 1
         assert conn.execute(held).scalar_one() == 151  # SQLAlchemy sees it: one transaction
         conn.rollback()
     with bank.db.read() as conn:
@@ -68,18 +68,18 @@ def test_in_a_pipeline_a_read_sees_the_writes_sent_before_it(
 ) -> None:
     onboard("acme", wallet=1_000)
     with bank.db.write() as conn:
-        (wallet,) = raw.rows(conn, CODES, {"codes": ["wallet:acme"], "skip": []})
-        with raw.pipeline(conn):
-            raw.run(conn, HELD, {"id": wallet.id, "add": 5})
-            raw.many(conn, HELD, [{"id": wallet.id, "add": 10}])
-            first, second = raw.together(
+        (wallet,) = sql.rows(conn, CODES, {"codes": ["wallet:acme"], "skip": []})
+        with sql.pipeline(conn):
+            sql.run(conn, HELD, {"id": wallet.id, "add": 5})
+            sql.many(conn, HELD, [{"id": wallet.id, "add": 10}])
+            first, second = sql.together(
                 conn,
                 [(HELD_NOW, {"id": wallet.id}), (CODES, {"codes": ["wallet:acme"], "skip": []})],
             )
             assert first[0].held == 15
             assert [row.code for row in second] == ["wallet:acme"]
-            raw.run(conn, HELD, {"id": wallet.id, "add": 100})  # sent when the block ends
-        assert raw.rows(conn, HELD_NOW, {"id": wallet.id})[0].held == 115
+            sql.run(conn, HELD, {"id": wallet.id, "add": 100})  # sent when the block ends
+        assert sql.rows(conn, HELD_NOW, {"id": wallet.id})[0].held == 115
         conn.rollback()
 
 
@@ -88,7 +88,7 @@ def test_booleans_come_back_as_booleans(bank: Runtime, onboard: Onboard) -> None
     session = partner.ok("session/create/rko", {"metadata": "good"})["session"]
     number = int(session["id"].removeprefix("ps_"))
     with bank.db.read() as conn:
-        (row,) = raw.rows(conn, SESSIONS, {"numbers": [number]})
+        (row,) = sql.rows(conn, SESSIONS, {"numbers": [number]})
     assert row.rko is True
 
 

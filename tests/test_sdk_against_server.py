@@ -59,7 +59,6 @@ from payout131.client import (
     verify_and_parse,
 )
 from payout131.runtime import Runtime
-from payout131.server.app import create_app
 from payout131.storage import schema as t
 
 MODES = ["loopback", "in_process"]
@@ -91,7 +90,7 @@ def sdk(request: pytest.FixtureRequest, bank: Runtime, http: httpx.Client) -> It
     closers: list[Callable[[], None]] = []
     portal_cm = start_blocking_portal() if request.param == "in_process" else None
     portal = portal_cm.__enter__() if portal_cm is not None else None
-    app = create_app(bank, run_worker=False)
+    app = bank.app(run_worker=False)
 
     def make(partner: Partner, version: str = "v1", **options: Any) -> Any:
         settings: dict[str, Any] = {

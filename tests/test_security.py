@@ -26,10 +26,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from banking import Onboard
 from partner import ORGANISATION, Partner, payout_body
-from payout131 import accounts, ledger, projects
+from payout131 import projects
 from payout131.cli.setup import initialise
 from payout131.client import signing
 from payout131.clock import SystemClock
+from payout131.ledger import accounts, book
 from payout131.protocol.validation import generate_account
 from payout131.runtime import Runtime
 from payout131.server import methods as api
@@ -188,9 +189,9 @@ def _register(url: str, project_id: str, key: rsa.RSAPrivateKey, webhook_url: st
                 legal_name='ООО "Ромашка"', inn="7707083893", kpp="773601001",
             )  # fmt: skip
             number = accounts.open_settlement_account(conn, project_id, now)
-            target = ledger.account_id(conn, number)
+            target = accounts.account_id(conn, number)
             assert target is not None
-            ledger.topup(conn, target, 1_000_000, now)
+            book.topup(conn, target, 1_000_000, now)
             return number
     finally:
         db.dispose()

@@ -171,7 +171,7 @@ def test_seed_token_flow_settlement_account(bank: Runtime, onboard: Onboard, ver
     """Seed steps: tokenize → token/info → create/rko → start/payout/rko with the token →
     ready_to_confirm with the real account in confirm_information → confirm → finished."""
     rail = RecordingRail()
-    bank.rail = rail
+    bank.worker.rail = rail
     partner = onboard(account=1_000_000)
     token = tokenize(partner)["token"]
     ask = {"type": "bank_account_ru", "bank_account_ru": {"token": token}}
@@ -222,7 +222,7 @@ def test_init_payout_by_token_from_the_wallet(
     bank: Runtime, onboard: Onboard, version: str
 ) -> None:
     rail = RecordingRail()
-    bank.rail = rail
+    bank.worker.rail = rail
     partner = onboard(wallet=50_000, single_request=True)
     token = tokenize(partner, PERSON_ACCOUNT)["token"]
     ru = {"token": token, "full_name": "Иванов Иван Иванович", "description": "Выплата. НДС нет"}

@@ -199,7 +199,7 @@ def _pending_tokenized_payout(bank: Runtime, partner: Partner) -> tuple[str, str
 
 def test_rotate_reseals_everything_and_retires_the_old_key(bank: Runtime, onboard: Onboard) -> None:
     rail = RecordingRail()
-    bank.rail = rail
+    bank.worker.rail = rail
     partner = onboard(account=100_000)
     token, session_id = _pending_tokenized_payout(bank, partner)
     tokenize(partner, SECRET_PERSON)

@@ -285,7 +285,7 @@ def test_events_wait_for_a_webhook_url_then_flow(
 def test_one_slow_endpoint_does_not_hold_up_the_others(
     bank: Runtime, onboard: Onboard, receiver: Receiver
 ) -> None:
-    bank.settings = replace(bank.settings, webhook_per_endpoint=2, webhook_timeout_s=30)
+    bank.dispatcher.config = replace(bank.dispatcher.config, per_endpoint=2, timeout_s=30)
     released = threading.Event()
     with receiving() as slow_endpoint:
         slow_endpoint.respond = lambda d: gate(released)
@@ -325,12 +325,11 @@ def test_a_stale_worker_cannot_settle_an_event_it_lost(
     assert (first.attempt, second.attempt) == (1, 2)
     delivered = outbox.Outcome(200, None, "", 1000)
     with bank.db.write() as conn:
-        late = outbox.record(conn, first, "w1", delivered, now, bank.dispatcher.schedule, 0.5)
-        assert late is None  # recorded as an attempt, but the event is w2's now
+        schedule = bank.dispatcher.schedule
+        late = outbox.record(conn, [(first, delivered)], "w1", now, schedule, [0.5])
+        assert late == [None]  # recorded as an attempt, but the event is w2's now
         failed = outbox.Outcome(500, None, "", 1000)
-        assert outbox.record(conn, second, "w2", failed, now, bank.dispatcher.schedule, 0.5) == (
-            "failed"
-        )
+        assert outbox.record(conn, [(second, failed)], "w2", now, schedule, [0.5]) == ["failed"]
     [event] = event_rows(bank)
     assert event.status == "failed"
     assert [a.http_status for a in attempt_rows(bank, event.id)] == [200, 500]
@@ -339,7 +338,7 @@ def test_a_stale_worker_cannot_settle_an_event_it_lost(
 def test_one_drain_delivers_everything_due_across_busy_endpoints(
     bank: Runtime, onboard: Onboard, receiver: Receiver
 ) -> None:
-    bank.settings = replace(bank.settings, webhook_concurrency=4, webhook_per_endpoint=2)
+    bank.dispatcher.config = replace(bank.dispatcher.config, concurrency=4, per_endpoint=2)
     for name in ("a", "b", "c"):
         partner = onboard(name, wallet=100_000, webhook_url=f"{receiver.url}/{name}")
         for _ in range(8):

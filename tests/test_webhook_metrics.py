@@ -13,7 +13,6 @@ from banking import Onboard
 from partner import Partner, payout_body
 from payout131.clock import ManualClock
 from payout131.runtime import Runtime
-from payout131.server.app import create_app
 from payout131.settings import Settings
 from webhook_receiver import Receiver, ok, receiving, reset, status
 
@@ -88,5 +87,5 @@ def test_metrics_count_deliveries_failures_retries_and_show_the_queue(
 
 
 def test_each_app_has_its_own_registry(bank: Runtime) -> None:
-    first, second = create_app(bank, run_worker=False), create_app(bank, run_worker=False)
+    first, second = bank.app(run_worker=False), bank.app(run_worker=False)
     assert first is not second  # no "Duplicated timeseries" from a shared global registry

@@ -17,7 +17,6 @@ from payout131.cli import main
 from payout131.client import signing
 from payout131.clock import ManualClock
 from payout131.runtime import Runtime
-from payout131.server.app import create_app
 from webhook_receiver import Answer, Delivery, Receiver, ok, receiving, status
 
 pytestmark = pytest.mark.timeout(120)
@@ -152,10 +151,10 @@ def test_the_server_delivers_by_itself_as_soon_as_events_commit(
     bank: Runtime, onboard: Onboard, receiver: Receiver
 ) -> None:
     # a five-minute poll: only the wake-ups from the API and the worker can be in time
-    bank.settings = replace(bank.settings, webhook_poll_s=300)
+    bank.dispatcher.config = replace(bank.dispatcher.config, poll_s=300)
     wallet = onboard("wallet", wallet=100_000, webhook_url=receiver.url + "/wallet")
     receiver.respond = WebhookPartner(bank, {"/wallet": wallet})
-    with serve(create_app(bank, run_worker=True)):  # the worker and the dispatcher run here
+    with serve(bank.app(run_worker=True)):  # the worker and the dispatcher run here
         session_id = wallet.ok("session/init/payout", payout_body(10_000))["session"]["id"]
         receiver.wait_for(lambda found: len(found) == 2)
     assert [(b["session"]["id"], b["type"]) for b in receiver.bodies()] == [

@@ -25,9 +25,10 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from partner import Partner, payout_body
-from payout131 import accounts, projects
+from payout131 import projects
 from payout131.client import signing
 from payout131.clock import SystemClock
+from payout131.ledger import book
 from payout131.storage import Database
 from payout131.storage import schema as t
 from payout131.webhooks import events
@@ -79,7 +80,8 @@ def write_events(
                 session_n += 1
                 for kind in ("ready_to_confirm", "payment_finished"):
                     body = json.dumps({"type": kind, "session": {"id": f"ps_{session_n}"}})
-                    events.emit(conn, project_id, session_n, kind, body.encode(), now)
+                    made = events.NewEvent(project_id, session_n, kind, body.encode())
+                    events.emit(conn, None, [made], now)
 
 
 @contextmanager
@@ -219,7 +221,7 @@ def test_serve_without_worker_plus_a_worker_process_delivers_the_flow(
     with db.write() as conn:
         pem = signing.public_key_pem(key).decode()
         projects.add_project(conn, "acme", pem, now, webhook_url=receiver.url)
-        accounts.topup_wallet(conn, "acme", 50_000, now)
+        book.topup_wallet(conn, "acme", 50_000, now)
     port = free_port()
     log = tmp_path / "processes.log"
     api = ["serve", "--no-worker", "--port", str(port)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,12 +12,21 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import Connection
 
-from payout131 import fees, ledger
 from payout131.client import signing
+from payout131.ledger.accounts import open_account, wallet_code
+from payout131.payouts import fees
 from payout131.storage import Database
 from payout131.storage import schema as t
 
-__all__ = ["Project", "ProjectCache", "add_project", "get_project", "update_project", "wallet_code"]
+__all__ = [
+    "Project",
+    "ProjectCache",
+    "add_project",
+    "exists",
+    "get_project",
+    "get_projects",
+    "update_project",
+]
 
 _SETTABLE = {
     "webhook_url",
@@ -27,7 +37,7 @@ _SETTABLE = {
     "kpp",
     "idempotency_mode",
     "confirm_timeout_s",
-    "fee_bps",  # rails: the bank's fee (fees.py)
+    "fee_bps",  # rails: the bank's fee (payouts/fees.py)
     "fee_fixed",
     "webhook_secret",  # webhooks/standard.py: opts the project into webhook-signature
 }
@@ -54,10 +64,6 @@ class Project:
         return cls(**{name: row._mapping[name] for name in cls.__slots__})
 
 
-def wallet_code(project_id: str) -> str:
-    return f"wallet:{project_id}"
-
-
 def add_project(
     conn: Connection, project_id: str, public_key_pem: str, now: int, **fields: Any
 ) -> None:
@@ -72,7 +78,7 @@ def add_project(
             id=project_id, public_key_pem=public_key_pem, created_at=now, **fields
         )
     )
-    ledger.open_account(conn, wallet_code(project_id), "wallet", project_id, now)
+    open_account(conn, wallet_code(project_id), "wallet", project_id, now)
 
 
 def update_project(conn: Connection, project_id: str, **fields: Any) -> None:
@@ -87,9 +93,20 @@ def update_project(conn: Connection, project_id: str, **fields: Any) -> None:
         raise LookupError(f"no project {project_id!r}")
 
 
+def exists(conn: Connection, project_id: str) -> bool:
+    found = conn.execute(sa.select(t.projects.c.id).where(t.projects.c.id == project_id))
+    return found.scalar() is not None
+
+
 def get_project(conn: Connection, project_id: str) -> Project | None:
     row = conn.execute(sa.select(t.projects).where(t.projects.c.id == project_id)).one_or_none()
     return None if row is None else Project.from_row(row)
+
+
+def get_projects(conn: Connection, project_ids: Iterable[str]) -> dict[str, Project]:
+    """The projects with these ids that exist, by id."""
+    rows = conn.execute(sa.select(t.projects).where(t.projects.c.id.in_(sorted(set(project_ids)))))
+    return {row.id: Project.from_row(row) for row in rows}
 
 
 class ProjectCache:

@@ -1,44 +1,76 @@
-"""The bank: the composition root that holds the store, the clock, the keys and the rail."""
+"""The composition root: opens the store, loads the keys and the BIK directory, and builds
+each part with what it uses. Nothing imports this module but the entry points (``serve``,
+``worker``, the ASGI factory) and the tests; no part is handed the runtime itself.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import os
 
+import anyio
 from cryptography.hazmat.primitives.asymmetric import rsa
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 
 from payout131.clock import Clock, SystemClock
 from payout131.directory.bik import BikDirectory
 from payout131.directory.store import load_directory
+from payout131.payouts.calls import Context
 from payout131.projects import ProjectCache
 from payout131.rails import Rail, RailOptions, make_rail
+from payout131.server import metrics
+from payout131.server.app import create_app
+from payout131.server.methods import Methods
+from payout131.server.partner_api import PartnerApi
+from payout131.server.widget_api import WidgetApi, widget_app
 from payout131.settings import Settings
 from payout131.storage import Database, migrate
 from payout131.storage.group_commit import GroupCommit
 from payout131.tokens.vault import Vault
 from payout131.webhooks.bank_key import load_bank_key
-from payout131.webhooks.dispatcher import Dispatcher
-from payout131.work import Worker
+from payout131.webhooks.dispatcher import DeliveryConfig, Dispatcher
+from payout131.worker.runner import Worker, WorkerConfig
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "app_from_env"]
 
 
-@dataclass(eq=False)
 class Runtime:
-    """Everything a request or a background step needs, built once and handed down."""
+    """One process's parts, built once: the store and its group commit, the clock, the
+    keys, the directory, the rail, the payout worker and the webhook dispatcher."""
 
-    settings: Settings
-    db: Database
-    clock: Clock
-    directory: BikDirectory
-    private_key: rsa.RSAPrivateKey
-    rail: Rail
-
-    def __post_init__(self) -> None:
-        self.projects = ProjectCache(self.db)
-        self.worker = Worker(self)
-        self.dispatcher = Dispatcher(self)  # webhooks
-        self.vault = Vault(self.settings.vault_key_path, self.settings.vault_key)
-        self.group_commit = GroupCommit(self.db)  # benchmarks: API writes share commits
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        clock: Clock,
+        directory: BikDirectory,
+        private_key: rsa.RSAPrivateKey,
+        rail: Rail,
+    ) -> None:
+        self.settings, self.db, self.clock = settings, db, clock
+        self.directory, self.private_key, self.rail = directory, private_key, rail
+        self.projects = ProjectCache(db)
+        self.vault = Vault(settings.vault_key_path, settings.vault_key)
+        self.group_commit = GroupCommit(db)  # benchmarks: API writes share commits
+        self.context = Context(directory, self.vault)
+        self.dispatcher = Dispatcher(  # webhooks
+            db=db,
+            group_commit=self.group_commit,
+            clock=clock,
+            vault=self.vault,
+            private_key=private_key,
+            config=delivery_config(settings),
+        )
+        self.worker = Worker(
+            db,
+            self.group_commit,
+            clock,
+            rail,
+            self.context,
+            worker_config(settings),
+            on_events=self.dispatcher.wakeup.set,
+        )
 
     @classmethod
     def open(
@@ -50,19 +82,90 @@ class Runtime:
         with db.read() as conn:
             directory = load_directory(conn)
         clock = clock or SystemClock()
+        options = RailOptions(latency_ms=settings.sim_latency_ms, spread_ms=settings.sim_spread_ms)
         return cls(
             settings=settings,
             db=db,
             clock=clock,
             directory=directory,
             private_key=load_bank_key(settings.bank_private_key_path),
-            rail=rail or make_rail(settings.rail, _rail_options(settings), db, clock),
+            rail=rail or make_rail(settings.rail, options, db, clock),
         )
+
+    def app(self, *, run_worker: bool = True, close: bool = False) -> Starlette:
+        """The ASGI app; with ``run_worker`` the background work runs in the same process;
+        with ``close`` the app closes the runtime when it shuts down."""
+        limiter = anyio.CapacityLimiter(self.settings.db_threads)
+        partner_api = PartnerApi(
+            db=self.db,
+            group_commit=self.group_commit,
+            projects=self.projects,
+            methods=Methods(self.context),
+            clock=self.clock,
+            max_body_bytes=self.settings.max_body_bytes,
+            limiter=limiter,
+            wake_worker=self.worker.wakeup.set,
+            wake_dispatcher=self.dispatcher.wakeup.set,
+        )
+        widget = WidgetApi(
+            db=self.db,
+            clock=self.clock,
+            vault=self.vault,
+            directory=self.directory,
+            demo_project=self.settings.widget_demo_project,
+            limiter=limiter,
+        )
+        return create_app(
+            partner_api=partner_api,
+            widget=widget_app(widget),
+            metrics_registry=self.metrics(),
+            limiter=limiter,
+            background=(self.worker.run, self.dispatcher.run) if run_worker else (),
+            on_close=self.close if close else None,
+        )
+
+    def metrics(self) -> CollectorRegistry:
+        """A registry of this process's metrics (``/metrics``, ``worker --metrics-port``)."""
+        return metrics.registry_for(self.dispatcher.stats, self.db, self.clock)
 
     def close(self) -> None:
         self.group_commit.close()
         self.db.dispose()
 
 
-def _rail_options(settings: Settings) -> RailOptions:
-    return RailOptions(latency_ms=settings.sim_latency_ms, spread_ms=settings.sim_spread_ms)
+def worker_config(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        lease_s=settings.lease_s,
+        batch=settings.worker_batch,
+        poll_s=settings.worker_poll_s,
+        gather_s=settings.gather_s,
+        rail_poll_s=settings.rail_poll_s,
+    )
+
+
+def delivery_config(settings: Settings) -> DeliveryConfig:
+    return DeliveryConfig(
+        schedule=settings.webhook_schedule,
+        jitter=settings.webhook_jitter,
+        horizon_s=settings.webhook_horizon_s,
+        timeout_s=settings.webhook_timeout_s,
+        concurrency=settings.webhook_concurrency,
+        per_endpoint=settings.webhook_per_endpoint,
+        lease_s=settings.webhook_lease_s,
+        poll_s=settings.webhook_poll_s,
+        gather_s=settings.gather_s,
+        test_hang_after_send=settings.webhook_test_hang_after_send,
+    )
+
+
+def app_from_env() -> Starlette:
+    """The app of one of ``payout131 serve --processes N``'s processes, configured like the
+    command: ``PAYOUT131_*`` settings, ``PAYOUT131_SERVE_WORKER`` (``0``: API only) and
+    ``PAYOUT131_SERVE_LOG_LEVEL``."""
+    logging.basicConfig(
+        level=os.environ.get("PAYOUT131_SERVE_LOG_LEVEL", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    runtime = Runtime.open(Settings.from_env())
+    run_worker = os.environ.get("PAYOUT131_SERVE_WORKER", "1") != "0"
+    return runtime.app(run_worker=run_worker, close=True)

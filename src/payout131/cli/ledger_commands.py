@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
-from payout131 import accounts, ledger
+from payout131 import projects
 from payout131.cli.context import database, write
 from payout131.errors import ApiError
+from payout131.ledger import accounts, book
+from payout131.ledger.check import violations
 
 __all__ = ["account", "ledger_group", "wallet"]
 
@@ -22,10 +24,10 @@ def account() -> None:
 def open_(project_id: str, number: str | None) -> None:
     """Open a ruble settlement account for a project and print its number."""
     with write() as (conn, now):
-        if not conn.execute(accounts.project_exists_query(project_id)).scalar():
+        if not projects.exists(conn, project_id):
             raise click.ClickException(f"no project {project_id!r}")
         try:
-            if number is not None and ledger.account_id(conn, number) is not None:
+            if number is not None and accounts.account_id(conn, number) is not None:
                 raise click.ClickException(f"account {number} already exists")
             number = accounts.open_settlement_account(conn, project_id, now, number)
         except ApiError as exc:
@@ -39,11 +41,11 @@ def open_(project_id: str, number: str | None) -> None:
 def account_topup(number: str, amount: int) -> None:
     """Credit AMOUNT kopecks to a settlement account."""
     with write() as (conn, now):
-        target = ledger.account_id(conn, number)
+        target = accounts.account_id(conn, number)
         if target is None:
             raise click.ClickException(f"no settlement account {number}")
-        ledger.topup(conn, target, amount, now)
-        money = ledger.balance(conn, target)
+        book.topup(conn, target, amount, now)
+        money = accounts.balance(conn, target)
     click.echo(f"{number}: balance {money.balance}, available {money.available} (kopecks)")
 
 
@@ -59,7 +61,7 @@ def wallet_topup(project_id: str, amount: int) -> None:
     """Credit AMOUNT kopecks to a project's collateral wallet."""
     with write() as (conn, now):
         try:
-            accounts.topup_wallet(conn, project_id, amount, now)
+            book.topup_wallet(conn, project_id, amount, now)
         except ApiError as exc:
             raise click.ClickException(exc.description) from None
     click.echo(f"wallet of {project_id}: credited {amount} kopecks")
@@ -74,7 +76,7 @@ def ledger_group() -> None:
 def check() -> None:
     """Recompute every balance from the entries; exit 1 on any violation."""
     with database() as db, db.read() as conn:
-        problems = ledger.check(conn)
+        problems = violations(conn)
     for problem in problems:
         click.echo(f"VIOLATION {problem}", err=True)
     if problems:

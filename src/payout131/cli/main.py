@@ -107,7 +107,6 @@ def serve(
     import uvicorn
 
     from payout131.runtime import Runtime
-    from payout131.server.app import create_app
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -123,13 +122,13 @@ def serve(
     where = f"http://{host}:{port} (database: {bank.db.dialect}"
     if processes == 1:
         click.echo(f"payout131 listening on {where})")
-        uvicorn.run(create_app(bank, run_worker=not no_worker), **options)
+        uvicorn.run(bank.app(run_worker=not no_worker), **options)
         return
     bank.close()
     os.environ["PAYOUT131_SERVE_WORKER"] = "0" if no_worker else "1"
     os.environ["PAYOUT131_SERVE_LOG_LEVEL"] = log_level
     click.echo(f"payout131 listening on {where}, {processes} processes)")
-    uvicorn.run("payout131.server.app:app_from_env", factory=True, workers=processes, **options)
+    uvicorn.run("payout131.runtime:app_from_env", factory=True, workers=processes, **options)
 
 
 @main.command("bank-key")

@@ -9,11 +9,12 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from payout131 import accounts, ledger, projects
+from payout131 import projects
 from payout131.client import signing
 from payout131.clock import SystemClock
 from payout131.directory.bik import load_snapshot
 from payout131.directory.store import replace_directory
+from payout131.ledger import accounts, book
 from payout131.settings import Settings
 from payout131.storage import Database, migrate
 from payout131.storage import schema as t
@@ -82,10 +83,10 @@ def _demo_project(db: Database, folder: Path) -> None:
             kpp="773601001",
         )
         number = accounts.open_settlement_account(conn, DEMO_PROJECT, now)
-        account = ledger.account_id(conn, number)
+        account = accounts.account_id(conn, number)
         assert account is not None
-        ledger.topup(conn, account, DEMO_FUNDS, now)
-        accounts.topup_wallet(conn, DEMO_PROJECT, DEMO_FUNDS, now)
+        book.topup(conn, account, DEMO_FUNDS, now)
+        book.topup_wallet(conn, DEMO_PROJECT, DEMO_FUNDS, now)
     click.echo(
         f"demo project {DEMO_PROJECT!r}: private key {private}, settlement account {number}, "
         f"wallet and account funded with {DEMO_FUNDS // 100} RUB each"

@@ -52,7 +52,6 @@ def worker(
 
     from payout131.runtime import Runtime
     from payout131.server import heap
-    from payout131.server.metrics import registry_for
 
     if not (payouts or webhooks):
         raise click.UsageError("nothing to run: --no-payouts and --no-webhooks together")
@@ -62,7 +61,7 @@ def worker(
     bank = Runtime.open(settings())
     try:
         if metrics_port is not None:
-            start_http_server(metrics_port, addr=metrics_host, registry=registry_for(bank))
+            start_http_server(metrics_port, addr=metrics_host, registry=bank.metrics())
         click.echo(
             f"payout131 worker {bank.dispatcher.owner} running (database: {bank.db.dialect})"
         )

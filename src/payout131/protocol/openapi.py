@@ -2,7 +2,7 @@
 
 The shapes below are msgspec Structs that mirror what ``payout_request`` and ``wire`` accept
 and render; msgspec turns them into JSON Schema 2020-12 (the dialect of OpenAPI 3.1). The
-paths come from ``api.METHODS``, so a method cannot be added without appearing here. The
+paths come from ``methods.METHODS``, so a method cannot be added without appearing here. The
 document is committed as ``openapi.json`` next to this module and served at
 ``GET /openapi.json``; ``python -m payout131.protocol.openapi`` rewrites it, and a test
 fails when the committed file is stale. Unknown fields are ignored by the server, so no
@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from payout131.server import methods as api
+from payout131.protocol import methods
 
 __all__ = ["PATH", "document", "render"]
 
@@ -291,7 +291,7 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _operation(version: str, name: str, method: api.Method) -> dict[str, Any]:
+def _operation(version: str, name: str, method: methods.Method) -> dict[str, Any]:
     request, answer = SHAPES[name]
     responses: dict[str, Any] = {
         "200": {"description": "done", "content": _json_content(_ref(answer.__name__))}
@@ -324,7 +324,7 @@ def document() -> dict[str, Any]:
         [*shapes, ErrorEnvelope], ref_template="#/components/schemas/{name}"
     )
     paths: dict[str, Any] = {}
-    for name, method in sorted(api.METHODS.items()):
+    for name, method in sorted(methods.METHODS.items()):
         for version in method.versions:
             paths[f"/api/{version}/{name}"] = {"post": _operation(version, name, method)}
     paths["/health"] = {

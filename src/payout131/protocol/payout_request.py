@@ -17,7 +17,6 @@ from payout131.errors import InvalidRequest, NotFound
 from payout131.protocol import validation as v
 
 __all__ = [
-    "DRAFT_FIELDS",
     "Destination",
     "PayoutRequest",
     "TokenLookup",
@@ -26,15 +25,6 @@ __all__ = [
     "parse_payout",
     "require_object",
 ]
-
-# The payout fields a session can carry from create to start (both destination spellings).
-DRAFT_FIELDS = (
-    "payment_method",
-    "payout_details",
-    "amount_details",
-    "participant_details",
-    "customer",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,24 +7,31 @@ v1 names the destination ``payment_method`` and lists payouts under ``payments``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from payout131.clock import rfc3339
+from payout131.payouts.records import Listed, Payout, Refund
 
 __all__ = [
+    "account_balance_answer",
     "destination_key",
     "dumps",
     "event_body",
     "loads_field",
     "payout_id",
+    "public_token_answer",
     "refund_id",
     "render_payout",
     "render_refund",
     "render_session",
+    "session_answer",
     "session_id",
+    "token_info_answer",
+    "tokenize_answer",
+    "wallet_answer",
 ]
 
 _encoder = msgspec.json.Encoder()
@@ -51,30 +58,31 @@ def payout_id(n: int) -> str:
     return f"po_{n}"
 
 
-def render_payout(row: Mapping[str, Any], version: str) -> dict[str, Any]:
+def render_payout(payout: Payout, refunds: Sequence[Refund], version: str) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": payout_id(row["n"]),
-        "status": row["status"],
-        "created_at": rfc3339(row["created_at"]),
+        "id": payout_id(payout.n),
+        "status": payout.status,
+        "created_at": rfc3339(payout.created_at),
     }
-    if row["finished_at"] is not None:
-        out["finished_at"] = rfc3339(row["finished_at"])
-    out[destination_key(version)] = loads_field(row["destination"])
-    out["amount_details"] = {"amount": row["amount"], "currency": row["currency"]}
-    for field in ("participant_details", "customer"):
-        if row[field] is not None:
-            out[field] = loads_field(row[field])
-    metadata = loads_field(row["metadata"])
-    if row["metadata"] is not None:
+    if payout.finished_at is not None:
+        out["finished_at"] = rfc3339(payout.finished_at)
+    out[destination_key(version)] = loads_field(payout.destination)
+    out["amount_details"] = {"amount": payout.amount, "currency": payout.currency}
+    if payout.participant_details is not None:
+        out["participant_details"] = loads_field(payout.participant_details)
+    if payout.customer is not None:
+        out["customer"] = loads_field(payout.customer)
+    metadata = loads_field(payout.metadata)
+    if payout.metadata is not None:
         out["metadata"] = metadata
     out["paymentMetadata"] = metadata if isinstance(metadata, dict) else {}
-    if row["error_code"] is not None:
-        out["error"] = {"code": row["error_code"], "description": row["error_description"]}
-    if row.get("fee"):  # rails: the bank's fee, in Bank 131's ``amounts.fee`` shape
-        fee = {"amount": row["fee"], "currency": row["currency"]}
+    if payout.error_code is not None:
+        out["error"] = {"code": payout.error_code, "description": payout.error_description}
+    if payout.fee:  # rails: the bank's fee, in Bank 131's ``amounts.fee`` shape
+        fee = {"amount": payout.fee, "currency": payout.currency}
         out["amounts"] = {"fee": {"merchant_fee": fee}}
-    if row.get("refunds"):
-        out["refunds"] = [render_refund(r, row["currency"]) for r in row["refunds"]]
+    if refunds and payout.status == "succeeded":
+        out["refunds"] = [render_refund(r, payout.currency) for r in refunds]
     return out
 
 
@@ -82,39 +90,38 @@ def refund_id(n: int) -> str:
     return f"rf_{n}"
 
 
-def render_refund(row: Mapping[str, Any], currency: str) -> dict[str, Any]:
+def render_refund(refund: Refund, currency: str) -> dict[str, Any]:
     """One entry of a payout's ``refunds``: money the recipient's bank sent back."""
     out: dict[str, Any] = {
-        "id": refund_id(row["n"]),
-        "status": row["status"],
-        "created_at": rfc3339(row["created_at"]),
+        "id": refund_id(refund.n),
+        "status": refund.status,
+        "created_at": rfc3339(refund.created_at),
     }
-    if row["finished_at"] is not None:
-        out["finished_at"] = rfc3339(row["finished_at"])
-    out["amount_details"] = {"amount": row["amount"], "currency": currency}
+    if refund.finished_at is not None:
+        out["finished_at"] = rfc3339(refund.finished_at)
+    out["amount_details"] = {"amount": refund.amount, "currency": currency}
     return out
 
 
-def render_session(
-    row: Mapping[str, Any], payouts: list[Mapping[str, Any]], version: str | None = None
-) -> dict[str, Any]:
+def render_session(listed: Listed, version: str | None = None) -> dict[str, Any]:
     """The Session object, in the spelling of ``version`` (default: the session's own)."""
-    version = version or row["api_version"]
+    session = listed.session
+    version = version or session.api_version
     out: dict[str, Any] = {
-        "id": session_id(row["n"]),
-        "status": row["status"],
-        "created_at": rfc3339(row["created_at"]),
-        "updated_at": rfc3339(row["updated_at"]),
+        "id": session_id(session.n),
+        "status": session.status,
+        "created_at": rfc3339(session.created_at),
+        "updated_at": rfc3339(session.updated_at),
     }
     out["payout_list" if version == "v2" else "payments"] = [
-        render_payout(p, version) for p in payouts
+        render_payout(payout, refunds, version) for payout, refunds in listed.payouts
     ]
-    if any(p["status"] == "pending" for p in payouts):
+    if any(payout.status == "pending" for payout, _ in listed.payouts):
         out["next_action"] = "confirm"
-    if row["error_code"] is not None:
-        out["error"] = {"code": row["error_code"], "description": row["error_description"]}
-    metadata = loads_field(row["metadata"])
-    if row["metadata"] is not None:
+    if session.error_code is not None:
+        out["error"] = {"code": session.error_code, "description": session.error_description}
+    metadata = loads_field(session.metadata)
+    if session.metadata is not None:
         out["metadata"] = metadata
     out["session_metadata"] = metadata if isinstance(metadata, dict) else {}
     return out
@@ -123,3 +130,37 @@ def render_session(
 def event_body(kind: str, session: dict[str, Any], **extra: Any) -> bytes:
     """The exact bytes a webhook carries: ``{"type", "session", ...}``."""
     return dumps({"type": kind, "session": session, **extra})
+
+
+def session_answer(listed: Listed, version: str) -> dict[str, Any]:
+    """The answer of every session method: ``{"status": "ok", "session": ...}``."""
+    return {"status": "ok", "session": render_session(listed, version)}
+
+
+def wallet_answer(wallet_id: str, available: int) -> dict[str, Any]:
+    """``wallet/balance``: the collateral wallet's available balance."""
+    amount = {"amount": available, "currency": "rub"}
+    return {"status": "ok", "wallets": [{"id": wallet_id, "amount_details": amount}]}
+
+
+def account_balance_answer(number: str, balance: int, held: int) -> dict[str, Any]:
+    """``report/account_balance``: booked (``current_balance``), available and held."""
+    figures = {"current_balance": balance, "available_balance": balance - held, "held": held}
+    return {
+        "status": "ok",
+        "account_number": number,
+        "account_currency": "RUB",
+        "balance": figures,
+    }
+
+
+def public_token_answer(token: str) -> dict[str, Any]:
+    return {"status": "ok", "public_token": token}
+
+
+def tokenize_answer(token: str, masked_account: str) -> dict[str, Any]:
+    return {"status": "ok", "token": token, "data": {"masked_account": masked_account}}
+
+
+def token_info_answer(info: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "ok", "info": info}

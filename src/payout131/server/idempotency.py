@@ -3,23 +3,38 @@
 Bank 131 semantics (the default): a key seen before, in flight or finished, answers
 ``idempotency_key_already_exists`` and nothing is repeated. In ``replay`` mode (a project
 setting) the same key with the same body returns the first response byte for byte, and a
-different body is refused. A request that is rejected writes nothing, its key included, so
+different body is refused. A request that is refused writes nothing, its key included, so
 a corrected request may reuse it. Keys are scoped per project.
+
+``Keyed`` wraps a method's executor: the calls of a group claim their keys with one
+statement (a key another transaction holds makes the claim wait for it), the calls whose
+key was free run as usual, and each answer is stored with its key.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
-from payout131.errors import IdempotencyKeyExists, InvalidRequest
-from payout131.storage import schema as t
+from payout131.errors import ApiError, IdempotencyKeyExists, InvalidRequest
+from payout131.payouts.calls import Serial
+from payout131.storage import sql
+from payout131.storage.group_commit import Executor
+from payout131.storage.sql import Sql
 
-__all__ = ["KeyTaken", "Stored", "body_hash", "claim", "lookup", "record", "validate_key"]
+__all__ = [
+    "KeyTaken",
+    "Keyed",
+    "KeyedCall",
+    "Stored",
+    "already_exists",
+    "body_hash",
+    "lookup",
+    "validate_key",
+]
 
 MAX_KEY_LENGTH = 255
 
@@ -35,6 +50,15 @@ class Stored:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class KeyedCall:
+    """A call and the key that guards it."""
+
+    call: Any  # a PartnerCall
+    key: str
+    digest: str  # SHA-256 of the body as sent
+
+
 def validate_key(key: str) -> str:
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidRequest(
@@ -47,43 +71,69 @@ def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def claim(conn: Connection, project_id: str, key: str, method: str, digest: str, now: int) -> None:
-    """Insert the key's row, or raise ``KeyTaken``. Waits for a concurrent holder to finish."""
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                sa.insert(t.idempotency_keys).values(
-                    project_id=project_id,
-                    key=key,
-                    method=method,
-                    body_sha256=digest,
-                    response_status=0,
-                    response_body=b"",
-                    created_at=now,
-                )
-            )
-    except IntegrityError as exc:
-        raise KeyTaken(key) from exc
+_CLAIM = Sql(
+    """INSERT INTO idempotency_keys (project_id, key, method, body_sha256, response_status,
+    response_body, created_at) VALUES (:project_id, :key, :method, :digest, 0, :empty, :now)
+    ON CONFLICT (project_id, key) DO NOTHING RETURNING key"""
+)
+_RECORD = Sql(
+    """UPDATE idempotency_keys SET response_status = :status, response_body = :body
+    WHERE project_id = :project_id AND key = :key"""
+)
+_FREE = Sql("DELETE FROM idempotency_keys WHERE project_id = :project_id AND key = :key")
+_LOOKUP = Sql(
+    """SELECT body_sha256, response_status, response_body FROM idempotency_keys
+    WHERE project_id = :project_id AND key = :key"""
+)
 
 
-def record(conn: Connection, project_id: str, key: str, status: int, body: bytes) -> None:
-    k = t.idempotency_keys
-    conn.execute(
-        sa.update(k)
-        .where(k.c.project_id == project_id, k.c.key == key)
-        .values(response_status=status, response_body=body)
-    )
+class Keyed:
+    """``executor`` for calls that carry an idempotency key, all claimed at once."""
+
+    def __init__(self, method: str, executor: Executor) -> None:
+        self.method, self.executor = method, executor
+
+    def __call__(self, conn: Connection, items: list[KeyedCall]) -> list[Any]:
+        keys = [(item.call.project.id, item.key) for item in items]
+        if len(set(keys)) < len(keys):  # the second must see the first's key
+            raise Serial("one idempotency key twice in one group; one call at a time")
+        claims = [
+            {
+                "project_id": item.call.project.id,
+                "key": item.key,
+                "method": self.method,
+                "digest": item.digest,
+                "empty": b"",
+                "now": item.call.now,
+            }
+            for item in items
+        ]
+        claimed = sql.many_returning(conn, _CLAIM, claims)
+        free = {row.key for row in claimed}
+        outcomes: list[Any] = [None] * len(items)
+        runs = [i for i, item in enumerate(items) if item.key in free]
+        for i, item in enumerate(items):
+            if item.key not in free:
+                outcomes[i] = KeyTaken(item.key)
+        answers = self.executor(conn, [items[i].call for i in runs]) if runs else []
+        recorded, freed = [], []
+        for i, answer in zip(runs, answers, strict=True):
+            outcomes[i] = answer
+            where = {"project_id": items[i].call.project.id, "key": items[i].key}
+            if isinstance(answer, ApiError):
+                freed.append(where)  # a refused call writes nothing, its key included
+            else:
+                recorded.append({**where, "status": 200, "body": answer})
+        sql.many(conn, _RECORD, recorded)
+        sql.many(conn, _FREE, freed)
+        return outcomes
 
 
 def lookup(conn: Connection, project_id: str, key: str) -> Stored | None:
-    k = t.idempotency_keys
-    row = conn.execute(
-        sa.select(k.c.body_sha256, k.c.response_status, k.c.response_body).where(
-            k.c.project_id == project_id, k.c.key == key
-        )
-    ).one_or_none()
-    if row is None:
+    found = sql.rows(conn, _LOOKUP, {"project_id": project_id, "key": key})
+    if not found:
         return None
+    row = found[0]
     return Stored(row.body_sha256, int(row.response_status), bytes(row.response_body))
 
 
@@ -91,3 +141,12 @@ def already_exists() -> IdempotencyKeyExists:
     return IdempotencyKeyExists(
         "X-PARTNER-IDEMPOTENCY-KEY: a request with this key is already in progress or processed"
     )
+
+
+def replayed(stored: Stored | None, digest: str) -> tuple[int, bytes]:
+    """The stored answer to a repeated key (replay mode), if the body is the same."""
+    if stored is None or stored.body_sha256 != digest:
+        raise IdempotencyKeyExists(
+            "X-PARTNER-IDEMPOTENCY-KEY: this key was used with a different request body"
+        )
+    return stored.status, stored.body

@@ -1,55 +1,87 @@
-"""The partner methods: parse a signed body, run one use case in one transaction, render.
+"""What each partner method does: its use case, and the answer rendered from it.
 
-The HTTP layer has already identified the project and verified the signature over the raw
-bytes; this module turns the bytes into JSON, applies idempotency, runs the method and
-returns the status and exact response bytes.
+A method that changes something is an *executor* of the group commit: the use case runs
+once for every call of a group that names the method (a single call is a group of one),
+and each call gets its rendered answer or its refusal. A method that only reads runs alone
+in a read transaction. ``Methods`` binds them to what the use cases look things up in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import msgspec
 from sqlalchemy.engine import Connection
 
-from payout131 import ledger, sessions, sessions_batch
-from payout131.accounts import settlement_account
-from payout131.errors import ApiError, IdempotencyKeyExists, InvalidRequest
-from payout131.projects import Project, wallet_code
+from payout131.errors import ApiError, InvalidRequest
+from payout131.ledger import accounts
+from payout131.payouts import answers, opening, reads
+from payout131.payouts.calls import Context, PartnerCall
+from payout131.payouts.records import Listed
 from payout131.protocol import wire
-from payout131.runtime import Runtime
-from payout131.server import idempotency
-from payout131.tokens import account_tokens as tokens
-from payout131.tokens import public_tokens
+from payout131.protocol.methods import METHODS
+from payout131.protocol.requests import (
+    AccountBalanceBody,
+    TokenBody,
+    TokenInfoBody,
+    TokenizeBody,
+    WalletBalanceBody,
+    given,
+)
+from payout131.server.idempotency import Keyed
+from payout131.tokens import account_tokens, public_tokens
 
-__all__ = ["METHODS", "Method", "handle", "handle_grouped", "parse_body"]
+__all__ = ["READS", "WRITES", "Methods"]
 
-Handler = Callable[[Connection, sessions.Call, dict[str, Any]], dict[str, Any]]
-Batch = Callable[[Connection, list[Any]], list[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Method:
-    handler: Handler
-    mutating: bool
-    rko: bool = False
-    versions: tuple[str, ...] = ("v1", "v2")
-    wakes_worker: bool = False
-    batch: Batch | None = None  # the handler's work for many calls at once (group commit)
+UseCase = Callable[[Connection, Context, Sequence[PartnerCall[Any]]], list[Any]]
+Read = Callable[[Connection, Context, PartnerCall[Any]], dict[str, Any]]
 
 
-def _session(fn: Callable[[Connection, sessions.Call, dict[str, Any]], dict[str, Any]]) -> Handler:
-    def handler(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
-        return {"status": "ok", "session": fn(conn, call, body)}
+def _each(fn: Callable[[Connection, Context, PartnerCall[Any]], dict[str, Any]]) -> UseCase:
+    """A use case of calls that are independent, each refused before it writes anything."""
 
-    return handler
+    def use_case(
+        conn: Connection, context: Context, calls: Sequence[PartnerCall[Any]]
+    ) -> list[Any]:
+        out: list[Any] = []
+        for call in calls:
+            try:
+                out.append(fn(conn, context, call))
+            except ApiError as exc:
+                out.append(exc)
+        return out
+
+    return use_case
 
 
-def wallet_balance(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
-    stamp = body.get("request_datetime")
+def _public_token(
+    conn: Connection, context: Context, call: PartnerCall[TokenBody]
+) -> dict[str, Any]:
+    public_tokens.parse_public_token_request(call.body)
+    ttl = public_tokens.PUBLIC_TOKEN_TTL_S
+    return wire.public_token_answer(
+        public_tokens.issue_public_token(conn, call.project.id, call.now, ttl)
+    )
+
+
+def _tokenize(
+    conn: Connection, context: Context, call: PartnerCall[TokenizeBody]
+) -> dict[str, Any]:
+    bik, account = account_tokens.parse_tokenize_request(call.body, context.directory)
+    made = account_tokens.tokenize(conn, context.vault, call.project.id, bik, account, call.now)
+    return wire.tokenize_answer(made.token, made.masked_account)
+
+
+def _status(conn: Connection, context: Context, call: PartnerCall[Any]) -> dict[str, Any]:
+    return wire.session_answer(reads.status(conn, call), call.version)
+
+
+def _wallet_balance(
+    conn: Connection, context: Context, call: PartnerCall[WalletBalanceBody]
+) -> dict[str, Any]:
+    stamp = given(call.body.request_datetime)
     if stamp is not None:
         try:
             datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
@@ -57,229 +89,89 @@ def wallet_balance(conn: Connection, call: sessions.Call, body: dict[str, Any]) 
             raise InvalidRequest(
                 "request_datetime: must be an RFC 3339 date-time like 2025-02-20T08:42:35Z"
             ) from None
-    account = ledger.account_id(conn, wallet_code(call.project.id))
-    assert account is not None
-    money = ledger.balance(conn, account)
-    return {
-        "status": "ok",
-        "wallets": [
-            {
-                "id": call.project.id,
-                "amount_details": {"amount": money.available, "currency": "rub"},
-            }
-        ],
-    }
+    wallet = accounts.account_id(conn, accounts.wallet_code(call.project.id))
+    assert wallet is not None, "every project has a wallet"
+    return wire.wallet_answer(call.project.id, accounts.balance(conn, wallet).available)
 
 
-def account_balance(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
-    number = body.get("account_number")
+def _account_balance(
+    conn: Connection, context: Context, call: PartnerCall[AccountBalanceBody]
+) -> dict[str, Any]:
+    number = given(call.body.account_number)
     if not isinstance(number, str) or not number:
         raise InvalidRequest("account_number: required, the 20-digit settlement account number")
-    row = settlement_account(conn, call.project.id, number, "account_number")
-    return {
-        "status": "ok",
-        "account_number": number,
-        "account_currency": "RUB",
-        "balance": {
-            "current_balance": int(row.balance),
-            "available_balance": int(row.balance) - int(row.held),
-            "held": int(row.held),
-        },
-    }
+    row = accounts.settlement_account(conn, call.project.id, number, "account_number")
+    return wire.account_balance_answer(number, int(row.balance), int(row.held))
 
 
-def public_token(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
-    public_tokens.parse_public_token_request(body)
-    issued = public_tokens.issue_public_token(
-        conn, call.project.id, call.now, public_tokens.PUBLIC_TOKEN_TTL_S
+def _token_info(
+    conn: Connection, context: Context, call: PartnerCall[TokenInfoBody]
+) -> dict[str, Any]:
+    token = account_tokens.parse_info_request(call.body)
+    return wire.token_info_answer(
+        account_tokens.info(conn, call.project.id, token, context.directory)
     )
-    return {"status": "ok", "public_token": issued}
 
 
-def tokenize(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
-    bik, account = tokens.parse_tokenize_request(body, call.directory)
-    assert call.vault is not None
-    made = tokens.tokenize(conn, call.vault, call.project.id, bik, account, call.now)
-    return {"status": "ok", "token": made.token, "data": {"masked_account": made.masked_account}}
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A method that changes something: its use case, and whether the worker has new work."""
+
+    use_case: UseCase
+    sessions: bool = True  # its answer is a session
+    wakes_worker: bool = False
 
 
-def token_info(conn: Connection, call: sessions.Call, body: dict[str, Any]) -> dict[str, Any]:
-    token = tokens.parse_info_request(body)
-    return {"status": "ok", "info": tokens.info(conn, call.project.id, token, call.directory)}
-
-
-def _init_payouts(conn: Connection, calls: list[Any]) -> list[Any]:
-    # benchmarks: the init calls of one group commit, a few statements for all of them
-    return [
-        out if isinstance(out, Exception) else wire.dumps(out)
-        for out in sessions_batch.init_payouts(conn, calls)
-    ]
-
-
-def _confirm_many(conn: Connection, calls: list[Any]) -> list[Any]:
-    # benchmarks: the confirm calls of one group commit, a few statements for all of them
-    return [
-        out if isinstance(out, Exception) else wire.dumps(out)
-        for out in sessions_batch.confirm_many(conn, calls)
-    ]
-
-
-METHODS: dict[str, Method] = {
-    "session/create": Method(_session(sessions.create_session), True),
-    "session/create/rko": Method(_session(sessions.create_session), True, rko=True),
-    "session/start/payout": Method(_session(sessions.start_payout), True, wakes_worker=True),
-    "session/start/payout/rko": Method(
-        _session(sessions.start_payout), True, rko=True, wakes_worker=True
-    ),
-    "session/init/payout": Method(
-        _session(sessions.init_payout), True, wakes_worker=True, batch=_init_payouts
-    ),
-    "session/init/payout/rko": Method(
-        _session(sessions.init_payout), True, rko=True, wakes_worker=True, batch=_init_payouts
-    ),
-    "session/confirm": Method(
-        _session(sessions.confirm), True, wakes_worker=True, batch=_confirm_many
-    ),
-    "session/cancel": Method(_session(sessions.cancel), True),
-    "session/status": Method(_session(sessions.status), False),
-    "wallet/balance": Method(wallet_balance, False, versions=("v1",)),
-    "report/account_balance": Method(account_balance, False, versions=("v1",)),
-    "token": Method(public_token, True, versions=("v1",)),
-    "tokenize": Method(tokenize, True, versions=("v1",)),
-    "token/info": Method(token_info, False, versions=("v1",)),
+WRITES: dict[str, Write] = {
+    "session/create": Write(opening.create),
+    "session/create/rko": Write(opening.create),
+    "session/start/payout": Write(opening.start, wakes_worker=True),
+    "session/start/payout/rko": Write(opening.start, wakes_worker=True),
+    "session/init/payout": Write(opening.init, wakes_worker=True),
+    "session/init/payout/rko": Write(opening.init, wakes_worker=True),
+    "session/confirm": Write(answers.confirm, wakes_worker=True),
+    "session/cancel": Write(answers.cancel),
+    "token": Write(_each(_public_token), sessions=False),
+    "tokenize": Write(_each(_tokenize), sessions=False),
+}
+READS: dict[str, Read] = {
+    "session/status": _status,
+    "wallet/balance": _wallet_balance,
+    "report/account_balance": _account_balance,
+    "token/info": _token_info,
 }
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    """The request's JSON object; ``[]`` and an empty body mean ``{}`` (the PHP SDK's habit)."""
-    if not raw.strip():
-        return {}
-    try:
-        value = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"body: not valid JSON ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"body: not valid UTF-8 (byte {exc.start})") from None
-    if value == []:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequest("body: must be a JSON object")
-    return value
+class _Executor:
+    """A write method's use case for a group of calls, each answer rendered (the bytes the
+    partner gets) or its refusal."""
+
+    def __init__(self, write: Write, context: Context) -> None:
+        self.write, self.context = write, context
+
+    def __call__(self, conn: Connection, calls: list[PartnerCall[Any]]) -> list[Any]:
+        out = self.write.use_case(conn, self.context, calls)
+        return [
+            answer
+            if isinstance(answer, Exception)
+            else wire.dumps(
+                wire.session_answer(answer, call.version) if isinstance(answer, Listed) else answer
+            )
+            for answer, call in zip(out, calls, strict=True)
+        ]
 
 
-def _run(bank: Runtime, method: Method, call: sessions.Call, body: dict[str, Any]) -> bytes:
-    if method.mutating:  # benchmarks: shares a commit with concurrent calls (group_commit.py)
-        return bank.group_commit.run(
-            lambda conn: wire.dumps(method.handler(conn, call, body)),
-            batch=method.batch,
-            item=(call, body),
-        )
-    with bank.db.read() as conn:
-        return wire.dumps(method.handler(conn, call, body))
+class Methods:
+    """Every method bound to what its use case looks things up in."""
 
+    def __init__(self, context: Context) -> None:
+        assert set(WRITES) | set(READS) == set(METHODS), "every method is a write or a read"
+        self.context = context
+        self.executors = {name: _Executor(write, context) for name, write in WRITES.items()}
+        self.keyed = {name: Keyed(name, executor) for name, executor in self.executors.items()}
 
-def _run_with_key(
-    bank: Runtime,
-    name: str,
-    method: Method,
-    call: sessions.Call,
-    body: dict[str, Any],
-    key: str,
-    raw: bytes,
-) -> tuple[int, bytes]:
-    project = call.project
-    digest = idempotency.body_hash(raw)
-    replay = project.idempotency_mode == "replay"
+    def read(self, conn: Connection, name: str, call: PartnerCall[Any]) -> bytes:
+        return wire.dumps(READS[name](conn, self.context, call))
 
-    def keyed(conn: Connection) -> bytes:
-        idempotency.claim(conn, project.id, key, name, digest, call.now)
-        out = wire.dumps(method.handler(conn, call, body))
-        idempotency.record(conn, project.id, key, 200, out)
-        return out
-
-    try:
-        return 200, bank.group_commit.run(keyed)
-    except idempotency.KeyTaken:
-        if not replay:
-            raise idempotency.already_exists() from None
-    with bank.db.read() as conn:
-        stored = idempotency.lookup(conn, project.id, key)
-    if stored is None or stored.body_sha256 != digest:
-        raise IdempotencyKeyExists(
-            "X-PARTNER-IDEMPOTENCY-KEY: this key was used with a different request body"
-        )
-    return stored.status, stored.body
-
-
-def _call(
-    bank: Runtime, project: Project, version: str, method: Method, submerchant: str | None
-) -> sessions.Call:
-    return sessions.Call(
-        project=project,
-        version=version,
-        rko=method.rko,
-        now=bank.clock.now(),
-        directory=bank.directory,
-        submerchant=submerchant,
-        vault=bank.vault,
-    )
-
-
-def _wake(bank: Runtime, method: Method) -> None:
-    if method.wakes_worker:
-        bank.worker.wakeup.set()
-    if method.mutating:  # it may have committed webhook events
-        bank.dispatcher.wakeup.set()
-
-
-def handle(
-    bank: Runtime,
-    project: Project,
-    version: str,
-    name: str,
-    raw: bytes,
-    *,
-    idempotency_key: str | None = None,
-    submerchant: str | None = None,
-) -> tuple[int, bytes]:
-    """Run one authenticated method call; the HTTP status and the response bytes."""
-    method = METHODS[name]
-    try:
-        body = parse_body(raw)
-        call = _call(bank, project, version, method, submerchant)
-        if method.mutating and idempotency_key is not None:
-            key = idempotency.validate_key(idempotency_key)
-            status, out = _run_with_key(bank, name, method, call, body, key, raw)
-        else:
-            status, out = 200, _run(bank, method, call, body)
-    except ApiError as exc:
-        return exc.status, wire.dumps(exc.envelope())
-    _wake(bank, method)
-    return status, out
-
-
-async def handle_grouped(
-    bank: Runtime,
-    project: Project,
-    version: str,
-    name: str,
-    raw: bytes,
-    *,
-    submerchant: str | None = None,
-) -> tuple[int, bytes]:
-    """``handle`` for a mutating call without an idempotency key, from the event loop: the
-    call waits for its group commit without holding a thread (benchmarks)."""
-    method = METHODS[name]
-    assert method.mutating
-    try:
-        body = parse_body(raw)
-        call = _call(bank, project, version, method, submerchant)
-        out = await bank.group_commit.run_async(
-            lambda conn: wire.dumps(method.handler(conn, call, body)),
-            batch=method.batch,
-            item=(call, body),
-        )
-    except ApiError as exc:
-        return exc.status, wire.dumps(exc.envelope())
-    _wake(bank, method)
-    return 200, out
+    def wakes_worker(self, name: str) -> bool:
+        return name in WRITES and WRITES[name].wakes_worker

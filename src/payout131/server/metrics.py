@@ -14,20 +14,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.requests import Request
 from starlette.responses import Response
 
-from payout131.webhooks.metrics import WebhookCollector
+from payout131.clock import Clock
+from payout131.storage import Database
+from payout131.webhooks.metrics import DeliveryStats, WebhookCollector
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from payout131.runtime import Runtime
-
 __all__ = ["endpoint", "registry_for"]
 
 
-def registry_for(bank: Runtime) -> CollectorRegistry:
-    """A new registry with every collector of the bank's processes."""
+def registry_for(stats: DeliveryStats, db: Database, clock: Clock) -> CollectorRegistry:
+    """A new registry with every collector of this process: its webhook deliveries
+    (``stats``) and the queue as the database holds it."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(WebhookCollector(bank.dispatcher.stats, bank.db, bank.clock))
+    registry.register(WebhookCollector(stats, db, clock))
     return registry
 
 

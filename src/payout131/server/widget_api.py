@@ -25,16 +25,18 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from payout131.directory.bik import LIQUIDATION, BankEntry
+from payout131.clock import Clock
+from payout131.directory.bik import LIQUIDATION, BankEntry, BikDirectory
 from payout131.errors import ApiError, InternalError, InvalidRequest, NotFound
 from payout131.projects import get_project
 from payout131.protocol import validation
 from payout131.protocol.wire import dumps
-from payout131.runtime import Runtime
+from payout131.storage import Database
 from payout131.tokens import account_tokens as tokens
 from payout131.tokens import public_tokens
+from payout131.tokens.vault import Vault
 
-__all__ = ["ASSETS", "widget_app"]
+__all__ = ["ASSETS", "WidgetApi", "widget_app"]
 
 ASSETS = Path(__file__).parent.parent / "widget"
 MAX_BODY = 4096
@@ -77,8 +79,20 @@ def _refusal(bank: BankEntry) -> str | None:
 
 
 class WidgetApi:
-    def __init__(self, bank: Runtime, limiter: anyio.CapacityLimiter) -> None:
-        self.bank, self.limiter = bank, limiter
+    """The widget's two calls and its demo page."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        vault: Vault,
+        directory: BikDirectory,
+        demo_project: str,
+        limiter: anyio.CapacityLimiter,
+    ) -> None:
+        self.db, self.clock, self.vault, self.directory = db, clock, vault, directory
+        self.demo_project, self.limiter = demo_project, limiter
 
     async def _thread(self, fn: Callable[[], Any]) -> Any:
         return await anyio.to_thread.run_sync(fn, limiter=self.limiter)
@@ -88,14 +102,12 @@ class WidgetApi:
         query = request.query_params
 
         def check() -> None:
-            with self.bank.db.read() as conn:
-                public_tokens.check_public_token(
-                    conn, query.get("public_token"), self.bank.clock.now()
-                )
+            with self.db.read() as conn:
+                public_tokens.check_public_token(conn, query.get("public_token"), self.clock.now())
 
         await self._thread(check)
         bik = validation.check_bik("bik", query.get("bik"))
-        entry = self.bank.directory.get(bik)
+        entry = self.directory.get(bik)
         if entry is None:
             refused = NotFound(f"bik: BIK {bik} is not in the Bank of Russia directory")
             envelope = refused.envelope()
@@ -123,13 +135,13 @@ class WidgetApi:
             raise InvalidRequest("body: must be a JSON object")
 
         def run() -> tokens.AccountToken:
-            with self.bank.db.write() as conn:
+            with self.db.write() as conn:
                 return tokens.tokenize_by_widget(
-                    conn, self.bank.vault, self.bank.directory, body, self.bank.clock.now()
+                    conn, self.vault, self.directory, body, self.clock.now()
                 )
 
         made: tokens.AccountToken = await self._thread(run)
-        entry = self.bank.directory.get(made.bik)
+        entry = self.directory.get(made.bik)
         return _json(
             {
                 "status": "ok",
@@ -152,22 +164,21 @@ class WidgetApi:
 
     def _demo_token(self) -> str:
         """A fresh public token of the demo project, when there is one (else none)."""
-        name = self.bank.settings.widget_demo_project
+        name = self.demo_project
         if not name:
             return ""
-        with self.bank.db.write() as conn:
+        with self.db.write() as conn:
             project = get_project(conn, name)
             if project is None or project.disabled:
                 return ""
-            now = self.bank.clock.now()
+            now = self.clock.now()
             return public_tokens.issue_public_token(
                 conn, name, now, public_tokens.PUBLIC_TOKEN_TTL_S
             )
 
 
-def widget_app(bank: Runtime, limiter: anyio.CapacityLimiter) -> Starlette:
+def widget_app(api: WidgetApi) -> Starlette:
     """The ASGI app to mount at ``/widget``."""
-    api = WidgetApi(bank, limiter)
     return Starlette(
         routes=[
             Route("/api/bank", _guarded(api.bank_lookup), methods=["GET"]),

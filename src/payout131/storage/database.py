@@ -9,17 +9,21 @@ it reads at REPEATABLE READ (one snapshot per read transaction).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from payout131.storage import loop_io
 from payout131.storage.loop_io import LoopConnection
 
 __all__ = ["Database", "normalise_url"]
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -113,6 +117,29 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    @property
+    def writers(self) -> int:
+        """How many write transactions of one process are worth running at once: SQLite
+        has one writer at a time (more would wait in its busy handler); PostgreSQL more."""
+        return 1 if self.is_sqlite else 4
+
+    async def read_async(self, fn: Callable[[Connection], T], limiter: anyio.CapacityLimiter) -> T:
+        """``fn`` in a read transaction, from an event loop, at most ``limiter`` at once.
+
+        On PostgreSQL it runs on the loop's own thread, its waits for the database handed
+        to the loop (``loop_io``: no thread hop, no wait for the GIL when PostgreSQL
+        answers); SQLite's driver cannot hand a wait to a loop, so there it runs in a worker
+        thread. ``limiter`` must stay below the pool's size (see ``loop_io``)."""
+
+        def read() -> T:
+            with self.read() as conn:
+                return fn(conn)
+
+        if self.is_sqlite:
+            return await anyio.to_thread.run_sync(read, limiter=limiter)
+        async with limiter:
+            return await loop_io.run(read)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -8,19 +8,18 @@ leading becomes the *leader*: it takes every job waiting (up to ``max_jobs``), r
 one after another in one transaction, and commits once. Jobs that arrive meanwhile wait for
 the next group, whose leader is the first of them.
 
-Each job keeps its own all-or-nothing. The group first runs optimistically, the jobs one
-after another with nothing between them; if a job raises, the transaction is rolled back,
-that job gets its exception, and the others run again, each in a savepoint of its own so
-that a second failure undoes only itself. (A job may therefore run more than once before
-it commits; jobs are functions of the database and of values captured before, which is
-all any of them is.) A job succeeded only if the group's commit succeeded; if the commit
-fails, every job of the group gets that error (none of their writes happened).
-
-A job may also name a *batch*: a function that does the work of many such jobs at once
-(``run(fn, batch=..., item=...)``), one statement per step rather than per job, and hands
-back each job's result or its own exception (a refused job wrote nothing). The leader runs
-the waiting jobs of one batch together; if the batch itself raises, the group is rolled
-back and every job runs again on its own (``fn``), each in a savepoint as above.
+A job is an item and an *executor*: a function that does the work of many items at once,
+one statement per step rather than per item, and hands back each item's result or its
+refusal (an exception for which it wrote nothing). A single call is a group of one: every
+write of the API and of the worker goes through here, so each use case is written once,
+set-wise. The leader runs the waiting jobs of one executor together, executor after
+executor, in one transaction. If an executor raises, it wrote something it must not keep:
+the transaction is rolled back, a lone job gets that exception, and the jobs of a larger
+batch, with every other job of the group, run again one at a time, each in a savepoint of
+its own so that a second failure undoes only itself. (A job may therefore run more than
+once before it commits; executors are functions of the database and of the items, which
+is all any of them is.) A job succeeded only if the group's commit succeeded; if the
+commit fails, every job of the group gets that error (none of their writes happened).
 
 Callers on an event loop use ``run_async``: their job waits in the same queue, but no thread
 of theirs waits with it; when such a job is to lead, a thread of the group commit's own
@@ -40,30 +39,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.engine import Connection, RootTransaction
 
 from payout131.storage.database import Database
 
-__all__ = ["GroupCommit"]
+__all__ = ["Executor", "GroupCommit"]
 
 T = TypeVar("T")
-# Work of many jobs at once: their items in, one result or exception per item out.
-Batch = Callable[[Connection, list[Any]], list[Any]]
+# The work of many jobs at once: their items in, one result (or refusal) per item out.
+Executor = Callable[[Connection, list[Any]], list[Any]]
 RETRYABLE = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock, serialization failure
 RETRIES = 3
 
 
 class _Job(Generic[T]):
     __slots__ = (
-        "batch",
         "done",
         "error",
-        "fn",
+        "executor",
         "future",
         "item",
         "lead",
@@ -73,10 +70,8 @@ class _Job(Generic[T]):
         "wake",
     )
 
-    def __init__(
-        self, fn: Callable[[Connection], T], batch: Batch | None = None, item: Any = None
-    ) -> None:
-        self.fn, self.batch, self.item = fn, batch, item
+    def __init__(self, executor: Executor, item: Any) -> None:
+        self.executor, self.item = executor, item
         self.tries = 0
         self.wake = threading.Event()
         self.lead = False
@@ -92,8 +87,20 @@ class _Job(Generic[T]):
         return self.result  # type: ignore[return-value]
 
 
+class _Alone:
+    """``fn(conn)`` as an executor of one item: a job that shares a commit, not its work."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Connection], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, conn: Connection, items: list[Any]) -> list[Any]:
+        return [self.fn(conn) for _ in items]
+
+
 class GroupCommit:
-    """Runs ``fn(conn)`` in a transaction it may share with other callers' jobs."""
+    """Runs jobs in transactions they may share with other callers' jobs."""
 
     def __init__(self, db: Database, max_jobs: int = 64) -> None:
         self.db, self.max_jobs = db, max_jobs
@@ -113,15 +120,10 @@ class GroupCommit:
         with self._lock:
             return len(self._queue)
 
-    def run(
-        self, fn: Callable[[Connection], T], *, batch: Batch | None = None, item: Any = None
-    ) -> T:
-        """Run ``fn`` and commit; its result, or its exception (or the commit's).
-
-        With ``batch``, ``batch(conn, items)`` may do the work instead, for this job's
-        ``item`` and those of other jobs naming the same batch; it must leave what ``fn``
-        would have left for each."""
-        job: _Job[T] = _Job(fn, batch, item)
+    def run(self, executor: Executor, item: Any) -> Any:
+        """Have ``executor`` do ``item`` (with the other items of its group) and commit; the
+        item's result, or its refusal or failure (raised), or the commit's."""
+        job: _Job[Any] = _Job(executor, item)
         self._enqueue([job])
         while True:
             job.wake.wait()
@@ -134,25 +136,38 @@ class GroupCommit:
                 if job.done:
                     return job.outcome()
 
-    async def run_async(
-        self, fn: Callable[[Connection], T], *, batch: Batch | None = None, item: Any = None
-    ) -> T:
+    async def run_async(self, executor: Executor, item: Any) -> Any:
         """``run`` for a caller on an event loop: no thread waits for the job."""
-        job: _Job[T] = _Job(fn, batch, item)
+        job: _Job[Any] = _Job(executor, item)
         job.loop = asyncio.get_running_loop()
         job.future = job.loop.create_future()
         self._enqueue([job])
         return await job.future
 
+    def call(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in a group and commit; its result or its exception."""
+        result: T = self.run(_Alone(fn), None)
+        return result
+
+    async def call_async(self, fn: Callable[[Connection], T]) -> T:
+        """``call`` for a caller on an event loop."""
+        result: T = await self.run_async(_Alone(fn), None)
+        return result
+
+    def beside(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in a write transaction that needs no group: a claimer's (the
+        worker's, the dispatcher's), which skips what others hold. On PostgreSQL it runs
+        beside the groups, in a transaction of its own (``SKIP LOCKED`` keeps it out of
+        their way); SQLite has one writer at a time, so there it is a job of a group rather
+        than a wait in SQLite's busy handler (which sleeps for milliseconds between tries)."""
+        if self.db.is_sqlite:
+            return self.call(fn)
+        with self.db.write() as conn:
+            return fn(conn)
+
     def close(self) -> None:
         """Let the leading threads go (after the groups under way)."""
         self._leaders.shutdown(wait=False)
-
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A write transaction of the caller's own, never while a group is running."""
-        with self._writing, self.db.write() as conn:
-            yield conn
 
     def _enqueue(self, jobs: list[_Job[Any]], front: bool = False) -> None:
         with self._lock:
@@ -244,9 +259,14 @@ class GroupCommit:
             for job in rest:  # careful now: each alone, in a savepoint, undone alone
                 try:
                     with conn.begin_nested():
-                        job.result = job.fn(conn)
+                        (outcome,) = job.executor(conn, [job.item])
                 except Exception as exc:  # noqa: BLE001 (undone; handed back to its caller)
                     job.error = exc
+                    continue
+                if isinstance(outcome, Exception):
+                    job.error = outcome
+                else:
+                    job.result = outcome
             return conn, transaction
         except BaseException as exc:  # the connection itself failed
             conn.close()
@@ -273,28 +293,23 @@ class GroupCommit:
 
 
 def _optimistic(conn: Connection, group: list[_Job[Any]]) -> bool:
-    """Run every job, batches set-wise, nothing between them; False if a rollback is due.
+    """Run every job, each executor once for all its jobs; False if a rollback is due.
 
-    A job that raised keeps its exception (the others are run again); a batch that raised
-    leaves none (its jobs are run again one by one). A refusal a batch hands back for one
-    job is that job's outcome: the batch wrote nothing for it.
+    A lone job whose executor raised keeps its exception (the others are run again); the
+    jobs of a larger batch whose executor raised keep none (each runs again alone). A
+    refusal an executor hands back for one job is that job's outcome: it wrote nothing.
     """
-    batches: dict[Batch, list[_Job[Any]]] = {}
+    batches: dict[Executor, list[_Job[Any]]] = {}
     for job in group:
-        if job.batch is not None:
-            batches.setdefault(job.batch, []).append(job)
-            continue
+        batches.setdefault(job.executor, []).append(job)
+    for executor, jobs in batches.items():
         try:
-            job.result = job.fn(conn)
-        except Exception as exc:  # noqa: BLE001 (rolled back, then handed back)
-            job.error = exc
-            return False
-    for batch, jobs in batches.items():
-        try:
-            outcomes = batch(conn, [job.item for job in jobs])
-        except Exception:  # noqa: BLE001 (each job runs again alone, and says what failed)
+            outcomes = executor(conn, [job.item for job in jobs])
+        except Exception as exc:  # noqa: BLE001 (rolled back; run again, or handed back)
             for job in group:
                 job.error = None
+            if len(jobs) == 1:
+                jobs[0].error = exc
             return False
         for job, outcome in zip(jobs, outcomes, strict=True):
             if isinstance(outcome, Exception):

@@ -24,9 +24,12 @@ from sqlalchemy.engine import Connection
 
 from payout131.directory.bik import BikDirectory
 from payout131.errors import InvalidRequest, NotFound
+from payout131.payouts.records import Payout
 from payout131.protocol import wire
 from payout131.protocol.payout_request import TokenizedAccount, check_bank_account, require_object
+from payout131.protocol.requests import TokenInfoBody, TokenizeBody, given
 from payout131.protocol.validation import mask_account
+from payout131.storage import locks
 from payout131.storage import schema as t
 from payout131.tokens import public_tokens
 from payout131.tokens.vault import Sealed, Vault, VaultError
@@ -88,15 +91,19 @@ def _context(token: str, project_id: str, bik: str) -> bytes:
     return f"account_tokens\x00{token}\x00{project_id}\x00{bik}".encode()
 
 
-def parse_tokenize_request(body: Mapping[str, Any], directory: BikDirectory) -> tuple[str, str]:
-    """``{"type": "bank_account_ru", "bank_account_ru": {"bik", "account"}}``."""
-    kind = body.get("type")
+def _account_fields(body: TokenizeBody | TokenInfoBody) -> dict[str, Any]:
+    """``bank_account_ru`` of a body whose ``type`` names it (the only kind tokenized here)."""
+    kind = given(body.type)
     if kind != _TYPE:
         raise InvalidRequest(
             f'type: must be "{_TYPE}" (the only kind tokenized here), got {kind!r}'
         )
-    fields = require_object(_TYPE, body.get(_TYPE))
-    return check_bank_account(fields, directory, f"{_TYPE}.")
+    return require_object(_TYPE, given(body.bank_account_ru))
+
+
+def parse_tokenize_request(body: TokenizeBody, directory: BikDirectory) -> tuple[str, str]:
+    """``{"type": "bank_account_ru", "bank_account_ru": {"bik", "account"}}``."""
+    return check_bank_account(_account_fields(body), directory, f"{_TYPE}.")
 
 
 def lock_for_sealing(conn: Connection) -> None:
@@ -104,10 +111,9 @@ def lock_for_sealing(conn: Connection) -> None:
 
     A vault rotation retires old keys under a lock that conflicts with this one, so nothing
     is sealed with a key that is being retired. SQLite's write lock, taken when the write
-    transaction begins, does the same there.
+    transaction begins, does the same there (``storage/locks.py``).
     """
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("LOCK TABLE account_tokens IN ROW EXCLUSIVE MODE")
+    locks.take(conn, locks.SEALING)
 
 
 def tokenize(
@@ -162,14 +168,9 @@ def account_for(vault: Vault, found: AccountToken) -> str:
     return vault.open(found.sealed, _context(found.token, found.project_id, found.bik))
 
 
-def parse_info_request(body: Mapping[str, Any]) -> str:
+def parse_info_request(body: TokenInfoBody) -> str:
     """``{"type": "bank_account_ru", "bank_account_ru": {"token"}}``: the token asked about."""
-    kind = body.get("type")
-    if kind != _TYPE:
-        raise InvalidRequest(
-            f'type: must be "{_TYPE}" (the only kind tokenized here), got {kind!r}'
-        )
-    token = require_object(_TYPE, body.get(_TYPE)).get("token")
+    token = _account_fields(body).get("token")
     if not isinstance(token, str) or not token:
         raise InvalidRequest(f"{_TYPE}.token: required, the token tokenize or the widget gave")
     return token.lower()
@@ -218,7 +219,7 @@ def reseal(conn: Connection, vault: Vault, limit: int = 500) -> int:
     return len(rows)
 
 
-def payout_account(conn: Connection, vault: Vault | None, payout: Any) -> str:
+def payout_account(conn: Connection, vault: Vault | None, payout: Payout) -> str:
     """The account a stored payout pays: as given, or opened from its token by the vault."""
     recipient = wire.loads_field(payout.recipient)
     if recipient.get("account_number"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -17,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from payout131.errors import AuthenticationError, InvalidRequest
 from payout131.protocol.payout_request import require_object
+from payout131.protocol.requests import TokenBody, given
 from payout131.storage import schema as t
 
 __all__ = [
@@ -50,9 +50,9 @@ def digest(public_token: str) -> str:
     return hashlib.sha256(public_token.encode()).hexdigest()
 
 
-def parse_public_token_request(body: Mapping[str, Any]) -> None:
+def parse_public_token_request(body: TokenBody) -> None:
     """``{"tokenize_widget": {"access": true}}``: the only widget there is."""
-    widget = require_object("tokenize_widget", body.get("tokenize_widget"))
+    widget = require_object("tokenize_widget", given(body.tokenize_widget))
     if widget.get("access") is not True:
         raise InvalidRequest("tokenize_widget.access: must be true")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from payout131.storage import Database
+from payout131.storage import Database, locks
 from payout131.tokens import account_tokens as tokens
 from payout131.tokens.vault import Vault, key_id, new_key, parse_keys, write_key_file
 from payout131.webhooks import events
@@ -53,8 +53,7 @@ def rotate(db: Database, vault: Vault, key: bytes | None = None) -> Rotation:
     while True:
         resealed += _reseal_all(db, vault)
         with db.write() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("LOCK TABLE account_tokens IN SHARE MODE")
+            locks.take(conn, locks.RETIRING)
             late = tokens.reseal(conn, vault) + events.reseal(conn, vault)
             resealed += late
             if not late:

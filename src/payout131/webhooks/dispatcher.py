@@ -23,24 +23,26 @@ import random
 import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import anyio
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import Connection
 
 from payout131.client import signing
+from payout131.clock import Clock
+from payout131.storage import Database
+from payout131.storage.group_commit import GroupCommit
+from payout131.tokens.vault import Vault
 from payout131.webhooks import events, outbox, standard
 from payout131.webhooks.metrics import DeliveryStats
 from payout131.webhooks.outbox import Job, Outcome
 from payout131.webhooks.plain_sender import PlainHttpSender
 from payout131.webhooks.recorder import Recorder
-from payout131.webhooks.schedule import Schedule
+from payout131.webhooks.schedule import DEFAULT_SCHEDULE, Schedule
 from payout131.webhooks.sender import Sender
 
-if TYPE_CHECKING:
-    from payout131.runtime import Runtime
-
-__all__ = ["Dispatcher", "Doorbell", "headers"]
+__all__ = ["DeliveryConfig", "Dispatcher", "Doorbell", "headers"]
 
 log = logging.getLogger("payout131.webhooks")
 
@@ -103,19 +105,41 @@ class Doorbell:
             await self._event.wait()
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """How webhooks are delivered (docs/webhooks.md; ``PAYOUT131_WEBHOOK_*``)."""
+
+    schedule: tuple[float, ...] = DEFAULT_SCHEDULE
+    jitter: float = 0.1
+    horizon_s: float = 36 * 3600
+    timeout_s: float = 15.0
+    concurrency: int = 64
+    per_endpoint: int = 8
+    lease_s: float = 60.0
+    poll_s: float = 1.0
+    gather_s: float = 0.005  # benchmarks: a pause after a busy round (fewer, bigger claims)
+    test_hang_after_send: bool = False  # a test hook: see docs/webhooks.md
+
+
 class Dispatcher:
     """Delivers due webhook events; ``run`` forever, or ``drain`` until nothing is due."""
 
     def __init__(
         self,
-        bank: Runtime,
+        *,
+        db: Database,
+        group_commit: GroupCommit,
+        clock: Clock,
+        vault: Vault,
+        private_key: rsa.RSAPrivateKey,
+        config: DeliveryConfig,
         owner: str | None = None,
         sender: Callable[[int], Sender] = PlainHttpSender,  # benchmarks: httpx for https
     ) -> None:
-        self.bank = bank
+        self.db, self.group_commit, self.clock = db, group_commit, clock
+        self.vault, self.private_key, self.config = vault, private_key, config
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
-        conf = bank.settings
-        self.schedule = Schedule(conf.webhook_schedule, conf.webhook_jitter, conf.webhook_horizon_s)
+        self.schedule = Schedule(config.schedule, config.jitter, config.horizon_s)
         self.wakeup = Doorbell()
         self.stats = DeliveryStats()
         self._make_sender = sender
@@ -135,11 +159,11 @@ class Dispatcher:
         return anyio.run(self._pump, False)
 
     async def _pump(self, forever: bool) -> int:
-        conf = self.bank.settings
-        sender = self._make_sender(conf.webhook_concurrency)
+        conf = self.config
+        sender = self._make_sender(conf.concurrency)
         # SQLite has one writer at a time: queue this process's writes here rather than in
         # SQLite's busy handler, which sleeps for milliseconds between tries.
-        self._writers = anyio.CapacityLimiter(1 if self.bank.db.is_sqlite else 4)
+        self._writers = anyio.CapacityLimiter(self.db.writers)
         self._recorder = Recorder(self._record, self._writers)
         self.wakeup.attach()
         attempts = 0
@@ -147,7 +171,7 @@ class Dispatcher:
             async with anyio.create_task_group() as tasks:
                 while True:
                     self.wakeup.clear()
-                    room = conf.webhook_concurrency - sum(self._in_flight.values())
+                    room = conf.concurrency - sum(self._in_flight.values())
                     # a claim made while deliveries ran may have skipped their busy projects
                     constrained = bool(self._in_flight)
                     settled = self._settled
@@ -167,7 +191,7 @@ class Dispatcher:
                             break
                         continue  # an outcome written during the claim may have freed an event
                     if not jobs or len(jobs) == room:
-                        await self.wakeup.wait(conf.webhook_poll_s if forever else None)
+                        await self.wakeup.wait(conf.poll_s if forever else None)
                     if forever and conf.gather_s > 0:  # benchmarks: fewer, bigger claims
                         await anyio.sleep(conf.gather_s)
         finally:
@@ -180,31 +204,23 @@ class Dispatcher:
         """Lease up to ``room`` due events; each with its bytes and signature ready (or why
         they could not be made), prepared in the same trip to a worker thread."""
         in_flight = dict(self._in_flight)
-        conf, clock = self.bank.settings, self.bank.clock
+        conf, clock = self.config, self.clock
 
         def claim(conn: Connection) -> list[Job]:
             now = clock.now()
-            lease_until = now + round(conf.webhook_lease_s * 1_000_000)
+            lease_until = now + round(conf.lease_s * 1_000_000)
             return outbox.claim(
-                conn, self.owner, now, lease_until, room, in_flight, conf.webhook_per_endpoint
+                conn, self.owner, now, lease_until, room, in_flight, conf.per_endpoint
             )
 
-        if self.bank.db.is_sqlite:  # benchmarks: in the group commit, rather than waiting
-            # for the write lock in SQLite's busy handler (it sleeps up to 100 ms a try)
-            jobs = await self.bank.group_commit.run_async(claim)
-            if not jobs:
-                return []
-            return await anyio.to_thread.run_sync(self._prepare_all, jobs)
-
-        def alone() -> list[tuple[Job, Prepared]]:  # PostgreSQL: beside the groups (SKIP LOCKED)
-            with self.bank.db.write() as conn:
-                jobs = claim(conn)
+        def claimed() -> list[tuple[Job, Prepared]]:
+            jobs = self.group_commit.beside(claim)
             return self._prepare_all(jobs)  # after the commit: nothing signed is lost to it
 
-        return await anyio.to_thread.run_sync(alone, limiter=self._writers)
+        return await anyio.to_thread.run_sync(claimed, limiter=self._writers)
 
     async def _deliver(self, sender: Sender, job: Job, prepared: Prepared) -> None:
-        conf = self.bank.settings
+        conf = self.config
         freed = False
         try:
             if isinstance(prepared, Exception):  # e.g. a sealed body whose vault key is gone
@@ -213,9 +229,9 @@ class Dispatcher:
                 body, signature = prepared
                 self.stats.sending(job)
                 outcome = await sender.post(
-                    job.url, body, headers(job, body, signature), conf.webhook_timeout_s
+                    job.url, body, headers(job, body, signature), conf.timeout_s
                 )
-                if outcome.ok and conf.webhook_test_hang_after_send:
+                if outcome.ok and conf.test_hang_after_send:
                     await anyio.sleep_forever()  # test hook: "sent, never recorded"; see docs
             # benchmarks: the endpoint is free once answered; the outcome is written in a
             # batch meanwhile (the event stays leased, and blocks its session's next event,
@@ -253,25 +269,25 @@ class Dispatcher:
         for job in jobs:
             try:
                 body = events.open_body(
-                    self.bank.vault,
+                    self.vault,
                     job.body,
                     job.body_key_id,
                     job.project_id,
                     job.session_n,
                     job.type,
                 )
-                out.append((job, (body, signing.sign(self.bank.private_key, body))))
+                out.append((job, (body, signing.sign(self.private_key, body))))
             except Exception as exc:  # this job fails alone (see _deliver)
                 log.exception("evt_%s: could not prepare the request", job.event_id)
                 out.append((job, exc))
         return out
 
     def _record(self, outcomes: Sequence[tuple[Job, Outcome]]) -> list[str | None]:
-        # benchmarks: every outcome waiting, in one job of the bank's group commit
+        # benchmarks: every outcome waiting, in one job of the group commit
         uniforms = [self._random.random() for _ in outcomes]
-        return self.bank.group_commit.run(
-            lambda conn: outbox.record_many(
-                conn, outcomes, self.owner, self.bank.clock.now(), self.schedule, uniforms
+        return self.group_commit.call(
+            lambda conn: outbox.record(
+                conn, outcomes, self.owner, self.clock.now(), self.schedule, uniforms
             )
         )
 

@@ -8,82 +8,64 @@ gives back the exact bytes to sign and send.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131.storage import raw
 from payout131.storage import schema as t
-from payout131.storage.raw import Sql
+from payout131.storage import sql
 from payout131.tokens import account_tokens as tokens
 from payout131.tokens.vault import Sealed, Vault, VaultError
 
-__all__ = ["emit", "emit_many", "open_body", "reseal"]
+__all__ = ["NewEvent", "emit", "open_body", "reseal"]
 
 
 def _context(project_id: str, session_n: int, kind: str) -> bytes:
     return f"events\x00{project_id}\x00{session_n}\x00{kind}".encode()
 
 
-def emit(
-    conn: Connection,
-    project_id: str,
-    session_n: int,
-    kind: str,
-    body: bytes,
-    now: int,
-    seal_with: Vault | None = None,
-) -> int:
-    """Store one event with the exact bytes its webhook will carry; due at once.
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A webhook to send: its session, its type, the exact bytes it carries; ``sealed``: the
+    bytes show a tokenized account in full and are stored sealed by the vault."""
 
-    With ``seal_with`` the bytes are stored sealed by that vault.
-    """
-    key_id = None
-    if seal_with is not None:
+    project_id: str
+    session_n: int
+    type: str
+    body: bytes
+    sealed: bool = False
+
+
+def emit(conn: Connection, vault: Vault | None, made: Sequence[NewEvent], now: int) -> None:
+    """Store the events, in the order given, each due at once."""
+    if not made:
+        return
+    if any(event.sealed for event in made):
+        if vault is None:
+            raise VaultError("an event must be sealed and no vault was given")
         tokens.lock_for_sealing(conn)
-        sealed = seal_with.seal_bytes(body, _context(project_id, session_n, kind))
-        body, key_id = sealed.blob, sealed.key_id
-    result = conn.execute(
-        sa.insert(t.events)
-        .values(
-            project_id=project_id,
-            session_n=session_n,
-            type=kind,
-            body=body,
-            status="pending",
-            next_attempt_at=now,
-            created_at=now,
-            body_key_id=key_id,
-        )
-        .returning(t.events.c.id)
-    )
-    return int(result.scalar_one())
-
-
-_PLAIN = Sql(
-    """INSERT INTO events (project_id, session_n, type, body, status, next_attempt_at,
-    created_at, body_key_id) VALUES (:project_id, :session_n, :type, :body, 'pending', :now,
-    :now, NULL)"""
-)
-
-
-def emit_many(conn: Connection, made: Sequence[tuple[str, int, str, bytes]], now: int) -> None:
-    """``emit`` for many unsealed ``(project_id, session_n, kind, body)`` at once (the
-    worker's batches), in the order given."""
-    raw.many(
-        conn,
-        _PLAIN,
-        [
+    rows = []
+    for event in made:
+        body, key_id = event.body, None
+        if event.sealed:
+            assert vault is not None
+            context = _context(event.project_id, event.session_n, event.type)
+            sealed = vault.seal_bytes(event.body, context)
+            body, key_id = sealed.blob, sealed.key_id
+        rows.append(
             {
-                "project_id": project_id,
-                "session_n": session_n,
-                "type": kind,
+                "project_id": event.project_id,
+                "session_n": event.session_n,
+                "type": event.type,
                 "body": body,
-                "now": now,
+                "status": "pending",
+                "next_attempt_at": now,
+                "created_at": now,
+                "body_key_id": key_id,
             }
-            for project_id, session_n, kind, body in made
-        ],
-    )
+        )
+    sql.insert(conn, t.events, rows)
 
 
 def open_body(

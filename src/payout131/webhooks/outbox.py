@@ -20,9 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from payout131.storage import bulk, raw
 from payout131.storage import schema as t
-from payout131.storage.raw import Sql
+from payout131.storage import sql
+from payout131.storage.sql import Sql
 from payout131.webhooks.schedule import Schedule, parse_retry_after
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "Outcome",
     "claim",
     "record",
-    "record_many",
     "replay",
     "replay_dead",
 ]
@@ -81,7 +80,7 @@ class Outcome:
 
 
 # benchmarks: claiming and recording run many times a second under load; their statements
-# go straight to the driver (storage/raw.py). WAITING goes in as literals, not a parameter,
+# go straight to the driver (storage/sql.py). WAITING goes in as literals, not a parameter,
 # so that the planner sees the statuses it filters on.
 _WAITING_SQL = ", ".join(f"'{status}'" for status in WAITING)
 DUE = Sql(
@@ -102,16 +101,25 @@ _LEASE = Sql(
     RETURNING id, project_id, session_n, type, body, attempts, created_at, replayed_at,
     body_key_id"""
 )
-_ANSWERED = Sql(
-    """UPDATE webhook_attempts SET duration_us = :took, http_status = :answered, error = NULL,
-    response = :snippet WHERE id = :attempt_id"""
+_ATTEMPT = Sql(
+    """INSERT INTO webhook_attempts (event_id, attempt, worker, url, started_at)
+    VALUES (:event_id, :attempt, :worker, :url, :started_at) RETURNING id"""
+)
+_ATTEMPTED = Sql(
+    """UPDATE webhook_attempts SET duration_us = :took, http_status = :answered,
+    error = :error, response = :snippet WHERE id = :attempt_id"""
 )
 _HELD = Sql(
-    "SELECT id, lease_owner, status FROM events WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
+    """SELECT id, lease_owner, status, attempts FROM events WHERE id = ANY(:ids)
+    ORDER BY id FOR UPDATE"""
 )
 _DELIVERED = Sql(
-    """UPDATE events SET status = 'delivered', delivered_at = :now, lease_until = NULL
+    """UPDATE events SET status = :delivered, delivered_at = :now, lease_until = NULL
     WHERE id = ANY(:ids)"""
+)
+_RETRY = Sql(
+    """UPDATE events SET status = :status, next_attempt_at = COALESCE(:due, next_attempt_at),
+    lease_until = NULL WHERE id = :id"""
 )
 
 
@@ -141,18 +149,18 @@ def claim(
     if limit <= 0:
         return []
     busy = frozenset(p for p, n in in_flight.items() if n >= per_endpoint)
-    candidates = raw.rows(conn, DUE, {"now": now, "busy": sorted(busy), "n": limit * 4})
+    candidates = sql.rows(conn, DUE, {"now": now, "busy": sorted(busy), "n": limit * 4})
     picked = _pick(candidates, limit, in_flight, per_endpoint)
     if not picked:
         return []
     due = {row.id: row for row in picked}  # its project's URL and Standard Webhooks secret
     leased = {"owner": owner, "lease_until": lease_until, "ids": list(due)}
-    rows = sorted(raw.rows(conn, _LEASE, leased), key=lambda r: r.id)
+    rows = sorted(sql.rows(conn, _LEASE, leased), key=lambda r: r.id)
     attempt_ids = [
-        row["id"]
-        for row in bulk.insert_returning(
+        row.id
+        for row in sql.many_returning(
             conn,
-            t.webhook_attempts,
+            _ATTEMPT,
             [
                 {
                     "event_id": r.id,
@@ -187,90 +195,59 @@ def claim(
 
 def record(
     conn: Connection,
-    job: Job,
-    owner: str,
-    outcome: Outcome,
-    now: int,
-    schedule: Schedule,
-    uniform: float,
-) -> str | None:
-    """Store the attempt's outcome and move the event on; its new status, or None if stale.
-
-    Stale means this worker no longer holds the lease (it expired and another worker took
-    the event, or an operator replayed it): the attempt is recorded, the event left alone.
-    """
-    conn.execute(
-        sa.update(t.webhook_attempts)
-        .where(t.webhook_attempts.c.id == job.attempt_id)
-        .values(
-            duration_us=outcome.duration_us,
-            http_status=outcome.http_status,
-            error=outcome.error,
-            response=outcome.response,
-        )
-    )
-    event = conn.execute(sa.select(e).where(e.c.id == job.event_id).with_for_update()).one()
-    if event.lease_owner != owner or event.status not in WAITING:
-        return None
-    changes: dict[str, Any] = {"lease_until": None}
-    if outcome.ok:
-        changes.update(status="delivered", delivered_at=now)
-    else:
-        retry_after = None
-        if outcome.http_status in (429, 503):
-            retry_after = parse_retry_after(outcome.retry_after, now)
-        due = schedule.next_attempt(
-            int(event.attempts), job.round_started, now, uniform, retry_after
-        )
-        if due is None:
-            changes.update(status="dead")
-        else:
-            changes.update(status="failed", next_attempt_at=due)
-    conn.execute(sa.update(e).where(e.c.id == job.event_id).values(**changes))
-    return str(changes["status"])
-
-
-def record_many(
-    conn: Connection,
     outcomes: Sequence[tuple[Job, Outcome]],
     owner: str,
     now: int,
     schedule: Schedule,
     uniforms: Sequence[float],
 ) -> list[str | None]:
-    """``record`` for many attempts at once (benchmarks: the dispatcher's batches). The
-    deliveries are recorded a statement per step; each failed attempt goes through
-    ``record``. The statuses, in the order given."""
-    delivered = [job for job, outcome in outcomes if outcome.ok]
-    statuses: dict[int, str | None] = {}
-    if delivered:
-        with raw.pipeline(conn):  # benchmarks: two round trips, not three
-            raw.many(
-                conn,
-                _ANSWERED,
-                [
-                    {
-                        "attempt_id": job.attempt_id,
-                        "took": outcome.duration_us,
-                        "answered": outcome.http_status,
-                        "snippet": outcome.response,
-                    }
-                    for job, outcome in outcomes
-                    if outcome.ok
-                ],
-            )
-            ids = sorted(job.event_id for job in delivered)
-            current = raw.rows(conn, _HELD, {"ids": ids})
-            ours = [r.id for r in current if r.lease_owner == owner and r.status in WAITING]
-            if ours:
-                raw.run(conn, _DELIVERED, {"ids": ours, "now": now})
-        statuses = {int(r.id): ("delivered" if r.id in ours else None) for r in current}
-    return [
-        statuses.get(job.event_id)
-        if outcome.ok
-        else record(conn, job, owner, outcome, now, schedule, uniform)
-        for (job, outcome), uniform in zip(outcomes, uniforms, strict=True)
+    """Store each attempt's outcome and move its event on: ``delivered``, or ``failed``
+    with its next attempt due, or ``dead`` past the schedule's horizon. Each event's new
+    status, in the order given; None where it is stale: this worker no longer holds the
+    lease (it expired and another worker took the event, or an operator replayed it), so
+    the attempt is recorded and the event left alone. ``uniforms``: one random number in
+    [0, 1) per outcome, for the retry's jitter."""
+    if not outcomes:
+        return []
+    attempts = [
+        {
+            "attempt_id": job.attempt_id,
+            "took": outcome.duration_us,
+            "answered": outcome.http_status,
+            "error": outcome.error,
+            "snippet": outcome.response,
+        }
+        for job, outcome in outcomes
     ]
+    ids = sorted({job.event_id for job, _ in outcomes})
+    with sql.pipeline(conn):  # benchmarks: the attempts travel with the events' lock
+        sql.many(conn, _ATTEMPTED, attempts)
+        held = {row.id: row for row in sql.rows(conn, _HELD, {"ids": ids})}
+    statuses: list[str | None] = []
+    delivered: list[int] = []
+    retries: list[dict[str, Any]] = []
+    for (job, outcome), uniform in zip(outcomes, uniforms, strict=True):
+        event = held[job.event_id]
+        if event.lease_owner != owner or event.status not in WAITING:
+            statuses.append(None)
+            continue
+        if outcome.ok:
+            delivered.append(job.event_id)
+            statuses.append("delivered")
+            continue
+        retry_after = None
+        if outcome.http_status in (429, 503):
+            retry_after = parse_retry_after(outcome.retry_after, now)
+        due = schedule.next_attempt(
+            int(event.attempts), job.round_started, now, uniform, retry_after
+        )
+        status = "dead" if due is None else "failed"
+        retries.append({"id": job.event_id, "status": status, "due": due})
+        statuses.append(status)
+    if delivered:
+        sql.run(conn, _DELIVERED, {"ids": delivered, "now": now, "delivered": "delivered"})
+    sql.many(conn, _RETRY, retries)
+    return statuses
 
 
 def _replay_values(now: int) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Each delivery ends with its outcome written down (``outbox.record``). One transaction per
 delivery would cost a commit per webhook; instead a delivery hands its outcome to the
 ``Recorder`` and waits. If no write is under way, that delivery writes every outcome waiting
-(``outbox.record_many``, through the bank's group commit) and goes on writing while more
+(``outbox.record``, through the group commit) and goes on writing while more
 arrive; otherwise its outcome joins the next write. A delivery learns its event's new status
 (or the error) once the write that carried it has committed, exactly as before.
 """

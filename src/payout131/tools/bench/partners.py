@@ -19,8 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import Connection
 
-from payout131 import accounts, ledger, projects
+from payout131 import projects
 from payout131.clock import SystemClock
+from payout131.ledger import accounts, book
+from payout131.payouts.states import PayoutStatus, SessionStatus
 from payout131.storage import Database
 from payout131.storage import schema as t
 from payout131.tools.bench.load import RECIPIENT
@@ -74,9 +76,9 @@ def register(
         )
         for _ in range(n_accounts):
             number = accounts.open_settlement_account(conn, project, now)
-            account = ledger.account_id(conn, number)
+            account = accounts.account_id(conn, number)
             assert account is not None
-            ledger.topup(conn, account, FUNDS, now)
+            book.topup(conn, account, FUNDS, now)
             numbers.append(number)
     return BenchPartner(project, key_path, numbers, single_request)
 
@@ -106,15 +108,13 @@ def preload(db: Database, partner: BenchPartner, count: int) -> None:
     """Insert ``count`` finished single-request payouts of ``partner`` from its first account,
     in batches of a few thousand rows (one transaction each)."""
     with db.read() as conn:
-        account = ledger.account_id(conn, partner.accounts[0])
-        paid_out = ledger.account_id(conn, ledger.PAYOUTS)
+        account = accounts.account_id(conn, partner.accounts[0])
     assert account is not None
-    assert paid_out is not None
     done = 0
     while done < count:
         size = min(_BATCH, count - done)
         with db.write() as conn:
-            _batch(conn, partner.project, account, paid_out, size, done)
+            _batch(conn, partner.project, account, size, done)
         done += size
 
 
@@ -134,9 +134,7 @@ def _destination() -> tuple[str, str]:
     return msgspec.json.encode(destination).decode(), msgspec.json.encode(recipient).decode()
 
 
-def _batch(
-    conn: Connection, project: str, account: int, paid_out: int, size: int, offset: int
-) -> None:
+def _batch(conn: Connection, project: str, account: int, size: int, offset: int) -> None:
     now = SystemClock().now()
     destination, recipient = _destination()
     session_ns = list(
@@ -147,7 +145,7 @@ def _batch(
                     "project_id": project,
                     "api_version": "v1",
                     "rko": True,
-                    "status": "accepted",
+                    "status": SessionStatus.ACCEPTED,
                     "draft": "{}",
                     "created_at": now,
                     "updated_at": now,
@@ -163,7 +161,7 @@ def _batch(
                 {
                     "session_n": n,
                     "project_id": project,
-                    "status": "succeeded",
+                    "status": PayoutStatus.SUCCEEDED,
                     "amount": PRELOAD_AMOUNT,
                     "currency": "rub",
                     "account_id": account,
@@ -180,36 +178,9 @@ def _batch(
             ],
         ).scalars()
     )
-    conn.execute(
-        sa.insert(t.holds),
-        [
-            {
-                "account_id": account,
-                "payout_n": p,
-                "amount": PRELOAD_AMOUNT,
-                "status": "posted",
-                "created_at": now,
-                "resolved_at": now,
-            }
-            for p in payout_ns
-        ],
-    )
-    txns = _transaction_ids(conn, size)
-    conn.execute(
-        sa.insert(t.ledger_entries),
-        [
-            {"transaction_id": txn, "account_id": acc, "amount": amount}
-            for txn in txns
-            for acc, amount in ((account, -PRELOAD_AMOUNT), (paid_out, PRELOAD_AMOUNT))
-        ],
-    )
-    conn.execute(
-        sa.insert(t.ledger_transactions),
-        [
-            {"id": txn, "kind": "payout", "payout_n": p, "memo": "", "created_at": now}
-            for txn, p in zip(txns, payout_ns, strict=True)
-        ],
-    )
+    # the money moves through the ledger, as a payout's would: held, then posted
+    book.place_holds(conn, [book.Hold(account, p, PRELOAD_AMOUNT) for p in payout_ns], now)
+    book.post_holds(conn, [book.Posting(p, 0) for p in payout_ns], now)
     body = b'{"type":"payment_finished","session":{"preloaded":true}}'
     conn.execute(
         sa.insert(t.events),
@@ -228,16 +199,3 @@ def _batch(
             for n in session_ns
         ],
     )
-
-
-def _transaction_ids(conn: Connection, size: int) -> list[int]:
-    if conn.dialect.name == "postgresql":
-        return [
-            int(v)
-            for v in conn.exec_driver_sql(
-                f"SELECT nextval('ledger_transaction_ids') FROM generate_series(1, {int(size)})"  # noqa: S608
-            ).scalars()
-        ]
-    top = conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.ledger_transactions.c.id), 0)))
-    first = int(top.scalar_one()) + 1
-    return list(range(first, first + size))

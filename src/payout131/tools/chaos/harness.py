@@ -29,11 +29,12 @@ import sqlalchemy as sa
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from payout131 import accounts, ledger, projects
+from payout131 import projects
 from payout131.cli.setup import initialise
 from payout131.client import signing
 from payout131.clock import SystemClock
-from payout131.projects import wallet_code
+from payout131.ledger import accounts, book
+from payout131.ledger.accounts import wallet_code
 from payout131.settings import Settings
 from payout131.storage import Database
 from payout131.storage import schema as t
@@ -234,9 +235,9 @@ class _Run:
                     number = accounts.open_settlement_account(conn, project, now)
                     wallet = SINGLE_WALLET if single else FUNDS
                     for code, funds in ((number, FUNDS), (wallet_code(project), wallet)):
-                        account = ledger.account_id(conn, code)
+                        account = accounts.account_id(conn, code)
                         assert account is not None
-                        ledger.topup(conn, account, funds, now)
+                        book.topup(conn, account, funds, now)
                         self.opening[code] = funds
                     partners[project] = Partner(project, key, number, single)
         finally:

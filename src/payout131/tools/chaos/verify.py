@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from payout131 import ledger
+from payout131.ledger.check import violations
 from payout131.storage import Database
 from payout131.storage import schema as t
 from payout131.tools.chaos.load import Answer
@@ -84,7 +84,7 @@ def _load(db: Database) -> _Store:
         accounts = {int(r.id): r for r in conn.execute(sa.select(t.ledger_accounts))}
         k = t.idempotency_keys
         keys = {(str(p), str(key)) for p, key in conn.execute(sa.select(k.c.project_id, k.c.key))}
-        problems = ledger.check(conn)
+        problems = violations(conn)
     return _Store(
         sessions, payouts, holds, paid, refunded, transfers, events, accounts, keys, problems
     )

@@ -42,7 +42,7 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from payout131 import accounts, ledger, projects
+from payout131 import projects
 from payout131.cli.setup import initialise
 from payout131.client import (
     Amount,
@@ -58,6 +58,7 @@ from payout131.client import (
     signing,
 )
 from payout131.clock import SystemClock
+from payout131.ledger import accounts, book
 from payout131.settings import Settings
 from payout131.storage import Database
 
@@ -151,11 +152,11 @@ def _register(home: Path, webhook_url: str, echo: Echo) -> tuple[rsa.RSAPrivateK
                 projects.add_project(
                     conn, project, pem, now, webhook_url=webhook_url, single_request=single, **ids
                 )
-                accounts.topup_wallet(conn, project, FUNDS, now)
+                book.topup_wallet(conn, project, FUNDS, now)
             number = accounts.open_settlement_account(conn, TWO_STEP, now)
-            account = ledger.account_id(conn, number)
+            account = accounts.account_id(conn, number)
             assert account is not None
-            ledger.topup(conn, account, FUNDS, now)
+            book.topup(conn, account, FUNDS, now)
     finally:
         db.dispose()
     echo(

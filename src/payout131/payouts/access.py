@@ -1,0 +1,40 @@
+"""Who may touch a session: its id as the partner writes it, and its owner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from payout131.errors import AuthorizationError, InvalidRequest, NotFound
+from payout131.payouts.calls import Serial
+from payout131.protocol.requests import UnsetType
+
+__all__ = ["check_owner", "no_repeats", "session_number"]
+
+
+def session_number(value: object) -> int:
+    """``ps_<n>`` as ``n``; ``session_id: required`` when missing (``UNSET`` or null)."""
+    if value is None or isinstance(value, UnsetType):
+        raise InvalidRequest("session_id: required")
+    if not isinstance(value, str):
+        raise InvalidRequest('session_id: must be a string like "ps_123"')
+    digits = value[3:]
+    if not value.startswith("ps_") or not digits.isdigit() or len(digits) > 18:
+        raise NotFound(f"session_id: no session {value[:64]!r}")
+    return int(digits)
+
+
+def check_owner(project_id: str | None, n: int, caller: str) -> None:
+    """Session ``n`` (owned by ``project_id``, None: no such session) is the caller's."""
+    if project_id is None:
+        raise NotFound(f"session_id: no session ps_{n}")
+    if project_id != caller:
+        raise AuthorizationError(f"session_id: session ps_{n} belongs to another project")
+
+
+def no_repeats(numbers: Iterable[int]) -> None:
+    """Refuse to run calls on one session together: the second must see the first's effect."""
+    seen: set[int] = set()
+    for n in numbers:
+        if n in seen:
+            raise Serial(f"session ps_{n} twice in one group; one call at a time")
+        seen.add(n)

@@ -1,0 +1,147 @@
+"""The partner's answer to a payout waiting for it: ``session/confirm`` and
+``session/cancel``, for a group of calls at once.
+
+Each call's session and payout are locked (sessions first, by number); a call is refused
+when the session is not the caller's, its payout is not ``pending``, or the
+``confirm_information`` it echoes names another recipient account. A confirm sends the
+payout on to the rail (the worker's ``execute`` step, due at once); a cancel fails it
+(``session_cancelled_by_partner``), releasing its hold; a ``created`` session without a
+payout is simply cancelled. Two answers to one session in a group run one after the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from payout131.errors import ApiError, InvalidRequest, SessionWrongState
+from payout131.payouts import access, store
+from payout131.payouts.calls import Answer, Context, PartnerCall
+from payout131.payouts.outcomes import Failure, fail
+from payout131.payouts.records import Listed, Payout, Session
+from payout131.payouts.states import MOVES, Step
+from payout131.payouts.store import PayoutChange
+from payout131.protocol.payout_request import require_object
+from payout131.protocol.requests import UNSET, AnswerBody
+from payout131.storage import sql
+from payout131.tokens import account_tokens
+
+__all__ = ["cancel", "confirm"]
+
+CONFIRM, CANCEL, CANCEL_CREATED = MOVES["confirm"], MOVES["cancel"], MOVES["cancel_created"]
+_MOVES = {"confirm": CONFIRM, "cancel": CANCEL}
+
+
+def _not_pending(session: Session, payout: Payout | None, action: str) -> SessionWrongState:
+    """The refusal of a confirm or cancel whose session has no payout waiting for it."""
+    state = "has no payout" if payout is None else f"has a payout {payout.status}"
+    return SessionWrongState(
+        f"session_id: ps_{session.n} is {session.status} and {state}; "
+        f"{action} needs a payout waiting for confirmation (next_action: confirm)"
+    )
+
+
+def _check_confirm_information(
+    conn: Connection, context: Context, body: AnswerBody, payout: Payout
+) -> None:
+    """If the partner echoes ``confirm_information``, its account numbers must be the payout's."""
+    info = body.confirm_information
+    if info is UNSET or info is None:
+        return
+    details = require_object("confirm_information", info).get("account_details")
+    if not isinstance(details, dict):
+        return
+    given = details.get("recipient")
+    if not isinstance(given, dict) or "account_number" not in given:
+        return
+    if given["account_number"] != account_tokens.payout_account(conn, context.vault, payout):
+        raise InvalidRequest(
+            "confirm_information.account_details.recipient.account_number: does not match "
+            "the payout's recipient account"
+        )
+
+
+def _answered(
+    conn: Connection,
+    context: Context,
+    calls: Sequence[PartnerCall[AnswerBody]],
+    action: str,
+    answers: list[Any],
+) -> dict[int, tuple[Session, Payout | None]]:
+    """Each answerable call's session and payout, locked, by call; the others refused."""
+    wanted: dict[int, int] = {}
+    for index, call in enumerate(calls):
+        try:
+            wanted[index] = access.session_number(call.body.session_id)
+        except ApiError as exc:
+            answers[index] = exc
+    access.no_repeats(wanted.values())
+    locked = store.lock_sessions(conn, wanted.values())
+    found: dict[int, tuple[Session, Payout | None]] = {}
+    for index, n in wanted.items():
+        call = calls[index]
+        session, payout = locked.get(n, (None, None))
+        try:
+            access.check_owner(session.project_id if session else None, n, call.project.id)
+            assert session is not None
+            if not (action == "cancel" and CANCEL_CREATED.starts_session(session.status)):
+                if payout is None or not _MOVES[action].starts_payout(payout.status):
+                    raise _not_pending(session, payout, action)
+                _check_confirm_information(conn, context, call.body, payout)
+        except ApiError as exc:
+            answers[index] = exc
+            continue
+        found[index] = (session, payout)
+    return found
+
+
+def confirm(
+    conn: Connection, context: Context, calls: Sequence[PartnerCall[AnswerBody]]
+) -> list[Answer]:
+    """``session/confirm``: the payouts go on to the rail."""
+    answers: list[Any] = [None] * len(calls)
+    found = _answered(conn, context, calls, "confirm", answers)
+    if not found:
+        return answers
+    now = calls[next(iter(found))].now
+    payouts = [payout for _, payout in found.values() if payout is not None]
+    changes = [PayoutChange(p.n, Step.EXECUTE, now) for p in payouts]
+    payout_moves = store.move_payouts(CONFIRM, changes, now)
+    session_moves = store.move_sessions(CONFIRM, [p.session_n for p in payouts], now)
+    moved = sql.together(conn, [*payout_moves, *session_moves])  # benchmarks: one round trip
+    changed = store.listed(
+        store.moved(CONFIRM, session_moves, moved[len(payout_moves) :]),
+        store.moved(CONFIRM, payout_moves, moved[: len(payout_moves)]),
+    )
+    by_session = {listed.session.n: listed for listed in changed}
+    for index, (session, _) in found.items():
+        answers[index] = by_session[session.n]
+    return answers
+
+
+def cancel(
+    conn: Connection, context: Context, calls: Sequence[PartnerCall[AnswerBody]]
+) -> list[Answer]:
+    """``session/cancel``: a waiting payout fails (``session_cancelled_by_partner``) and its
+    hold is released; a ``created`` session is cancelled."""
+    answers: list[Any] = [None] * len(calls)
+    found = _answered(conn, context, calls, "cancel", answers)
+    if not found:
+        return answers
+    now = calls[next(iter(found))].now
+    created = [s.n for s, _ in found.values() if CANCEL_CREATED.starts_session(s.status)]
+    failures = [
+        Failure(p, "session_cancelled_by_partner", "the partner cancelled the payout")
+        for s, p in found.values()
+        if p is not None and s.n not in created
+    ]
+    changed = fail(conn, context, CANCEL, failures, now)
+    if created:
+        statements = store.move_sessions(CANCEL_CREATED, created, now)
+        for session in store.moved(CANCEL_CREATED, statements, sql.together(conn, statements)):
+            changed[session.n] = Listed(session, ())
+    for index, (session, _) in found.items():
+        answers[index] = changed[session.n]
+    return answers

@@ -1,0 +1,49 @@
+"""What a use case is handed: the partner's call, and what it looks things up in.
+
+A use case takes a list of calls (a single call is a list of one) and answers each with a
+``Listed`` session or the ``ApiError`` that refuses it; a refused call wrote nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from payout131.directory.bik import BikDirectory
+from payout131.errors import ApiError
+from payout131.payouts.records import Listed
+from payout131.projects import Project
+from payout131.protocol.requests import Body
+from payout131.tokens.vault import Vault
+
+__all__ = ["Answer", "Context", "PartnerCall", "Serial"]
+
+B = TypeVar("B", bound=Body, covariant=True)
+
+Answer = Listed | ApiError
+"""A call's outcome: the session as it now stands, or why the call was refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the use cases look things up in besides the database."""
+
+    directory: BikDirectory  # bank names, correspondent accounts, banks that cannot be paid
+    vault: Vault  # opens tokenized accounts (confirm_information, the rail's order)
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerCall(Generic[B]):
+    """An authenticated partner call: who, which API version and variant, when, its body."""
+
+    project: Project
+    version: str
+    rko: bool
+    now: int
+    body: B
+    submerchant: str | None = None
+
+
+class Serial(RuntimeError):
+    """Calls of one group that must run one after the other (two answers to one session):
+    raised before anything is written, so that the group commit runs each alone."""

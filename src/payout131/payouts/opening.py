@@ -1,0 +1,329 @@
+"""Opening sessions and payouts: ``session/create``, ``session/start/payout`` and
+``session/init/payout`` (each with ``/rko``), for a group of calls at once.
+
+A payout starts in four steps, for every call of the group together:
+
+1. its fields are checked (``payout_request``): the session's draft with the call's own;
+2. its paying account is found (the project's wallet, or for ``/rko`` the settlement
+   account named in ``participant_details.sender.account``, which must be the project's);
+3. the sessions (init) are numbered and written, or moved to ``in_progress`` (start), and
+   the payouts written with their first background step (``check``, or ``execute`` for a
+   single-request project);
+4. the ledger places each payout's hold (amount plus fee). The database refuses a hold its
+   account cannot cover: then the group is undone and each call runs again alone, so the
+   call that does not fit is refused with ``insufficient_wallet_balance`` and writes
+   nothing, while the others go through.
+
+A call refused at steps 1 or 2 writes nothing and does not hold up the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import Connection
+
+from payout131.errors import ApiError, InsufficientBalance, InvalidRequest, SessionWrongState
+from payout131.ledger import accounts, book
+from payout131.ledger.accounts import BANK_BIK, Account
+from payout131.payouts import access, fees, store
+from payout131.payouts.calls import Answer, Context, PartnerCall
+from payout131.payouts.records import Listed, Payout, Session
+from payout131.payouts.states import MOVES, Step
+from payout131.protocol import validation, wire
+from payout131.protocol.payout_request import PayoutRequest, parse_payout, require_object
+from payout131.protocol.requests import UNSET, Draft, StartBody
+from payout131.storage import numbers, sql
+from payout131.tokens import account_tokens
+
+__all__ = ["create", "init", "insufficient", "start"]
+
+SENDER = "participant_details.sender.account"
+CREATE, INIT, START = MOVES["create"], MOVES["init"], MOVES["start"]
+
+
+def _json(value: object) -> str:
+    return wire.dumps(value).decode()
+
+
+def _session(call: PartnerCall[Draft], n: int, status: str) -> Session:
+    """The ``sessions`` row a call opens, its draft taken from the call's payout fields."""
+    body = call.body
+    return Session(
+        n=n,
+        project_id=call.project.id,
+        api_version=call.version,
+        rko=call.rko,
+        status=status,
+        submerchant=call.submerchant,
+        metadata=_json(body.metadata) if body.metadata is not UNSET else None,
+        draft=_json(body.given()),
+        error_code=None,
+        error_description=None,
+        created_at=call.now,
+        updated_at=call.now,
+    )
+
+
+def _check_draft(body: Draft) -> None:
+    """At create every field is optional, but a field that is given must be right."""
+    if body.amount_details is not UNSET:
+        require_object("amount_details", body.amount_details)
+    for name in ("participant_details", "payment_method", "payout_details"):
+        value = getattr(body, name)
+        if value is not UNSET and value is not None:
+            require_object(name, value)
+
+
+def create(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]) -> list[Answer]:
+    """``session/create[/rko]``: sessions ``created``, their payout fields kept for start."""
+    answers: list[Any] = [None] * len(calls)
+    accepted: list[int] = []
+    for index, call in enumerate(calls):
+        try:
+            _check_draft(call.body)
+        except ApiError as exc:
+            answers[index] = exc
+            continue
+        accepted.append(index)
+    drawn = numbers.draw(conn, {"sessions": len(accepted)})["sessions"]
+    made = [_session(calls[i], n, CREATE.session_to) for i, n in zip(accepted, drawn, strict=True)]
+    store.insert_sessions(conn, made)
+    for index, session in zip(accepted, made, strict=True):
+        answers[index] = Listed(session, ())
+    return answers
+
+
+@dataclass(slots=True)
+class _Opening:
+    """One call's payout as it is being opened."""
+
+    index: int
+    call: PartnerCall[Draft]
+    request: PayoutRequest
+    code: str  # the paying account's ledger code
+    fee: int
+    session: Session | None = None  # start: the locked session
+    account: Account | None = None
+
+
+def _merged(draft: str, body: Draft) -> dict[str, Any]:
+    """The session's draft with the call's payout fields (the later call wins per field;
+    either destination spelling replaces both); metadata only from the call."""
+    merged: dict[str, Any] = msgspec.json.decode(draft)
+    given = body.given()
+    if "payment_method" in given or "payout_details" in given:
+        merged.pop("payment_method", None)
+        merged.pop("payout_details", None)
+    merged.update(given)
+    if body.metadata is not UNSET:
+        merged["metadata"] = body.metadata
+    return merged
+
+
+def _plan(
+    conn: Connection, context: Context, index: int, call: PartnerCall[Draft], draft: str
+) -> _Opening:
+    request = parse_payout(
+        _merged(draft, call.body),
+        call.version,
+        call.rko,
+        context.directory,
+        lambda token: account_tokens.lookup(conn, call.project.id, token),
+    )
+    if call.rko:
+        assert request.sender_account is not None
+        # reliability: check the number before the query (PostgreSQL refuses a NUL)
+        validation.check_settlement_account(SENDER, BANK_BIK, request.sender_account)
+        code = request.sender_account
+    else:
+        code = accounts.wallet_code(call.project.id)
+    fee = fees.payout_fee(request.amount, call.project.fee_bps, call.project.fee_fixed)
+    return _Opening(index, call, request, code, fee)
+
+
+def _paying(conn: Connection, openings: list[_Opening], answers: list[Any]) -> list[_Opening]:
+    """The openings whose paying account exists and is theirs, each with it."""
+    found = accounts.find(conn, {o.code for o in openings})
+    kept = []
+    for opening in openings:
+        call, row = opening.call, found.get(opening.code)
+        try:
+            if not call.rko:
+                if row is None:
+                    raise RuntimeError(f"project {call.project.id} has no wallet")
+                opening.account = row
+            else:
+                owner = call.project.id
+                opening.account = accounts.owned_settlement_account(
+                    row, owner, opening.code, SENDER
+                )
+        except ApiError as exc:
+            answers[opening.index] = exc
+            continue
+        kept.append(opening)
+    return kept
+
+
+def _recipient(context: Context, request: PayoutRequest) -> dict[str, Any]:
+    destination = request.destination
+    bank = context.directory.get(destination.bik)
+    return {
+        "account_number": destination.account,
+        "token": destination.token,
+        "name": destination.full_name,
+        "bank_name": bank.name if bank else None,
+        "bik": destination.bik,
+        "correspondent_account_number": bank.correspondent_account if bank else None,
+        "inn": destination.inn,
+        "kpp": destination.kpp,
+    }
+
+
+def _payout(context: Context, opening: _Opening, n: int, session_n: int) -> Payout:
+    """The ``payouts`` row a started payout begins as, its first step due now."""
+    call, request = opening.call, opening.request
+    assert opening.account is not None
+    now = call.now
+    return Payout(
+        n=n,
+        session_n=session_n,
+        project_id=call.project.id,
+        status=INIT.payout_to,
+        amount=request.amount,
+        currency=request.currency,
+        account_id=opening.account.id,
+        destination=_json(request.destination.echo),
+        recipient=_json(_recipient(context, request)),
+        participant_details=_nullable_json(request.participant_details),
+        customer=_nullable_json(request.customer),
+        metadata=_json(request.metadata) if request.has_metadata else None,
+        error_code=None,
+        error_description=None,
+        work=Step.EXECUTE if call.project.single_request else Step.CHECK,
+        work_at=now,
+        lease_owner=None,
+        lease_until=None,
+        rail=None,
+        rail_reference=None,
+        created_at=now,
+        updated_at=now,
+        finished_at=None,
+        fee=opening.fee,
+    )
+
+
+def _nullable_json(value: object) -> str | None:
+    return None if value is None else _json(value)
+
+
+def insufficient(amount: int, fee: int) -> InsufficientBalance:
+    """The refusal of a payout whose amount (and fee) the paying account cannot cover."""
+    with_fee = f" plus the fee of {fee}" if fee else ""
+    return InsufficientBalance(
+        f"amount_details.amount: {amount}{with_fee} exceeds the available balance of the "
+        "paying account"
+    )
+
+
+def _hold(conn: Connection, openings: list[_Opening], payouts: list[Payout]) -> None:
+    """Place every payout's hold, or refuse (see the module's docstring)."""
+    holds = [book.Hold(p.account_id, p.n, p.amount + p.fee) for p in payouts]
+    try:
+        book.place_holds(conn, holds, payouts[0].created_at)
+    except book.Uncovered:
+        if len(openings) > 1:
+            raise  # each call runs again alone: which one does not fit?
+        raise insufficient(payouts[0].amount, payouts[0].fee) from None
+
+
+def init(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]) -> list[Answer]:
+    """``session/init/payout[/rko]``: a session ``in_progress`` with its payout, at once."""
+    answers: list[Any] = [None] * len(calls)
+    openings = []
+    for index, call in enumerate(calls):
+        try:
+            openings.append(_plan(conn, context, index, call, _json(call.body.given())))
+        except ApiError as exc:
+            answers[index] = exc
+    openings = _paying(conn, openings, answers)
+    if openings:
+        drawn = numbers.draw(conn, {"sessions": len(openings), "payouts": len(openings)})
+        status = INIT.session_to
+        sessions = [
+            _session(o.call, n, status) for o, n in zip(openings, drawn["sessions"], strict=True)
+        ]
+        payouts = [
+            _payout(context, o, n, s.n)
+            for o, n, s in zip(openings, drawn["payouts"], sessions, strict=True)
+        ]
+        with sql.pipeline(conn):  # benchmarks: one round trip
+            store.insert_sessions(conn, sessions)
+            store.insert_payouts(conn, payouts)
+            _hold(conn, openings, payouts)
+        for opening, session, payout in zip(openings, sessions, payouts, strict=True):
+            answers[opening.index] = Listed(session, ((payout, ()),))
+    return answers
+
+
+def start(
+    conn: Connection, context: Context, calls: Sequence[PartnerCall[StartBody]]
+) -> list[Answer]:
+    """``session/start/payout[/rko]``: a ``created`` session's payout, started."""
+    answers: list[Any] = [None] * len(calls)
+    wanted: dict[int, int] = {}
+    for index, call in enumerate(calls):
+        try:
+            wanted[index] = access.session_number(call.body.session_id)
+        except ApiError as exc:
+            answers[index] = exc
+    access.no_repeats(wanted.values())
+    locked = store.lock_sessions(conn, wanted.values())
+    openings = []
+    for index, n in wanted.items():
+        call = calls[index]
+        session, _ = locked.get(n, (None, None))
+        try:
+            access.check_owner(session.project_id if session else None, n, call.project.id)
+            assert session is not None
+            _check_startable(session, call)
+            opening = _plan(conn, context, index, call, session.draft)
+        except ApiError as exc:
+            answers[index] = exc
+            continue
+        opening.session = session
+        openings.append(opening)
+    openings = _paying(conn, openings, answers)
+    if openings:
+        drawn = numbers.draw(conn, {"payouts": len(openings)})["payouts"]
+        payouts = [
+            _payout(context, o, n, o.session.n if o.session else 0)
+            for o, n in zip(openings, drawn, strict=True)
+        ]
+        now = openings[0].call.now
+        moves = store.move_sessions(START, [p.session_n for p in payouts], now)
+        with sql.pipeline(conn):  # benchmarks: one round trip
+            store.insert_payouts(conn, payouts)
+            _hold(conn, openings, payouts)
+            found = sql.together(conn, moves)
+        sessions = {s.n: s for s in store.moved(START, moves, found)}
+        for opening, payout in zip(openings, payouts, strict=True):
+            answers[opening.index] = Listed(sessions[payout.session_n], ((payout, ()),))
+    return answers
+
+
+def _check_startable(session: Session, call: PartnerCall[Any]) -> None:
+    if not START.starts_session(session.status):
+        raise SessionWrongState(
+            f"session_id: ps_{session.n} is {session.status}; a payout starts only in a "
+            "created session"
+        )
+    if session.rko != call.rko:
+        used, wanted = ("session/create/rko", "/rko") if session.rko else ("session/create", "")
+        raise InvalidRequest(
+            f"session_id: ps_{session.n} was opened with {used}; "
+            f"start it with session/start/payout{wanted}"
+        )

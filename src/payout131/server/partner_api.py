@@ -1,0 +1,187 @@
+"""``POST /api/{v1|v2}/<method>``: the signed partner API.
+
+Authentication happens on the raw bytes before anything parses them: the project header
+names the partner, ``X-PARTNER-SIGN`` must verify over the exact body with the project's
+registered key. Then the body is decoded once into the method's structure, and the call
+goes to its use case: a change waits for its group commit (no thread waits with it), a
+read runs in a read transaction (``Database.read_async``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from payout131.client import signing
+from payout131.clock import Clock
+from payout131.errors import (
+    ApiError,
+    AuthenticationError,
+    AuthorizationError,
+    IdentificationError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+)
+from payout131.payouts.calls import PartnerCall
+from payout131.projects import Project, ProjectCache
+from payout131.protocol import requests
+from payout131.protocol.methods import METHODS
+from payout131.protocol.wire import dumps
+from payout131.server import idempotency
+from payout131.server.idempotency import KeyedCall, KeyTaken
+from payout131.server.methods import Methods
+from payout131.storage import Database
+from payout131.storage.group_commit import GroupCommit
+
+__all__ = ["JSON", "PartnerApi", "error_response", "unexpected"]
+
+log = logging.getLogger("payout131.server")
+JSON = "application/json"
+READS_AT_ONCE = 2  # SQLite: threads; PostgreSQL: greenlets on the loop
+
+
+def error_response(exc: ApiError) -> Response:
+    return Response(dumps(exc.envelope()), status_code=exc.status, media_type=JSON)
+
+
+def unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    failure = InternalError("the server failed to process the request; it was logged")
+    return error_response(failure)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class PartnerApi:
+    """The partner API's endpoint: authenticate, decode, run the method, answer."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        group_commit: GroupCommit,
+        projects: ProjectCache,
+        methods: Methods,
+        clock: Clock,
+        max_body_bytes: int,
+        limiter: anyio.CapacityLimiter,
+        wake_worker: Callable[[], None],
+        wake_dispatcher: Callable[[], None],
+    ) -> None:
+        self.db, self.group_commit, self.projects = db, group_commit, projects
+        self.methods, self.clock, self.max_body_bytes = methods, clock, max_body_bytes
+        self.limiter = limiter
+        self.wake_worker, self.wake_dispatcher = wake_worker, wake_dispatcher
+        # benchmarks: reads never queue behind writes waiting for a group commit; on SQLite
+        # they get threads of their own (a few: more threads fight over the GIL, and each
+        # read is short), on PostgreSQL the same number run at once on the event loop
+        self.read_limiter = anyio.CapacityLimiter(READS_AT_ONCE)
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            return await self._serve(request)
+        except ApiError as exc:
+            return error_response(exc)
+        except Exception as exc:  # noqa: BLE001 (answered here: an app-wide handler would
+            # answer too, but Starlette then raises it on to uvicorn, which logs it again)
+            return unexpected(request, exc)
+
+    def _method(self, request: Request) -> tuple[str, str]:
+        version, name = request.path_params["version"], request.path_params["method"]
+        method = METHODS.get(name)
+        if method is None or version not in method.versions:
+            raise NotFound(f"{request.url.path}: no such method in API {version}")
+        return version, name
+
+    async def _project(self, request: Request, raw: bytes) -> Project:
+        """The calling project, identified, its signature over ``raw`` verified."""
+        project_id = request.headers.get("x-partner-project")
+        if not project_id:
+            raise IdentificationError("X-PARTNER-PROJECT: header required")
+        known, project = self.projects.peek(project_id)  # benchmarks: no thread hop
+        if not known:
+            project = await anyio.to_thread.run_sync(
+                self.projects.get, project_id, limiter=self.limiter
+            )
+        if project is None:
+            raise IdentificationError(f"X-PARTNER-PROJECT: unknown project {project_id[:64]!r}")
+        signature = request.headers.get("x-partner-sign")
+        if not signature:
+            raise AuthenticationError("X-PARTNER-SIGN: header required")
+        if not signing.verify(self.projects.public_key(project), raw, signature):
+            raise AuthenticationError(
+                "X-PARTNER-SIGN: the signature does not match the body and the project's key"
+            )
+        if project.disabled:
+            raise AuthorizationError(f"project {project.id} is disabled")
+        return project
+
+    async def _serve(self, request: Request) -> Response:
+        version, name = self._method(request)
+        limit = self.max_body_bytes
+        try:
+            raw = await _read_body(request, limit)
+        except _TooLarge:
+            raise InvalidRequest(f"body: larger than the limit of {limit} bytes") from None
+        project = await self._project(request, raw)
+        key = request.headers.get("x-partner-idempotency-key")
+        method = METHODS[name]
+        call = PartnerCall(
+            project=project,
+            version=version,
+            rko=method.rko,
+            now=self.clock.now(),
+            body=requests.decode(raw, method.body),
+            submerchant=request.headers.get("x-partner-submerchant"),
+        )
+        if not method.mutating:
+            out = await self.db.read_async(
+                lambda conn: self.methods.read(conn, name, call), self.read_limiter
+            )
+            return Response(out, media_type=JSON)
+        status = 200
+        if key is None:  # benchmarks: waits for its group commit, no thread
+            out = await self.group_commit.run_async(self.methods.executors[name], call)
+        else:
+            status, out = await self._keyed(name, call, idempotency.validate_key(key), raw)
+        if self.methods.wakes_worker(name):
+            self.wake_worker()
+        self.wake_dispatcher()  # it may have committed webhook events
+        return Response(out, status_code=status, media_type=JSON)
+
+    async def _keyed(
+        self, name: str, call: PartnerCall[requests.Body], key: str, raw: bytes
+    ) -> tuple[int, bytes]:
+        digest = idempotency.body_hash(raw)
+        item = KeyedCall(call, key, digest)
+        try:
+            out: bytes = await self.group_commit.run_async(self.methods.keyed[name], item)
+        except KeyTaken:
+            if call.project.idempotency_mode != "replay":
+                raise idempotency.already_exists() from None
+            project_id = call.project.id
+            stored = await self.db.read_async(
+                lambda conn: idempotency.lookup(conn, project_id, key), self.read_limiter
+            )
+            return idempotency.replayed(stored, digest)
+        return 200, out

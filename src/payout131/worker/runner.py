@@ -1,0 +1,188 @@
+"""The payout worker: claims due steps and runs each kind of step for all its payouts at once.
+
+    check    ──▶ payouts/checks.ready_to_confirm          (two-step: wait for the partner)
+    expire   ──▶ payouts/outcomes.fail (confirm_timeout)   (the partner did not confirm)
+    execute, poll, watch ──▶ the rail (rail_steps.ask) ──▶ payouts/outcomes.settle
+
+Each kind of step is one job of the group commit for all its payouts (a single payout is a
+group of one): the payouts are locked after their sessions, and a payout whose lease is no
+longer this worker's is left alone. If a batch fails (a database outage, say), its steps
+run again one by one; a step that fails alone is logged and runs again when its lease
+expires, each asking the rail first (``rail_steps``), so nothing is paid twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+from sqlalchemy.engine import Connection
+
+from payout131.clock import Clock
+from payout131.payouts import checks, outcomes, store
+from payout131.payouts.calls import Context
+from payout131.payouts.states import MOVES, Step
+from payout131.projects import get_projects
+from payout131.rails import Rail, Status
+from payout131.storage import Database, sql
+from payout131.storage.group_commit import GroupCommit
+from payout131.storage.sql import Sql
+from payout131.worker import claims, rail_steps
+from payout131.worker.claims import Claimed
+
+__all__ = ["Worker", "WorkerConfig"]
+
+log = logging.getLogger("payout131.work")
+
+TIME_OUT = MOVES["time_out"]
+# the order in which a claim's kinds of step run
+ORDER = (Step.CHECK, Step.EXPIRE, Step.EXECUTE, Step.POLL, Step.WATCH)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    lease_s: float = 30.0  # how long a claimed step is this worker's
+    batch: int = 64  # steps claimed at once
+    poll_s: float = 0.2  # how often an idle worker looks for due steps
+    gather_s: float = 0.005  # benchmarks: a pause after a busy round (fewer, bigger batches)
+    rail_poll_s: float = 60.0  # when to ask the rail again if it names no time
+
+
+_BY_REFERENCE = Sql("SELECT n FROM payouts WHERE rail_reference = :reference")
+
+
+class Worker:
+    """Claims due payout steps and runs them; ``drain`` runs until nothing is due."""
+
+    def __init__(
+        self,
+        db: Database,
+        group_commit: GroupCommit,
+        clock: Clock,
+        rail: Rail,
+        context: Context,
+        config: WorkerConfig,
+        on_events: Callable[[], None] = lambda: None,
+        owner: str | None = None,
+    ) -> None:
+        self.db, self.group_commit, self.clock, self.rail = db, group_commit, clock, rail
+        self.context, self.config = context, config
+        self.on_events = on_events  # steps commit webhook events: have them sent
+        self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.wakeup = threading.Event()
+
+    def claim(self) -> list[Claimed]:
+        """Lease the due steps; an ``execute`` step without a reference gets one."""
+        now = self.clock.now()
+        lease = now + int(self.config.lease_s * 1_000_000)
+        return self.group_commit.beside(
+            lambda conn: claims.claim(
+                conn, self.owner, now, lease, self.config.batch, self.rail.name
+            )
+        )
+
+    def run_once(self) -> int:
+        """Claim one batch and run it; the number of steps run."""
+        claimed = self.claim()
+        by_step: dict[str, list[Claimed]] = {}
+        for leased in sorted(claimed, key=lambda c: c.payout.n):
+            by_step.setdefault(leased.step, []).append(leased)
+        for step in ORDER:
+            steps = by_step.get(step, [])
+            if not steps:
+                continue
+            try:
+                self.run_steps(step, steps)
+            except Exception:  # e.g. a database outage: each step is retried on its own
+                if len(steps) == 1:
+                    log.exception(
+                        "payout po_%s: step %s failed; it will be retried", steps[0].payout.n, step
+                    )
+                    continue
+                log.exception(
+                    "a batch of %d %s steps failed; running them one by one", len(steps), step
+                )
+                for alone in steps:  # the rail may have heard of them by now: each asks
+                    try:
+                        self.run_steps(step, [alone._replace(fresh=False)])
+                    except Exception:  # one bad payout must not stop the others
+                        log.exception(
+                            "payout po_%s: step %s failed; it will be retried", alone.payout.n, step
+                        )
+        if claimed:
+            self.on_events()
+        return len(claimed)
+
+    def run_steps(self, step: str, steps: Sequence[Claimed]) -> None:
+        """Run leased steps of one kind, all at once."""
+        numbers = [c.payout.n for c in steps]
+        if step in rail_steps.RAIL_STEPS:
+            with self.db.read() as conn:  # the tokenized accounts' tokens, for the rail
+                orders = rail_steps.orders(conn, self.context.vault, steps)
+            answers = rail_steps.ask(self.rail, steps, orders)  # no transaction is open
+            numbers = sorted(answers)
+
+        def run(conn: Connection) -> None:
+            payouts = claims.leased(conn, self.owner, numbers, step)
+            now = self.clock.now()
+            if step == Step.CHECK:
+                projects = get_projects(conn, {p.project_id for p in payouts})
+                checks.ready_to_confirm(conn, self.context, payouts, projects, now)
+            elif step == Step.EXPIRE:
+                failures = [
+                    outcomes.Failure(
+                        p,
+                        "confirm_timeout",
+                        "the payout was not confirmed within the project's confirm timeout",
+                    )
+                    for p in payouts
+                ]
+                outcomes.fail(conn, self.context, TIME_OUT, failures, now)
+            else:
+                news = [(p, answers[p.n]) for p in payouts]
+                outcomes.settle(conn, self.context, news, now, self.config.rail_poll_s)
+
+        if numbers:
+            self.group_commit.call(run)
+
+    def report(self, reference: str, status: Status) -> None:
+        """A rail's callback: apply what it says about the payout sent under ``reference``."""
+
+        def apply(conn: Connection) -> None:
+            found = sql.rows(conn, _BY_REFERENCE, {"reference": reference})
+            payouts = store.lock_payouts(conn, [int(row.n) for row in found])
+            if not payouts:
+                raise LookupError(f"no payout was sent under rail reference {reference!r}")
+            news = [(payouts[0], status)]
+            outcomes.settle(conn, self.context, news, self.clock.now(), self.config.rail_poll_s)
+
+        self.group_commit.call(apply)
+
+    def drain(self, max_rounds: int = 1000) -> int:
+        """Run until nothing is due (tests and the CLI use this)."""
+        total = 0
+        for _ in range(max_rounds):
+            done = self.run_once()
+            total += done
+            if not done:
+                break
+        return total
+
+    async def run(self) -> None:
+        """Forever: run due steps, then sleep until poked or the poll interval passes."""
+        while True:
+            try:
+                done = await anyio.to_thread.run_sync(self.run_once)
+            except Exception:  # reliability: the database may be back at the next poll
+                log.exception("claiming payout steps failed; trying again")
+                done = 0
+            if not done:
+                await anyio.to_thread.run_sync(self.wakeup.wait, self.config.poll_s)
+                self.wakeup.clear()
+            if self.config.gather_s > 0:  # benchmarks: fewer, bigger batches
+                await anyio.sleep(self.config.gather_s)
