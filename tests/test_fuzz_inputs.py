@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from banking import Onboard
 from partner import Partner, payout_body
 from payout131.client import signing
+from payout131.protocol import methods as api
 from payout131.runtime import Runtime
-from payout131.server import methods as api
 from snapshot import snapshot
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"

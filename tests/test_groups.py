@@ -30,7 +30,7 @@ from payout131.protocol import validation, wire
 from payout131.protocol.requests import AnswerBody, Draft, SessionRef, decode
 from payout131.rails import scenarios
 from payout131.runtime import Runtime
-from payout131.server.methods import Methods
+from payout131.server.handlers import Handlers
 from payout131.storage import schema as t
 from payout131.storage.group_commit import Executor, GroupCommit
 
@@ -118,7 +118,7 @@ def test_init_calls_of_one_group_end_as_each_alone(bank: Runtime, onboard: Onboa
     many = onboard("many", wallet=15_000, account=25_000, fee_fixed=100)
     assert one.account is not None
     assert many.account is not None
-    methods = Methods(bank.context)
+    methods = Handlers(bank.context)
     init = methods.executors["session/init/payout"]
     alone = one_by_one(bank.group_commit, init, _init_calls(bank, "one", one.account, many.account))
     together = in_one_group(
@@ -186,7 +186,7 @@ def test_confirm_calls_of_one_group_end_as_each_alone(bank: Runtime, onboard: On
     bank.worker.drain()  # these wait for confirmation; the next two are not checked yet
     ones.append(_init(one))
     manys.append(_init(many))
-    confirm = Methods(bank.context).executors["session/confirm"]
+    confirm = Handlers(bank.context).executors["session/confirm"]
     alone = one_by_one(bank.group_commit, confirm, _answers(bank, "one", ones, manys[0]))
     together = in_one_group(bank.group_commit, confirm, _answers(bank, "many", manys, ones[0]))
     assert [type(o).__name__ for o in together] == [
@@ -219,7 +219,7 @@ def test_two_answers_to_one_session_in_a_group_run_one_after_the_other(
     partner = onboard("acme", wallet=100_000)
     session_id = _init(partner)
     bank.worker.drain()
-    confirm = Methods(bank.context).executors["session/confirm"]
+    confirm = Handlers(bank.context).executors["session/confirm"]
     twice = _answers(bank, "acme", [session_id] * 4, session_id)[:1] * 2
     first, second = in_one_group(bank.group_commit, confirm, twice)
     assert b'"in_progress"' in first

@@ -25,7 +25,7 @@ from payout131.ledger.accounts import wallet_code
 from payout131.ledger.check import violations
 from payout131.runtime import Runtime
 from payout131.storage import schema as t
-from payout131.storage.errors import REFUSED
+from payout131.storage.refusals import REFUSED
 
 _projects = itertools.count()
 _payouts = itertools.count(10**9)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from payout131.protocol import methods as api
 from payout131.protocol import openapi
-from payout131.server import methods as api
 
 
 def test_the_committed_document_is_current() -> None:

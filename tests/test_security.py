@@ -31,9 +31,9 @@ from payout131.cli.setup import initialise
 from payout131.client import signing
 from payout131.clock import SystemClock
 from payout131.ledger import accounts, book
+from payout131.protocol import methods as api
 from payout131.protocol.validation import generate_account
 from payout131.runtime import Runtime
-from payout131.server import methods as api
 from payout131.settings import Settings
 from payout131.storage import Database
 from payout131.tools.chaos.processes import ServerProcess

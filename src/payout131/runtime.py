@@ -15,13 +15,13 @@ from starlette.applications import Starlette
 
 from payout131.clock import Clock, SystemClock
 from payout131.directory.bik import BikDirectory
-from payout131.directory.store import load_directory
+from payout131.directory.table import load_directory
 from payout131.payouts.calls import Context
 from payout131.projects import ProjectCache
 from payout131.rails import Rail, RailOptions, make_rail
-from payout131.server import metrics
+from payout131.server import metrics_endpoint
 from payout131.server.app import create_app
-from payout131.server.methods import Methods
+from payout131.server.handlers import Handlers
 from payout131.server.partner_api import PartnerApi
 from payout131.server.widget_api import WidgetApi, widget_app
 from payout131.settings import Settings
@@ -100,7 +100,7 @@ class Runtime:
             db=self.db,
             group_commit=self.group_commit,
             projects=self.projects,
-            methods=Methods(self.context),
+            handlers=Handlers(self.context),
             clock=self.clock,
             max_body_bytes=self.settings.max_body_bytes,
             limiter=limiter,
@@ -126,7 +126,7 @@ class Runtime:
 
     def metrics(self) -> CollectorRegistry:
         """A registry of this process's metrics (``/metrics``, ``worker --metrics-port``)."""
-        return metrics.registry_for(self.dispatcher.stats, self.db, self.clock)
+        return metrics_endpoint.registry_for(self.dispatcher.stats, self.db, self.clock)
 
     def close(self) -> None:
         self.group_commit.close()

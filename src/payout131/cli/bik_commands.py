@@ -8,7 +8,7 @@ import click
 
 from payout131.cli.context import write
 from payout131.directory.bik import parse_directory
-from payout131.directory.store import replace_directory
+from payout131.directory.table import replace_directory
 
 __all__ = ["bik"]
 

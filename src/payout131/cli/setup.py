@@ -13,7 +13,7 @@ from payout131 import projects
 from payout131.client import signing
 from payout131.clock import SystemClock
 from payout131.directory.bik import load_snapshot
-from payout131.directory.store import replace_directory
+from payout131.directory.table import replace_directory
 from payout131.ledger import accounts, book
 from payout131.settings import Settings
 from payout131.storage import Database, migrate

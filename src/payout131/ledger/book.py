@@ -26,7 +26,7 @@ from payout131.errors import NotFound
 from payout131.ledger.accounts import FEES, FUNDING, PAYOUTS, account_id, wallet_code
 from payout131.storage import numbers, sql
 from payout131.storage import schema as t
-from payout131.storage.errors import violated_check
+from payout131.storage.refusals import violated_check
 from payout131.storage.sql import Sql
 
 __all__ = [

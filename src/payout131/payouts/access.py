@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from payout131.errors import AuthorizationError, InvalidRequest, NotFound
-from payout131.payouts.calls import Serial
+from sqlalchemy.engine import Connection
+
+from payout131.errors import ApiError, AuthorizationError, InvalidRequest, NotFound
+from payout131.payouts import store
+from payout131.payouts.calls import PartnerCall, Serial
+from payout131.payouts.records import Payout, Session
 from payout131.protocol.requests import UnsetType
 
-__all__ = ["check_owner", "no_repeats", "session_number"]
+__all__ = ["check_owner", "no_repeats", "owned_sessions", "session_number"]
 
 
 def session_number(value: object) -> int:
@@ -38,3 +43,30 @@ def no_repeats(numbers: Iterable[int]) -> None:
         if n in seen:
             raise Serial(f"session ps_{n} twice in one group; one call at a time")
         seen.add(n)
+
+
+def owned_sessions(
+    conn: Connection, calls: Sequence[PartnerCall[Any]], answers: list[Any]
+) -> dict[int, tuple[Session, Payout | None]]:
+    """The session each call names (``session_id``) with its payout, locked, by call; a
+    call whose session is unknown or another project's gets its refusal in ``answers``.
+    Two calls on one session do not run together (``Serial``)."""
+    wanted: dict[int, int] = {}
+    for index, call in enumerate(calls):
+        try:
+            wanted[index] = session_number(call.body.session_id)
+        except ApiError as exc:
+            answers[index] = exc
+    no_repeats(wanted.values())
+    locked = store.lock_sessions(conn, wanted.values())
+    found: dict[int, tuple[Session, Payout | None]] = {}
+    for index, n in wanted.items():
+        session, payout = locked.get(n, (None, None))
+        try:
+            check_owner(session.project_id if session else None, n, calls[index].project.id)
+        except ApiError as exc:
+            answers[index] = exc
+            continue
+        assert session is not None
+        found[index] = (session, payout)
+    return found

@@ -71,29 +71,16 @@ def _answered(
     answers: list[Any],
 ) -> dict[int, tuple[Session, Payout | None]]:
     """Each answerable call's session and payout, locked, by call; the others refused."""
-    wanted: dict[int, int] = {}
-    for index, call in enumerate(calls):
+    found = access.owned_sessions(conn, calls, answers)
+    for index, (session, payout) in list(found.items()):
         try:
-            wanted[index] = access.session_number(call.body.session_id)
-        except ApiError as exc:
-            answers[index] = exc
-    access.no_repeats(wanted.values())
-    locked = store.lock_sessions(conn, wanted.values())
-    found: dict[int, tuple[Session, Payout | None]] = {}
-    for index, n in wanted.items():
-        call = calls[index]
-        session, payout = locked.get(n, (None, None))
-        try:
-            access.check_owner(session.project_id if session else None, n, call.project.id)
-            assert session is not None
             if not (action == "cancel" and CANCEL_CREATED.starts_session(session.status)):
                 if payout is None or not _MOVES[action].starts_payout(payout.status):
                     raise _not_pending(session, payout, action)
-                _check_confirm_information(conn, context, call.body, payout)
+                _check_confirm_information(conn, context, calls[index].body, payout)
         except ApiError as exc:
             answers[index] = exc
-            continue
-        found[index] = (session, payout)
+            del found[index]
     return found
 
 

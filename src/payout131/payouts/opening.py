@@ -274,21 +274,10 @@ def start(
 ) -> list[Answer]:
     """``session/start/payout[/rko]``: a ``created`` session's payout, started."""
     answers: list[Any] = [None] * len(calls)
-    wanted: dict[int, int] = {}
-    for index, call in enumerate(calls):
-        try:
-            wanted[index] = access.session_number(call.body.session_id)
-        except ApiError as exc:
-            answers[index] = exc
-    access.no_repeats(wanted.values())
-    locked = store.lock_sessions(conn, wanted.values())
     openings = []
-    for index, n in wanted.items():
+    for index, (session, _) in access.owned_sessions(conn, calls, answers).items():
         call = calls[index]
-        session, _ = locked.get(n, (None, None))
         try:
-            access.check_owner(session.project_id if session else None, n, call.project.id)
-            assert session is not None
             _check_startable(session, call)
             opening = _plan(conn, context, index, call, session.draft)
         except ApiError as exc:

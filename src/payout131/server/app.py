@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 from payout131.errors import InvalidRequest, NotFound
 from payout131.protocol.openapi import PATH as OPENAPI_PATH
 from payout131.protocol.wire import dumps
-from payout131.server import heap, metrics
+from payout131.server import heap, metrics_endpoint
 from payout131.server.partner_api import JSON, PartnerApi, error_response, unexpected
 
 __all__ = ["create_app"]
@@ -64,7 +64,7 @@ def create_app(
     async def openapi_json(request: Request) -> Response:
         return Response(spec, media_type=JSON)
 
-    metrics_endpoint = metrics.endpoint(metrics_registry, limiter)
+    metrics = metrics_endpoint.endpoint(metrics_registry, limiter)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -83,7 +83,7 @@ def create_app(
             Route("/health", _health, methods=["GET"]),
             Mount("/widget", widget),  # docs/widget.md
             Route("/openapi.json", openapi_json, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
         lifespan=lifespan,

@@ -33,8 +33,8 @@ from payout131.protocol import requests
 from payout131.protocol.methods import METHODS
 from payout131.protocol.wire import dumps
 from payout131.server import idempotency
+from payout131.server.handlers import Handlers
 from payout131.server.idempotency import KeyedCall, KeyTaken
-from payout131.server.methods import Methods
 from payout131.storage import Database
 from payout131.storage.group_commit import GroupCommit
 
@@ -81,7 +81,7 @@ class PartnerApi:
         db: Database,
         group_commit: GroupCommit,
         projects: ProjectCache,
-        methods: Methods,
+        handlers: Handlers,
         clock: Clock,
         max_body_bytes: int,
         limiter: anyio.CapacityLimiter,
@@ -89,7 +89,7 @@ class PartnerApi:
         wake_dispatcher: Callable[[], None],
     ) -> None:
         self.db, self.group_commit, self.projects = db, group_commit, projects
-        self.methods, self.clock, self.max_body_bytes = methods, clock, max_body_bytes
+        self.handlers, self.clock, self.max_body_bytes = handlers, clock, max_body_bytes
         self.limiter = limiter
         self.wake_worker, self.wake_dispatcher = wake_worker, wake_dispatcher
         # benchmarks: reads never queue behind writes waiting for a group commit; on SQLite
@@ -156,15 +156,15 @@ class PartnerApi:
         )
         if not method.mutating:
             out = await self.db.read_async(
-                lambda conn: self.methods.read(conn, name, call), self.read_limiter
+                lambda conn: self.handlers.read(conn, name, call), self.read_limiter
             )
             return Response(out, media_type=JSON)
         status = 200
         if key is None:  # benchmarks: waits for its group commit, no thread
-            out = await self.group_commit.run_async(self.methods.executors[name], call)
+            out = await self.group_commit.run_async(self.handlers.executors[name], call)
         else:
             status, out = await self._keyed(name, call, idempotency.validate_key(key), raw)
-        if self.methods.wakes_worker(name):
+        if self.handlers.wakes_worker(name):
             self.wake_worker()
         self.wake_dispatcher()  # it may have committed webhook events
         return Response(out, status_code=status, media_type=JSON)
@@ -175,7 +175,7 @@ class PartnerApi:
         digest = idempotency.body_hash(raw)
         item = KeyedCall(call, key, digest)
         try:
-            out: bytes = await self.group_commit.run_async(self.methods.keyed[name], item)
+            out: bytes = await self.group_commit.run_async(self.handlers.keyed[name], item)
         except KeyTaken:
             if call.project.idempotency_mode != "replay":
                 raise idempotency.already_exists() from None

@@ -39,7 +39,7 @@ from payout131.webhooks.metrics import DeliveryStats
 from payout131.webhooks.outbox import Job, Outcome
 from payout131.webhooks.plain_sender import PlainHttpSender
 from payout131.webhooks.recorder import Recorder
-from payout131.webhooks.schedule import DEFAULT_SCHEDULE, Schedule
+from payout131.webhooks.schedule import Schedule
 from payout131.webhooks.sender import Sender
 
 __all__ = ["DeliveryConfig", "Dispatcher", "Doorbell", "headers"]
@@ -107,18 +107,19 @@ class Doorbell:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
-    """How webhooks are delivered (docs/webhooks.md; ``PAYOUT131_WEBHOOK_*``)."""
+    """How webhooks are delivered (docs/webhooks.md; ``PAYOUT131_WEBHOOK_*`` in ``Settings``,
+    where the defaults are)."""
 
-    schedule: tuple[float, ...] = DEFAULT_SCHEDULE
-    jitter: float = 0.1
-    horizon_s: float = 36 * 3600
-    timeout_s: float = 15.0
-    concurrency: int = 64
-    per_endpoint: int = 8
-    lease_s: float = 60.0
-    poll_s: float = 1.0
-    gather_s: float = 0.005  # benchmarks: a pause after a busy round (fewer, bigger claims)
-    test_hang_after_send: bool = False  # a test hook: see docs/webhooks.md
+    schedule: tuple[float, ...]  # the retry schedule
+    jitter: float
+    horizon_s: float
+    timeout_s: float  # per attempt
+    concurrency: int  # deliveries at once, in all
+    per_endpoint: int  # deliveries at once to one project
+    lease_s: float
+    poll_s: float
+    gather_s: float  # benchmarks: a pause after a busy round (fewer, bigger claims)
+    test_hang_after_send: bool  # a test hook: see docs/webhooks.md
 
 
 class Dispatcher:
@@ -213,11 +214,8 @@ class Dispatcher:
                 conn, self.owner, now, lease_until, room, in_flight, conf.per_endpoint
             )
 
-        def claimed() -> list[tuple[Job, Prepared]]:
-            jobs = self.group_commit.beside(claim)
-            return self._prepare_all(jobs)  # after the commit: nothing signed is lost to it
-
-        return await anyio.to_thread.run_sync(claimed, limiter=self._writers)
+        # signed after the commit: nothing signed is lost to it
+        return await self.group_commit.beside_async(claim, self._prepare_all, self._writers)
 
     async def _deliver(self, sender: Sender, job: Job, prepared: Prepared) -> None:
         conf = self.config

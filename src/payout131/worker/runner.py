@@ -46,11 +46,13 @@ ORDER = (Step.CHECK, Step.EXPIRE, Step.EXECUTE, Step.POLL, Step.WATCH)
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
-    lease_s: float = 30.0  # how long a claimed step is this worker's
-    batch: int = 64  # steps claimed at once
-    poll_s: float = 0.2  # how often an idle worker looks for due steps
-    gather_s: float = 0.005  # benchmarks: a pause after a busy round (fewer, bigger batches)
-    rail_poll_s: float = 60.0  # when to ask the rail again if it names no time
+    """How the worker runs (from ``Settings``, where the defaults are)."""
+
+    lease_s: float  # how long a claimed step is this worker's
+    batch: int  # steps claimed at once
+    poll_s: float  # how often an idle worker looks for due steps
+    gather_s: float  # benchmarks: a pause after a busy round (fewer, bigger batches)
+    rail_poll_s: float  # when to ask the rail again if it names no time
 
 
 _BY_REFERENCE = Sql("SELECT n FROM payouts WHERE rail_reference = :reference")
@@ -94,29 +96,25 @@ class Worker:
             by_step.setdefault(leased.step, []).append(leased)
         for step in ORDER:
             steps = by_step.get(step, [])
-            if not steps:
+            if not steps or self._tried(step, steps) or len(steps) == 1:
                 continue
-            try:
-                self.run_steps(step, steps)
-            except Exception:  # e.g. a database outage: each step is retried on its own
-                if len(steps) == 1:
-                    log.exception(
-                        "payout po_%s: step %s failed; it will be retried", steps[0].payout.n, step
-                    )
-                    continue
-                log.exception(
-                    "a batch of %d %s steps failed; running them one by one", len(steps), step
-                )
-                for alone in steps:  # the rail may have heard of them by now: each asks
-                    try:
-                        self.run_steps(step, [alone._replace(fresh=False)])
-                    except Exception:  # one bad payout must not stop the others
-                        log.exception(
-                            "payout po_%s: step %s failed; it will be retried", alone.payout.n, step
-                        )
+            for alone in steps:  # a batch failed: each alone, so one bad payout stops no
+                # other, each asking the rail first (it may have heard of them by now)
+                self._tried(step, [alone._replace(fresh=False)])
         if claimed:
             self.on_events()
         return len(claimed)
+
+    def _tried(self, step: str, steps: list[Claimed]) -> bool:
+        """Run the steps; False, logged, if they failed (their leases run out, and each
+        is tried again then)."""
+        try:
+            self.run_steps(step, steps)
+        except Exception:  # e.g. a database outage
+            which = f"po_{steps[0].payout.n}" if len(steps) == 1 else f"a batch of {len(steps)}"
+            log.exception("payout %s: step %s failed; it will be retried", which, step)
+            return False
+        return True
 
     def run_steps(self, step: str, steps: Sequence[Claimed]) -> None:
         """Run leased steps of one kind, all at once."""

@@ -1,8 +1,10 @@
-"""Statements run straight through the driver (storage/raw.py), on both engines."""
+"""Statements run straight through the driver (storage/sql.py), on both engines; the rows'
+numbers (storage/numbers.py)."""
 
 from __future__ import annotations
 
 import gc
+from typing import NamedTuple
 
 import pytest
 import sqlalchemy as sa
@@ -10,8 +12,8 @@ import sqlalchemy as sa
 from banking import Onboard
 from payout131.runtime import Runtime
 from payout131.server import heap
+from payout131.storage import numbers, sql
 from payout131.storage import schema as t
-from payout131.storage import sql
 from payout131.storage.sql import Sql
 
 CODES = Sql(
@@ -20,6 +22,7 @@ CODES = Sql(
 )
 HELD = Sql("UPDATE ledger_accounts SET held = held + :add WHERE id = :id")
 HELD_NOW = Sql("SELECT held FROM ledger_accounts WHERE id = :id")
+# (``held`` is the database's to keep: these tests change it only to roll back)
 SESSIONS = Sql("SELECT n, rko FROM sessions WHERE n = ANY(:numbers)", booleans=["rko"])
 
 
@@ -99,3 +102,54 @@ def test_settle_keeps_what_exists_out_of_later_collections() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+class Refs(NamedTuple):
+    n: int
+    rko: bool
+
+
+REFS = Sql("SELECT n, rko FROM sessions WHERE n = ANY(:numbers) ORDER BY n", make=Refs)
+
+
+def test_rows_come_back_as_the_statements_records(bank: Runtime, onboard: Onboard) -> None:
+    partner = onboard("acme", wallet=10_000)
+    made = [partner.ok("session/create/rko", {})["session"]["id"] for _ in range(2)]
+    numbers = [int(s.removeprefix("ps_")) for s in made]
+    with bank.db.read() as conn:
+        found = sql.rows(conn, REFS, {"numbers": numbers})
+    assert found == [Refs(numbers[0], True), Refs(numbers[1], True)]
+    assert all(type(row) is Refs and row.rko is True for row in found)  # a bool, also on SQLite
+    wrong = Sql("SELECT rko, n FROM sessions", make=Refs)
+    with bank.db.read() as conn, pytest.raises(TypeError, match="fields"):
+        sql.rows(conn, wrong)
+
+
+def test_many_rows_go_in_as_one_insert_and_come_back_with_many_returning(
+    bank: Runtime, onboard: Onboard
+) -> None:
+    onboard("acme")
+    rows = [
+        {"code": f"system:test{i}", "kind": "system", "project_id": None, "created_at": i}
+        for i in range(5)
+    ]
+    ids = Sql("SELECT id FROM ledger_accounts WHERE code = :code")
+    with bank.db.write() as conn:
+        sql.insert(conn, t.ledger_accounts, rows)
+        found = sql.many_returning(conn, ids, [{"code": r["code"]} for r in reversed(rows)])
+        assert len(found) == 5
+        assert [row.id for row in found] == sorted((row.id for row in found), reverse=True)
+        conn.rollback()
+
+
+def test_numbers_are_drawn_in_order_and_never_twice(bank: Runtime, onboard: Onboard) -> None:
+    partner = onboard("acme", wallet=10_000)
+    last = int(partner.ok("session/create", {})["session"]["id"].removeprefix("ps_"))
+    with bank.db.write() as conn:
+        drawn = numbers.draw(conn, {"sessions": 3, "payouts": 0})
+    assert drawn["payouts"] == []
+    assert drawn["sessions"] == sorted(drawn["sessions"])
+    assert len(set(drawn["sessions"])) == 3
+    assert drawn["sessions"][0] > last
+    nxt = int(partner.ok("session/create", {})["session"]["id"].removeprefix("ps_"))
+    assert nxt > last

@@ -3,7 +3,7 @@
 A method that changes something is an *executor* of the group commit: the use case runs
 once for every call of a group that names the method (a single call is a group of one),
 and each call gets its rendered answer or its refusal. A method that only reads runs alone
-in a read transaction. ``Methods`` binds them to what the use cases look things up in.
+in a read transaction. ``Handlers`` binds them to what the use cases look things up in.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from payout131.protocol.requests import (
 from payout131.server.idempotency import Keyed
 from payout131.tokens import account_tokens, public_tokens
 
-__all__ = ["READS", "WRITES", "Methods"]
+__all__ = ["READS", "WRITES", "Handlers"]
 
 UseCase = Callable[[Connection, Context, Sequence[PartnerCall[Any]]], list[Any]]
 Read = Callable[[Connection, Context, PartnerCall[Any]], dict[str, Any]]
@@ -114,7 +114,7 @@ def _token_info(
 
 
 @dataclass(frozen=True, slots=True)
-class Write:
+class Mutation:
     """A method that changes something: its use case, and whether the worker has new work."""
 
     use_case: UseCase
@@ -122,17 +122,17 @@ class Write:
     wakes_worker: bool = False
 
 
-WRITES: dict[str, Write] = {
-    "session/create": Write(opening.create),
-    "session/create/rko": Write(opening.create),
-    "session/start/payout": Write(opening.start, wakes_worker=True),
-    "session/start/payout/rko": Write(opening.start, wakes_worker=True),
-    "session/init/payout": Write(opening.init, wakes_worker=True),
-    "session/init/payout/rko": Write(opening.init, wakes_worker=True),
-    "session/confirm": Write(answers.confirm, wakes_worker=True),
-    "session/cancel": Write(answers.cancel),
-    "token": Write(_each(_public_token), sessions=False),
-    "tokenize": Write(_each(_tokenize), sessions=False),
+WRITES: dict[str, Mutation] = {
+    "session/create": Mutation(opening.create),
+    "session/create/rko": Mutation(opening.create),
+    "session/start/payout": Mutation(opening.start, wakes_worker=True),
+    "session/start/payout/rko": Mutation(opening.start, wakes_worker=True),
+    "session/init/payout": Mutation(opening.init, wakes_worker=True),
+    "session/init/payout/rko": Mutation(opening.init, wakes_worker=True),
+    "session/confirm": Mutation(answers.confirm, wakes_worker=True),
+    "session/cancel": Mutation(answers.cancel),
+    "token": Mutation(_each(_public_token), sessions=False),
+    "tokenize": Mutation(_each(_tokenize), sessions=False),
 }
 READS: dict[str, Read] = {
     "session/status": _status,
@@ -146,7 +146,7 @@ class _Executor:
     """A write method's use case for a group of calls, each answer rendered (the bytes the
     partner gets) or its refusal."""
 
-    def __init__(self, write: Write, context: Context) -> None:
+    def __init__(self, write: Mutation, context: Context) -> None:
         self.write, self.context = write, context
 
     def __call__(self, conn: Connection, calls: list[PartnerCall[Any]]) -> list[Any]:
@@ -161,7 +161,7 @@ class _Executor:
         ]
 
 
-class Methods:
+class Handlers:
     """Every method bound to what its use case looks things up in."""
 
     def __init__(self, context: Context) -> None:
