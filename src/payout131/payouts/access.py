@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from payout131.errors import ApiError, AuthorizationError, InvalidRequest, NotFound
 from payout131.payouts import store
-from payout131.payouts.calls import PartnerCall, Serial
+from payout131.payouts.calls import Answers, PartnerCall, Serial
 from payout131.payouts.records import Payout, Session
 from payout131.protocol.requests import UnsetType
 
@@ -46,7 +46,7 @@ def no_repeats(numbers: Iterable[int]) -> None:
 
 
 def owned_sessions(
-    conn: Connection, calls: Sequence[PartnerCall[Any]], answers: list[Any]
+    conn: Connection, calls: Sequence[PartnerCall[Any]], answers: Answers
 ) -> dict[int, tuple[Session, Payout | None]]:
     """The session each call names (``session_id``) with its payout, locked, by call; a
     call whose session is unknown or another project's gets its refusal in ``answers``.

@@ -12,13 +12,12 @@ payout is simply cancelled. Two answers to one session in a group run one after 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from payout131.errors import ApiError, InvalidRequest, SessionWrongState
 from payout131.payouts import access, store
-from payout131.payouts.calls import Answer, Context, PartnerCall
+from payout131.payouts.calls import Answer, Answers, Context, PartnerCall, every
 from payout131.payouts.outcomes import Failure, fail
 from payout131.payouts.records import Listed, Payout, Session
 from payout131.payouts.states import MOVES, Step
@@ -68,7 +67,7 @@ def _answered(
     context: Context,
     calls: Sequence[PartnerCall[AnswerBody]],
     action: str,
-    answers: list[Any],
+    answers: Answers,
 ) -> dict[int, tuple[Session, Payout | None]]:
     """Each answerable call's session and payout, locked, by call; the others refused."""
     found = access.owned_sessions(conn, calls, answers)
@@ -88,10 +87,10 @@ def confirm(
     conn: Connection, context: Context, calls: Sequence[PartnerCall[AnswerBody]]
 ) -> list[Answer]:
     """``session/confirm``: the payouts go on to the rail."""
-    answers: list[Any] = [None] * len(calls)
+    answers: Answers = [None] * len(calls)
     found = _answered(conn, context, calls, "confirm", answers)
     if not found:
-        return answers
+        return every(answers)
     now = calls[next(iter(found))].now
     payouts = [payout for _, payout in found.values() if payout is not None]
     changes = [PayoutChange(p.n, Step.EXECUTE, now) for p in payouts]
@@ -105,7 +104,7 @@ def confirm(
     by_session = {listed.session.n: listed for listed in changed}
     for index, (session, _) in found.items():
         answers[index] = by_session[session.n]
-    return answers
+    return every(answers)
 
 
 def cancel(
@@ -113,10 +112,10 @@ def cancel(
 ) -> list[Answer]:
     """``session/cancel``: a waiting payout fails (``session_cancelled_by_partner``) and its
     hold is released; a ``created`` session is cancelled."""
-    answers: list[Any] = [None] * len(calls)
+    answers: Answers = [None] * len(calls)
     found = _answered(conn, context, calls, "cancel", answers)
     if not found:
-        return answers
+        return every(answers)
     now = calls[next(iter(found))].now
     created = [s.n for s, _ in found.values() if CANCEL_CREATED.starts_session(s.status)]
     failures = [
@@ -131,4 +130,4 @@ def cancel(
             changed[session.n] = Listed(session, ())
     for index, (session, _) in found.items():
         answers[index] = changed[session.n]
-    return answers
+    return every(answers)

@@ -16,12 +16,22 @@ from payout131.projects import Project
 from payout131.protocol.requests import Body
 from payout131.tokens.vault import Vault
 
-__all__ = ["Answer", "Context", "PartnerCall", "Serial"]
+__all__ = ["Answer", "Answers", "Context", "PartnerCall", "Serial", "every"]
 
 B = TypeVar("B", bound=Body, covariant=True)
 
 Answer = Listed | ApiError
 """A call's outcome: the session as it now stands, or why the call was refused."""
+
+Answers = list[Answer | None]
+"""A group's outcomes as they are being found, by call (None: not yet)."""
+
+
+def every(answers: Answers) -> list[Answer]:
+    """The group's outcomes, each call's found."""
+    found = [answer for answer in answers if answer is not None]
+    assert len(found) == len(answers), "every call of a group is answered"
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from payout131.errors import ApiError, InsufficientBalance, InvalidRequest, Sess
 from payout131.ledger import accounts, book
 from payout131.ledger.accounts import BANK_BIK, Account
 from payout131.payouts import access, fees, store
-from payout131.payouts.calls import Answer, Context, PartnerCall
+from payout131.payouts.calls import Answer, Answers, Context, PartnerCall, every
 from payout131.payouts.records import Listed, Payout, Session
 from payout131.payouts.states import MOVES, Step
 from payout131.protocol import validation, wire
@@ -80,7 +80,7 @@ def _check_draft(body: Draft) -> None:
 
 def create(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]) -> list[Answer]:
     """``session/create[/rko]``: sessions ``created``, their payout fields kept for start."""
-    answers: list[Any] = [None] * len(calls)
+    answers: Answers = [None] * len(calls)
     accepted: list[int] = []
     for index, call in enumerate(calls):
         try:
@@ -94,7 +94,7 @@ def create(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft
     store.insert_sessions(conn, made)
     for index, session in zip(accepted, made, strict=True):
         answers[index] = Listed(session, ())
-    return answers
+    return every(answers)
 
 
 @dataclass(slots=True)
@@ -145,7 +145,7 @@ def _plan(
     return _Opening(index, call, request, code, fee)
 
 
-def _paying(conn: Connection, openings: list[_Opening], answers: list[Any]) -> list[_Opening]:
+def _paying(conn: Connection, openings: list[_Opening], answers: Answers) -> list[_Opening]:
     """The openings whose paying account exists and is theirs, each with it."""
     found = accounts.find(conn, {o.code for o in openings})
     kept = []
@@ -242,7 +242,7 @@ def _hold(conn: Connection, openings: list[_Opening], payouts: list[Payout]) -> 
 
 def init(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]) -> list[Answer]:
     """``session/init/payout[/rko]``: a session ``in_progress`` with its payout, at once."""
-    answers: list[Any] = [None] * len(calls)
+    answers: Answers = [None] * len(calls)
     openings = []
     for index, call in enumerate(calls):
         try:
@@ -266,14 +266,14 @@ def init(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]
             _hold(conn, openings, payouts)
         for opening, session, payout in zip(openings, sessions, payouts, strict=True):
             answers[opening.index] = Listed(session, ((payout, ()),))
-    return answers
+    return every(answers)
 
 
 def start(
     conn: Connection, context: Context, calls: Sequence[PartnerCall[StartBody]]
 ) -> list[Answer]:
     """``session/start/payout[/rko]``: a ``created`` session's payout, started."""
-    answers: list[Any] = [None] * len(calls)
+    answers: Answers = [None] * len(calls)
     openings = []
     for index, (session, _) in access.owned_sessions(conn, calls, answers).items():
         call = calls[index]
@@ -301,7 +301,7 @@ def start(
         sessions = {s.n: s for s in store.moved(START, moves, found)}
         for opening, payout in zip(openings, payouts, strict=True):
             answers[opening.index] = Listed(sessions[payout.session_n], ((payout, ()),))
-    return answers
+    return every(answers)
 
 
 def _check_startable(session: Session, call: PartnerCall[Any]) -> None:
