@@ -48,6 +48,7 @@ from payout131.client import (
 )
 from payout131.client.params import PayoutFields
 from payout131.errors import InvalidRequest
+from payout131.payouts.fees import payout_fee
 
 __all__ = ["STATUSES", "STOP_EXIT_CODE", "Batch", "Options", "Result", "tally"]
 
@@ -73,6 +74,8 @@ class Options:
     poll_s: float = 0.5
     wait_s: float = 600.0
     stop_after: int | None = None  # test hook: exit abruptly after this many starts
+    fee_bps: int | None = None  # the bank's fee, when the bank does not state it
+    fee_fixed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,8 @@ class Batch:
     # -- before any money moves -------------------------------------------------------------
 
     def check_tokens(self) -> list[tuple[int, str]]:
-        """Look every token up (``token/info``, a read): unknown tokens and missing INN/KPP."""
+        """Look every token up (``token/info``, a read): unknown tokens, and a given INN or
+        KPP that does not suit the account's kind."""
         problems = []
         masks: dict[str, str | None] = {}
         for row in self.sheet.rows:
@@ -113,7 +117,7 @@ class Batch:
                 problems.append((row.number, "token: no such token for this project"))
                 continue
             try:
-                check_party(masked, row.inn, row.kpp)
+                check_party(masked, row.inn, row.kpp, required=False)
             except InvalidRequest as exc:
                 problems.append((row.number, exc.description))
         return problems
@@ -135,12 +139,31 @@ class Batch:
         return len(unsure)
 
     def needed(self) -> int:
-        """Kopecks of the rows whose payout has not started yet: what this run still pays."""
+        """Kopecks the rows whose payout has not started yet will hold: their amounts and
+        the bank's fee on each (``fee``: the bank's schedule, see ``fees``)."""
+        bps, fixed = self.fees()
         states = (self.journal.state(row.number) for row in self.sheet.rows)
         return sum(
-            row.amount
+            row.amount + payout_fee(row.amount, bps, fixed)
             for row, state in zip(self.sheet.rows, states, strict=True)
             if not (state.started or state.final)
+        )
+
+    def fees(self) -> tuple[int, int]:
+        """The bank's fee on a payout: basis points and fixed kopecks, as ``wallet/balance``
+        states them (payout131 does: ``payout_fee``; another bank may not, and then no fee
+        is counted unless the options give one)."""
+        if self.options.fee_bps is not None or self.options.fee_fixed is not None:
+            return self.options.fee_bps or 0, self.options.fee_fixed or 0
+        stated = self.client.wallet_balance().raw.get("payout_fee")
+        if not isinstance(stated, dict):
+            return 0, 0
+        fixed = stated.get("fixed")
+        bps = stated.get("percent_bps")
+        amount = fixed.get("amount") if isinstance(fixed, dict) else None
+        return (
+            bps if isinstance(bps, int) and bps >= 0 else 0,
+            amount if isinstance(amount, int) and amount >= 0 else 0,
         )
 
     def available(self) -> int:

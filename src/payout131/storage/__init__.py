@@ -6,10 +6,16 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 
 from payout131.storage.database import Database, normalise_url
 
-__all__ = ["Database", "migrate", "normalise_url"]
+__all__ = ["Database", "NewerSchema", "migrate", "normalise_url"]
+
+
+class NewerSchema(RuntimeError):
+    """The database was migrated by a newer payout131 than this one."""
+
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -22,7 +28,15 @@ def migrate(url: str | Database) -> None:
         config.set_main_option("script_location", str(_MIGRATIONS))
         with db.engine.connect() as conn:
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            try:
+                command.upgrade(config, "head")
+            except CommandError as exc:
+                if "Can't locate revision" not in str(exc):
+                    raise
+                raise NewerSchema(
+                    f"the database's schema is newer than this payout131 knows ({exc}): "
+                    "run the payout131 version that migrated it, or a later one"
+                ) from None
             conn.commit()
     finally:
         if not isinstance(url, Database):

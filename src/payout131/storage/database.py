@@ -8,9 +8,12 @@ it reads at REPEATABLE READ (one snapshot per read transaction).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -34,7 +37,22 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _private_file(url: str) -> None:
+    """Create the SQLite file readable by its owner only (0600), as the keys are, before
+    SQLite creates it with the process's umask (its journal files follow its mode)."""
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # made meanwhile: it is someone else's
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _sqlite_engine(url: str) -> Engine:
+    _private_file(url)
     engine = sa.create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
