@@ -389,6 +389,8 @@ def test_batch_counts_the_fee_of_every_row_before_paying(
     }
     no_fee = cli("batch", str(file), "--check", "--fee-bps", "0", "--fee-fixed", "0").output
     assert "the file is ready to pay" in no_fee  # a fee given on the command line wins
+    part = cli("batch", str(file), "--check", "--fee-bps", "0", code=1).output
+    assert "need 12.00 RUB" in part  # and the part not given is the bank's
 
 
 def test_a_session_in_error_shows_its_code(

@@ -170,12 +170,22 @@ def update_project(conn: Connection, project_id: str, **fields: Any) -> None:
 def set_webhook_secret(conn: Connection, vault: Vault, project_id: str, secret: str | None) -> None:
     """Keep ``secret`` (None: none) as the project's Standard Webhooks secret, sealed."""
     if secret is None:
-        update_project(conn, project_id, webhook_secret_sealed=None, webhook_secret_key_id=None)
+        update_project(
+            conn,
+            project_id,
+            webhook_secret=None,  # a clear copy an earlier version kept goes too
+            webhook_secret_sealed=None,
+            webhook_secret_key_id=None,
+        )
         return
     locks.take(conn, locks.SEALING)  # a rotation retiring the sealing key waits for this
     sealed = standard.seal_secret(vault, project_id, secret)
     update_project(
-        conn, project_id, webhook_secret_sealed=sealed.blob, webhook_secret_key_id=sealed.key_id
+        conn,
+        project_id,
+        webhook_secret=None,
+        webhook_secret_sealed=sealed.blob,
+        webhook_secret_key_id=sealed.key_id,
     )
 
 

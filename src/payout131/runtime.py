@@ -126,6 +126,7 @@ class Runtime:
             metrics_registry=self.metrics(),
             limiter=limiter,
             header_timeout_s=self.settings.header_timeout_s,
+            body_timeout_s=self.settings.body_timeout_s,
             background=(self.worker.run, self.dispatcher.run) if run_worker else (),
             on_close=self.close if close else None,
         )

@@ -41,7 +41,8 @@ COMMANDS = {
 class _Commands(click.Group):
     """A group whose commands of ``COMMANDS`` are imported on first use, and whose every
     failure is one line: a command that fails for a reason it did not foresee says what
-    and exits 1, with no traceback (``PAYOUT131_TRACEBACK=1`` shows it)."""
+    and exits 1, with no traceback (``PAYOUT131_TRACEBACK=1`` shows it: the tests set it,
+    so that such a failure fails them)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -49,9 +50,11 @@ class _Commands(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
-            if os.environ.get("PAYOUT131_TRACEBACK") == "1":
+            known = _foreseen(exc)
+            if known is None and os.environ.get("PAYOUT131_TRACEBACK") == "1":
                 raise
-            raise click.ClickException(_one_line(exc)) from None
+            what = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise click.ClickException(known or f"{type(exc).__name__}: {what}") from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *COMMANDS})  # loaded ones are in both
@@ -66,16 +69,20 @@ class _Commands(click.Group):
         return super().get_command(ctx, name)
 
 
-def _one_line(exc: Exception) -> str:
-    """What went wrong, in a line: a database that cannot be reached is said so, without
-    the driver's advice; anything else is its type and message."""
+def _foreseen(exc: Exception) -> str | None:
+    """A failure of the machine rather than of the command, in a line: a database that
+    cannot be used, a schema newer than this version, a file that cannot be read or
+    written. None for anything else: a defect, shown in full with PAYOUT131_TRACEBACK=1."""
     from sqlalchemy import exc as sa_exc  # loaded by then if a database was used
 
+    from payout131.storage import NewerSchema
+
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        return f"the database cannot be used: {first[:300]}"
-    what = " ".join(str(exc).split())[:300] or type(exc).__name__
-    return f"{type(exc).__name__}: {what}"
+        lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+        return f"the database cannot be used: {(lines or [type(exc).__name__])[0][:300]}"
+    if isinstance(exc, NewerSchema | OSError):
+        return " ".join(str(exc).split())[:300] or type(exc).__name__
+    return None
 
 
 def settings() -> Settings:

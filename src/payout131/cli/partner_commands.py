@@ -285,7 +285,7 @@ def _print_json(answer: dict[str, Any]) -> None:
 
 def _print_session(session: Session, as_json: bool) -> None:
     if as_json:
-        _print_json({"status": "ok", "session": session.raw})
+        _print_json(session.answer)
         return
     click.echo(f"session {session.id}: {session.status}")
     if session.error is not None:  # status error: a trouble the bank is still working out

@@ -150,21 +150,22 @@ class Batch:
         )
 
     def fees(self) -> tuple[int, int]:
-        """The bank's fee on a payout: basis points and fixed kopecks, as ``wallet/balance``
-        states them (payout131 does: ``payout_fee``; another bank may not, and then no fee
-        is counted unless the options give one)."""
-        if self.options.fee_bps is not None or self.options.fee_fixed is not None:
-            return self.options.fee_bps or 0, self.options.fee_fixed or 0
+        """The bank's fee on a payout: basis points and fixed kopecks. Each part is the
+        option's when given, else what ``wallet/balance`` states (payout131 does, in
+        ``payout_fee``; a bank that states none is taken to charge none)."""
+        bps, fixed = self.options.fee_bps, self.options.fee_fixed
+        if bps is not None and fixed is not None:
+            return bps, fixed
         stated = self.client.wallet_balance().raw.get("payout_fee")
-        if not isinstance(stated, dict):
-            return 0, 0
-        fixed = stated.get("fixed")
-        bps = stated.get("percent_bps")
-        amount = fixed.get("amount") if isinstance(fixed, dict) else None
-        return (
-            bps if isinstance(bps, int) and bps >= 0 else 0,
-            amount if isinstance(amount, int) and amount >= 0 else 0,
-        )
+        stated = stated if isinstance(stated, dict) else {}
+        stated_fixed = stated.get("fixed")
+        stated_bps = stated.get("percent_bps")
+        amount = stated_fixed.get("amount") if isinstance(stated_fixed, dict) else None
+        if bps is None:
+            bps = stated_bps if isinstance(stated_bps, int) and stated_bps >= 0 else 0
+        if fixed is None:
+            fixed = amount if isinstance(amount, int) and amount >= 0 else 0
+        return bps, fixed
 
     def available(self) -> int:
         """The wallet's (or the settlement account's) available balance, in kopecks."""

@@ -12,7 +12,7 @@ from payout131.payouts import store
 from payout131.payouts.calls import Answers, PartnerCall, Serial
 from payout131.payouts.records import Payout, Session
 from payout131.protocol.requests import UnsetType
-from payout131.protocol.validation import whole_number
+from payout131.protocol.validation import id_number
 
 __all__ = ["check_owner", "no_repeats", "owned_sessions", "session_number"]
 
@@ -23,7 +23,7 @@ def session_number(value: object) -> int:
         raise InvalidRequest("session_id: required")
     if not isinstance(value, str):
         raise InvalidRequest('session_id: must be a string like "ps_123"')
-    n = whole_number(value[3:]) if value.startswith("ps_") else None
+    n = id_number(value[3:]) if value.startswith("ps_") else None
     if n is None:
         raise NotFound(f"session_id: no session {value[:64]!r}")
     return n

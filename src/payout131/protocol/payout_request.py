@@ -228,6 +228,21 @@ def _party_ids(
     return checked_inn, checked_kpp
 
 
+_NAMES = ("full_name", "first_name", "middle_name", "last_name")
+
+
+def _check_party_names(party: Mapping[str, Any]) -> None:
+    """The names given for the sender and the recipient follow the rule of every name
+    (``check_full_name``): they are echoed in answers and webhooks as given."""
+    for side in ("sender", "recipient"):
+        given = party.get(side)
+        if not isinstance(given, dict):
+            continue
+        for name in _NAMES:
+            if name in given:
+                v.check_full_name(f"participant_details.{side}.{name}", given[name])
+
+
 def _parse_amount(value: object) -> tuple[int, str]:
     details = require_object("amount_details", value)
     amount = v.check_amount("amount_details.amount", details.get("amount"))
@@ -258,6 +273,7 @@ def parse_payout(
     if party is not None:
         require_object("participant_details", party)
     party_map: Mapping[str, Any] = party or {}
+    _check_party_names(party_map)
     destination = _parse_destination(dest_field, body[dest_field], party_map, directory, lookup)
     sender = party_map.get("sender")
     sender_account = None

@@ -30,6 +30,7 @@ __all__ = [
     "check_settlement_account",
     "correspondent_key_ok",
     "generate_account",
+    "id_number",
     "mask_account",
     "party_requirements",
     "purpose_warnings",
@@ -73,6 +74,13 @@ def whole_number(text: str, max_digits: int = 18) -> int | None:
     if not (0 < len(text) <= max_digits and text.isascii() and text.isdigit()):
         return None
     return int(text)
+
+
+def id_number(text: str) -> int | None:
+    """The number of an id (``ps_22``, ``evt_7``) written the one way the bank writes it:
+    ASCII digits without a leading zero; else None (``ps_022`` names no session)."""
+    n = whole_number(text)
+    return n if n is not None and n > 0 and str(n) == text else None
 
 
 def _key_sum(prefix: str, account: str) -> int:

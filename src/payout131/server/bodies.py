@@ -8,13 +8,22 @@ neither fills memory nor holds a request open (README, "Configuration": ``PAYOUT
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import anyio
 from starlette.requests import Request
 
 from payout131.errors import InvalidRequest
 from payout131.protocol.validation import whole_number
 
-__all__ = ["read_body"]
+__all__ = ["BodyRefused", "read_body"]
+
+
+class BodyRefused(InvalidRequest):
+    """A body too large or too slow: answered, and the connection closed after the answer
+    (the rest of the body is not worth reading; ``server/connections.py`` closes it)."""
+
+    headers: ClassVar[dict[str, str]] = {"connection": "close"}
 
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
@@ -31,9 +40,9 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
                 raise _too_large(limit)
             chunks.append(chunk)
     if waited.cancelled_caught:
-        raise InvalidRequest(f"body: not received within {timeout_s:g} seconds")
+        raise BodyRefused(f"body: not received within {timeout_s:g} seconds")
     return b"".join(chunks)
 
 
-def _too_large(limit: int) -> InvalidRequest:
-    return InvalidRequest(f"body: larger than the limit of {limit} bytes")
+def _too_large(limit: int) -> BodyRefused:
+    return BodyRefused(f"body: larger than the limit of {limit} bytes")

@@ -102,7 +102,7 @@ class Keyed:
             {
                 "project_id": item.call.project.id,
                 "key": item.key,
-                "method": self.method,
+                "method": path_of(item.call.version, self.method),
                 "digest": item.digest,
                 "empty": b"",
                 "now": item.call.now,
@@ -144,12 +144,20 @@ def already_exists() -> IdempotencyKeyExists:
     )
 
 
-def replayed(stored: Stored | None, method: str, digest: str) -> tuple[int, bytes]:
-    """The stored answer to a repeated key (replay mode): the same method, the same body."""
-    if stored is not None and stored.method != method:
+def path_of(version: str, method: str) -> str:
+    """What a key is kept with: the method and the API version of the call that used it
+    (``/api/v2/session/init/payout``), so that a key answers that call only."""
+    return f"/api/{version}/{method}"
+
+
+def replayed(stored: Stored | None, path: str, digest: str) -> tuple[int, bytes]:
+    """The stored answer to a repeated key (replay mode): the same method of the same API
+    version (``path_of``), the same body. A key kept by an earlier version names the
+    method alone and answers it in either version."""
+    if stored is not None and stored.method not in (path, path.split("/", 3)[3]):
         raise IdempotencyKeyExists(
             f"X-PARTNER-IDEMPOTENCY-KEY: this key was used for {stored.method}; "
-            "a key belongs to one method"
+            "a key belongs to one method of one API version"
         )
     if stored is None or stored.body_sha256 != digest:
         raise IdempotencyKeyExists(

@@ -32,7 +32,7 @@ from payout131.protocol import requests
 from payout131.protocol.methods import METHODS
 from payout131.protocol.wire import dumps
 from payout131.server import idempotency
-from payout131.server.bodies import read_body
+from payout131.server.bodies import BodyRefused, read_body
 from payout131.server.handlers import Handlers
 from payout131.server.idempotency import KeyedCall, KeyTaken
 from payout131.storage import Database
@@ -46,7 +46,8 @@ READS_AT_ONCE = 2  # SQLite: threads; PostgreSQL: greenlets on the loop
 
 
 def error_response(exc: ApiError) -> Response:
-    return Response(dumps(exc.envelope()), status_code=exc.status, media_type=JSON)
+    headers = exc.headers if isinstance(exc, BodyRefused) else None
+    return Response(dumps(exc.envelope()), exc.status, headers, media_type=JSON)
 
 
 def unexpected(request: Request, exc: Exception) -> Response:
@@ -164,5 +165,5 @@ class PartnerApi:
             stored = await self.db.read_async(
                 lambda conn: idempotency.lookup(conn, project_id, key), self.read_limiter
             )
-            return idempotency.replayed(stored, name, digest)
+            return idempotency.replayed(stored, idempotency.path_of(call.version, name), digest)
         return 200, out

@@ -51,8 +51,10 @@ log = logging.getLogger("payout131.widget")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(dumps(body), status_code=status, media_type="application/json")
+def _json(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(dumps(body), status, headers, media_type="application/json")
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:
@@ -62,7 +64,7 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except ApiError as exc:
-            return _json(exc.envelope(), exc.status)
+            return _json(exc.envelope(), exc.status, getattr(exc, "headers", None))
         except Exception:
             log.exception("widget call %s failed", request.url.path)
             failure = InternalError("the server failed to process the request; it was logged")

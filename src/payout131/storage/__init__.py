@@ -20,8 +20,9 @@ class NewerSchema(RuntimeError):
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def migrate(url: str | Database) -> None:
-    """Bring the schema at ``url`` up to the newest migration (idempotent)."""
+def migrate(url: str | Database, to: str = "head") -> None:
+    """Bring the schema at ``url`` up to the newest migration, or to revision ``to``
+    (idempotent)."""
     db = url if isinstance(url, Database) else Database(url)
     try:
         config = Config()
@@ -29,7 +30,7 @@ def migrate(url: str | Database) -> None:
         with db.engine.connect() as conn:
             config.attributes["connection"] = conn
             try:
-                command.upgrade(config, "head")
+                command.upgrade(config, to)
             except CommandError as exc:
                 if "Can't locate revision" not in str(exc):
                     raise

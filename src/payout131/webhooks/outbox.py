@@ -293,7 +293,7 @@ _OLD_EVENTS = Sql(
     """SELECT id FROM events
     WHERE (status = :delivered AND delivered_at < :delivered_before)
        OR (status = :dead AND created_at < :dead_before)
-    LIMIT :limit"""
+    LIMIT :limit FOR UPDATE SKIP LOCKED"""
 )
 _DROP_ATTEMPTS = Sql("DELETE FROM webhook_attempts WHERE event_id = ANY(:ids)")
 _DROP_EVENTS = Sql("DELETE FROM events WHERE id = ANY(:ids)")
@@ -302,7 +302,8 @@ _DROP_EVENTS = Sql("DELETE FROM events WHERE id = ANY(:ids)")
 def purge(conn: Connection, delivered_before: int, dead_before: int, limit: int) -> int:
     """Delete up to ``limit`` events delivered before ``delivered_before``, or dead and made
     before ``dead_before``, with their attempts; how many. Waiting events are never touched,
-    so a session's order holds."""
+    so a session's order holds; the ones found stay locked until the delete commits, so an
+    operator's replay of one either comes first (and it is not found) or finds it gone."""
     found = sql.rows(
         conn,
         _OLD_EVENTS,

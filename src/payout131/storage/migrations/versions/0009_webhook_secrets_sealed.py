@@ -6,8 +6,8 @@ Revises: 0008
 The secret is kept like an account number: sealed by the account vault
 (``webhook_secret_sealed``, with the id of the key that sealed it). A secret kept in the
 clear by an earlier version (``webhook_secret``) is sealed, and its clear copy emptied, when
-a server starts or the vault is rotated (``projects.seal_webhook_secrets``): the migration
-has no vault key to do it with.
+a server starts, ``payout131 init`` runs, the secret is set again or the vault is rotated
+(``projects.seal_webhook_secrets``): the migration has no vault key to do it with.
 """
 
 from __future__ import annotations
