@@ -97,9 +97,12 @@ def onboard(bank: Runtime, http: httpx.Client, partner_keys: list[rsa.RSAPrivate
         fields.setdefault("legal_name", 'ООО "Ромашка"')
         fields.setdefault("inn", "7707083893")
         fields.setdefault("kpp", "773601001")
+        secret = fields.pop("webhook_secret", None)
         with bank.db.write() as conn:
             pem = signing.public_key_pem(key).decode()
             projects.add_project(conn, project_id, pem, now, **fields)
+            if secret is not None:
+                projects.set_webhook_secret(conn, bank.vault, project_id, secret)
             if wallet:
                 book.topup_wallet(conn, project_id, wallet, now)
             number = None

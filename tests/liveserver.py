@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from payout131.server.connections import PROTOCOL
+
 
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
@@ -19,8 +21,13 @@ def serve(app: Any) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, server_header=False, lifespan="on"
+    config = uvicorn.Config(  # as ``payout131 serve`` runs it (server/connections.py)
+        app,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        http=PROTOCOL,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

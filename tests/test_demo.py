@@ -47,8 +47,8 @@ def test_the_demo_walks_the_seed_flows_and_leaves_nothing_running(tmp_path: Path
     assert out.count("⇐ webhook payment_finished") == 4
     assert "confirm_information: " in out
     assert "following session/status" not in out  # the webhooks came
-    assert "balance: wallet 1 000 000.00 RUB; account " in out
-    assert "balance: wallet 999 750.00 RUB" in out  # the single-request project paid 250
+    assert "balance: wallet 1000000.00 RUB; account " in out
+    assert "balance: wallet 999750.00 RUB" in out  # the single-request project paid 250
 
     # nothing left running, nothing left on disk
     pid = int(re.search(r"\(pid (\d+),", out).group(1))  # type: ignore[union-attr]

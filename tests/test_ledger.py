@@ -184,7 +184,7 @@ def test_ledger_check_finds_a_tampered_balance(bank: Runtime, onboard: Onboard) 
             .values(balance=999)
         )
         problems = violations(conn)
-        assert problems == ["wallet:acme: balance 999 but entries sum to 1000"]
+        assert problems == ["wallet:acme: balance 999 kopecks but entries sum to 1000"]
         conn.execute(
             sa.update(t.ledger_accounts)
             .where(t.ledger_accounts.c.id == account)

@@ -92,8 +92,9 @@ def test_pay_two_step_confirms_and_prints_the_outcome(
     shown = cli("status", session_id(out)).output
     assert "accepted" in shown
     assert "succeeded 1500.25 RUB" in shown
-    raw = json.loads(cli("status", session_id(out), "--json").output)
-    assert raw["payments"][0]["amount_details"]["amount"] == 150_025
+    raw = json.loads(cli("status", session_id(out), "--json").output)  # the whole answer
+    assert raw["status"] == "ok"
+    assert raw["session"]["payments"][0]["amount_details"]["amount"] == 150_025
     assert "wallet acme: 3499.75 RUB" in cli("balance").output
 
 
@@ -363,3 +364,74 @@ def test_batch_refuses_a_journal_of_another_version_of_the_file(
     assert payouts(bank) == 1
     cli("batch", str(file), "--results", str(tmp_path / "p2.csv"))  # a new batch, knowingly
     assert payouts(bank) == 3
+
+
+# -- one rule for amounts, errors and --json ------------------------------------------------
+
+
+def test_batch_counts_the_fee_of_every_row_before_paying(
+    bank: Runtime, onboard: Onboard, cli_for: CliFor, tmp_path: Path
+) -> None:
+    """11.00 RUB of rows and a 0.50 RUB fee on each: 11.00 RUB in the wallet is not enough,
+    and nothing is paid (before, row two was refused after row one was paid)."""
+    partner = onboard(wallet=1_100, fee_fixed=50)
+    cli = cli_for(partner)
+    file = write_sheet(
+        tmp_path / "p.csv", [[*person("6"), PURPOSE, "", ""], [*person("5"), PURPOSE, "", ""]]
+    )
+    out = cli("batch", str(file), code=1).output
+    assert "the rows still to pay need 12.00 RUB; nothing was paid" in out
+    assert payouts(bank) == 0
+    stated = cli("balance", "--json").output
+    assert json.loads(stated)["payout_fee"] == {
+        "percent_bps": 0,
+        "fixed": {"amount": 50, "currency": "rub"},
+    }
+    no_fee = cli("batch", str(file), "--check", "--fee-bps", "0", "--fee-fixed", "0").output
+    assert "the file is ready to pay" in no_fee  # a fee given on the command line wins
+    part = cli("batch", str(file), "--check", "--fee-bps", "0", code=1).output
+    assert "need 12.00 RUB" in part  # and the part not given is the bank's
+
+
+def test_a_session_in_error_shows_its_code(
+    bank: Runtime, onboard: Onboard, cli_for: CliFor
+) -> None:
+    partner = onboard(wallet=10_000, single_request=True)
+    cli = cli_for(partner)
+    out = cli("pay", *PERSON, "--amount", "10.02", code=1).output
+    shown = cli("status", session_id(out)).output
+    assert "error" in shown
+    assert "operation_rejected" in shown
+
+
+def test_json_is_the_whole_answer_on_every_command(
+    bank: Runtime, onboard: Onboard, cli_for: CliFor
+) -> None:
+    partner = onboard(wallet=10_000)
+    cli = cli_for(partner)
+    first = cli("pay", *PERSON, "--amount", "1", "--no-confirm").output
+    second = cli("pay", *PERSON, "--amount", "2", "--no-confirm").output
+    bik, account = ORGANISATION["bik"], ORGANISATION["account"]
+    for args in (
+        ["status", session_id(first), "--json"],
+        ["confirm", session_id(first), "--json"],
+        ["cancel", session_id(second), "--json"],
+        ["balance", "--json"],
+        ["tokenize", "--bik", bik, "--account", account, "--json"],
+    ):
+        answer = json.loads(cli(*args).output)
+        assert answer["status"] == "ok", args
+
+
+def test_amounts_in_kopecks_are_asked_for_by_name(
+    bank: Runtime, onboard: Onboard, cli_for: CliFor
+) -> None:
+    partner = onboard(wallet=500_000, single_request=True)
+    cli = cli_for(partner)
+    cli("pay", *PERSON, "--amount", "150025", "--kopecks")
+    assert available(bank, wallet_code("acme")) == 500_000 - 150_025
+    assert (
+        "whole number of kopecks"
+        in cli("pay", *PERSON, "--amount", "1500.25", "--kopecks", code=2).output
+    )
+    assert "more than zero" in cli("pay", *PERSON, "--amount", "0", code=2).output

@@ -11,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from partner import Partner, payout_body
+from payout131.cli import main
 from payout131.tools.bench.usage import children
 from served import serve
 
@@ -23,6 +25,12 @@ PAYOUTS = 24
 def test_two_processes_share_the_port_and_pay_each_payout_once(
     database_url: str, tmp_path: Path, partner_keys: list[rsa.RSAPrivateKey]
 ) -> None:
+    if database_url.startswith("sqlite"):  # one writer at a time: more processes only wait
+        env = {"PAYOUT131_HOME": str(tmp_path), "PAYOUT131_DATABASE_URL": database_url}
+        refused = CliRunner().invoke(main, ["serve", "--processes", "2"], env=env)
+        assert refused.exit_code == 2, refused.output
+        assert "--processes needs PostgreSQL" in refused.output
+        return
     with serve(tmp_path, database_url, "--processes", "2") as served:
         served.register("acme", partner_keys[0], wallet=PAYOUTS * 1_000, single_request=True)
         with httpx.Client(base_url=served.url, timeout=30) as http:

@@ -67,9 +67,9 @@ def test_magic_values_are_distinct_two_digit_endings() -> None:
     ("variable", "value", "message"),
     [
         ("PAYOUT131_RAIL", "swift", "PAYOUT131_RAIL: no rail 'swift'"),
-        ("PAYOUT131_SIM_LATENCY_MS", "fast", "PAYOUT131_SIM_LATENCY_MS: 'fast' is not a number"),
-        ("PAYOUT131_SIM_SPREAD_MS", "-5", "PAYOUT131_SIM_SPREAD_MS: must not be negative"),
-        ("PAYOUT131_RAIL_POLL_S", "0", "PAYOUT131_RAIL_POLL_S: must be positive"),
+        ("PAYOUT131_SIM_LATENCY_MS", "fast", "PAYOUT131_SIM_LATENCY_MS: not a whole number"),
+        ("PAYOUT131_SIM_SPREAD_MS", "-5", "PAYOUT131_SIM_SPREAD_MS: out of its bounds"),
+        ("PAYOUT131_RAIL_POLL_S", "0", "PAYOUT131_RAIL_POLL_S: out of its bounds"),
     ],
 )
 def test_bad_rail_settings_are_named(variable: str, value: str, message: str) -> None:
@@ -106,8 +106,11 @@ def test_project_fee_flags(
     run("project", "add", "acme", "--public-key", str(key), "--fee-bps", "150", env=env)
     shown = json.loads(run("project", "show", "acme", env=env))
     assert (shown["fee_bps"], shown["fee_fixed"]) == (150, 0)
-    run("project", "set", "acme", "--fee-fixed", "500", "--confirm-timeout", "30", env=env)
-    shown = json.loads(run("project", "show", "acme", env=env))
+    run("project", "set", "acme", "--fee-fixed", "5", "--confirm-timeout", "30", env=env)
+    shown = json.loads(run("project", "show", "acme", env=env))  # JSON: kopecks, as the API
     assert (shown["fee_bps"], shown["fee_fixed"], shown["confirm_timeout_s"]) == (150, 500, 1800)
+    run("project", "set", "acme", "--fee-fixed", "1250", "--kopecks", env=env)
+    assert json.loads(run("project", "show", "acme", env=env))["fee_fixed"] == 1250
+    assert "--fee-fixed" in run("project", "set", "acme", "--fee-fixed", "5.001", env=env, code=2)
     assert "10000" in run("project", "set", "acme", "--fee-bps", "10001", env=env, code=2)
     assert "--fee-fixed" in run("project", "set", "acme", "--fee-fixed", "-1", env=env, code=2)

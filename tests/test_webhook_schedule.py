@@ -134,11 +134,11 @@ def test_webhook_settings_come_from_the_environment() -> None:
     ("env", "message"),
     [
         ({"PAYOUT131_WEBHOOK_SCHEDULE": "soon"}, "PAYOUT131_WEBHOOK_SCHEDULE: 'soon' is not"),
-        ({"PAYOUT131_WEBHOOK_TIMEOUT": "0"}, "PAYOUT131_WEBHOOK_TIMEOUT: must be positive"),
+        ({"PAYOUT131_WEBHOOK_TIMEOUT": "0"}, "PAYOUT131_WEBHOOK_TIMEOUT: out of its bounds"),
         ({"PAYOUT131_WEBHOOK_TIMEOUT": "2m"}, "PAYOUT131_WEBHOOK_LEASE: must be longer"),
-        ({"PAYOUT131_WEBHOOK_CONCURRENCY": "many"}, "PAYOUT131_WEBHOOK_CONCURRENCY: invalid"),
-        ({"PAYOUT131_WEBHOOK_PER_ENDPOINT": "0"}, "_PER_ENDPOINT: at least 1"),
-        ({"PAYOUT131_WEBHOOK_JITTER": "1"}, "PAYOUT131_WEBHOOK_JITTER: a fraction"),
+        ({"PAYOUT131_WEBHOOK_CONCURRENCY": "many"}, "_CONCURRENCY: not a whole number"),
+        ({"PAYOUT131_WEBHOOK_PER_ENDPOINT": "0"}, "_PER_ENDPOINT: out of its bounds"),
+        ({"PAYOUT131_WEBHOOK_JITTER": "1"}, "PAYOUT131_WEBHOOK_JITTER: not a fraction"),
     ],
 )
 def test_bad_webhook_settings_name_the_variable(env: dict[str, str], message: str) -> None:

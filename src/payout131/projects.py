@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -13,20 +14,40 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import Connection
 
 from payout131.client import signing
+from payout131.errors import InvalidRequest
 from payout131.ledger.accounts import open_account, wallet_code
 from payout131.payouts import fees
-from payout131.storage import Database
+from payout131.protocol.validation import check_full_name, check_inn, check_kpp
+from payout131.storage import Database, locks
 from payout131.storage import schema as t
+from payout131.tokens.vault import Sealed, Vault
+from payout131.webhooks import standard
+from payout131.webhooks.urls import check_webhook_url
 
 __all__ = [
+    "CONFIRM_TIMEOUT_S",
+    "FEE_FIXED_MAX",
+    "PROJECT_ID",
     "Project",
     "ProjectCache",
     "add_project",
+    "check_id",
+    "check_settings",
     "exists",
     "get_project",
     "get_projects",
+    "seal_webhook_secrets",
+    "set_webhook_secret",
     "update_project",
 ]
+
+PROJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A project id: it travels in the ``X-PARTNER-PROJECT`` header, so plain ASCII letters,
+digits, ``.``, ``_`` and ``-``, starting with a letter or digit, at most 64."""
+CONFIRM_TIMEOUT_S = (60, 30 * 24 * 3600)
+"""How long a payout may wait for the partner's confirm: one minute to 30 days."""
+FEE_FIXED_MAX = 100_000_000
+"""The largest fixed fee per payout: 1,000,000 rubles, in kopecks."""
 
 _SETTABLE = {
     "webhook_url",
@@ -39,7 +60,11 @@ _SETTABLE = {
     "confirm_timeout_s",
     "fee_bps",  # rails: the bank's fee (payouts/fees.py)
     "fee_fixed",
-    "webhook_secret",  # webhooks/standard.py: opts the project into webhook-signature
+    # webhooks/standard.py: opts the project into webhook-signature; the secret is kept
+    # sealed by the account vault (``webhook_secret``: a clear copy from before, emptied)
+    "webhook_secret_sealed",
+    "webhook_secret_key_id",
+    "webhook_secret",
 }
 
 
@@ -57,22 +82,76 @@ class Project:
     confirm_timeout_s: int
     fee_bps: int = 0
     fee_fixed: int = 0
-    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_secret_sealed: bytes | None = field(default=None, repr=False)
+    webhook_secret_key_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Project:
-        return cls(**{name: row._mapping[name] for name in cls.__slots__})
+        values = {name: row._mapping[name] for name in cls.__slots__}
+        if values["webhook_secret_sealed"] is not None:
+            values["webhook_secret_sealed"] = bytes(values["webhook_secret_sealed"])
+        return cls(**values)
+
+    @property
+    def standard_webhooks(self) -> bool:
+        """Whether the project's webhooks also carry a Standard Webhooks signature."""
+        return self.webhook_secret_key_id is not None
+
+
+def check_id(project_id: str) -> str:
+    """``project_id`` if a partner can name it in ``X-PARTNER-PROJECT``; else ValueError."""
+    if not PROJECT_ID.fullmatch(project_id):
+        raise ValueError(
+            f"project id {project_id[:80]!r}: 1 to 64 ASCII letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (it travels in the X-PARTNER-PROJECT header)"
+        )
+    return project_id
+
+
+def check_settings(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` if each setting is one the bank can run with; else ValueError naming the
+    setting and its bounds. Every path that registers or changes a project comes here."""
+    fields = dict(fields)
+    unknown = set(fields) - _SETTABLE - {"public_key_pem"}
+    if unknown:
+        raise ValueError(f"unknown project settings: {sorted(unknown)}")
+    if fields.get("webhook_secret") is not None:  # the clear column is only ever emptied
+        raise ValueError("webhook_secret: kept sealed: set it with set_webhook_secret")
+    if fields.get("public_key_pem") is not None:
+        signing.load_public_key(fields["public_key_pem"].encode())  # a bad key at the door
+    if fields.get("webhook_url") is not None:
+        try:
+            check_webhook_url(fields["webhook_url"])
+        except ValueError as exc:
+            raise ValueError(f"webhook_url: {exc}") from None
+    timeout = fields.get("confirm_timeout_s")
+    low, high = CONFIRM_TIMEOUT_S
+    if timeout is not None and not (isinstance(timeout, int) and low <= timeout <= high):
+        raise ValueError(f"confirm_timeout_s: {timeout} is not {low} to {high} seconds")
+    fees.check_fee(fields.get("fee_bps", 0), fields.get("fee_fixed", 0))
+    if fields.get("fee_fixed", 0) > FEE_FIXED_MAX:
+        raise ValueError(f"fee_fixed: {fields['fee_fixed']} kopecks is above {FEE_FIXED_MAX}")
+    if fields.get("idempotency_mode") not in (None, "bank131", "replay"):
+        raise ValueError("idempotency_mode: bank131 or replay")
+    try:
+        if fields.get("legal_name") is not None:
+            fields["legal_name"] = check_full_name("legal_name", fields["legal_name"])
+        if fields.get("inn") is not None:
+            fields["inn"] = check_inn("inn", fields["inn"])
+        if fields.get("kpp") is not None:
+            fields["kpp"] = check_kpp("kpp", fields["kpp"])
+    except InvalidRequest as exc:
+        raise ValueError(exc.description) from None
+    return fields
 
 
 def add_project(
     conn: Connection, project_id: str, public_key_pem: str, now: int, **fields: Any
 ) -> None:
     """Register a project and open its collateral wallet."""
-    signing.load_public_key(public_key_pem.encode())  # refuse a bad key at the door
-    unknown = set(fields) - _SETTABLE
-    if unknown:
-        raise ValueError(f"unknown project settings: {sorted(unknown)}")
-    fees.check_fee(fields.get("fee_bps", 0), fields.get("fee_fixed", 0))
+    check_id(project_id)
+    fields = check_settings({**fields, "public_key_pem": public_key_pem})
+    del fields["public_key_pem"]
     conn.execute(
         sa.insert(t.projects).values(
             id=project_id, public_key_pem=public_key_pem, created_at=now, **fields
@@ -82,15 +161,63 @@ def add_project(
 
 
 def update_project(conn: Connection, project_id: str, **fields: Any) -> None:
-    unknown = set(fields) - _SETTABLE - {"public_key_pem"}
-    if unknown:
-        raise ValueError(f"unknown project settings: {sorted(unknown)}")
-    if "public_key_pem" in fields:
-        signing.load_public_key(fields["public_key_pem"].encode())
-    fees.check_fee(fields.get("fee_bps", 0), fields.get("fee_fixed", 0))
+    fields = check_settings(fields)
     done = conn.execute(sa.update(t.projects).where(t.projects.c.id == project_id).values(**fields))
     if done.rowcount != 1:
         raise LookupError(f"no project {project_id!r}")
+
+
+def set_webhook_secret(conn: Connection, vault: Vault, project_id: str, secret: str | None) -> None:
+    """Keep ``secret`` (None: none) as the project's Standard Webhooks secret, sealed."""
+    if secret is None:
+        update_project(
+            conn,
+            project_id,
+            webhook_secret=None,  # a clear copy an earlier version kept goes too
+            webhook_secret_sealed=None,
+            webhook_secret_key_id=None,
+        )
+        return
+    locks.take(conn, locks.SEALING)  # a rotation retiring the sealing key waits for this
+    sealed = standard.seal_secret(vault, project_id, secret)
+    update_project(
+        conn,
+        project_id,
+        webhook_secret=None,
+        webhook_secret_sealed=sealed.blob,
+        webhook_secret_key_id=sealed.key_id,
+    )
+
+
+def seal_webhook_secrets(conn: Connection, vault: Vault, *, reseal: bool = True) -> int:
+    """Seal every Standard Webhooks secret still kept in the clear (by an earlier version)
+    and, with ``reseal``, every one sealed under a vault key other than the current one;
+    how many. Without ``reseal`` the vault is not touched unless there is one to seal."""
+    p = t.projects
+    stale: sa.ColumnElement[bool] = p.c.webhook_secret.is_not(None)
+    if reseal:
+        old_key = p.c.webhook_secret_key_id != vault.current_key_id
+        stale = sa.or_(stale, sa.and_(p.c.webhook_secret_key_id.is_not(None), old_key))
+    rows = conn.execute(
+        sa.select(p.c.id, p.c.webhook_secret, p.c.webhook_secret_sealed, p.c.webhook_secret_key_id)
+        .where(stale)
+        .with_for_update()
+    ).all()
+    for row in rows:
+        secret = row.webhook_secret or standard.open_secret(
+            vault, row.id, Sealed(row.webhook_secret_key_id, bytes(row.webhook_secret_sealed))
+        )
+        sealed = standard.seal_secret(vault, row.id, secret)
+        conn.execute(
+            sa.update(p)
+            .where(p.c.id == row.id)
+            .values(
+                webhook_secret=None,
+                webhook_secret_sealed=sealed.blob,
+                webhook_secret_key_id=sealed.key_id,
+            )
+        )
+    return len(rows)
 
 
 def exists(conn: Connection, project_id: str) -> bool:

@@ -17,7 +17,7 @@ from payout131.clock import Clock, SystemClock
 from payout131.directory.bik import BikDirectory
 from payout131.directory.table import load_directory
 from payout131.payouts.calls import Context
-from payout131.projects import ProjectCache
+from payout131.projects import ProjectCache, seal_webhook_secrets
 from payout131.rails import Rail, RailOptions, make_rail
 from payout131.server import metrics_endpoint
 from payout131.server.app import create_app
@@ -81,6 +81,9 @@ class Runtime:
         migrate(db)
         with db.read() as conn:
             directory = load_directory(conn)
+        vault = Vault(settings.vault_key_path, settings.vault_key)
+        with db.write() as conn:  # a secret an earlier version kept in the clear: sealed now
+            seal_webhook_secrets(conn, vault, reseal=False)
         clock = clock or SystemClock()
         options = RailOptions(latency_ms=settings.sim_latency_ms, spread_ms=settings.sim_spread_ms)
         return cls(
@@ -103,6 +106,7 @@ class Runtime:
             handlers=Handlers(self.context),
             clock=self.clock,
             max_body_bytes=self.settings.max_body_bytes,
+            body_timeout_s=self.settings.body_timeout_s,
             limiter=limiter,
             wake_worker=self.worker.wakeup.set,
             wake_dispatcher=self.dispatcher.wakeup.set,
@@ -113,6 +117,7 @@ class Runtime:
             vault=self.vault,
             directory=self.directory,
             demo_project=self.settings.widget_demo_project,
+            body_timeout_s=self.settings.body_timeout_s,
             limiter=limiter,
         )
         return create_app(
@@ -120,6 +125,8 @@ class Runtime:
             widget=widget_app(widget),
             metrics_registry=self.metrics(),
             limiter=limiter,
+            header_timeout_s=self.settings.header_timeout_s,
+            body_timeout_s=self.settings.body_timeout_s,
             background=(self.worker.run, self.dispatcher.run) if run_worker else (),
             on_close=self.close if close else None,
         )

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from payout131.clock import SystemClock
@@ -32,10 +33,20 @@ def database() -> Iterator[Database]:
         raise click.ClickException(f"no database in {conf.home}: run `payout131 init` first")
     db = Database(conf.database)
     try:
-        migrate(db)
+        try:
+            migrate(db)
+        except sa.exc.SQLAlchemyError as exc:
+            raise click.ClickException(
+                f"cannot use the database {db!r}: {_first_line(exc)}"
+            ) from None
         yield db
     finally:
         db.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
 @contextmanager

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.engine import Connection
 
 from payout131 import projects
 from payout131.cli.context import database, write
+from payout131.cli.money import KOPECKS_OPTION, amount_in_kopecks, show
 from payout131.errors import ApiError
 from payout131.ledger import accounts, book
 from payout131.ledger.check import violations
@@ -37,16 +39,25 @@ def open_(project_id: str, number: str | None) -> None:
 
 @account.command("topup")
 @click.argument("number")
-@click.argument("amount", type=click.IntRange(1))
-def account_topup(number: str, amount: int) -> None:
-    """Credit AMOUNT kopecks to a settlement account."""
+@click.argument("amount")
+@KOPECKS_OPTION
+def account_topup(number: str, amount: str, kopecks: bool) -> None:
+    """Credit AMOUNT (rubles, e.g. 1500.25) to a settlement account."""
+    credit = amount_in_kopecks(amount, kopecks)
     with write() as (conn, now):
-        target = accounts.account_id(conn, number)
-        if target is None:
-            raise click.ClickException(f"no settlement account {number}")
-        book.topup(conn, target, amount, now)
-        money = accounts.balance(conn, target)
-    click.echo(f"{number}: balance {money.balance}, available {money.available} (kopecks)")
+        found = accounts.find(conn, [number]).get(number)
+        if found is None or found.kind != "settlement":
+            raise click.ClickException(f"no settlement account {number[:40]!r} at the bank")
+        _credit(conn, found.id, credit, now)
+        money = accounts.balance(conn, found.id)
+    click.echo(f"{number}: balance {show(money.balance)}, available {show(money.available)}")
+
+
+def _credit(conn: Connection, account: int, amount: int, now: int) -> None:
+    try:
+        book.topup(conn, account, amount, now)
+    except book.BeyondRange as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -56,15 +67,20 @@ def wallet() -> None:
 
 @wallet.command("topup")
 @click.argument("project_id")
-@click.argument("amount", type=click.IntRange(1))
-def wallet_topup(project_id: str, amount: int) -> None:
-    """Credit AMOUNT kopecks to a project's collateral wallet."""
+@click.argument("amount")
+@KOPECKS_OPTION
+def wallet_topup(project_id: str, amount: str, kopecks: bool) -> None:
+    """Credit AMOUNT (rubles, e.g. 1500.25) to a project's collateral wallet."""
+    credit = amount_in_kopecks(amount, kopecks)
     with write() as (conn, now):
-        try:
-            book.topup_wallet(conn, project_id, amount, now)
-        except ApiError as exc:
-            raise click.ClickException(exc.description) from None
-    click.echo(f"wallet of {project_id}: credited {amount} kopecks")
+        wallet = accounts.account_id(conn, accounts.wallet_code(project_id))
+        if wallet is None:
+            raise click.ClickException(f"no project {project_id[:64]!r}")
+        _credit(conn, wallet, credit, now)
+        money = accounts.balance(conn, wallet)
+    click.echo(
+        f"wallet of {project_id}: credited {show(credit)}, available {show(money.available)}"
+    )
 
 
 @click.group("ledger")

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from payout131.cli.params import IntRange
 from payout131.settings import Settings
 
 __all__ = ["main"]
@@ -30,6 +31,7 @@ COMMANDS = {
     "worker": "payout131.cli.worker_commands:worker",
     "vault": "payout131.cli.vault_commands:vault",
     "partner": "payout131.cli.partner_commands:partner",
+    "purge": "payout131.cli.purge_commands:purge",
     "demo": "payout131.tools.demo.command:demo",
     "chaos": "payout131.tools.chaos.command:chaos",  # reliability: the crash test
     "bench": "payout131.tools.bench.command:bench",  # benchmarks (docs/benchmarks.md)
@@ -37,7 +39,22 @@ COMMANDS = {
 
 
 class _Commands(click.Group):
-    """A group whose commands of ``COMMANDS`` are imported on first use."""
+    """A group whose commands of ``COMMANDS`` are imported on first use, and whose every
+    failure is one line: a command that fails for a reason it did not foresee says what
+    and exits 1, with no traceback (``PAYOUT131_TRACEBACK=1`` shows it: the tests set it,
+    so that such a failure fails them)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            known = _foreseen(exc)
+            if known is None and os.environ.get("PAYOUT131_TRACEBACK") == "1":
+                raise
+            what = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise click.ClickException(known or f"{type(exc).__name__}: {what}") from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *COMMANDS})  # loaded ones are in both
@@ -50,6 +67,22 @@ class _Commands(click.Group):
                 raise TypeError(f"{module}.{attribute} is not a command")
             self.add_command(command, name)
         return super().get_command(ctx, name)
+
+
+def _foreseen(exc: Exception) -> str | None:
+    """A failure of the machine rather than of the command, in a line: a database that
+    cannot be used, a schema newer than this version, a file that cannot be read or
+    written. None for anything else: a defect, shown in full with PAYOUT131_TRACEBACK=1."""
+    from sqlalchemy import exc as sa_exc  # loaded by then if a database was used
+
+    from payout131.storage import NewerSchema
+
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+        return f"the database cannot be used: {(lines or [type(exc).__name__])[0][:300]}"
+    if isinstance(exc, NewerSchema | OSError):
+        return " ".join(str(exc).split())[:300] or type(exc).__name__
+    return None
 
 
 def settings() -> Settings:
@@ -84,12 +117,18 @@ def init(demo: bool) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8131, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--port",
+    default=8131,
+    show_default=True,
+    type=IntRange(1, 65535),
+    help="Port to listen on.",
+)
 @click.option(
     "--processes",
     default=1,
     show_default=True,
-    type=click.IntRange(1, 64),
+    type=IntRange(1, 64),
     help="Server processes sharing the port, each with its own background work (PostgreSQL).",
 )
 @click.option("--no-worker", is_flag=True, help="Serve the API only; run `payout131 worker` apart.")
@@ -107,14 +146,22 @@ def serve(
     import uvicorn
 
     from payout131.runtime import Runtime
+    from payout131.server.connections import PROTOCOL
 
+    conf = settings()
+    if processes > 1 and conf.database.startswith("sqlite"):
+        raise click.UsageError(
+            "--processes needs PostgreSQL (PAYOUT131_DATABASE_URL): SQLite has one writer "
+            "at a time, so more processes would only wait for each other"
+        )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    bank = Runtime.open(settings())  # migrates the store once, before any process serves
+    bank = Runtime.open(conf)  # migrates the store once, before any process serves
     options: dict[str, Any] = {
         "host": host,
         "port": port,
+        "http": PROTOCOL,  # a deadline for each request's headers (server/connections.py)
         "server_header": False,
         "log_level": log_level,
         "access_log": not no_access_log,

@@ -24,8 +24,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from payout131.cli.batch_journal import Journal, JournalError
+from payout131.cli.money import KOPECKS_OPTION, amount_in_kopecks, show
+from payout131.cli.params import FloatRange, IntRange, OutputFile
 from payout131.cli.payout_batch import STATUSES, Batch, Options, Result, tally
-from payout131.cli.payout_sheet import SheetError, format_rubles, parse_rubles, read_sheet
+from payout131.cli.payout_sheet import SheetError, format_rubles, read_sheet
 from payout131.client import (
     Amount,
     Bank131Error,
@@ -37,6 +39,7 @@ from payout131.client import (
 )
 from payout131.client.params import Destination
 from payout131.directory.bik import BikDirectory, load_snapshot
+from payout131.protocol.validation import whole_number
 
 __all__ = ["partner"]
 
@@ -150,19 +153,13 @@ def _destination(bik: str | None, account: str | None, token: str | None, **ru: 
     return BankAccount(bik, account, **ru)
 
 
-def _amount(value: str) -> int:
-    try:
-        return parse_rubles(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--amount") from None
-
-
 @partner.command()
 @click.option("--name", "full_name", required=True, help="The recipient's full name.")
 @click.option("--bik", help="The recipient's bank (9 digits).")
 @click.option("--account", help="The recipient's account (20 digits).")
 @click.option("--token", help="An account token (instead of --bik and --account).")
 @click.option("--amount", required=True, help="Rubles with kopecks, e.g. 1500.25.")
+@KOPECKS_OPTION
 @click.option("--purpose", "description", required=True, help="The payment purpose.")
 @click.option("--inn", help="The recipient's INN (organisations, sole traders).")
 @click.option("--kpp", help="The recipient's KPP (organisations).")
@@ -172,12 +169,19 @@ def _amount(value: str) -> int:
 @click.option("--no-confirm", is_flag=True, help="Leave a payout that waits for confirmation.")
 @click.option("--metadata", help="JSON stored with the payout and echoed back.")
 @click.option("--idempotency-key", help="The key of the money-moving call (default: random).")
-@click.option("--wait", default=120.0, show_default=True, help="Seconds to wait for the outcome.")
+@click.option(
+    "--wait",
+    default=120.0,
+    show_default=True,
+    type=FloatRange(0, 86_400),
+    help="Seconds to wait for the outcome.",
+)
 def pay(
     bik: str | None,
     account: str | None,
     token: str | None,
     amount: str,
+    kopecks: bool,
     single_request: bool,
     rko: bool,
     sender: str | None,
@@ -197,7 +201,8 @@ def pay(
         raise click.UsageError("--rko pays from a settlement account: give --from ACCOUNT")
     ru = {k: v for k, v in ru.items() if v is not None}
     destination = _destination(bik, account, token, **ru)
-    fields: dict[str, Any] = {"destination": destination, "amount": Amount(_amount(amount))}
+    paid = amount_in_kopecks(amount, kopecks, "--amount")
+    fields: dict[str, Any] = {"destination": destination, "amount": Amount(paid)}
     if sender:
         fields["sender"] = Sender(sender)
     if metadata is not None:
@@ -273,22 +278,31 @@ def _outcome(session: Session) -> None:
 # -- sessions -----------------------------------------------------------------------------
 
 
+def _print_json(answer: dict[str, Any]) -> None:
+    """The bank's whole answer (``{"status": "ok", ...}``), as every ``--json`` prints it."""
+    click.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+
+
 def _print_session(session: Session, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(session.raw, ensure_ascii=False, indent=2))
+        _print_json(session.answer)
         return
     click.echo(f"session {session.id}: {session.status}")
+    if session.error is not None:  # status error: a trouble the bank is still working out
+        click.echo(f"  error: {session.error.code}: {session.error.description}")
     if session.next_action:
         click.echo(f"  next_action: {session.next_action}")
     for payout in session.payouts:
         amount = payout.amount_details
-        money = f"{format_rubles(amount.amount)} {amount.currency.upper()}" if amount else ""
+        money = show(amount.amount, amount.currency) if amount else ""
         click.echo(f"  payout {payout.id}: {payout.status} {money}".rstrip())
         if payout.error is not None:
             click.echo(f"    error: {payout.error.code}: {payout.error.description}")
 
 
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print the bank's JSON.")
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the bank's whole answer as JSON."
+)
 
 
 @partner.command()
@@ -331,24 +345,20 @@ def balance(account: str | None, as_json: bool) -> None:
         if account:
             answer = _call(client.account_balance, account)
             if as_json:
-                click.echo(json.dumps(answer.raw, ensure_ascii=False, indent=2))
+                _print_json(answer.raw)
                 return
             money = answer.raw.get("balance", {})
-            click.echo(f"account {answer.account_number}: {_rub(answer.current_balance)}")
+            click.echo(f"account {answer.account_number}: {show(answer.current_balance)}")
             if isinstance(money.get("available_balance"), int):
-                click.echo(f"  available: {_rub(money['available_balance'])}")
+                click.echo(f"  available: {show(money['available_balance'])}")
             return
         wallets = _call(client.wallet_balance)
         if as_json:
-            click.echo(json.dumps(wallets.raw, ensure_ascii=False, indent=2))
+            _print_json(wallets.raw)
             return
         for wallet in wallets.wallets:
             amount = wallet.amount_details
-            click.echo(f"wallet {wallet.id}: {_rub(amount.amount, amount.currency)}")
-
-
-def _rub(kopecks: int, currency: str = "rub") -> str:
-    return f"{format_rubles(kopecks)} {currency.upper()}"
+            click.echo(f"wallet {wallet.id}: {show(amount.amount, amount.currency)}")
 
 
 @partner.command()
@@ -360,7 +370,7 @@ def tokenize(bik: str, account: str, as_json: bool) -> None:
     with _client() as client:
         made = _call(client.tokenize, bik, account)
     if as_json:
-        click.echo(json.dumps(made.raw, ensure_ascii=False, indent=2))
+        _print_json(made.raw)
         return
     click.echo(f"token: {made.token}")
     click.echo(f"masked account: {made.masked_account}")
@@ -373,7 +383,7 @@ def tokenize(bik: str, account: str, as_json: bool) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--results",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     help="Where the results CSV goes; default FILE.results.csv beside FILE.",
 )
 @click.option("--rko", is_flag=True, help="Pay from a settlement account (needs --from).")
@@ -384,10 +394,26 @@ def tokenize(bik: str, account: str, as_json: bool) -> None:
     "--concurrency",
     default=8,
     show_default=True,
-    type=click.IntRange(1, 64),
+    type=IntRange(1, 64),
     help="Calls in flight at once.",
 )
-@click.option("--wait", default=600.0, show_default=True, help="Seconds to wait for outcomes.")
+@click.option(
+    "--wait",
+    default=600.0,
+    show_default=True,
+    type=FloatRange(0, 86_400),
+    help="Seconds to wait for outcomes.",
+)
+@click.option(
+    "--fee-bps",
+    type=IntRange(0, 10_000),
+    help="The bank's fee per payout in basis points, when the bank does not state it "
+    "(payout131 does, in wallet/balance).",
+)
+@click.option(
+    "--fee-fixed",
+    help="The bank's fixed fee per payout in rubles (e.g. 15.50), when the bank does not state it.",
+)
 def batch(
     file: Path,
     results: Path | None,
@@ -397,10 +423,14 @@ def batch(
     check: bool,
     concurrency: int,
     wait: float,
+    fee_bps: int | None,
+    fee_fixed: str | None,
 ) -> None:
     """Pay every row of a CSV: recipient, bik, account (or token), amount, purpose[, inn, kpp].
 
-    Every row is checked before any money moves. Progress is journaled beside the results
+    Every row is checked before any money moves, and so are the funds: the amounts with the
+    bank's fee on each (as wallet/balance states it, or --fee-bps/--fee-fixed). Progress is
+    journaled beside the results
     (RESULTS.journal): run the same command again after an interruption and no row is paid
     twice. Exits 0 when every row succeeded (or, with --no-confirm, waits to be confirmed).
     """
@@ -421,6 +451,10 @@ def batch(
         concurrency=concurrency,
         wait_s=wait,
         stop_after=_stop_after(),
+        fee_bps=fee_bps,
+        fee_fixed=None
+        if fee_fixed is None
+        else amount_in_kopecks(fee_fixed, False, "--fee-fixed", zero=True),
     )
     with connection.client() as client:
         try:
@@ -451,9 +485,10 @@ def _stop_after() -> int | None:
     value = os.environ.get(STOP_AFTER_ENV)
     if not value:
         return None
-    if not value.isdigit() or int(value) < 1:
+    rows = whole_number(value)
+    if rows is None or rows < 1:
         raise click.ClickException(f"{STOP_AFTER_ENV}: a positive number of rows")
-    return int(value)
+    return rows
 
 
 def _print_problems(problems: list[tuple[int, str]]) -> None:
@@ -478,11 +513,11 @@ def _preflight(run: Batch, check: bool) -> None:
             raise click.ClickException(f"{len(problems)} problem(s); nothing was paid")
         needed, available = run.needed(), run.available()
     rows = len(run.sheet.rows)
-    click.echo(f"{rows} rows, {_rub(run.sheet.total)}; still to pay {_rub(needed)}")
+    click.echo(f"{rows} rows, {show(run.sheet.total)}; still to pay {show(needed)}")
     if needed > available:
         raise click.ClickException(
-            f"the {'account' if run.options.rko_from else 'wallet'} has {_rub(available)}, "
-            f"the rows still to pay need {_rub(needed)}; nothing was paid"
+            f"the {'account' if run.options.rko_from else 'wallet'} has {show(available)}, "
+            f"the rows still to pay need {show(needed)}; nothing was paid"
         )
     if check:
         click.echo("the file is ready to pay")

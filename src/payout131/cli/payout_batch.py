@@ -48,6 +48,7 @@ from payout131.client import (
 )
 from payout131.client.params import PayoutFields
 from payout131.errors import InvalidRequest
+from payout131.payouts.fees import payout_fee
 
 __all__ = ["STATUSES", "STOP_EXIT_CODE", "Batch", "Options", "Result", "tally"]
 
@@ -73,6 +74,8 @@ class Options:
     poll_s: float = 0.5
     wait_s: float = 600.0
     stop_after: int | None = None  # test hook: exit abruptly after this many starts
+    fee_bps: int | None = None  # the bank's fee, when the bank does not state it
+    fee_fixed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,8 @@ class Batch:
     # -- before any money moves -------------------------------------------------------------
 
     def check_tokens(self) -> list[tuple[int, str]]:
-        """Look every token up (``token/info``, a read): unknown tokens and missing INN/KPP."""
+        """Look every token up (``token/info``, a read): unknown tokens, and a given INN or
+        KPP that does not suit the account's kind."""
         problems = []
         masks: dict[str, str | None] = {}
         for row in self.sheet.rows:
@@ -113,7 +117,7 @@ class Batch:
                 problems.append((row.number, "token: no such token for this project"))
                 continue
             try:
-                check_party(masked, row.inn, row.kpp)
+                check_party(masked, row.inn, row.kpp, required=False)
             except InvalidRequest as exc:
                 problems.append((row.number, exc.description))
         return problems
@@ -135,13 +139,33 @@ class Batch:
         return len(unsure)
 
     def needed(self) -> int:
-        """Kopecks of the rows whose payout has not started yet: what this run still pays."""
+        """Kopecks the rows whose payout has not started yet will hold: their amounts and
+        the bank's fee on each (``fee``: the bank's schedule, see ``fees``)."""
+        bps, fixed = self.fees()
         states = (self.journal.state(row.number) for row in self.sheet.rows)
         return sum(
-            row.amount
+            row.amount + payout_fee(row.amount, bps, fixed)
             for row, state in zip(self.sheet.rows, states, strict=True)
             if not (state.started or state.final)
         )
+
+    def fees(self) -> tuple[int, int]:
+        """The bank's fee on a payout: basis points and fixed kopecks. Each part is the
+        option's when given, else what ``wallet/balance`` states (payout131 does, in
+        ``payout_fee``; a bank that states none is taken to charge none)."""
+        bps, fixed = self.options.fee_bps, self.options.fee_fixed
+        if bps is not None and fixed is not None:
+            return bps, fixed
+        stated = self.client.wallet_balance().raw.get("payout_fee")
+        stated = stated if isinstance(stated, dict) else {}
+        stated_fixed = stated.get("fixed")
+        stated_bps = stated.get("percent_bps")
+        amount = stated_fixed.get("amount") if isinstance(stated_fixed, dict) else None
+        if bps is None:
+            bps = stated_bps if isinstance(stated_bps, int) and stated_bps >= 0 else 0
+        if fixed is None:
+            fixed = amount if isinstance(amount, int) and amount >= 0 else 0
+        return bps, fixed
 
     def available(self) -> int:
         """The wallet's (or the settlement account's) available balance, in kopecks."""

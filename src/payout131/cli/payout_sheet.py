@@ -236,15 +236,17 @@ def _payee(
     return bik, account, None
 
 
-def check_party(account: str, inn: str | None, kpp: str | None) -> None:
-    """INN and KPP as the account's kind requires (see ``validation.party_requirements``).
+def check_party(account: str, inn: str | None, kpp: str | None, required: bool = True) -> None:
+    """INN and KPP as the account's kind requires (see ``validation.party_requirements``);
+    without ``required`` (a token's account, as the server decides in ``payout_request``)
+    only checked when given.
 
     ``account`` may be masked (``40702***0025``): only its first five digits matter.
     """
     inn_length, kpp_required = validation.party_requirements(account)
-    if inn is None and inn_length is not None:
+    if inn is None and inn_length is not None and required:
         raise InvalidRequest(f"inn: required for account {account[:5]}… ({inn_length} digits)")
-    if kpp is None and kpp_required:
+    if kpp is None and kpp_required and required:
         raise InvalidRequest(f"kpp: required for an organisation's account {account[:5]}…")
     if inn is not None:
         validation.check_inn("inn", inn, inn_length)

@@ -10,10 +10,12 @@ import click
 from sqlalchemy.exc import IntegrityError
 
 from payout131 import projects
-from payout131.cli.context import write
+from payout131.cli.context import settings, write
+from payout131.cli.money import KOPECKS_OPTION, amount_in_kopecks
+from payout131.cli.params import IntRange
+from payout131.cli.payout_sheet import format_rubles
 from payout131.client import signing
-from payout131.errors import InvalidRequest
-from payout131.protocol import validation
+from payout131.tokens.vault import Vault, VaultError
 from payout131.webhooks import standard
 
 __all__ = ["project"]
@@ -32,19 +34,15 @@ def _settings(
     idempotency: str | None,
     confirm_timeout: int | None,
     fee_bps: int | None,
-    fee_fixed: int | None,
+    fee_fixed: str | None,
+    kopecks: bool,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    try:
-        if inn is not None:
-            fields["inn"] = validation.check_inn("--inn", inn)
-        if kpp is not None:
-            fields["kpp"] = validation.check_kpp("--kpp", kpp)
-    except InvalidRequest as exc:
-        raise click.BadParameter(exc.description) from None
+    if inn is not None:
+        fields["inn"] = inn
+    if kpp is not None:
+        fields["kpp"] = kpp
     if webhook_url is not None:
-        if webhook_url and not webhook_url.startswith(("http://", "https://")):
-            raise click.BadParameter("--webhook-url: must start with http:// or https://")
         fields["webhook_url"] = webhook_url or None
     if legal_name is not None:
         fields["legal_name"] = legal_name
@@ -55,8 +53,33 @@ def _settings(
     if fee_bps is not None:  # rails: the bank's fee (docs/rails.md)
         fields["fee_bps"] = fee_bps
     if fee_fixed is not None:
-        fields["fee_fixed"] = fee_fixed
-    return fields
+        fields["fee_fixed"] = amount_in_kopecks(
+            fee_fixed, kopecks, "--fee-fixed", projects.FEE_FIXED_MAX, zero=True
+        )
+    try:
+        return projects.check_settings(fields)  # each setting named, with its bounds
+    except ValueError as exc:
+        raise click.UsageError(_as_option(str(exc))) from None
+
+
+_OPTIONS = {
+    "webhook_url": "--webhook-url",
+    "legal_name": "--legal-name",
+    "inn": "--inn",
+    "kpp": "--kpp",
+    "idempotency_mode": "--idempotency",
+    "fee_bps": "--fee-bps",
+    "fee_fixed": "--fee-fixed",
+}
+
+
+def _as_option(message: str) -> str:
+    """A settings error as the option that set it: ``inn: …`` → ``--inn: …``."""
+    field, colon, rest = message.partition(":")
+    return f"{_OPTIONS[field]}:{rest}" if colon and field in _OPTIONS else message
+
+
+CONFIRM_TIMEOUT_MIN = tuple(s // 60 for s in projects.CONFIRM_TIMEOUT_S)
 
 
 def _read_key(path: Path) -> str:
@@ -78,13 +101,23 @@ _common = [
         type=click.Choice(["bank131", "replay"]),
         help="Repeated idempotency keys: refuse (bank131) or replay the first response.",
     ),
-    click.option("--confirm-timeout", type=click.IntRange(1), help="Minutes a payout may wait."),
+    click.option(
+        "--confirm-timeout",
+        type=IntRange(CONFIRM_TIMEOUT_MIN[0], CONFIRM_TIMEOUT_MIN[1]),
+        help=f"Minutes a payout may wait for the confirm ({CONFIRM_TIMEOUT_MIN[0]} to "
+        f"{CONFIRM_TIMEOUT_MIN[1]}, 30 days; default 240).",
+    ),
     click.option(
         "--fee-bps",
-        type=click.IntRange(0, 10_000),
+        type=IntRange(0, 10_000),
         help="The bank's fee per payout in basis points of the amount (100 = 1 %).",
     ),
-    click.option("--fee-fixed", type=click.IntRange(0), help="A fixed fee per payout, in kopecks."),
+    click.option(
+        "--fee-fixed",
+        help="A fixed fee per payout, in rubles (e.g. 15.50; at most "
+        f"{format_rubles(projects.FEE_FIXED_MAX)}), or kopecks with --kopecks.",
+    ),
+    KOPECKS_OPTION,
 ]
 
 
@@ -116,6 +149,8 @@ def add(project_id: str, public_key: Path, single_request: bool, **options: Any)
             )
         except IntegrityError:
             raise click.ClickException(f"project {project_id!r} already exists") from None
+        except ValueError as exc:  # the id a partner could never send
+            raise click.ClickException(str(exc)) from None
     click.echo(f"project {project_id} registered")
 
 
@@ -146,24 +181,34 @@ def set_(
 ) -> None:
     """Change a project's settings."""
     fields = _settings(**options)
-    if standard_webhooks is not None:  # docs/webhooks.md
-        fields["webhook_secret"] = standard.new_secret() if standard_webhooks else None
+    secret = None
+    if standard_webhooks:  # docs/webhooks.md
+        secret = standard.new_secret()
     if public_key is not None:
         fields["public_key_pem"] = _read_key(public_key)
     if single_request is not None:
         fields["single_request"] = single_request
     if disabled is not None:
         fields["disabled"] = disabled
-    if not fields:
+    if not fields and standard_webhooks is None:
         raise click.UsageError("nothing to change: give at least one option")
+    changed = sorted(fields) + (["standard_webhooks"] if standard_webhooks is not None else [])
     with write() as (conn, _):
         try:
-            projects.update_project(conn, project_id, **fields)
-        except LookupError as exc:
+            if fields:
+                projects.update_project(conn, project_id, **fields)
+            if standard_webhooks is not None:  # kept sealed by the vault, like accounts
+                projects.set_webhook_secret(conn, _vault(), project_id, secret)
+        except (LookupError, VaultError) as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"project {project_id} updated: {', '.join(sorted(fields))}")
-    if fields.get("webhook_secret"):
-        click.echo(f"Standard Webhooks secret (give it to the partner): {fields['webhook_secret']}")
+    click.echo(f"project {project_id} updated: {', '.join(changed)}")
+    if secret:
+        click.echo(f"Standard Webhooks secret (give it to the partner): {secret}")
+
+
+def _vault() -> Vault:
+    conf = settings()
+    return Vault(conf.vault_key_path, conf.vault_key)
 
 
 @project.command("show")
@@ -174,8 +219,8 @@ def show(project_id: str) -> None:
         found = projects.get_project(conn, project_id)
     if found is None:
         raise click.ClickException(f"no project {project_id!r}")
-    hidden = ("public_key_pem", "webhook_secret")
+    hidden = ("public_key_pem", "webhook_secret_sealed", "webhook_secret_key_id")
     data = {name: getattr(found, name) for name in found.__slots__ if name not in hidden}
-    data["standard_webhooks"] = found.webhook_secret is not None
+    data["standard_webhooks"] = found.standard_webhooks
     data["public_key"] = found.public_key_pem
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -18,7 +19,7 @@ from payout131.ledger import accounts, book
 from payout131.settings import Settings
 from payout131.storage import Database, migrate
 from payout131.storage import schema as t
-from payout131.tokens.vault import ensure_key_file
+from payout131.tokens.vault import Vault, ensure_key_file
 from payout131.webhooks.bank_key import ensure_bank_keys
 
 __all__ = ["initialise"]
@@ -46,6 +47,13 @@ def initialise(conf: Settings, *, demo: bool) -> None:
             ):
                 count = replace_directory(conn, load_snapshot())
                 click.echo(f"loaded the packaged BIK directory ({count} banks)")
+        if conf.vault_key or conf.vault_key_path.exists():
+            with db.write() as conn:  # a secret an earlier version kept in the clear
+                sealed = projects.seal_webhook_secrets(
+                    conn, Vault(conf.vault_key_path, conf.vault_key), reseal=False
+                )
+            if sealed:
+                click.echo(f"sealed {sealed} Standard Webhooks secret(s) kept in the clear")
         click.echo(f"database ready: {db!r}")
         if demo:
             _demo_project(db, conf.home / "demo")
@@ -63,14 +71,15 @@ def _demo_project(db: Database, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         private = folder / "partner-private.pem"
-        private.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
-        private.chmod(0o600)
+        private.unlink(missing_ok=True)  # a key of an earlier demo project, now gone
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private from birth
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
         public = signing.public_key_pem(key)
         (folder / "partner-public.pem").write_bytes(public)
         projects.add_project(

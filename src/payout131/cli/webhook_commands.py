@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from payout131.cli.context import database, settings, write
+from payout131.cli.params import IntRange
 from payout131.clock import rfc3339
 from payout131.projects import get_project
 from payout131.tokens.vault import Vault, VaultError
@@ -66,7 +67,7 @@ def webhooks() -> None:
 @webhooks.command("list")
 @click.option("--project", help="Only this project's events.")
 @click.option("--status", type=click.Choice(history.STATUSES), help="Only events in this state.")
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--limit", type=IntRange(1, 10_000), default=50, show_default=True)
 def list_(project: str | None, status: str | None, limit: int) -> None:
     """List the newest events, newest first."""
     with database() as db, db.read() as conn:

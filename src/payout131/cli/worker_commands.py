@@ -14,6 +14,7 @@ import anyio
 import click
 
 from payout131.cli.context import settings
+from payout131.cli.params import IntRange
 
 if TYPE_CHECKING:
     from payout131.runtime import Runtime
@@ -36,7 +37,7 @@ async def _run(bank: Runtime, payouts: bool, webhooks: bool) -> None:
 @click.command()
 @click.option("--payouts/--no-payouts", default=True, help="Run the payout steps.")
 @click.option("--webhooks/--no-webhooks", default=True, help="Deliver webhook events.")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Serve /metrics here.")
+@click.option("--metrics-port", type=IntRange(1, 65535), help="Serve /metrics here.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option(
     "--log-level",

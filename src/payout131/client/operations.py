@@ -201,7 +201,12 @@ def _key(given: str | None) -> str:
 
 
 def _member(name: str, cls: type[M]) -> Callable[[dict[str, Any]], M]:
-    return lambda body: read(body.get(name), cls)
+    def member(body: dict[str, Any]) -> M:
+        value = read(body.get(name), cls)
+        value.__dict__["_answer"] = body  # the envelope, for ``Model.answer``
+        return value
+
+    return member
 
 
 def _whole(cls: type[M]) -> Callable[[dict[str, Any]], M]:

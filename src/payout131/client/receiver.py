@@ -1,12 +1,15 @@
 """``WebhookReceiver``: a small ASGI app that takes the bank's webhooks for a partner.
 
-Mount it in any ASGI framework, or serve it alone::
+Route it in any ASGI framework, or serve it alone::
 
     receiver = WebhookReceiver(
         bank_public_key="bank131.pub.pem",
         handlers={"ready_to_confirm": on_ready, "payment_finished": on_finished},
     )
-    app = Starlette(routes=[Mount("/bank131/webhook", app=receiver)])
+    app = Starlette(routes=receiver.routes("/bank131/webhook"))
+
+``routes`` answers at the path with and without a trailing slash. (A Starlette ``Mount``
+would answer the path without the slash with a redirect, which the bank does not follow.)
 
 What it answers, and what the bank does then:
 
@@ -102,6 +105,16 @@ class WebhookReceiver:
         self._handlers = dict(handlers)
         self._dedupe: Dedupe = dedupe if dedupe is not None else MemoryDedupe()
         self._max_body = max_body
+
+    def routes(self, path: str) -> list[Any]:
+        """Starlette routes to this receiver at ``path``, with and without a trailing slash
+        (needs ``starlette``, imported here only)."""
+        from starlette.routing import Route
+
+        bare = "/" + path.strip("/")
+        if bare == "/":
+            return [Route(bare, self)]
+        return [Route(bare, self), Route(bare + "/", self)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -47,6 +47,13 @@ class Model(msgspec.Struct, frozen=True, dict=True):
         raw: dict[str, Any] = self.__dict__.get("_raw", {})
         return raw
 
+    @property
+    def answer(self) -> dict[str, Any]:
+        """The bank's whole answer this value came from, envelope and all (``raw`` for a
+        value that is the whole answer; empty for values built in code)."""
+        answer: dict[str, Any] = self.__dict__.get("_answer", self.raw)
+        return answer
+
 
 class Amount(Model, frozen=True):
     """Money in minor units: ``Amount(10000)`` is 100 rubles. Never a float."""

@@ -22,6 +22,7 @@ from payout131.storage.sql import Sql
 
 __all__ = [
     "BANK_BIK",
+    "CODES",
     "FEES",
     "FUNDING",
     "PAYOUTS",
@@ -29,6 +30,7 @@ __all__ = [
     "Balance",
     "account_id",
     "balance",
+    "codes",
     "find",
     "open_account",
     "open_settlement_account",
@@ -103,6 +105,16 @@ _FIND = Sql(
 def find(conn: Connection, codes: Iterable[str]) -> dict[str, Account]:
     """The accounts with these codes, by code (the ones that exist)."""
     return {row.code: row for row in sql.rows(conn, _FIND, {"codes": sorted(set(codes))})}
+
+
+CODES = Sql("SELECT id, code FROM ledger_accounts WHERE id = ANY(:ids)")
+"""The codes (a settlement account's number) of the accounts with ids ``ids``."""
+
+
+def codes(conn: Connection, ids: Iterable[int]) -> dict[int, str]:
+    """The codes of the accounts with these ids, by id."""
+    found = sql.rows(conn, CODES, {"ids": sorted(set(ids))})
+    return {int(row.id): str(row.code) for row in found}
 
 
 def open_settlement_account(

@@ -24,12 +24,14 @@ from sqlalchemy.engine import Connection
 
 from payout131.errors import NotFound
 from payout131.ledger.accounts import FEES, FUNDING, PAYOUTS, account_id, wallet_code
+from payout131.protocol.validation import MAX_KOPECKS
 from payout131.storage import numbers, sql
 from payout131.storage import schema as t
-from payout131.storage.refusals import violated_check
+from payout131.storage.refusals import out_of_range, violated_check
 from payout131.storage.sql import Sql
 
 __all__ = [
+    "BeyondRange",
     "Hold",
     "HoldAlreadyResolved",
     "Posting",
@@ -53,6 +55,10 @@ class HoldAlreadyResolved(RuntimeError):
 
 class Uncovered(Exception):
     """The database refused holds: an account's available balance would fall below zero."""
+
+
+class BeyondRange(ValueError):
+    """A balance would leave what 64 bits hold (more than ``MAX_KOPECKS``): refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +134,22 @@ def _system(conn: Connection, code: str) -> int:
 
 
 def topup(conn: Connection, account: int, amount: int, now: int, memo: str = "top-up") -> int:
-    """Credit a partner account with money arriving from outside the bank."""
+    """Credit a partner account with money arriving from outside the bank; ``BeyondRange``
+    if the account's balance, or all the money the bank holds, would pass ``MAX_KOPECKS``
+    (the database refuses it; nothing is written)."""
+    if not 0 < amount <= MAX_KOPECKS:
+        raise BeyondRange(f"a top-up is 1 to {MAX_KOPECKS} kopecks, not {amount}")
     funding = _system(conn, FUNDING)
     made = Transaction("topup", ((funding, -amount), (account, amount)), memo=memo)
-    (txn,) = write(conn, [made], now)
+    try:
+        (txn,) = write(conn, [made], now)
+    except Exception as exc:
+        if out_of_range(exc):
+            raise BeyondRange(
+                f"a top-up of {amount} kopecks would take a balance, or all the money the bank "
+                f"holds, beyond {MAX_KOPECKS} kopecks"
+            ) from exc
+        raise
     return txn
 
 
@@ -162,8 +180,8 @@ def place_holds(conn: Connection, holds: Sequence[Hold], now: int) -> None:
         sql.insert(conn, t.holds, rows)
         sql.flush(conn)  # the refusal is raised here, not by a later statement
     except Exception as exc:
-        if violated_check(exc) == COVERED:
-            raise Uncovered(str(exc)) from exc
+        if violated_check(exc) == COVERED or out_of_range(exc):  # beyond 64 bits: beyond
+            raise Uncovered(str(exc)) from exc  # what any account could cover
         raise
 
 

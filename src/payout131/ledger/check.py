@@ -44,9 +44,13 @@ def violations(conn: Connection) -> list[str]:
     )
     for row in rows:
         if int(row.balance) != int(row.entries):
-            problems.append(f"{row.code}: balance {row.balance} but entries sum to {row.entries}")
+            problems.append(
+                f"{row.code}: balance {row.balance} kopecks but entries sum to {row.entries}"
+            )
         if int(row.held) != int(row.holds):
-            problems.append(f"{row.code}: held {row.held} but active holds sum to {row.holds}")
+            problems.append(
+                f"{row.code}: held {row.held} kopecks but active holds sum to {row.holds}"
+            )
         if row.kind != "system" and int(row.balance) - int(row.held) < 0:
             problems.append(f"{row.code}: available balance is negative")
     unbalanced = conn.execute(
@@ -54,7 +58,9 @@ def violations(conn: Connection) -> list[str]:
         .group_by(e.c.transaction_id)
         .having(sa.func.sum(e.c.amount) != 0)
     )
-    problems.extend(f"transaction {txn}: entries sum to {total}" for txn, total in unbalanced)
+    problems.extend(
+        f"transaction {txn}: entries sum to {total} kopecks, not 0" for txn, total in unbalanced
+    )
     orphans = conn.execute(
         sa.select(sa.func.count()).select_from(e).where(~e.c.transaction_id.in_(sa.select(x.c.id)))
     ).scalar_one()

@@ -12,6 +12,7 @@ from payout131.payouts import store
 from payout131.payouts.calls import Answers, PartnerCall, Serial
 from payout131.payouts.records import Payout, Session
 from payout131.protocol.requests import UnsetType
+from payout131.protocol.validation import id_number
 
 __all__ = ["check_owner", "no_repeats", "owned_sessions", "session_number"]
 
@@ -22,10 +23,10 @@ def session_number(value: object) -> int:
         raise InvalidRequest("session_id: required")
     if not isinstance(value, str):
         raise InvalidRequest('session_id: must be a string like "ps_123"')
-    digits = value[3:]
-    if not value.startswith("ps_") or not digits.isdigit() or len(digits) > 18:
+    n = id_number(value[3:]) if value.startswith("ps_") else None
+    if n is None:
         raise NotFound(f"session_id: no session {value[:64]!r}")
-    return int(digits)
+    return n
 
 
 def check_owner(project_id: str | None, n: int, caller: str) -> None:

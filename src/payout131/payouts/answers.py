@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy.engine import Connection
 
 from payout131.errors import ApiError, InvalidRequest, SessionWrongState
+from payout131.ledger import accounts
 from payout131.payouts import access, store
 from payout131.payouts.calls import Answer, Answers, Context, PartnerCall, every
 from payout131.payouts.outcomes import Failure, fail
@@ -43,23 +44,34 @@ def _not_pending(session: Session, payout: Payout | None, action: str) -> Sessio
 
 
 def _check_confirm_information(
-    conn: Connection, context: Context, body: AnswerBody, payout: Payout
+    conn: Connection, context: Context, body: AnswerBody, session: Session, payout: Payout
 ) -> None:
-    """If the partner echoes ``confirm_information``, its account numbers must be the payout's."""
+    """If the partner echoes ``confirm_information``, the account numbers in it must be the
+    payout's: the recipient's, and for a ``/rko`` payout the settlement account it is paid
+    from. The other fields (names, banks, INN, KPP) are shown for the partner to check and
+    are not compared."""
     info = body.confirm_information
     if info is UNSET or info is None:
         return
     details = require_object("confirm_information", info).get("account_details")
     if not isinstance(details, dict):
         return
-    given = details.get("recipient")
-    if not isinstance(given, dict) or "account_number" not in given:
-        return
-    if given["account_number"] != account_tokens.payout_account(conn, context.vault, payout):
-        raise InvalidRequest(
-            "confirm_information.account_details.recipient.account_number: does not match "
-            "the payout's recipient account"
-        )
+    recipient, sender = details.get("recipient"), details.get("sender")
+    if isinstance(recipient, dict) and "account_number" in recipient:
+        actual = account_tokens.payout_account(conn, context.vault, payout)
+        if recipient["account_number"] != actual:
+            raise _mismatch("recipient", "recipient account")
+    if session.rko and isinstance(sender, dict) and "account_number" in sender:
+        paid_from = accounts.codes(conn, [payout.account_id])[payout.account_id]
+        if sender["account_number"] != paid_from:
+            raise _mismatch("sender", "settlement account it is paid from")
+
+
+def _mismatch(side: str, what: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"confirm_information.account_details.{side}.account_number: does not match "
+        f"the payout's {what}"
+    )
 
 
 def _answered(
@@ -76,7 +88,7 @@ def _answered(
             if not (action == "cancel" and CANCEL_CREATED.starts_session(session.status)):
                 if payout is None or not _MOVES[action].starts_payout(payout.status):
                     raise _not_pending(session, payout, action)
-                _check_confirm_information(conn, context, calls[index].body, payout)
+                _check_confirm_information(conn, context, calls[index].body, session, payout)
         except ApiError as exc:
             answers[index] = exc
             del found[index]

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from payout131.directory.bik import BikDirectory
+from payout131.ledger import accounts
 from payout131.ledger.accounts import BANK_BIK
 from payout131.payouts import store
 from payout131.payouts.announcements import announce
@@ -26,13 +27,11 @@ from payout131.payouts.store import PayoutChange
 from payout131.projects import Project
 from payout131.protocol import wire
 from payout131.storage import sql
-from payout131.storage.sql import Sql
 from payout131.tokens import account_tokens
 
 __all__ = ["confirm_details", "ready_to_confirm"]
 
 CHECK = MOVES["check"]
-_CODES = Sql("SELECT id, code FROM ledger_accounts WHERE id = ANY(:ids)")
 
 
 def ready_to_confirm(
@@ -51,9 +50,9 @@ def ready_to_confirm(
     ]
     payout_moves = store.move_payouts(CHECK, changes, now)
     session_moves = store.move_sessions(CHECK, [p.session_n for p in payouts], now)
-    paying = sorted({p.account_id for p in payouts})
+    paying = {"ids": sorted({p.account_id for p in payouts})}
     found = sql.together(  # benchmarks: one round trip
-        conn, [*payout_moves, *session_moves, (_CODES, {"ids": paying})]
+        conn, [*payout_moves, *session_moves, (accounts.CODES, paying)]
     )
     moved = store.moved(CHECK, payout_moves, found[: len(payout_moves)])
     sessions = store.moved(CHECK, session_moves, found[len(payout_moves) : -1])
@@ -96,5 +95,10 @@ def confirm_details(
     }
     recipient = {k: v for k, v in wire.loads_field(payout.recipient).items() if k != "token"}
     recipient["account_number"] = recipient_account
-    recipient = {k: v for k, v in recipient.items() if v is not None or k in ("inn", "kpp")}
-    return {"account_details": {"sender": sender, "recipient": recipient}}
+    # what is not known (an individual's INN, a KPP never given) is left out, never null
+    return {
+        "account_details": {
+            "sender": {k: v for k, v in sender.items() if v is not None},
+            "recipient": {k: v for k, v in recipient.items() if v is not None},
+        }
+    }

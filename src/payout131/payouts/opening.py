@@ -36,6 +36,7 @@ from payout131.payouts.states import MOVES, Step
 from payout131.protocol import validation, wire
 from payout131.protocol.payout_request import PayoutRequest, parse_payout, require_object
 from payout131.protocol.requests import UNSET, Draft, StartBody
+from payout131.protocol.validation import MAX_KOPECKS
 from payout131.storage import numbers, sql
 from payout131.tokens import account_tokens
 
@@ -134,10 +135,12 @@ def _plan(
         context.directory,
         lambda token: account_tokens.lookup(conn, call.project.id, token),
     )
+    if request.sender_account is not None:  # a settlement account of the project's, also
+        # where a payout without /rko names one (it is still paid from the wallet); checked
+        # before any query (reliability: PostgreSQL refuses a NUL)
+        validation.check_settlement_account(SENDER, BANK_BIK, request.sender_account)
     if call.rko:
         assert request.sender_account is not None
-        # reliability: check the number before the query (PostgreSQL refuses a NUL)
-        validation.check_settlement_account(SENDER, BANK_BIK, request.sender_account)
         code = request.sender_account
     else:
         code = accounts.wallet_code(call.project.id)
@@ -146,25 +149,38 @@ def _plan(
 
 
 def _paying(conn: Connection, openings: list[_Opening], answers: Answers) -> list[_Opening]:
-    """The openings whose paying account exists and is theirs, each with it."""
-    found = accounts.find(conn, {o.code for o in openings})
+    """The openings whose paying account exists and is theirs, each with it (and whose
+    sender account, named without /rko, is the project's too)."""
+    named = {o.request.sender_account for o in openings if o.request.sender_account}
+    found = accounts.find(conn, {o.code for o in openings} | named)
     kept = []
     for opening in openings:
-        call, row = opening.call, found.get(opening.code)
+        call, sender = opening.call, opening.request.sender_account
         try:
-            if not call.rko:
-                if row is None:
-                    raise RuntimeError(f"project {call.project.id} has no wallet")
-                opening.account = row
-            else:
-                owner = call.project.id
-                opening.account = accounts.owned_settlement_account(
-                    row, owner, opening.code, SENDER
+            if sender is not None:
+                accounts.owned_settlement_account(
+                    found.get(sender), call.project.id, sender, SENDER
                 )
+            row = found.get(opening.code)
+            if row is None:
+                raise RuntimeError(f"project {call.project.id} has no wallet")
+            opening.account = row
         except ApiError as exc:
             answers[opening.index] = exc
             continue
         kept.append(opening)
+    return kept
+
+
+def _within_range(openings: list[_Opening], answers: Answers) -> list[_Opening]:
+    """The openings whose amount and fee together fit in 64 bits; the others can be covered
+    by no account (none holds more), and are refused before anything is written."""
+    kept = []
+    for opening in openings:
+        if opening.request.amount + opening.fee > MAX_KOPECKS:
+            answers[opening.index] = insufficient(opening.request.amount, opening.fee)
+        else:
+            kept.append(opening)
     return kept
 
 
@@ -249,7 +265,7 @@ def init(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]
             openings.append(_plan(conn, context, index, call, _json(call.body.given())))
         except ApiError as exc:
             answers[index] = exc
-    openings = _paying(conn, openings, answers)
+    openings = _within_range(_paying(conn, openings, answers), answers)
     if openings:
         drawn = numbers.draw(conn, {"sessions": len(openings), "payouts": len(openings)})
         status = INIT.session_to
@@ -285,7 +301,7 @@ def start(
             continue
         opening.session = session
         openings.append(opening)
-    openings = _paying(conn, openings, answers)
+    openings = _within_range(_paying(conn, openings, answers), answers)
     if openings:
         drawn = numbers.draw(conn, {"payouts": len(openings)})["payouts"]
         payouts = [

@@ -204,9 +204,22 @@ class Wallet(Struct):
     amount_details: AmountDetails
 
 
+class FixedFee(Struct):
+    amount: Annotated[int, Meta(ge=0, le=100_000_000, description="kopecks; 0: none")]
+    currency: Currency
+
+
+class PayoutFee(Struct):
+    """[ours] The bank's fee on each payout from this wallet: so a partner can count it."""
+
+    percent_bps: Annotated[int, Meta(ge=0, le=10_000, description="of the amount; 100 = 1 %")]
+    fixed: FixedFee
+
+
 class WalletBalance(Struct):
     status: Literal["ok"]
     wallets: list[Wallet]
+    payout_fee: PayoutFee | UnsetType = UNSET
 
 
 class AccountBalance(Struct):

@@ -168,7 +168,9 @@ def _parse_destination(
         kind = account
     full_name = v.check_full_name(f"{ru_path}.full_name", ru.get("full_name"))
     description = v.check_purpose(f"{ru_path}.description", ru.get("description"))
-    inn, kpp = _party_ids(ru_path, ru, party, kind)
+    # The bank's own example pays a token of an organisation's account with neither: the
+    # account's holder is known from its tokenization; given, they are checked all the same
+    inn, kpp = _party_ids(ru_path, ru, party, kind, required=token is None)
     if "is_fast" in ru and not isinstance(ru["is_fast"], bool):
         raise InvalidRequest(f"{ru_path}.is_fast: must be true or false")
     # A tokenized account is echoed as its token and mask, never as the number.
@@ -192,9 +194,14 @@ def _parse_destination(
 
 
 def _party_ids(
-    ru_path: str, ru: Mapping[str, Any], party: Mapping[str, Any], account: str
+    ru_path: str,
+    ru: Mapping[str, Any],
+    party: Mapping[str, Any],
+    account: str,
+    required: bool = True,
 ) -> tuple[str | None, str | None]:
-    """INN and KPP from ``ru`` or else ``participant_details.recipient``, by account kind.
+    """INN and KPP from ``ru`` or else ``participant_details.recipient``, by account kind
+    (``required``: the account's kind demands them; else only checked when given).
 
     ``account`` may be masked (``40702***0025``): only its first five digits matter here.
     """
@@ -207,18 +214,33 @@ def _party_ids(
     kpp_path, kpp = f"{ru_path}.kpp", ru.get("kpp")
     if kpp is None and recipient.get("kpp") is not None:
         kpp_path, kpp = "participant_details.recipient.kpp", recipient["kpp"]
-    if inn is None and inn_length is not None:
+    if inn is None and inn_length is not None and required:
         raise InvalidRequest(
             f"{ru_path}.inn: required for account {account[:5]}… "
             f"(a {inn_length}-digit INN of the recipient)"
         )
-    if kpp is None and kpp_required:
+    if kpp is None and kpp_required and required:
         raise InvalidRequest(
             f"{ru_path}.kpp: required for an organisation's account {account[:5]}…"
         )
     checked_inn = None if inn is None else v.check_inn(inn_path, inn, inn_length)
     checked_kpp = None if kpp is None else v.check_kpp(kpp_path, kpp)
     return checked_inn, checked_kpp
+
+
+_NAMES = ("full_name", "first_name", "middle_name", "last_name")
+
+
+def _check_party_names(party: Mapping[str, Any]) -> None:
+    """The names given for the sender and the recipient follow the rule of every name
+    (``check_full_name``): they are echoed in answers and webhooks as given."""
+    for side in ("sender", "recipient"):
+        given = party.get(side)
+        if not isinstance(given, dict):
+            continue
+        for name in _NAMES:
+            if name in given:
+                v.check_full_name(f"participant_details.{side}.{name}", given[name])
 
 
 def _parse_amount(value: object) -> tuple[int, str]:
@@ -251,16 +273,17 @@ def parse_payout(
     if party is not None:
         require_object("participant_details", party)
     party_map: Mapping[str, Any] = party or {}
+    _check_party_names(party_map)
     destination = _parse_destination(dest_field, body[dest_field], party_map, directory, lookup)
+    sender = party_map.get("sender")
     sender_account = None
-    if rko:
-        sender = party_map.get("sender")
-        if not isinstance(sender, dict) or sender.get("account") is None:
-            raise InvalidRequest(
-                "participant_details.sender.account: required for /rko payouts "
-                "(the settlement account to pay from)"
-            )
+    if isinstance(sender, dict) and sender.get("account") is not None:
         sender_account = _optional_str("participant_details.sender.account", sender["account"])
+    elif rko:
+        raise InvalidRequest(
+            "participant_details.sender.account: required for /rko payouts "
+            "(the settlement account to pay from)"
+        )
     return PayoutRequest(
         destination=destination,
         destination_field=dest_field,

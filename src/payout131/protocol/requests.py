@@ -116,6 +116,11 @@ def given(value: object) -> object:
     return None if value is UNSET else value
 
 
+MAX_DEPTH = 32
+"""How deeply a body's arrays and objects may nest: far beyond any payout's (metadata and
+participant details included), far below what reading and writing it back can follow."""
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The request's JSON object; ``[]`` and an empty body mean ``{}`` (the PHP SDK's habit)."""
     if not raw.strip():
@@ -126,11 +131,36 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"body: not valid JSON ({exc})") from None
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"body: not valid UTF-8 (byte {exc.start})") from None
+    except RecursionError:
+        raise _too_deep() from None
     if value == []:
         return {}
     if not isinstance(value, dict):
         raise InvalidRequest("body: must be a JSON object")
+    if _depth_beyond(value, MAX_DEPTH):
+        raise _too_deep()
     return value
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(f"body: arrays and objects nested more than {MAX_DEPTH} deep")
+
+
+def _depth_beyond(value: object, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` deep."""
+    level: list[dict[str, object] | list[object]] = (
+        [value] if isinstance(value, dict | list) else []
+    )
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def decode(raw: bytes, body: type[B]) -> B:

@@ -10,15 +10,18 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
+from datetime import datetime
 
 from payout131.errors import InvalidRequest
 
 __all__ = [
+    "MAX_KOPECKS",
     "PAYOUT_PREFIXES",
     "SETTLEMENT_PREFIXES",
     "account_key_ok",
     "check_amount",
     "check_bik",
+    "check_datetime",
     "check_full_name",
     "check_inn",
     "check_kpp",
@@ -27,9 +30,11 @@ __all__ = [
     "check_settlement_account",
     "correspondent_key_ok",
     "generate_account",
+    "id_number",
     "mask_account",
     "party_requirements",
     "purpose_warnings",
+    "whole_number",
 ]
 
 SETTLEMENT_PREFIXES = ("40702810", "40701810", "40502810", "40802810")
@@ -48,12 +53,34 @@ _INN11_WEIGHTS = (7, *_INN10_WEIGHTS)
 _INN12_WEIGHTS = (3, *_INN11_WEIGHTS)
 _KPP = re.compile(r"[0-9]{4}[0-9A-Z]{2}[0-9]{3}")
 _VAT = re.compile(r"\b(НДС|VAT)\b", re.IGNORECASE)
-_INT64_MAX = 2**63 - 1
+MAX_KOPECKS = 2**63 - 1
+"""The largest amount, balance or sum of money stored: a signed 64-bit integer."""
 _FULL_NAME_MAX = 255
+# Unicode categories a name may not hold: control, format, surrogate, private use,
+# unassigned, and the line and paragraph separators (U+2028, U+2029)
+_NOT_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def _digits(value: str, length: int) -> bool:
     return len(value) == length and value.isascii() and value.isdigit()
+
+
+def whole_number(text: str, max_digits: int = 18) -> int | None:
+    """``text`` as a whole number when it is 1 to ``max_digits`` ASCII digits, else None.
+
+    ``str.isdigit`` and ``int`` also take other scripts' digits (``٢``, ``２``),
+    superscripts (``²``) and underscores; a number read from a request, a header, an id or
+    a setting is ASCII digits only."""
+    if not (0 < len(text) <= max_digits and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+def id_number(text: str) -> int | None:
+    """The number of an id (``ps_22``, ``evt_7``) written the one way the bank writes it:
+    ASCII digits without a leading zero; else None (``ps_022`` names no session)."""
+    n = whole_number(text)
+    return n if n is not None and n > 0 and str(n) == text else None
 
 
 def _key_sum(prefix: str, account: str) -> int:
@@ -209,9 +236,27 @@ def check_amount(field: str, value: object) -> int:
         raise InvalidRequest(f"{field}: must be an integer number of minor units")
     if value <= 0:
         raise InvalidRequest(f"{field}: must be greater than zero, got {value}")
-    if value > _INT64_MAX:
-        raise InvalidRequest(f"{field}: is too large (at most {_INT64_MAX})")
+    if value > MAX_KOPECKS:
+        raise InvalidRequest(f"{field}: is too large (at most {MAX_KOPECKS})")
     return int(value)
+
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def check_datetime(field: str, value: object) -> str:
+    """An RFC 3339 date-time: a date, a time and an offset (``2025-02-20T08:42:35Z``)."""
+    if isinstance(value, str) and _RFC3339.fullmatch(value):
+        try:
+            datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return value
+    raise InvalidRequest(f"{field}: must be an RFC 3339 date-time like 2025-02-20T08:42:35Z")
 
 
 def check_full_name(field: str, value: object) -> str:
@@ -224,10 +269,10 @@ def check_full_name(field: str, value: object) -> str:
     if len(name) > _FULL_NAME_MAX:
         raise InvalidRequest(f"{field}: is {len(name)} characters long, at most {_FULL_NAME_MAX}")
     for position, char in enumerate(name, start=1):  # reliability: no NUL, tab, line break…
-        if unicodedata.category(char).startswith("C"):
+        if unicodedata.category(char) in _NOT_IN_NAMES:
             raise InvalidRequest(
                 f"{field}: character U+{ord(char):04X} at position {position} is not allowed"
-                " (control and format characters)"
+                " (control, format and line or paragraph separator characters)"
             )
     return name
 

@@ -137,10 +137,16 @@ def session_answer(listed: Listed, version: str) -> dict[str, Any]:
     return {"status": "ok", "session": render_session(listed, version)}
 
 
-def wallet_answer(wallet_id: str, available: int) -> dict[str, Any]:
-    """``wallet/balance``: the collateral wallet's available balance."""
+def wallet_answer(wallet_id: str, available: int, fee_bps: int, fee_fixed: int) -> dict[str, Any]:
+    """``wallet/balance``: the collateral wallet's available balance, and [ours] the fee the
+    bank takes on each payout (so a partner can tell what a file of payouts will hold)."""
     amount = {"amount": available, "currency": "rub"}
-    return {"status": "ok", "wallets": [{"id": wallet_id, "amount_details": amount}]}
+    fees = {"percent_bps": fee_bps, "fixed": {"amount": fee_fixed, "currency": "rub"}}
+    return {
+        "status": "ok",
+        "wallets": [{"id": wallet_id, "amount_details": amount}],
+        "payout_fee": fees,
+    }
 
 
 def account_balance_answer(number: str, balance: int, held: int) -> dict[str, Any]:

@@ -21,6 +21,12 @@ from payout131.errors import InvalidRequest, NotFound
 from payout131.protocol.openapi import PATH as OPENAPI_PATH
 from payout131.protocol.wire import dumps
 from payout131.server import heap, metrics_endpoint
+from payout131.server.connections import (
+    BODY_TIMEOUT,
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    HEADER_TIMEOUT,
+)
 from payout131.server.partner_api import JSON, PartnerApi, error_response, unexpected
 
 __all__ = ["create_app"]
@@ -53,12 +59,16 @@ def create_app(
     widget: Starlette,
     metrics_registry: CollectorRegistry,
     limiter: anyio.CapacityLimiter,
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     on_close: Callable[[], None] | None = None,
 ) -> Starlette:
     """The ASGI app: the partner API, the widget's, ``/health``, ``/openapi.json`` and
     ``/metrics``; ``background`` runs for as long as the app (the worker, the webhook
-    dispatcher), and ``on_close`` when it stops."""
+    dispatcher), and ``on_close`` when it stops. ``header_timeout_s`` and
+    ``body_timeout_s`` are handed to the connections (``server/connections.py``) through
+    the lifespan's state."""
     spec = OPENAPI_PATH.read_bytes()  # reliability: the API's description (openapi.py)
 
     async def openapi_json(request: Request) -> Response:
@@ -72,7 +82,7 @@ def create_app(
         async with anyio.create_task_group() as tasks:
             for run in background:
                 tasks.start_soon(run)
-            yield {}
+            yield {HEADER_TIMEOUT: header_timeout_s, BODY_TIMEOUT: body_timeout_s}
             tasks.cancel_scope.cancel()
         if on_close is not None:
             on_close()

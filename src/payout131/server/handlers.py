@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -20,7 +19,7 @@ from payout131.ledger import accounts
 from payout131.payouts import answers, opening, reads
 from payout131.payouts.calls import Context, PartnerCall
 from payout131.payouts.records import Listed
-from payout131.protocol import wire
+from payout131.protocol import validation, wire
 from payout131.protocol.methods import METHODS
 from payout131.protocol.requests import (
     AccountBalanceBody,
@@ -83,15 +82,12 @@ def _wallet_balance(
 ) -> dict[str, Any]:
     stamp = given(call.body.request_datetime)
     if stamp is not None:
-        try:
-            datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidRequest(
-                "request_datetime: must be an RFC 3339 date-time like 2025-02-20T08:42:35Z"
-            ) from None
+        validation.check_datetime("request_datetime", stamp)
     wallet = accounts.account_id(conn, accounts.wallet_code(call.project.id))
     assert wallet is not None, "every project has a wallet"
-    return wire.wallet_answer(call.project.id, accounts.balance(conn, wallet).available)
+    available = accounts.balance(conn, wallet).available
+    project = call.project
+    return wire.wallet_answer(project.id, available, project.fee_bps, project.fee_fixed)
 
 
 def _account_balance(

@@ -45,6 +45,7 @@ class KeyTaken(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Stored:
+    method: str
     body_sha256: str
     status: int
     body: bytes
@@ -82,7 +83,7 @@ _RECORD = Sql(
 )
 _FREE = Sql("DELETE FROM idempotency_keys WHERE project_id = :project_id AND key = :key")
 _LOOKUP = Sql(
-    """SELECT body_sha256, response_status, response_body FROM idempotency_keys
+    """SELECT method, body_sha256, response_status, response_body FROM idempotency_keys
     WHERE project_id = :project_id AND key = :key"""
 )
 
@@ -101,7 +102,7 @@ class Keyed:
             {
                 "project_id": item.call.project.id,
                 "key": item.key,
-                "method": self.method,
+                "method": path_of(item.call.version, self.method),
                 "digest": item.digest,
                 "empty": b"",
                 "now": item.call.now,
@@ -134,7 +135,7 @@ def lookup(conn: Connection, project_id: str, key: str) -> Stored | None:
     if not found:
         return None
     row = found[0]
-    return Stored(row.body_sha256, int(row.response_status), bytes(row.response_body))
+    return Stored(row.method, row.body_sha256, int(row.response_status), bytes(row.response_body))
 
 
 def already_exists() -> IdempotencyKeyExists:
@@ -143,10 +144,36 @@ def already_exists() -> IdempotencyKeyExists:
     )
 
 
-def replayed(stored: Stored | None, digest: str) -> tuple[int, bytes]:
-    """The stored answer to a repeated key (replay mode), if the body is the same."""
+def path_of(version: str, method: str) -> str:
+    """What a key is kept with: the method and the API version of the call that used it
+    (``/api/v2/session/init/payout``), so that a key answers that call only."""
+    return f"/api/{version}/{method}"
+
+
+def replayed(stored: Stored | None, path: str, digest: str) -> tuple[int, bytes]:
+    """The stored answer to a repeated key (replay mode): the same method of the same API
+    version (``path_of``), the same body. A key kept by an earlier version names the
+    method alone and answers it in either version."""
+    if stored is not None and stored.method not in (path, path.split("/", 3)[3]):
+        raise IdempotencyKeyExists(
+            f"X-PARTNER-IDEMPOTENCY-KEY: this key was used for {stored.method}; "
+            "a key belongs to one method of one API version"
+        )
     if stored is None or stored.body_sha256 != digest:
         raise IdempotencyKeyExists(
             "X-PARTNER-IDEMPOTENCY-KEY: this key was used with a different request body"
         )
     return stored.status, stored.body
+
+
+_OLD_KEYS = Sql(
+    """DELETE FROM idempotency_keys WHERE (project_id, key) IN (
+        SELECT project_id, key FROM idempotency_keys WHERE created_at < :before
+        ORDER BY created_at LIMIT :limit)"""
+)
+
+
+def purge(conn: Connection, used_before: int, limit: int) -> int:
+    """Forget up to ``limit`` idempotency keys first used before ``used_before``; how many.
+    A key forgotten may be used again: its horizon is how long a partner's retries last."""
+    return sql.run(conn, _OLD_KEYS, {"before": used_before, "limit": limit})

@@ -24,7 +24,6 @@ from payout131.errors import (
     AuthorizationError,
     IdentificationError,
     InternalError,
-    InvalidRequest,
     NotFound,
 )
 from payout131.payouts.calls import PartnerCall
@@ -33,6 +32,7 @@ from payout131.protocol import requests
 from payout131.protocol.methods import METHODS
 from payout131.protocol.wire import dumps
 from payout131.server import idempotency
+from payout131.server.bodies import BodyRefused, read_body
 from payout131.server.handlers import Handlers
 from payout131.server.idempotency import KeyedCall, KeyTaken
 from payout131.storage import Database
@@ -46,30 +46,14 @@ READS_AT_ONCE = 2  # SQLite: threads; PostgreSQL: greenlets on the loop
 
 
 def error_response(exc: ApiError) -> Response:
-    return Response(dumps(exc.envelope()), status_code=exc.status, media_type=JSON)
+    headers = exc.headers if isinstance(exc, BodyRefused) else None
+    return Response(dumps(exc.envelope()), exc.status, headers, media_type=JSON)
 
 
 def unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     failure = InternalError("the server failed to process the request; it was logged")
     return error_response(failure)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class PartnerApi:
@@ -84,12 +68,14 @@ class PartnerApi:
         handlers: Handlers,
         clock: Clock,
         max_body_bytes: int,
+        body_timeout_s: float,
         limiter: anyio.CapacityLimiter,
         wake_worker: Callable[[], None],
         wake_dispatcher: Callable[[], None],
     ) -> None:
         self.db, self.group_commit, self.projects = db, group_commit, projects
-        self.handlers, self.clock, self.max_body_bytes = handlers, clock, max_body_bytes
+        self.handlers, self.clock = handlers, clock
+        self.max_body_bytes, self.body_timeout_s = max_body_bytes, body_timeout_s
         self.limiter = limiter
         self.wake_worker, self.wake_dispatcher = wake_worker, wake_dispatcher
         # benchmarks: reads never queue behind writes waiting for a group commit; on SQLite
@@ -138,11 +124,7 @@ class PartnerApi:
 
     async def _serve(self, request: Request) -> Response:
         version, name = self._method(request)
-        limit = self.max_body_bytes
-        try:
-            raw = await _read_body(request, limit)
-        except _TooLarge:
-            raise InvalidRequest(f"body: larger than the limit of {limit} bytes") from None
+        raw = await read_body(request, self.max_body_bytes, self.body_timeout_s)
         project = await self._project(request, raw)
         key = request.headers.get("x-partner-idempotency-key")
         method = METHODS[name]
@@ -183,5 +165,5 @@ class PartnerApi:
             stored = await self.db.read_async(
                 lambda conn: idempotency.lookup(conn, project_id, key), self.read_limiter
             )
-            return idempotency.replayed(stored, digest)
+            return idempotency.replayed(stored, idempotency.path_of(call.version, name), digest)
         return 200, out

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -27,10 +26,12 @@ from starlette.staticfiles import StaticFiles
 
 from payout131.clock import Clock
 from payout131.directory.bik import LIQUIDATION, BankEntry, BikDirectory
-from payout131.errors import ApiError, InternalError, InvalidRequest, NotFound
+from payout131.errors import ApiError, InternalError, NotFound
 from payout131.projects import get_project
 from payout131.protocol import validation
+from payout131.protocol.requests import parse_body
 from payout131.protocol.wire import dumps
+from payout131.server.bodies import read_body
 from payout131.storage import Database
 from payout131.tokens import account_tokens as tokens
 from payout131.tokens import public_tokens
@@ -50,8 +51,10 @@ log = logging.getLogger("payout131.widget")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(dumps(body), status_code=status, media_type="application/json")
+def _json(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(dumps(body), status, headers, media_type="application/json")
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:
@@ -61,7 +64,7 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except ApiError as exc:
-            return _json(exc.envelope(), exc.status)
+            return _json(exc.envelope(), exc.status, getattr(exc, "headers", None))
         except Exception:
             log.exception("widget call %s failed", request.url.path)
             failure = InternalError("the server failed to process the request; it was logged")
@@ -89,10 +92,12 @@ class WidgetApi:
         vault: Vault,
         directory: BikDirectory,
         demo_project: str,
+        body_timeout_s: float,
         limiter: anyio.CapacityLimiter,
     ) -> None:
         self.db, self.clock, self.vault, self.directory = db, clock, vault, directory
         self.demo_project, self.limiter = demo_project, limiter
+        self.body_timeout_s = body_timeout_s
 
     async def _thread(self, fn: Callable[[], Any]) -> Any:
         return await anyio.to_thread.run_sync(fn, limiter=self.limiter)
@@ -124,15 +129,7 @@ class WidgetApi:
 
     async def tokenize(self, request: Request) -> Response:
         """``{"public_token", "bik", "account"}`` → ``{token, masked_account, bik, bank_name}``."""
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise InvalidRequest(f"body: larger than the limit of {MAX_BODY} bytes")
-        try:
-            body = msgspec.json.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            raise InvalidRequest("body: not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("body: must be a JSON object")
+        body = parse_body(await read_body(request, MAX_BODY, self.body_timeout_s))
 
         def run() -> tokens.AccountToken:
             with self.db.write() as conn:

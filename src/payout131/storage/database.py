@@ -8,9 +8,13 @@ it reads at REPEATABLE READ (one snapshot per read transaction).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -24,6 +28,7 @@ from payout131.storage.loop_io import LoopConnection
 __all__ = ["Database", "normalise_url"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -34,7 +39,28 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _private_file(url: str) -> None:
+    """Create the SQLite file readable by its owner only (0600), as the keys are, before
+    SQLite creates it with the process's umask (its journal files follow its mode). A file
+    of ours that an earlier version made readable by others is made private too."""
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # made meanwhile: it is someone else's
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            found = each.stat()
+            if found.st_mode & 0o077 and found.st_uid == os.getuid():
+                each.chmod(0o600)
+                log.warning("%s was readable by others: now by its owner only (0600)", each)
+
+
 def _sqlite_engine(url: str) -> Engine:
+    _private_file(url)
     engine = sa.create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},

@@ -31,8 +31,12 @@ projects = sa.Table(
     # rails: the bank's fee on each payout, basis points of the amount plus fixed kopecks
     sa.Column("fee_bps", sa.Integer, nullable=False, server_default="0"),
     sa.Column("fee_fixed", sa.BigInteger, nullable=False, server_default="0"),
-    # webhooks: the Standard Webhooks secret (whsec_...) of a project that opted in
+    # webhooks: the Standard Webhooks secret (whsec_...) of a project that opted in, sealed
+    # by the account vault (0009); ``webhook_secret`` held it in the clear before, and is
+    # emptied when it is sealed
     sa.Column("webhook_secret", sa.Text),
+    sa.Column("webhook_secret_sealed", sa.LargeBinary),
+    sa.Column("webhook_secret_key_id", sa.String(32)),
     sa.CheckConstraint("idempotency_mode IN ('bank131', 'replay')", name="ck_projects_idem"),
     sa.CheckConstraint("confirm_timeout_s > 0", name="ck_projects_confirm_timeout"),
 )
@@ -190,6 +194,7 @@ events = sa.Table(
     sa.Index("ix_events_due", "status", "next_attempt_at"),
     sa.Index("ix_events_session", "session_n"),
     sa.Index("ix_events_project", "project_id", "status"),  # webhooks: operator listings
+    sa.Index("ix_events_delivered", "status", "delivered_at"),  # purge
 )
 
 idempotency_keys = sa.Table(
@@ -202,6 +207,7 @@ idempotency_keys = sa.Table(
     sa.Column("response_status", sa.Integer, nullable=False),
     sa.Column("response_body", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_idempotency_keys_created", "created_at"),  # purge
 )
 
 bik_directory = sa.Table(

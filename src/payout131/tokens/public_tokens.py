@@ -18,6 +18,8 @@ from payout131.errors import AuthenticationError, InvalidRequest
 from payout131.protocol.payout_request import require_object
 from payout131.protocol.requests import TokenBody, given
 from payout131.storage import schema as t
+from payout131.storage import sql
+from payout131.storage.sql import Sql
 
 __all__ = [
     "PUBLIC_TOKEN_TTL_S",
@@ -26,6 +28,7 @@ __all__ = [
     "digest",
     "issue_public_token",
     "parse_public_token_request",
+    "purge",
 ]
 
 PUBLIC_TOKEN_TTL_S = 24 * 3600
@@ -88,3 +91,16 @@ def check_public_token(conn: Connection, public_token: object, now: int, lock: b
     if disabled:
         raise PublicTokenRefused("unknown", "public_token: its project is disabled")
     return str(row.project_id)
+
+
+_EXPIRED = Sql(
+    """DELETE FROM public_tokens WHERE token_sha256 IN (
+        SELECT token_sha256 FROM public_tokens WHERE expires_at < :before
+        ORDER BY expires_at LIMIT :limit)"""
+)
+
+
+def purge(conn: Connection, expired_before: int, limit: int) -> int:
+    """Delete up to ``limit`` public tokens that expired before ``expired_before`` (spent
+    or not: an expired token opens nothing); how many."""
+    return sql.run(conn, _EXPIRED, {"before": expired_before, "limit": limit})

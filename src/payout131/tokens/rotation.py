@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from payout131 import projects
 from payout131.storage import Database, locks
 from payout131.tokens import account_tokens as tokens
 from payout131.tokens.vault import Vault, key_id, new_key, parse_keys, write_key_file
@@ -35,6 +36,7 @@ def _reseal_all(db: Database, vault: Vault) -> int:
     while True:
         with db.write() as conn:
             done = tokens.reseal(conn, vault) + events.reseal(conn, vault)
+            done += projects.seal_webhook_secrets(conn, vault)
         total += done
         if not done:
             return total
@@ -55,6 +57,7 @@ def rotate(db: Database, vault: Vault, key: bytes | None = None) -> Rotation:
         with db.write() as conn:
             locks.take(conn, locks.RETIRING)
             late = tokens.reseal(conn, vault) + events.reseal(conn, vault)
+            late += projects.seal_webhook_secrets(conn, vault)
             resealed += late
             if not late:
                 write_key_file(vault.path, [key])

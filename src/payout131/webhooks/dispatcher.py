@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import secrets
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,13 +47,14 @@ __all__ = ["DeliveryConfig", "Dispatcher", "Doorbell", "headers"]
 
 log = logging.getLogger("payout131.webhooks")
 
-# A claimed job's request: its exact bytes and their signature, or why they could not be made
-Prepared = tuple[bytes, str] | Exception
+# A claimed job's request: its exact bytes, their signature and the project's Standard
+# Webhooks secret (opened), or why they could not be made
+Prepared = tuple[bytes, str, str | None] | Exception
 
 USER_AGENT = "payout131-webhooks/1"
 
 
-def headers(job: Job, body: bytes, signature: str) -> dict[str, str]:
+def headers(job: Job, body: bytes, signature: str, secret: str | None = None) -> dict[str, str]:
     """The headers of an attempt: identical across retries of one event.
 
     ``Webhook-Timestamp`` is the event's creation time, not the attempt's, so a retry is
@@ -68,10 +70,10 @@ def headers(job: Job, body: bytes, signature: str) -> dict[str, str]:
         "Webhook-Timestamp": str(job.created_at // 1_000_000),
         "User-Agent": USER_AGENT,
     }
-    if job.webhook_secret:
+    if secret:
         timestamp = job.claimed_at // 1_000_000
         out["Webhook-Timestamp"] = str(timestamp)
-        out["Webhook-Signature"] = standard.sign(job.webhook_secret, webhook_id, timestamp, body)
+        out["Webhook-Signature"] = standard.sign(secret, webhook_id, timestamp, body)
     return out
 
 
@@ -224,11 +226,7 @@ class Dispatcher:
             if isinstance(prepared, Exception):  # e.g. a sealed body whose vault key is gone
                 outcome = Outcome(None, f"prepare: {prepared}", "", 0)
             else:
-                body, signature = prepared
-                self.stats.sending(job)
-                outcome = await sender.post(
-                    job.url, body, headers(job, body, signature), conf.timeout_s
-                )
+                outcome = await self._send(sender, job, *prepared)
                 if outcome.ok and conf.test_hang_after_send:
                     await anyio.sleep_forever()  # test hook: "sent, never recorded"; see docs
             # benchmarks: the endpoint is free once answered; the outcome is written in a
@@ -252,6 +250,22 @@ class Dispatcher:
                 self._free(job)
             self.wakeup.set()
 
+    async def _send(
+        self, sender: Sender, job: Job, body: bytes, signature: str, secret: str | None
+    ) -> Outcome:
+        """One attempt's outcome: whatever goes wrong while sending (a URL the sender cannot
+        use, say) is a failed attempt like any other, recorded and retried on the schedule
+        until the event is dead, never a loop of unrecorded tries."""
+        self.stats.sending(job)
+        started = time.monotonic()
+        try:
+            return await sender.post(
+                job.url, body, headers(job, body, signature, secret), self.config.timeout_s
+            )
+        except Exception as exc:  # noqa: BLE001 (an attempt that failed: recorded as such)
+            took = round((time.monotonic() - started) * 1_000_000)
+            return Outcome(None, f"send: {type(exc).__name__}: {exc}", "", took)
+
     def _free(self, job: Job) -> bool:
         """Count the delivery out of its project's in-flight requests."""
         self._in_flight[job.project_id] -= 1
@@ -274,7 +288,11 @@ class Dispatcher:
                     job.session_n,
                     job.type,
                 )
-                out.append((job, (body, signing.sign(self.private_key, body))))
+                sealed = job.webhook_secret
+                secret = None
+                if sealed is not None:
+                    secret = standard.open_secret(self.vault, job.project_id, sealed)
+                out.append((job, (body, signing.sign(self.private_key, body), secret)))
             except Exception as exc:  # this job fails alone (see _deliver)
                 log.exception("evt_%s: could not prepare the request", job.event_id)
                 out.append((job, exc))

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from payout131.protocol.validation import id_number
 from payout131.storage import schema as t
 from payout131.webhooks.outbox import WAITING
 
@@ -19,10 +20,10 @@ e = t.events
 
 def parse_event_id(text: str) -> int:
     """``evt_12`` or ``12``; ValueError for anything else."""
-    digits = text.removeprefix("evt_")
-    if not digits.isdigit() or len(digits) > 18:
-        raise ValueError(f"{text!r} is not an event id like evt_12")
-    return int(digits)
+    n = id_number(text.removeprefix("evt_"))
+    if n is None:
+        raise ValueError(f"{text[:64]!r} is not an event id like evt_12")
+    return n
 
 
 def _columns() -> list[Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from payout131.protocol.validation import whole_number
+
 __all__ = ["Framing", "framing"]
 
 
@@ -30,7 +32,9 @@ def framing(lines: Iterable[bytes]) -> Framing:
         name, _, value = raw.partition(b":")
         name = name.strip().lower()
         if name == b"content-length":
-            length = int(value)
+            length = whole_number(value.strip().decode("latin-1"))
+            if length is None:  # "-5", "1_0", "+3": a framing no sender can trust
+                raise ValueError(f"Content-Length {value.strip()[:40]!r} is not a length")
         elif name == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
         elif name == b"connection" and b"close" in value.lower():

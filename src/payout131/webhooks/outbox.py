@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from payout131.storage import schema as t
 from payout131.storage import sql
 from payout131.storage.sql import Sql
+from payout131.tokens.vault import Sealed
 from payout131.webhooks.schedule import Schedule, parse_retry_after
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Job",
     "Outcome",
     "claim",
+    "purge",
     "record",
     "replay",
     "replay_dead",
@@ -61,7 +63,8 @@ class Job:
     round_started: int
     body_key_id: str | None = None
     claimed_at: int = 0  # the attempt's time (microseconds)
-    webhook_secret: str | None = field(default=None, repr=False)  # webhooks/standard.py
+    # the project's Standard Webhooks secret, sealed (webhooks/standard.py), or None
+    webhook_secret: Sealed | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,8 @@ class Outcome:
 # so that the planner sees the statuses it filters on.
 _WAITING_SQL = ", ".join(f"'{status}'" for status in WAITING)
 DUE = Sql(
-    f"""SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret
+    f"""SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret_sealed,
+    p.webhook_secret_key_id
     FROM events e JOIN projects p ON p.id = e.project_id
     WHERE e.status IN ({_WAITING_SQL}) AND e.next_attempt_at <= :now
     AND (e.lease_until IS NULL OR e.lease_until < :now)
@@ -134,6 +138,12 @@ def _pick(rows: Sequence[Any], limit: int, in_flight: Mapping[str, int], cap: in
             taken[row.project_id] = taken.get(row.project_id, 0) + 1
             picked.append(row)
     return picked
+
+
+def _secret(row: Any) -> Sealed | None:
+    if row.webhook_secret_key_id is None:
+        return None
+    return Sealed(row.webhook_secret_key_id, bytes(row.webhook_secret_sealed))
 
 
 def claim(
@@ -187,7 +197,7 @@ def claim(
             round_started=int(r.replayed_at or r.created_at),
             body_key_id=r.body_key_id,
             claimed_at=now,
-            webhook_secret=due[r.id].webhook_secret,
+            webhook_secret=_secret(due[r.id]),
         )
         for r, attempt_id in zip(rows, attempt_ids, strict=True)
     ]
@@ -277,3 +287,36 @@ def replay_dead(conn: Connection, project_id: str, now: int) -> int:
         .values(**_replay_values(now))
     )
     return int(done.rowcount)
+
+
+_OLD_EVENTS = Sql(
+    """SELECT id FROM events
+    WHERE (status = :delivered AND delivered_at < :delivered_before)
+       OR (status = :dead AND created_at < :dead_before)
+    LIMIT :limit FOR UPDATE SKIP LOCKED"""
+)
+_DROP_ATTEMPTS = Sql("DELETE FROM webhook_attempts WHERE event_id = ANY(:ids)")
+_DROP_EVENTS = Sql("DELETE FROM events WHERE id = ANY(:ids)")
+
+
+def purge(conn: Connection, delivered_before: int, dead_before: int, limit: int) -> int:
+    """Delete up to ``limit`` events delivered before ``delivered_before``, or dead and made
+    before ``dead_before``, with their attempts; how many. Waiting events are never touched,
+    so a session's order holds; the ones found stay locked until the delete commits, so an
+    operator's replay of one either comes first (and it is not found) or finds it gone."""
+    found = sql.rows(
+        conn,
+        _OLD_EVENTS,
+        {
+            "delivered": "delivered",
+            "dead": "dead",
+            "delivered_before": delivered_before,
+            "dead_before": dead_before,
+            "limit": limit,
+        },
+    )
+    ids = [int(row.id) for row in found]
+    if ids:
+        sql.run(conn, _DROP_ATTEMPTS, {"ids": ids})
+        sql.run(conn, _DROP_EVENTS, {"ids": ids})
+    return len(ids)

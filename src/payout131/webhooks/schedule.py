@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from payout131.protocol.validation import whole_number
+
 __all__ = [
     "DEFAULT_SCHEDULE",
     "Schedule",
@@ -30,7 +32,7 @@ MICROS = 1_000_000
 DEFAULT_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 _UNITS = {"": 1, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|)\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|)\s*$", re.ASCII)
 
 
 def parse_duration(text: str) -> float:
@@ -41,11 +43,19 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+MAX_ATTEMPTS = 100
+MAX_DELAY_S = 30 * 86400.0
+
+
 def parse_schedule(text: str) -> tuple[float, ...]:
-    """A comma-separated list of durations, e.g. ``"0,5s,5m,30m,2h,5h,10h,10h"``."""
+    """A comma-separated list of durations, e.g. ``"0,5s,5m,30m,2h,5h,10h,10h"``: 1 to
+    ``MAX_ATTEMPTS`` attempts, each at most ``MAX_DELAY_S`` (30 days) after the one before."""
     delays = tuple(parse_duration(part) for part in text.split(","))
-    if not delays:
-        raise ValueError("the schedule needs at least one attempt")
+    if not 1 <= len(delays) <= MAX_ATTEMPTS:
+        raise ValueError(f"the schedule has 1 to {MAX_ATTEMPTS} attempts, not {len(delays)}")
+    longest = max(delays)
+    if longest > MAX_DELAY_S:
+        raise ValueError(f"{format_duration(longest)} is longer than 30 days between attempts")
     return delays
 
 
@@ -64,8 +74,11 @@ def parse_retry_after(value: str | None, now: int) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = whole_number(value, 10)
+    if seconds is not None:
+        return float(seconds)
+    if not value.isascii():  # an HTTP-date is ASCII too
+        return None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

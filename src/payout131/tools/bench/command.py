@@ -11,6 +11,9 @@ from pathlib import Path
 
 import click
 
+from payout131.cli.params import FloatRange, IntRange, OutputDirectory, OutputFile
+from payout131.protocol.validation import whole_number
+
 __all__ = ["bench"]
 
 
@@ -19,12 +22,12 @@ def _scale(
 ) -> tuple[int, int] | None:
     if value is None or value == "off":
         return None
-    try:
-        small, large = (int(part.replace("_", "")) for part in value.split(":"))
-    except ValueError:
-        raise click.BadParameter("give SMALL:LARGE stored sessions, e.g. 1000:100000") from None
-    if not 0 < small < large:
-        raise click.BadParameter("SMALL must be positive and below LARGE")
+    parts = [whole_number(part.replace("_", ""), 9) for part in value.split(":")]
+    small, large = parts if len(parts) == 2 else (None, None)
+    if small is None or large is None:
+        raise click.BadParameter("give SMALL:LARGE stored sessions, e.g. 1000:100000")
+    if not 0 < small < large <= 10_000_000:
+        raise click.BadParameter("SMALL must be positive and below LARGE, at most 10000000")
     return small, large
 
 
@@ -53,31 +56,35 @@ def _scale(
     help="Scenarios to run (repeat; default all).",
 )
 @click.option("--quick", is_flag=True, help="A few seconds per phase; targets not enforced.")
-@click.option("--duration", type=click.FloatRange(min=0.2), help="Seconds per load phase.")
+@click.option("--duration", type=FloatRange(0.2, 3600), help="Seconds per load phase (up to 3600).")
 @click.option(
     "--concurrency",
     "concurrencies",
     multiple=True,
-    type=click.IntRange(1, 4096),
+    type=IntRange(1, 4096),
     help="Payouts in flight, closed loop; repeat to try several, the highest rate being the "
     "maximum (default 64 and 128).",
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0.1),
+    type=FloatRange(0.1, 100_000),
     help="Open-loop rate per second for the latency phase (default: half the measured maximum).",
 )
-@click.option("--count", type=click.IntRange(min=1), help="At most this many operations per phase.")
+@click.option(
+    "--count",
+    type=IntRange(1, 10_000_000),
+    help="At most this many operations per phase.",
+)
 @click.option(
     "--grace",
-    type=click.FloatRange(min=1),
+    type=FloatRange(1, 3600),
     default=30.0,
     show_default=True,
     help="Seconds an unfinished payout may take after a phase before it is an error.",
 )
 @click.option(
     "--preload",
-    type=click.IntRange(min=0),
+    type=IntRange(0, 10_000_000),
     default=0,
     help="Bulk-insert this many finished sessions before measuring.",
 )
@@ -94,7 +101,7 @@ def _scale(
 )
 @click.option(
     "--processes",
-    type=click.IntRange(1, 16),
+    type=IntRange(1, 16),
     default=1,
     show_default=True,
     help="Run `serve --processes N` (each process with its own background work).",
@@ -108,12 +115,12 @@ def _scale(
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     help="Write the figures here as JSON.",
 )
 @click.option(
     "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputDirectory(),
     help="Keep homes, logs and phase files here (default: a temporary directory).",
 )
 @click.pass_context

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from payout131.cli.params import IntRange, OutputDirectory, OutputFile
+
 __all__ = ["chaos"]
 
 
@@ -22,19 +24,23 @@ __all__ = ["chaos"]
     show_default=True,
     help="kill: SIGKILL the server; pg-stop: stop PostgreSQL abruptly (needs postgresql).",
 )
-@click.option("--crashes", type=click.IntRange(1), default=30, show_default=True)
-@click.option("--seed", type=int, help="Repeat a run's plan; random (and printed) when omitted.")
-@click.option("--flows", type=click.IntRange(1), default=6, show_default=True, help="Load.")
+@click.option("--crashes", type=IntRange(1, 1000), default=30, show_default=True)
+@click.option(
+    "--seed",
+    type=IntRange(0, 2**31 - 1),
+    help="Repeat a run's plan; random (and printed) when omitted.",
+)
+@click.option("--flows", type=IntRange(1, 256), default=6, show_default=True, help="Load.")
 @click.option(
     "--database-url",
     help="An empty PostgreSQL database for kill mode; by default a private server is made.",
 )
 @click.option(
     "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputDirectory(),
     help="Keep the run's home, database and logs here (by default kept only on failure).",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "json_path", type=OutputFile())
 def chaos(
     engine: str,
     mode: str,

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payout131 import projects
+from payout131.cli.money import show
 from payout131.cli.setup import initialise
 from payout131.client import (
     Amount,
@@ -162,7 +163,7 @@ def _register(home: Path, webhook_url: str, echo: Echo) -> tuple[rsa.RSAPrivateK
     echo(
         f"partner: projects {TWO_STEP!r} (two-step) and {INSTANT!r} (single request), one RSA "
         f"key, webhooks to {webhook_url}; wallets and account {number} funded with "
-        f"{_rub(FUNDS)} each"
+        f"{show(FUNDS)} each"
     )
     return key, number
 
@@ -401,19 +402,14 @@ class Walkthrough:
 
     def _balances(self) -> None:
         wallet = self.bank.wallet_balance().wallets[0].amount_details.amount
-        line = f"  balance: wallet {_rub(wallet)}"
+        line = f"  balance: wallet {show(wallet)}"
         if self.account:
             held = self.bank.account_balance(self.account)
-            line += f"; account {self.account} {_rub(held.current_balance)}"
+            line += f"; account {self.account} {show(held.current_balance)}"
         self.echo(line)
 
 
 # -- printing ---------------------------------------------------------------------------------
-
-
-def _rub(kopecks: int) -> str:
-    rubles, rest = divmod(kopecks, 100)
-    return f"{rubles:,}.{rest:02d} RUB".replace(",", " ")
 
 
 def _short(text: str, limit: int = 150) -> str:

@@ -1,0 +1,99 @@
+"""HTTP/1.1 connections with deadlines for a request's headers and for its body.
+
+uvicorn closes a kept-alive connection that stays idle, but not one that opens and sends
+nothing, nor one that sends half a request line or half its headers and stops, nor one that
+declares a body and trickles it (a route that does not read the body answers at once, and
+uvicorn then reads and drops the rest for as long as it comes): each holds a connection
+(and memory) for as long as its client likes, and enough of them starve the server.
+
+Here a request's headers must arrive within ``header_timeout_s`` of the connection's
+opening or of the request's first byte, else the client is answered ``408`` and
+disconnected; and its body within ``body_timeout_s`` (and a second's grace) of its
+headers, else the connection is closed. A route that reads the body answers the slow one
+itself, ``400``, when that time is up (``server/bodies.py``), so the grace lets its answer
+go out first.
+
+``serve`` runs uvicorn with this protocol (``http=PROTOCOL``); the deadlines come from the
+app's lifespan state (``HEADER_TIMEOUT``, ``BODY_TIMEOUT``), so every process of ``serve
+--processes N`` reads them from its own settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = [
+    "BODY_TIMEOUT",
+    "DEFAULT_BODY_TIMEOUT_S",
+    "DEFAULT_HEADER_TIMEOUT_S",
+    "HEADER_TIMEOUT",
+    "PROTOCOL",
+    "TimedHttpProtocol",
+]
+
+PROTOCOL = "payout131.server.connections:TimedHttpProtocol"
+HEADER_TIMEOUT = "payout131.header_timeout_s"  # the keys in the lifespan state
+BODY_TIMEOUT = "payout131.body_timeout_s"
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 30.0
+_GRACE_S = 1.0
+_TIMED_OUT = (
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 46\r\nConnection: close\r\n\r\n"
+    b"the request's headers did not arrive in time\r\n"
+)
+
+
+class TimedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose headers or body come too
+    slowly."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._header_timeout = float(self.app_state.get(HEADER_TIMEOUT, DEFAULT_HEADER_TIMEOUT_S))
+        body = float(self.app_state.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S))
+        self._body_timeout = body + _GRACE_S
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self._header_timeout, self._headers_too_slow)  # sending nothing is slow too
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm(self._header_timeout, self._headers_too_slow)  # a kept-alive connection
+
+    def on_headers_complete(self) -> None:
+        self._arm(self._body_timeout, self._body_too_slow)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, seconds: float, then: Any) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, then)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.write(_TIMED_OUT)
+            self.transport.close()
+
+    def _body_too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()  # a route that read the body has answered by now
