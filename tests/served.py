@@ -48,6 +48,7 @@ class Served:
     database_url: str
     env: dict[str, str]
     log: Path
+    pid: int = 0  # the server process
 
     def register(
         self, project_id: str, key: rsa.RSAPrivateKey, *, wallet: int = 0, **fields: object
@@ -83,16 +84,22 @@ class Served:
 
 
 @contextmanager
-def serve(tmp_path: Path, database_url: str, *options: str) -> Iterator[Served]:
-    """Start ``payout131 serve [options]`` on a free loopback port; stop it (and wait) on
-    exit."""
+def serve(
+    tmp_path: Path, database_url: str, *options: str, env: dict[str, str] | None = None
+) -> Iterator[Served]:
+    """Start ``payout131 serve [options]`` on a free loopback port, with ``env`` added to
+    its environment; stop it (and wait) on exit."""
     home = tmp_path / "server-home"
     initialise(Settings(home=home, database_url=database_url), demo=False)  # payout131 init
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PAYOUT131_")} | {
-        "PAYOUT131_HOME": str(home),
-        "PAYOUT131_DATABASE_URL": database_url,
-    }
+    env = (
+        {key: value for key, value in os.environ.items() if not key.startswith("PAYOUT131_")}
+        | {
+            "PAYOUT131_HOME": str(home),
+            "PAYOUT131_DATABASE_URL": database_url,
+        }
+        | (env or {})
+    )
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -104,7 +111,7 @@ def serve(tmp_path: Path, database_url: str, *options: str) -> Iterator[Served]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process, log)
-        yield Served(url, home, database_url, env, log)
+        yield Served(url, home, database_url, env, log, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -276,6 +276,10 @@ def _afterwards_key(block: Block) -> str:
 
 # What the test appends to a block that only defines something, to see it work.
 AFTERWARDS = {
+    # docs/sandbox.md: the partner's pytest test, run as pytest would run it
+    "def test_a_returned_payout_is_refunded_three_days_later": """
+test_a_returned_payout_is_refunded_three_days_later()
+""",
     # docs/sdk.md: the receiver answers a signed webhook at its path, with or without the
     # trailing slash (a Starlette Mount would answer 307, which the bank does not follow)
     "receiver.routes(": """

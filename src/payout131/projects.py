@@ -84,6 +84,7 @@ class Project:
     fee_fixed: int = 0
     webhook_secret_sealed: bytes | None = field(default=None, repr=False)
     webhook_secret_key_id: str | None = None
+    test_clock: int | None = None  # sandbox: the test clock it runs on (docs/sandbox.md)
 
     @classmethod
     def from_row(cls, row: Any) -> Project:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -19,10 +21,12 @@ from payout131.directory.table import load_directory
 from payout131.payouts.calls import Context
 from payout131.projects import ProjectCache, seal_webhook_secrets
 from payout131.rails import Rail, RailOptions, make_rail
+from payout131.sandbox.advance import Advancer
 from payout131.server import metrics_endpoint
 from payout131.server.app import create_app
 from payout131.server.handlers import Handlers
 from payout131.server.partner_api import PartnerApi
+from payout131.server.sandbox_api import SandboxApi
 from payout131.server.widget_api import WidgetApi, widget_app
 from payout131.settings import Settings
 from payout131.storage import Database, migrate
@@ -71,6 +75,42 @@ class Runtime:
             worker_config(settings),
             on_events=self.dispatcher.wakeup.set,
         )
+        # sandbox (docs/sandbox.md): the steps and webhooks of projects on test clocks, each
+        # at its clock's time, and the runner of advances
+        self.sandbox = settings.mode == "sandbox"
+        self.clock_dispatcher = Dispatcher(
+            db=db,
+            group_commit=self.group_commit,
+            clock=clock,
+            vault=self.vault,
+            private_key=private_key,
+            config=delivery_config(settings),
+            on_clocks=True,
+        )
+        self.clock_worker = Worker(
+            db,
+            self.group_commit,
+            clock,
+            rail,
+            self.context,
+            worker_config(settings),
+            on_events=self.clock_dispatcher.wakeup.set,
+            on_clocks=True,
+        )
+        self.advancer = Advancer(db, clock, self.wake_clocks, settings.clock_step_timeout_s)
+
+    def wake_clocks(self) -> None:
+        """Ring the test clocks' worker and dispatcher."""
+        self.clock_worker.wakeup.set()
+        self.clock_dispatcher.wakeup.set()
+
+    def background(self) -> tuple[Callable[[], Coroutine[Any, Any, None]], ...]:
+        """What runs beside the API: the worker and the webhook dispatcher; in sandbox mode
+        also those of the test clocks and the runner of advances nobody runs."""
+        wall = (self.worker.run, self.dispatcher.run)
+        if not self.sandbox:
+            return wall
+        return (*wall, self.clock_worker.run, self.clock_dispatcher.run, self.advancer.run_forever)
 
     @classmethod
     def open(
@@ -110,6 +150,17 @@ class Runtime:
             limiter=limiter,
             wake_worker=self.worker.wakeup.set,
             wake_dispatcher=self.dispatcher.wakeup.set,
+            wake_clocks=self.wake_clocks,
+        )
+        sandbox = SandboxApi(
+            db=self.db,
+            partner_api=partner_api,
+            advancer=self.advancer,
+            rail=self.rail.name,
+            wall=self.clock,
+            sandbox=self.sandbox,
+            wake_clocks=self.wake_clocks,
+            wake_worker=self.worker.wakeup.set,
         )
         widget = WidgetApi(
             db=self.db,
@@ -127,8 +178,10 @@ class Runtime:
             limiter=limiter,
             header_timeout_s=self.settings.header_timeout_s,
             body_timeout_s=self.settings.body_timeout_s,
-            background=(self.worker.run, self.dispatcher.run) if run_worker else (),
+            background=self.background() if run_worker else (),
             on_close=self.close if close else None,
+            sandbox_routes=sandbox.routes(),
+            mode=self.settings.mode,
         )
 
     def metrics(self) -> CollectorRegistry:

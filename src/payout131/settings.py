@@ -34,6 +34,10 @@ class Settings:
     header_timeout_s: float = 10.0  # a request's headers must arrive within this
     body_timeout_s: float = 30.0  # and its body within this
     rail: str = "simulator"  # PAYOUT131_RAIL (docs/rails.md)
+    # sandbox (docs/sandbox.md): test clocks and forced outcomes exist only in sandbox mode;
+    # an advance fails when a step due on the clock has not completed in this long
+    mode: str = "sandbox"
+    clock_step_timeout_s: float = 60.0
     worker_poll_s: float = 0.2
     worker_batch: int = 64
     # benchmarks: after a round that found work, the worker and the webhook dispatcher wait
@@ -149,6 +153,15 @@ def _rail(text: str) -> str:
     return text
 
 
+MODES = ("sandbox", "production")
+
+
+def _mode(text: str) -> str:
+    if text not in MODES:
+        raise ValueError(f"no mode {text!r}")
+    return text
+
+
 def _database_url(text: str) -> str:
     if text and not text.startswith(DATABASE_SCHEMES):
         raise ValueError("not a database this server runs on")
@@ -173,6 +186,10 @@ VARIABLES = (
     Variable("PAYOUT131_VAULT_KEY", "vault_key", str, "Base64 keys, comma-separated"),
     Variable("PAYOUT131_WIDGET_DEMO_PROJECT", "widget_demo_project", str, "a project id"),
     Variable("PAYOUT131_RAIL", "rail", _rail, f"one of {', '.join(sorted(RAILS))}"),
+    Variable("PAYOUT131_MODE", "mode", _mode, "sandbox or production"),
+    Variable(
+        "PAYOUT131_CLOCK_STEP_TIMEOUT", "clock_step_timeout_s", _duration(1, 3600), "1s to 1h"
+    ),
     Variable(
         "PAYOUT131_MAX_BODY_BYTES",
         "max_body_bytes",

@@ -27,6 +27,7 @@ COMMANDS = {
     "ledger": "payout131.cli.ledger_commands:ledger_group",
     "bik": "payout131.cli.bik_commands:bik",
     "simulate": "payout131.cli.simulate_commands:simulate",
+    "clock": "payout131.cli.clock_commands:clock",  # sandbox: test clocks
     "webhooks": "payout131.cli.webhook_commands:webhooks",
     "worker": "payout131.cli.worker_commands:worker",
     "vault": "payout131.cli.vault_commands:vault",
@@ -166,7 +167,7 @@ def serve(
         "log_level": log_level,
         "access_log": not no_access_log,
     }
-    where = f"http://{host}:{port} (database: {bank.db.dialect}"
+    where = f"http://{host}:{port} (mode: {conf.mode}, database: {bank.db.dialect}"
     if processes == 1:
         click.echo(f"payout131 listening on {where})")
         uvicorn.run(bank.app(run_worker=not no_worker), **options)

@@ -38,6 +38,7 @@ from payout131.client import (
     TokenizedAccount,
 )
 from payout131.client.params import Destination
+from payout131.client.sandbox import TestClock
 from payout131.directory.bik import BikDirectory, load_snapshot
 from payout131.protocol.validation import whole_number
 
@@ -596,3 +597,77 @@ def _summary(outcome: list[Result], results: Path) -> None:
         )
     if "failed" in counts:
         raise click.ClickException(f"{counts['failed'][0]} payout(s) failed: see {results}")
+
+
+# -- the sandbox's own calls (docs/sandbox.md) ----------------------------------------------
+
+
+@partner.group("sandbox")
+def sandbox_group() -> None:
+    """A payout131 sandbox's own calls: your project's test clock, forced outcomes."""
+
+
+def _print_clock(clock: TestClock, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(clock.answer or clock.raw, ensure_ascii=False, indent=2))
+        return
+    line = f"{clock.id}  {clock.name}  {clock.frozen_time}  {clock.status}"
+    click.echo(line + (f" to {clock.advancing_to}" if clock.advancing_to else ""))
+    if clock.failure:
+        click.echo(f"  failed: {clock.failure}")
+    click.echo(f"  pending: {len(clock.pending) or 'nothing'}")
+    for step in clock.pending:
+        click.echo(f"    {step.at}  {step.what}")
+
+
+@sandbox_group.command("clock")
+@_json_option
+def sandbox_clock(as_json: bool) -> None:
+    """Your project's test clock and what is due on it next."""
+    with _client() as client:
+        _print_clock(_call(client.sandbox.clock), as_json)
+
+
+@sandbox_group.command("advance")
+@click.option("--by", help="How far: 90m, 1h, 3d, 1h30m (s, m, h, d).")
+@click.option("--to", "to", help="Where to: an RFC 3339 date-time after the clock's.")
+@click.option("--next", "next_step", is_flag=True, help="To the next due step.")
+@_json_option
+def sandbox_advance(by: str | None, to: str | None, next_step: bool, as_json: bool) -> None:
+    """Move your project's test clock forward; returns when every step on the way ran."""
+    if sum(1 for given in (by, to, next_step) if given) != 1:
+        raise click.UsageError("give one of --by, --to or --next")
+    with _client() as client:
+        clock = _call(client.sandbox.advance, by=by, to=to, next_step=next_step)
+    _print_clock(clock, as_json)
+    if clock.status == "failed":
+        raise click.ClickException(f"{clock.id} failed: {clock.failure}")
+
+
+def _sandbox_forcer(outcome: str, summary: str) -> None:
+    @click.argument("payout_id")
+    @_json_option
+    def command(payout_id: str, as_json: bool, code: str | None = None) -> None:
+        with _client() as client:
+            if outcome == "fail":
+                forced = _call(client.sandbox.fail, payout_id, code)
+            elif outcome == "succeed":
+                forced = _call(client.sandbox.succeed, payout_id)
+            else:
+                forced = _call(client.sandbox.return_payout, payout_id)
+        if as_json:
+            click.echo(json.dumps(forced.answer or forced.raw, ensure_ascii=False, indent=2))
+        else:
+            click.echo(f"{forced.payout_id}: {summary}")
+
+    command.__doc__ = f"Make a payout of yours waiting at the simulator {summary}, now."
+    if outcome == "fail":
+        command = click.option(
+            "--code", help="The rail's error (e.g. account_not_found; default operation_rejected)."
+        )(command)
+    sandbox_group.command(outcome)(command)
+
+
+_sandbox_forcer("succeed", "succeed")
+_sandbox_forcer("fail", "fail with --code")
+_sandbox_forcer("return", "come back (a return)")

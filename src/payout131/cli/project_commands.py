@@ -15,6 +15,7 @@ from payout131.cli.money import KOPECKS_OPTION, amount_in_kopecks
 from payout131.cli.params import IntRange
 from payout131.cli.payout_sheet import format_rubles
 from payout131.client import signing
+from payout131.sandbox import clocks
 from payout131.tokens.vault import Vault, VaultError
 from payout131.webhooks import standard
 
@@ -137,21 +138,46 @@ def _with_common(fn: Any) -> Any:
     help="The partner's RSA public key (PEM).",
 )
 @click.option("--single-request", is_flag=True, help="Payouts skip the confirm step.")
+@click.option(
+    "--test-clock", help="Run the project's time on this test clock (sandbox; docs/sandbox.md)."
+)
 @_with_common
-def add(project_id: str, public_key: Path, single_request: bool, **options: Any) -> None:
+def add(
+    project_id: str,
+    public_key: Path,
+    single_request: bool,
+    test_clock: str | None,
+    **options: Any,
+) -> None:
     """Register a partner project and its public key."""
     fields = _settings(**options)
     pem = _read_key(public_key)
+    clock_n = _clock_number(test_clock)
     with write() as (conn, now):
         try:
             projects.add_project(
                 conn, project_id, pem, now, single_request=single_request, **fields
             )
+            if clock_n is not None:
+                clocks.bind(conn, project_id, clock_n)
         except IntegrityError:
             raise click.ClickException(f"project {project_id!r} already exists") from None
-        except ValueError as exc:  # the id a partner could never send
+        except (ValueError, LookupError) as exc:  # an id a partner could never send; a clock
             raise click.ClickException(str(exc)) from None
     click.echo(f"project {project_id} registered")
+
+
+def _clock_number(text: str | None) -> int | None:
+    """The test clock ``--test-clock`` names (sandbox mode only), or None."""
+    if text is None:
+        return None
+    from payout131.cli.clock_commands import require_sandbox
+
+    require_sandbox()
+    try:
+        return clocks.parse_id(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--test-clock") from None
 
 
 @project.command("set")
@@ -170,6 +196,10 @@ def add(project_id: str, public_key: Path, single_request: bool, **options: Any)
     help="Also sign webhooks per Standard Webhooks (webhook-signature) with a new secret, "
     "printed once; again to rotate it. --no-standard-webhooks stops it.",
 )
+@click.option(
+    "--test-clock", help="Run the project's time on this test clock from now on (sandbox)."
+)
+@click.option("--no-test-clock", is_flag=True, help="Run the project on wall time again.")
 @_with_common
 def set_(
     project_id: str,
@@ -177,9 +207,14 @@ def set_(
     single_request: bool | None,
     disabled: bool | None,
     standard_webhooks: bool | None,
+    test_clock: str | None,
+    no_test_clock: bool,
     **options: Any,
 ) -> None:
     """Change a project's settings."""
+    if test_clock is not None and no_test_clock:
+        raise click.UsageError("give --test-clock or --no-test-clock, not both")
+    clock_n = _clock_number(test_clock)
     fields = _settings(**options)
     secret = None
     if standard_webhooks:  # docs/webhooks.md
@@ -190,13 +225,17 @@ def set_(
         fields["single_request"] = single_request
     if disabled is not None:
         fields["disabled"] = disabled
-    if not fields and standard_webhooks is None:
+    rebind = clock_n is not None or no_test_clock
+    if not fields and standard_webhooks is None and not rebind:
         raise click.UsageError("nothing to change: give at least one option")
     changed = sorted(fields) + (["standard_webhooks"] if standard_webhooks is not None else [])
+    changed += ["test_clock"] if rebind else []
     with write() as (conn, _):
         try:
             if fields:
                 projects.update_project(conn, project_id, **fields)
+            if rebind:
+                clocks.bind(conn, project_id, clock_n)
             if standard_webhooks is not None:  # kept sealed by the vault, like accounts
                 projects.set_webhook_secret(conn, _vault(), project_id, secret)
         except (LookupError, VaultError) as exc:
@@ -222,5 +261,6 @@ def show(project_id: str) -> None:
     hidden = ("public_key_pem", "webhook_secret_sealed", "webhook_secret_key_id")
     data = {name: getattr(found, name) for name in found.__slots__ if name not in hidden}
     data["standard_webhooks"] = found.standard_webhooks
+    data["test_clock"] = None if found.test_clock is None else clocks.clock_id(found.test_clock)
     data["public_key"] = found.public_key_pem
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))

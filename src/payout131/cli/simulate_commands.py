@@ -6,7 +6,12 @@ import json
 
 import click
 
+from payout131.cli.clock_commands import require_sandbox
+from payout131.cli.context import settings, write
+from payout131.errors import ApiError
+from payout131.protocol.validation import id_number
 from payout131.rails import scenarios
+from payout131.sandbox import forcing
 
 __all__ = ["simulate"]
 
@@ -29,3 +34,44 @@ def outcomes(as_json: bool) -> None:
         click.echo(json.dumps(scenarios.rows(), ensure_ascii=False, indent=2))
         return
     click.echo(scenarios.markdown_table(), nl=False)
+
+
+def _forcer(outcome: str, summary: str) -> click.Command:
+    @click.argument("payout_id")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    def command(payout_id: str, as_json: bool, code: str | None = None) -> None:
+        require_sandbox()
+        n = id_number(payout_id[3:]) if payout_id.startswith("po_") else None
+        if n is None:
+            raise click.BadParameter(
+                f"{payout_id[:40]!r} is not a payout id (po_ and a number)",
+                param_hint="PAYOUT_ID",
+            )
+        with write() as (conn, now):
+            try:
+                forcing.force(conn, settings().rail, n, outcome, code, now)
+            except ApiError as exc:
+                raise click.ClickException(exc.description) from None
+        forced = {
+            "payout_id": payout_id,
+            "outcome": outcome,
+            "error_code": (code or forcing.DEFAULT_ERROR) if outcome == "fail" else None,
+        }
+        if as_json:
+            click.echo(json.dumps({"forced": forced}))
+        else:
+            click.echo(f"{payout_id}: {summary}; the worker moves it at its next look")
+
+    command.__doc__ = f"Make a payout waiting at the simulator {summary}, now."
+    if outcome == "fail":
+        command = click.option(
+            "--code",
+            type=click.Choice(forcing.ERROR_CODES),
+            help=f"The rail's error (default {forcing.DEFAULT_ERROR}).",
+        )(command)
+    return simulate.command(outcome)(command)
+
+
+succeed = _forcer("succeed", "succeed")
+fail = _forcer("fail", "fail with --code")
+return_ = _forcer("return", "come back (a return; it must have been paid, or be at the rail)")

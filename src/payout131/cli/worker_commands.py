@@ -28,6 +28,13 @@ async def _run(bank: Runtime, payouts: bool, webhooks: bool) -> None:
             tasks.start_soon(bank.worker.run)
         if webhooks:
             tasks.start_soon(bank.dispatcher.run)
+        if bank.sandbox:  # docs/sandbox.md: the same work on test clocks' time
+            if payouts:
+                tasks.start_soon(bank.clock_worker.run)
+            if webhooks:
+                tasks.start_soon(bank.clock_dispatcher.run)
+            if payouts and webhooks:
+                tasks.start_soon(bank.advancer.run_forever)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 tasks.cancel_scope.cancel()
@@ -64,7 +71,8 @@ def worker(
         if metrics_port is not None:
             start_http_server(metrics_port, addr=metrics_host, registry=bank.metrics())
         click.echo(
-            f"payout131 worker {bank.dispatcher.owner} running (database: {bank.db.dialect})"
+            f"payout131 worker {bank.dispatcher.owner} running "
+            f"(database: {bank.db.dialect}, mode: {bank.settings.mode})"
         )
         heap.settle()
         anyio.run(_run, bank, payouts, webhooks)

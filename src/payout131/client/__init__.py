@@ -37,6 +37,7 @@ from payout131.client.errors import (
 from payout131.client.params import BankAccount, Recipient, Sender, TokenizedAccount
 from payout131.client.receiver import Dedupe, MemoryDedupe, WebhookReceiver
 from payout131.client.retry import Backoff
+from payout131.client.sandbox import AsyncSandbox, Forced, PendingStep, Sandbox, TestClock
 from payout131.client.sync import Client
 from payout131.client.types import (
     AccountBalance,
@@ -64,6 +65,7 @@ __all__ = [
     "Amount",
     "ApiConnectionError",
     "AsyncClient",
+    "AsyncSandbox",
     "AuthenticationError",
     "AuthorizationError",
     "Backoff",
@@ -75,6 +77,7 @@ __all__ = [
     "Dedupe",
     "ErrorInfo",
     "Event",
+    "Forced",
     "IdempotencyConflict",
     "IdentificationError",
     "InsufficientBalanceError",
@@ -85,14 +88,17 @@ __all__ = [
     "PaymentFinished",
     "PaymentRefunded",
     "Payout",
+    "PendingStep",
     "PublicToken",
     "ReadyToConfirm",
     "Recipient",
     "Refund",
+    "Sandbox",
     "Sender",
     "Session",
     "SessionWrongStateError",
     "SignatureError",
+    "TestClock",
     "TokenInfo",
     "Tokenized",
     "TokenizedAccount",

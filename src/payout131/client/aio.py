@@ -11,6 +11,7 @@ import httpx
 from payout131.client._http import Exchange, MethodCall, Outcome
 from payout131.client.config import Options
 from payout131.client.operations import Operations
+from payout131.client.sandbox import AsyncSandbox
 
 __all__ = ["AsyncClient"]
 
@@ -52,6 +53,11 @@ class AsyncClient(Operations):
             if delay is None:
                 return exchange.result(outcome)
             await self._sleep(delay)
+
+    @property
+    def sandbox(self) -> AsyncSandbox:
+        """A payout131 sandbox's own calls: test clocks, forced outcomes (docs/sandbox.md)."""
+        return AsyncSandbox(self._send, self.settings)
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it came in as ``http_client``)."""

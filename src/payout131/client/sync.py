@@ -11,6 +11,7 @@ import httpx
 from payout131.client._http import Exchange, MethodCall, Outcome
 from payout131.client.config import Options
 from payout131.client.operations import Operations
+from payout131.client.sandbox import Sandbox
 
 __all__ = ["Client"]
 
@@ -57,6 +58,11 @@ class Client(Operations):
             if delay is None:
                 return exchange.result(outcome)
             self._sleep(delay)
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """A payout131 sandbox's own calls: test clocks, forced outcomes (docs/sandbox.md)."""
+        return Sandbox(self._send, self.settings)
 
     def close(self) -> None:
         """Close the connection pool (unless it came in as ``http_client``)."""

@@ -281,6 +281,81 @@ SHAPES: dict[str, tuple[type[Struct], type[Struct]]] = {
     "token/info": (TokenInfoRequest, TokenInfoAnswer),
 }
 
+
+# The sandbox's own calls (docs/sandbox.md): their paths, request and answer shapes.
+class SandboxClockRequest(Struct):
+    """No fields: the clock is the calling project's."""
+
+
+class SandboxAdvanceRequest(Struct):
+    """One of ``by``, ``to`` or ``next``."""
+
+    by: Annotated[str, Meta(pattern="^([0-9]{1,9}[smhd])+$", examples=["3d", "1h30m"])] | (
+        UnsetType
+    ) = UNSET
+    to: Annotated[str, Meta(examples=["2027-01-18T08:00:00Z"])] | UnsetType = UNSET
+    next: Literal[True] | UnsetType = UNSET
+    wait: Annotated[bool, Meta(description="false: answer at once, advancing")] = True
+
+
+class SandboxForceRequest(Struct):
+    payout_id: Annotated[str, Meta(examples=["po_12"])]
+    error_code: (
+        Literal[
+            "account_not_found",
+            "operation_rejected",
+            "provider_internal_error",
+            "provider_timeout",
+            "provider_exceeds_amount_limit",
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class PendingStep(Struct):
+    at: Stamp
+    kind: Literal["payout", "webhook"]
+    what: str
+    session_id: SessionId
+    payout_id: str | UnsetType = UNSET
+    event_id: str | UnsetType = UNSET
+
+
+class TestClock(Struct):
+    id: Annotated[str, Meta(examples=["clk_1"])]
+    name: str
+    frozen_time: Stamp
+    status: Literal["ready", "advancing", "failed"]
+    projects: list[str]
+    pending: list[PendingStep]
+    advancing_to: Stamp | UnsetType = UNSET
+    failure: str | UnsetType = UNSET
+
+
+class SandboxClockAnswer(Struct):
+    status: Literal["ok"]
+    test_clock: TestClock
+
+
+class Forced(Struct):
+    payout_id: str
+    outcome: Literal["succeed", "fail", "return"]
+    error_code: str | None
+
+
+class SandboxForceAnswer(Struct):
+    status: Literal["ok"]
+    forced: Forced
+
+
+SANDBOX: dict[str, tuple[type[Struct], type[Struct], str]] = {
+    "clock": (SandboxClockRequest, SandboxClockAnswer, "the project's test clock"),
+    "clock/advance": (SandboxAdvanceRequest, SandboxClockAnswer, "move the clock forward"),
+    "payout/succeed": (SandboxForceRequest, SandboxForceAnswer, "a payout at the rail succeeds"),
+    "payout/fail": (SandboxForceRequest, SandboxForceAnswer, "a payout at the rail fails"),
+    "payout/return": (SandboxForceRequest, SandboxForceAnswer, "a payout comes back"),
+}
+
 _ERRORS = {
     "400": "invalid_request, session_wrong_state, idempotency_key_already_exists, "
     "insufficient_wallet_balance",
@@ -304,8 +379,7 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _operation(version: str, name: str, method: methods.Method) -> dict[str, Any]:
-    request, answer = SHAPES[name]
+def _responses(answer: type[Struct]) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {"description": "done", "content": _json_content(_ref(answer.__name__))}
     }
@@ -314,11 +388,17 @@ def _operation(version: str, name: str, method: methods.Method) -> dict[str, Any
             "description": meaning,
             "content": _json_content(_ref("ErrorEnvelope")),
         }
+    return responses
+
+
+def _operation(version: str, name: str, method: methods.Method) -> dict[str, Any]:
+    request, answer = SHAPES[name]
     operation: dict[str, Any] = {
         "operationId": f"{version}_{name.replace('/', '_')}",
         "summary": f"{name} (see PROTOCOL.md §3)",
+        "tags": ["bank131"],
         "requestBody": {"required": True, "content": _json_content(_ref(request.__name__))},
-        "responses": responses,
+        "responses": _responses(answer),
     }
     if method.mutating:
         text_schema = {"type": "string", "minLength": 1, "maxLength": 255}
@@ -332,7 +412,11 @@ def _operation(version: str, name: str, method: methods.Method) -> dict[str, Any
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document for every method in every version it exists in."""
-    shapes = sorted({shape for pair in SHAPES.values() for shape in pair}, key=lambda s: s.__name__)
+    sandbox = [(request, answer) for request, answer, _ in SANDBOX.values()]
+    shapes = sorted(
+        {shape for pair in [*SHAPES.values(), *sandbox] for shape in pair},
+        key=lambda s: s.__name__,
+    )
     _, components = msgspec.json.schema_components(
         [*shapes, ErrorEnvelope], ref_template="#/components/schemas/{name}"
     )
@@ -340,6 +424,19 @@ def document() -> dict[str, Any]:
     for name, method in sorted(methods.METHODS.items()):
         for version in method.versions:
             paths[f"/api/{version}/{name}"] = {"post": _operation(version, name, method)}
+    for name, (request, answer, summary) in SANDBOX.items():
+        paths[f"/api/sandbox/{name}"] = {
+            "post": {
+                "operationId": f"sandbox_{name.replace('/', '_')}",
+                "summary": f"{summary} (sandbox mode only; docs/sandbox.md)",
+                "tags": ["sandbox"],
+                "requestBody": {
+                    "required": True,
+                    "content": _json_content(_ref(request.__name__)),
+                },
+                "responses": _responses(answer),
+            }
+        }
     paths["/health"] = {
         "get": {
             "operationId": "health",
@@ -356,6 +453,14 @@ def document() -> dict[str, Any]:
             "description": "Every call is a signed POST: X-PARTNER-SIGN is the Base64 RSA "
             "(PKCS#1 v1.5, SHA-256) signature of the exact body bytes with the partner's key.",
         },
+        "tags": [
+            {"name": "bank131", "description": "Bank 131's partner payout API"},
+            {
+                "name": "sandbox",
+                "description": "payout131's sandbox: test clocks and forced outcomes; not at "
+                "Bank 131, and authorization_error in production mode",
+            },
+        ],
         "paths": paths,
         "components": {
             "schemas": components,

@@ -41,6 +41,9 @@ class Order:
     token: str | None
     full_name: str
     description: str
+    # the sandbox's test clock the payout's project runs on (docs/sandbox.md): a simulated
+    # rail keeps the transfer's time by it; a real rail ignores it
+    test_clock: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

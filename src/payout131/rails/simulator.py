@@ -10,6 +10,10 @@ The base latency and its spread (``PAYOUT131_SIM_LATENCY_MS``, ``PAYOUT131_SIM_S
 set when a transfer settles; the spread is a fixed pseudo-random share per payout, so a
 payout takes the same time on every run. With zero latency an ordinary payout is answered
 in the ``submit`` call itself; otherwise the bank learns the outcome by polling.
+
+In the sandbox (docs/sandbox.md) a transfer keeps the time of the test clock its payout's
+project runs on (``Order.test_clock``), and an outcome can be forced by hand (``force``):
+the transfer then stands as forced from that moment, whatever its amount says.
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ from payout131.rails.base import UNKNOWN, Order, Status
 from payout131.storage import Database
 from payout131.storage import schema as t
 
-__all__ = ["SimulatorRail"]
+__all__ = ["FORCEABLE", "SimulatorRail", "force"]
+
+# what ``force`` can make of a transfer
+FORCEABLE = ("succeeded", "failed", "returned")
+_CLOCK_TIME = sa.select(t.test_clocks.c.frozen_time)
 
 
 class SimulatorRail:
@@ -52,10 +60,20 @@ class SimulatorRail:
                 continue
         raise RuntimeError(f"simulator: could not record {order.reference}")
 
+    def _now(self, conn: Any, test_clock: int | None) -> int:
+        """The transfer's time: its test clock's, else the wall's."""
+        if test_clock is not None:
+            frozen = conn.execute(
+                _CLOCK_TIME.where(t.test_clocks.c.n == test_clock)
+            ).scalar_one_or_none()
+            if frozen is not None:
+                return int(frozen)
+        return self.clock.now()
+
     def _submit(self, order: Order) -> Status:
         sim = t.simulator_transfers
         with self.db.write() as conn:
-            now = self.clock.now()
+            now = self._now(conn, order.test_clock)
             row = conn.execute(
                 sa.select(sim).where(sim.c.reference == order.reference).with_for_update()
             ).one_or_none()
@@ -83,6 +101,7 @@ class SimulatorRail:
             "submissions": 1,
             "submitted_at": now,
             "settles_at": self._settles_at(order.payout_id, now),
+            "test_clock": order.test_clock,
         }
 
     def submit_many(self, orders: list[Order]) -> list[Status]:
@@ -97,7 +116,8 @@ class SimulatorRail:
         sim = t.simulator_transfers
         references = [order.reference for order in orders]
         with self.db.write() as conn:
-            now = self.clock.now()
+            clocks = {o.test_clock for o in orders}
+            nows = {clock: self._now(conn, clock) for clock in clocks}
             known = {
                 row.reference: row
                 for row in conn.execute(
@@ -110,22 +130,56 @@ class SimulatorRail:
                     .where(sim.c.reference.in_(list(known)))
                     .values(submissions=sim.c.submissions + 1)
                 )
-            new = {o.reference: self._transfer(o, now) for o in orders if o.reference not in known}
+            new = {
+                o.reference: self._transfer(o, nows[o.test_clock])
+                for o in orders
+                if o.reference not in known
+            }
             if new:
                 conn.execute(sa.insert(sim), list(new.values()))
         return [
-            _status(known[ref], now)
-            if ref in known
-            else scenarios.by_name(new[ref]["scenario"]).status_at(new[ref]["settles_at"], now)
-            for ref in references
+            _status(known[o.reference], nows[o.test_clock])
+            if o.reference in known
+            else scenarios.by_name(new[o.reference]["scenario"]).status_at(
+                new[o.reference]["settles_at"], nows[o.test_clock]
+            )
+            for o in orders
         ]
 
     def poll(self, reference: str) -> Status:
         sim = t.simulator_transfers
         with self.db.read() as conn:
             row = conn.execute(sa.select(sim).where(sim.c.reference == reference)).one_or_none()
-        return UNKNOWN if row is None else _status(row, self.clock.now())
+            now = None if row is None else self._now(conn, row.test_clock)
+        return UNKNOWN if row is None or now is None else _status(row, now)
+
+
+def force(conn: Any, reference: str, outcome: str, error_code: str | None) -> None:
+    """Make the transfer sent under ``reference`` stand as ``outcome`` from now on, in the
+    caller's transaction (the sandbox's one write to the simulator's books from outside);
+    LookupError if the simulator never received it."""
+    if outcome not in FORCEABLE:
+        raise ValueError(f"outcome: one of {', '.join(FORCEABLE)}")
+    sim = t.simulator_transfers
+    done = conn.execute(
+        sa.update(sim)
+        .where(sim.c.reference == reference)
+        .values(forced=outcome, forced_code=error_code if outcome == "failed" else None)
+    )
+    if done.rowcount != 1:
+        raise LookupError(f"the simulator has no transfer {reference!r}")
+
+
+FORCED_FAILURE = "the outcome was forced in the sandbox"
 
 
 def _status(row: Any, now: int) -> Status:
+    forced = row.forced
+    if forced == "succeeded":
+        return Status("succeeded")
+    if forced == "failed":
+        code = row.forced_code or "operation_rejected"
+        return Status("failed", code, scenarios.by_name(code).description or FORCED_FAILURE)
+    if forced == "returned":
+        return Status("returned", description="the recipient's bank sent the payout back")
     return scenarios.by_name(row.scenario).status_at(int(row.settles_at), now)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from payout131.errors import InvalidRequest, NotFound
 from payout131.protocol.openapi import PATH as OPENAPI_PATH
@@ -32,8 +32,13 @@ from payout131.server.partner_api import JSON, PartnerApi, error_response, unexp
 __all__ = ["create_app"]
 
 
-async def _health(request: Request) -> Response:
-    return Response(b'{"status":"ok"}', media_type=JSON)
+def _health(mode: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    answer = dumps({"status": "ok", "mode": mode})  # sandbox or production
+
+    async def health(request: Request) -> Response:
+        return Response(answer, media_type=JSON)
+
+    return health
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -63,10 +68,13 @@ def create_app(
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     on_close: Callable[[], None] | None = None,
+    sandbox_routes: Sequence[BaseRoute] = (),
+    mode: str = "sandbox",
 ) -> Starlette:
     """The ASGI app: the partner API, the widget's, ``/health``, ``/openapi.json`` and
-    ``/metrics``; ``background`` runs for as long as the app (the worker, the webhook
-    dispatcher), and ``on_close`` when it stops. ``header_timeout_s`` and
+    ``/metrics``, and the sandbox's ``/api/sandbox/...`` (``sandbox_routes``);
+    ``background`` runs for as long as the app (the worker, the webhook dispatcher), and
+    ``on_close`` when it stops. ``header_timeout_s`` and
     ``body_timeout_s`` are handed to the connections (``server/connections.py``) through
     the lifespan's state."""
     spec = OPENAPI_PATH.read_bytes()  # reliability: the API's description (openapi.py)
@@ -89,8 +97,9 @@ def create_app(
 
     return Starlette(
         routes=[
+            *sandbox_routes,  # docs/sandbox.md; before the bank's methods' pattern
             Route("/api/{version}/{method:path}", partner_api.__call__, methods=["POST"]),
-            Route("/health", _health, methods=["GET"]),
+            Route("/health", _health(mode), methods=["GET"]),
             Mount("/widget", widget),  # docs/widget.md
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -31,6 +31,7 @@ from payout131.projects import Project, ProjectCache
 from payout131.protocol import requests
 from payout131.protocol.methods import METHODS
 from payout131.protocol.wire import dumps
+from payout131.sandbox import clocks
 from payout131.server import idempotency
 from payout131.server.bodies import BodyRefused, read_body
 from payout131.server.handlers import Handlers
@@ -72,12 +73,14 @@ class PartnerApi:
         limiter: anyio.CapacityLimiter,
         wake_worker: Callable[[], None],
         wake_dispatcher: Callable[[], None],
+        wake_clocks: Callable[[], None] = lambda: None,
     ) -> None:
         self.db, self.group_commit, self.projects = db, group_commit, projects
         self.handlers, self.clock = handlers, clock
         self.max_body_bytes, self.body_timeout_s = max_body_bytes, body_timeout_s
         self.limiter = limiter
         self.wake_worker, self.wake_dispatcher = wake_worker, wake_dispatcher
+        self.wake_clocks = wake_clocks  # sandbox: the worker and dispatcher of test clocks
         # benchmarks: reads never queue behind writes waiting for a group commit; on SQLite
         # they get threads of their own (a few: more threads fight over the GIL, and each
         # read is short), on PostgreSQL the same number run at once on the event loop
@@ -99,7 +102,7 @@ class PartnerApi:
             raise NotFound(f"{request.url.path}: no such method in API {version}")
         return version, name
 
-    async def _project(self, request: Request, raw: bytes) -> Project:
+    async def authenticate(self, request: Request, raw: bytes) -> Project:
         """The calling project, identified, its signature over ``raw`` verified."""
         project_id = request.headers.get("x-partner-project")
         if not project_id:
@@ -125,14 +128,14 @@ class PartnerApi:
     async def _serve(self, request: Request) -> Response:
         version, name = self._method(request)
         raw = await read_body(request, self.max_body_bytes, self.body_timeout_s)
-        project = await self._project(request, raw)
+        project = await self.authenticate(request, raw)
         key = request.headers.get("x-partner-idempotency-key")
         method = METHODS[name]
         call = PartnerCall(
             project=project,
             version=version,
             rko=method.rko,
-            now=self.clock.now(),
+            now=await self.now(project),
             body=requests.decode(raw, method.body),
             submerchant=request.headers.get("x-partner-submerchant"),
         )
@@ -146,10 +149,21 @@ class PartnerApi:
             out = await self.group_commit.run_async(self.handlers.executors[name], call)
         else:
             status, out = await self._keyed(name, call, idempotency.validate_key(key), raw)
-        if self.handlers.wakes_worker(name):
+        if project.test_clock is not None:  # sandbox: its steps are due by its clock
+            self.wake_clocks()
+        elif self.handlers.wakes_worker(name):
             self.wake_worker()
         self.wake_dispatcher()  # it may have committed webhook events
         return Response(out, status_code=status, media_type=JSON)
+
+    async def now(self, project: Project) -> int:
+        """The project's time: the wall's, or its test clock's (docs/sandbox.md)."""
+        wall = self.clock.now()
+        if project.test_clock is None:
+            return wall
+        return await self.db.read_async(
+            lambda conn: clocks.project_now(conn, project.id, wall), self.read_limiter
+        )
 
     async def _keyed(
         self, name: str, call: PartnerCall[requests.Body], key: str, raw: bytes

@@ -37,8 +37,11 @@ projects = sa.Table(
     sa.Column("webhook_secret", sa.Text),
     sa.Column("webhook_secret_sealed", sa.LargeBinary),
     sa.Column("webhook_secret_key_id", sa.String(32)),
+    # sandbox: the test clock the project's time runs on (docs/sandbox.md); NULL: wall time
+    sa.Column("test_clock", sa.BigInteger),
     sa.CheckConstraint("idempotency_mode IN ('bank131', 'replay')", name="ck_projects_idem"),
     sa.CheckConstraint("confirm_timeout_s > 0", name="ck_projects_confirm_timeout"),
+    sa.Index("ix_projects_test_clock", "test_clock"),
 )
 
 # Every balance lives here. ``balance`` is what the entries sum to; ``held`` is the sum of
@@ -313,5 +316,32 @@ simulator_transfers = sa.Table(
     sa.Column("submissions", sa.Integer, nullable=False, server_default="1"),
     sa.Column("submitted_at", sa.BigInteger, nullable=False),
     sa.Column("settles_at", sa.BigInteger, nullable=False),
+    # sandbox: the test clock the transfer's time runs on, and an outcome forced by hand
+    sa.Column("test_clock", sa.BigInteger),
+    sa.Column("forced", sa.String(16)),
+    sa.Column("forced_code", sa.String(64)),
     sa.Index("ix_simulator_transfers_payout", "payout_id"),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Sandbox (issue 20): test clocks, time a partner can move (docs/sandbox.md).
+# ---------------------------------------------------------------------------------------
+
+# A clock's ``frozen_time`` moves only when advanced. While ``advancing``, ``advance_to`` is
+# where it is going and ``runner`` the process moving it, while ``runner_until`` (wall time)
+# has not passed; a clock whose runner died is taken over and finished.
+test_clocks = sa.Table(
+    "test_clocks",
+    metadata,
+    sa.Column("n", Id, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("frozen_time", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="ready"),
+    sa.Column("advance_to", sa.BigInteger),
+    sa.Column("failure", sa.Text),
+    sa.Column("runner", sa.String(64)),
+    sa.Column("runner_until", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("status IN ('ready', 'advancing', 'failed')", name="ck_test_clocks_status"),
 )

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from payout131.errors import AuthenticationError, InvalidRequest
 from payout131.protocol.payout_request import require_object
 from payout131.protocol.requests import TokenBody, given
+from payout131.sandbox import clocks
 from payout131.storage import schema as t
 from payout131.storage import sql
 from payout131.storage.sql import Sql
@@ -83,7 +84,7 @@ def check_public_token(conn: Connection, public_token: object, now: int, lock: b
         raise PublicTokenRefused("unknown", "public_token: unknown")
     if row.used_at is not None:
         raise PublicTokenRefused("spent", "public_token: already used (each works once)")
-    if row.expires_at <= now:
+    if row.expires_at <= clocks.project_now(conn, row.project_id, now):  # sandbox: its time
         raise PublicTokenRefused("expired", "public_token: expired (each lasts 24 hours)")
     disabled = conn.execute(
         sa.select(t.projects.c.disabled).where(t.projects.c.id == row.project_id)

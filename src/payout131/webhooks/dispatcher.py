@@ -5,7 +5,9 @@ loop; the events of one claim in one trip), posted through the ``Sender`` and it
 recorded in a short transaction; nothing is sent inside a transaction. At most
 ``webhook_concurrency`` deliveries run at once in a process and at most
 ``webhook_per_endpoint`` for one project, so one slow partner cannot hold up the others.
-The loop sleeps until its ``wakeup`` rings (the API and the payout worker ring it after
+A dispatcher delivers the events due by the wall or, with ``on_clocks``, those of projects
+on test clocks, each at its clock's time (docs/sandbox.md). The loop sleeps until its
+``wakeup`` rings (the API and the payout worker ring it after
 committing events; a finished delivery rings it too) or the poll interval passes, which
 picks up events written by other processes.
 
@@ -138,7 +140,9 @@ class Dispatcher:
         config: DeliveryConfig,
         owner: str | None = None,
         sender: Callable[[int], Sender] = PlainHttpSender,  # benchmarks: httpx for https
+        on_clocks: bool = False,
     ) -> None:
+        self.on_clocks = on_clocks  # sandbox: the events of projects on test clocks
         self.db, self.group_commit, self.clock = db, group_commit, clock
         self.vault, self.private_key, self.config = vault, private_key, config
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -213,7 +217,14 @@ class Dispatcher:
             now = clock.now()
             lease_until = now + round(conf.lease_s * 1_000_000)
             return outbox.claim(
-                conn, self.owner, now, lease_until, room, in_flight, conf.per_endpoint
+                conn,
+                self.owner,
+                now,
+                lease_until,
+                room,
+                in_flight,
+                conf.per_endpoint,
+                self.on_clocks,
             )
 
         # signed after the commit: nothing signed is lost to it

@@ -5,6 +5,10 @@ nobody holds a live lease on it, its project has a webhook URL, and no earlier e
 session is still waiting (``pending`` or ``failed``): so a session's events arrive in the
 order they were written, and a dead event no longer holds the session up.
 
+The events of projects on a test clock (docs/sandbox.md) are due by their clock's frozen
+time: ``DUE`` leaves them to ``DUE_ON_CLOCKS``, and such an attempt happens, and is recorded,
+at its clock's time (``Job.on_clock``); leases are wall time either way.
+
 Claiming takes the candidates ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite's write lock,
 taken with ``BEGIN IMMEDIATE``, serialises claimers instead), leases them, counts the
 attempt and writes its attempt row, all in one short transaction. Recording locks the
@@ -63,6 +67,7 @@ class Job:
     round_started: int
     body_key_id: str | None = None
     claimed_at: int = 0  # the attempt's time (microseconds)
+    on_clock: bool = False  # sandbox: the project runs on a test clock, at ``claimed_at``
     # the project's Standard Webhooks secret, sealed (webhooks/standard.py), or None
     webhook_secret: Sealed | None = field(default=None, repr=False)
 
@@ -86,19 +91,28 @@ class Outcome:
 # go straight to the driver (storage/sql.py). WAITING goes in as literals, not a parameter,
 # so that the planner sees the statuses it filters on.
 _WAITING_SQL = ", ".join(f"'{status}'" for status in WAITING)
-DUE = Sql(
-    f"""SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret_sealed,
-    p.webhook_secret_key_id
-    FROM events e JOIN projects p ON p.id = e.project_id
-    WHERE e.status IN ({_WAITING_SQL}) AND e.next_attempt_at <= :now
-    AND (e.lease_until IS NULL OR e.lease_until < :now)
+_SENDABLE = f"""(e.lease_until IS NULL OR e.lease_until < :now)
     AND p.webhook_url IS NOT NULL AND e.project_id <> ALL(:busy)
     AND NOT EXISTS (
         SELECT 1 FROM events earlier WHERE earlier.session_n = e.session_n
         AND earlier.id < e.id AND earlier.status IN ({_WAITING_SQL}))
     ORDER BY e.next_attempt_at, e.id LIMIT :n
     FOR UPDATE OF e SKIP LOCKED"""  # noqa: S608 (WAITING: this module's constants)
+DUE = Sql(
+    f"""SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret_sealed,
+    p.webhook_secret_key_id, :now AS at
+    FROM events e JOIN projects p ON p.id = e.project_id
+    WHERE e.status IN ({_WAITING_SQL}) AND e.next_attempt_at <= :now
+    AND p.test_clock IS NULL AND {_SENDABLE}"""  # noqa: S608 (this module's constants)
 )  # due events, oldest first; ``busy``: projects to skip
+DUE_ON_CLOCKS = Sql(
+    f"""SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret_sealed,
+    p.webhook_secret_key_id, k.frozen_time AS at
+    FROM events e JOIN projects p ON p.id = e.project_id
+    JOIN test_clocks k ON k.n = p.test_clock
+    WHERE e.status IN ({_WAITING_SQL}) AND e.next_attempt_at <= k.frozen_time
+    AND {_SENDABLE}"""  # noqa: S608 (this module's constants)
+)  # ``DUE`` for the projects on test clocks, each by its clock's time
 _LEASE = Sql(
     """UPDATE events SET lease_owner = :owner, lease_until = :lease_until,
     attempts = attempts + 1 WHERE id = ANY(:ids)
@@ -154,12 +168,15 @@ def claim(
     limit: int,
     in_flight: Mapping[str, int],
     per_endpoint: int,
+    on_clocks: bool = False,
 ) -> list[Job]:
-    """Lease up to ``limit`` due events, respecting ``per_endpoint`` for each project."""
+    """Lease up to ``limit`` due events, respecting ``per_endpoint`` for each project; with
+    ``on_clocks``, those of projects on test clocks instead."""
     if limit <= 0:
         return []
     busy = frozenset(p for p, n in in_flight.items() if n >= per_endpoint)
-    candidates = sql.rows(conn, DUE, {"now": now, "busy": sorted(busy), "n": limit * 4})
+    statement = DUE_ON_CLOCKS if on_clocks else DUE
+    candidates = sql.rows(conn, statement, {"now": now, "busy": sorted(busy), "n": limit * 4})
     picked = _pick(candidates, limit, in_flight, per_endpoint)
     if not picked:
         return []
@@ -177,7 +194,7 @@ def claim(
                     "attempt": r.attempts,
                     "worker": owner,
                     "url": due[r.id].webhook_url,
-                    "started_at": now,
+                    "started_at": int(due[r.id].at),
                 }
                 for r in rows
             ],
@@ -196,7 +213,8 @@ def claim(
             created_at=int(r.created_at),
             round_started=int(r.replayed_at or r.created_at),
             body_key_id=r.body_key_id,
-            claimed_at=now,
+            claimed_at=int(due[r.id].at),
+            on_clock=on_clocks,
             webhook_secret=_secret(due[r.id]),
         )
         for r, attempt_id in zip(rows, attempt_ids, strict=True)
@@ -234,15 +252,17 @@ def record(
         sql.many(conn, _ATTEMPTED, attempts)
         held = {row.id: row for row in sql.rows(conn, _HELD, {"ids": ids})}
     statuses: list[str | None] = []
-    delivered: list[int] = []
+    delivered: dict[int, list[int]] = {}  # by the time they were delivered
     retries: list[dict[str, Any]] = []
+    wall = now
     for (job, outcome), uniform in zip(outcomes, uniforms, strict=True):
+        now = job.claimed_at if job.on_clock else wall  # sandbox: the clock's time
         event = held[job.event_id]
         if event.lease_owner != owner or event.status not in WAITING:
             statuses.append(None)
             continue
         if outcome.ok:
-            delivered.append(job.event_id)
+            delivered.setdefault(now, []).append(job.event_id)
             statuses.append("delivered")
             continue
         retry_after = None
@@ -254,8 +274,8 @@ def record(
         status = "dead" if due is None else "failed"
         retries.append({"id": job.event_id, "status": status, "due": due})
         statuses.append(status)
-    if delivered:
-        sql.run(conn, _DELIVERED, {"ids": delivered, "now": now, "delivered": "delivered"})
+    for at, ids in delivered.items():
+        sql.run(conn, _DELIVERED, {"ids": ids, "now": at, "delivered": "delivered"})
     sql.many(conn, _RETRY, retries)
     return statuses
 

@@ -31,7 +31,7 @@ log = logging.getLogger("payout131.work")
 RAIL_STEPS = (Step.EXECUTE, Step.POLL, Step.WATCH)
 
 
-def order(payout: Payout, account: str | None) -> Order:
+def order(payout: Payout, account: str | None, test_clock: int | None = None) -> Order:
     """What the rail is asked to pay, from the stored payout."""
     assert payout.rail_reference is not None, "the claim gives every execute step one"
     recipient = wire.loads_field(payout.recipient)
@@ -46,6 +46,7 @@ def order(payout: Payout, account: str | None) -> Order:
         token=recipient.get("token"),
         full_name=recipient["name"],
         description=destination["description"],
+        test_clock=test_clock,
     )
 
 
@@ -53,7 +54,9 @@ def orders(conn: Connection, vault: Vault, steps: Sequence[Claimed]) -> dict[int
     """The order of each ``execute`` step, should the rail need it (``conn`` reads the
     tokenized accounts' tokens; the vault opens them)."""
     return {
-        step.payout.n: order(step.payout, account_tokens.payout_account(conn, vault, step.payout))
+        step.payout.n: order(
+            step.payout, account_tokens.payout_account(conn, vault, step.payout), step.clock
+        )
         for step in steps
         if step.step == Step.EXECUTE
     }

@@ -9,6 +9,9 @@ group of one): the payouts are locked after their sessions, and a payout whose l
 longer this worker's is left alone. If a batch fails (a database outage, say), its steps
 run again one by one; a step that fails alone is logged and runs again when its lease
 expires, each asking the rail first (``rail_steps``), so nothing is paid twice.
+
+A worker runs either the steps due by the wall or, with ``on_clocks``, those of projects on
+test clocks, each group at its clock's time (docs/sandbox.md).
 """
 
 from __future__ import annotations
@@ -71,8 +74,10 @@ class Worker:
         config: WorkerConfig,
         on_events: Callable[[], None] = lambda: None,
         owner: str | None = None,
+        on_clocks: bool = False,
     ) -> None:
         self.db, self.group_commit, self.clock, self.rail = db, group_commit, clock, rail
+        self.on_clocks = on_clocks
         self.context, self.config = context, config
         self.on_events = on_events  # steps commit webhook events: have them sent
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -82,25 +87,24 @@ class Worker:
         """Lease the due steps; an ``execute`` step without a reference gets one."""
         now = self.clock.now()
         lease = now + int(self.config.lease_s * 1_000_000)
+        claim = claims.claim_on_clocks if self.on_clocks else claims.claim
         return self.group_commit.beside(
-            lambda conn: claims.claim(
-                conn, self.owner, now, lease, self.config.batch, self.rail.name
-            )
+            lambda conn: claim(conn, self.owner, now, lease, self.config.batch, self.rail.name)
         )
 
     def run_once(self) -> int:
         """Claim one batch and run it; the number of steps run."""
         claimed = self.claim()
-        by_step: dict[str, list[Claimed]] = {}
+        by_step: dict[tuple[str, int | None], list[Claimed]] = {}  # a clock's steps apart
         for leased in sorted(claimed, key=lambda c: c.payout.n):
-            by_step.setdefault(leased.step, []).append(leased)
+            by_step.setdefault((leased.step, leased.clock), []).append(leased)
         for step in ORDER:
-            steps = by_step.get(step, [])
-            if not steps or self._tried(step, steps) or len(steps) == 1:
-                continue
-            for alone in steps:  # a batch failed: each alone, so one bad payout stops no
-                # other, each asking the rail first (it may have heard of them by now)
-                self._tried(step, [alone._replace(fresh=False)])
+            for (kind, _), steps in sorted(by_step.items(), key=lambda kv: kv[0][1] or 0):
+                if kind != step or self._tried(step, steps) or len(steps) == 1:
+                    continue
+                for alone in steps:  # a batch failed: each alone, so one bad payout stops
+                    # no other, each asking the rail first (it may have heard of them now)
+                    self._tried(step, [alone._replace(fresh=False)])
         if claimed:
             self.on_events()
         return len(claimed)
@@ -117,8 +121,10 @@ class Worker:
         return True
 
     def run_steps(self, step: str, steps: Sequence[Claimed]) -> None:
-        """Run leased steps of one kind, all at once."""
+        """Run leased steps of one kind, all at once: all on the wall's time, or all on one
+        test clock's (``Claimed.at``)."""
         numbers = [c.payout.n for c in steps]
+        at = steps[0].at if steps else None
         if step in rail_steps.RAIL_STEPS:
             with self.db.read() as conn:  # the tokenized accounts' tokens, for the rail
                 orders = rail_steps.orders(conn, self.context.vault, steps)
@@ -127,7 +133,7 @@ class Worker:
 
         def run(conn: Connection) -> None:
             payouts = claims.leased(conn, self.owner, numbers, step)
-            now = self.clock.now()
+            now = self.clock.now() if at is None else at
             if step == Step.CHECK:
                 projects = get_projects(conn, {p.project_id for p in payouts})
                 checks.ready_to_confirm(conn, self.context, payouts, projects, now)

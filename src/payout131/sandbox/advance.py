@@ -1,0 +1,241 @@
+"""Moving a test clock forward: every step due on the way runs, in time order.
+
+An advance is asked for (``request``: the clock becomes ``advancing`` with its target, in
+one transaction) and then run (``run``) by one process at a time, the clock's runner, under
+a short lease on the clock row (wall time), so a runner that dies is replaced and the
+advance finished by the next process that looks: the next advance, a CLI waiting on it, or
+a server's ``run_forever``.
+
+The runner moves the clock one due time at a time: it waits until nothing due at the
+clock's time is left (the payout worker and the webhook dispatcher for clocks do the steps,
+each in its own transaction, exactly as on wall time), then moves ``frozen_time`` to the
+next due time, or to the target when nothing is due before it, and the clock is ``ready``.
+A step that stays due for ``step_timeout_s`` of wall time (it keeps failing) stops the
+advance: the clock is ``failed``, with the step named, at the time the step was due. Every
+step before it is done, the failing one undone (its transaction rolled back).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+
+import anyio
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from payout131.clock import Clock, rfc3339
+from payout131.sandbox import clocks
+from payout131.sandbox.clocks import TestClock
+from payout131.storage import Database
+from payout131.storage import schema as t
+
+__all__ = ["Advancer", "Refused"]
+
+log = logging.getLogger("payout131.sandbox")
+
+c = t.test_clocks
+MICROS = 1_000_000
+RUNNER_LEASE_S = 10.0  # how long a silent runner keeps the clock
+
+
+class Refused(ValueError):
+    """An advance that cannot be made (backwards, past the latest time, nothing due)."""
+
+
+class Advancer:
+    """Asks for advances and runs them; ``wake`` rings the clocks' worker and dispatcher."""
+
+    def __init__(
+        self,
+        db: Database,
+        wall: Clock,
+        wake: Callable[[], None],
+        step_timeout_s: float,
+        *,
+        poll_s: float = 0.01,
+        owner: str | None = None,
+    ) -> None:
+        self.db, self.wall, self.wake = db, wall, wake
+        self.step_timeout_s, self.poll_s = step_timeout_s, poll_s
+        self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.wakeup = threading.Event()  # rung when an advance is asked for in this process
+        self.stopping = threading.Event()  # the process is shutting down: runners stop
+
+    # -- asking ------------------------------------------------------------------------
+
+    def request(
+        self,
+        n: int,
+        *,
+        to: int | None = None,
+        by: int | None = None,
+        next_step: bool = False,
+    ) -> TestClock:
+        """Set the clock advancing to ``to``, by ``by`` microseconds, or to its next due
+        step; Refused if the target is not ahead of it. An advance already under way goes
+        on to the later of the two targets."""
+        with self.db.write() as conn:
+            clock = clocks.lock(conn, n)
+            base = clock.frozen_time
+            if next_step:
+                target = clocks.next_due(conn, n)
+                if target is None:
+                    raise Refused(f"{clock.id}: nothing is due on it")
+                target = max(target, base)
+            elif by is not None:
+                target = base + by
+            else:
+                assert to is not None, "one of to, by, next_step"
+                target = to
+                if target <= base:
+                    raise Refused(
+                        f"to: {rfc3339(target)} is not after the clock's time "
+                        f"{rfc3339(base)}; a clock only moves forward"
+                    )
+            if target > clocks.LATEST:
+                raise Refused("the clock would pass 9999-12-31")
+            if clock.status == "advancing" and clock.advance_to is not None:
+                target = max(target, clock.advance_to)
+            conn.execute(
+                sa.update(c)
+                .where(c.c.n == n)
+                .values(status="advancing", advance_to=target, failure=None)
+            )
+            clock = clocks.get(conn, n)
+        self.wakeup.set()
+        return clock
+
+    # -- running -----------------------------------------------------------------------
+
+    def _take(self, conn: Connection, n: int, wall: int) -> bool:
+        """Become the clock's runner (or stay it); False while another one is alive."""
+        taken = conn.execute(
+            sa.update(c)
+            .where(
+                c.c.n == n,
+                c.c.status == "advancing",
+                sa.or_(c.c.runner.is_(None), c.c.runner == self.owner, c.c.runner_until < wall),
+            )
+            .values(runner=self.owner, runner_until=wall + int(RUNNER_LEASE_S * MICROS))
+        )
+        return taken.rowcount == 1
+
+    def run(self, n: int) -> bool:
+        """Run the clock's advance to its end if no other runner is alive; False if one
+        is (or the clock is not advancing)."""
+        with self.db.write() as conn:
+            if not self._take(conn, n, self.wall.now()):
+                return False
+        renewed = time.monotonic()
+        stuck: tuple[int, str] | None = None
+        stuck_since = time.monotonic()
+        while not self.stopping.is_set():  # a runner stopped midway is replaced later
+            with self.db.read() as conn:
+                clock = clocks.get(conn, n)
+                due = clocks.pending(conn, n, limit=1)
+            if clock.status != "advancing" or clock.advance_to is None:
+                return True
+            if time.monotonic() - renewed > RUNNER_LEASE_S / 3:
+                with self.db.write() as conn:
+                    if not self._take(conn, n, self.wall.now()):
+                        return False  # another runner took over meanwhile
+                renewed = time.monotonic()
+            first = due[0] if due else None
+            if first is not None and first.at <= clock.frozen_time:  # steps due now: wait
+                if stuck != (first.at, first.what):
+                    stuck, stuck_since = (first.at, first.what), time.monotonic()
+                elif time.monotonic() - stuck_since > self.step_timeout_s:
+                    self._fail(n, first.what, first.at)
+                    return True
+                self.wake()
+                time.sleep(self.poll_s)
+                continue
+            self._move(n, clock, first.at if first is not None else None)
+            stuck = None
+        return True
+
+    def _move(self, n: int, clock: TestClock, due: int | None) -> None:
+        """Move the clock to the next due time, or to its target (and ready)."""
+        target = clock.advance_to
+        assert target is not None
+        with self.db.write() as conn:
+            if due is not None and due <= target:
+                values: dict[str, object] = {"frozen_time": due}
+            else:
+                values = {
+                    "frozen_time": target,
+                    "status": "ready",
+                    "advance_to": None,
+                    "runner": None,
+                    "runner_until": None,
+                }
+            conn.execute(sa.update(c).where(c.c.n == n, c.c.status == "advancing").values(**values))
+        self.wake()
+
+    def _fail(self, n: int, what: str, at: int) -> None:
+        reason = (
+            f"{what} (due {rfc3339(at)}) did not complete within {self.step_timeout_s:g} s "
+            "of wall time; the server's log says why. Advance again to retry it."
+        )
+        log.error("test clock %s: %s", clocks.clock_id(n), reason)
+        with self.db.write() as conn:
+            conn.execute(
+                sa.update(c)
+                .where(c.c.n == n)
+                .values(
+                    status="failed",
+                    failure=reason,
+                    advance_to=None,
+                    runner=None,
+                    runner_until=None,
+                )
+            )
+
+    def wait(self, n: int, timeout_s: float) -> TestClock:
+        """Run or wait for the clock's advance until it ends or ``timeout_s`` passes; the
+        clock as it then is."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self.db.read() as conn:
+                clock = clocks.get(conn, n)
+            if (
+                clock.status != "advancing"
+                or time.monotonic() >= deadline
+                or self.stopping.is_set()
+            ):
+                return clock
+            if not self.run(n):  # another runner is on it: look again soon
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def advancing(self) -> list[int]:
+        """The clocks being advanced whose runner is gone (or none was ever started)."""
+        wall = self.wall.now()
+        with self.db.read() as conn:
+            found = conn.execute(
+                sa.select(c.c.n).where(
+                    c.c.status == "advancing",
+                    sa.or_(c.c.runner.is_(None), c.c.runner_until < wall),
+                )
+            )
+            return [int(row.n) for row in found]
+
+    async def run_forever(self, poll_s: float = 1.0) -> None:
+        """Finish every advance nobody is running (the server's lifespan runs this): one
+        asked for with ``--no-wait``, or one whose runner died."""
+        try:
+            while True:
+                try:
+                    waiting = await anyio.to_thread.run_sync(self.advancing)
+                    for n in waiting:
+                        await anyio.to_thread.run_sync(self.run, n, abandon_on_cancel=True)
+                except Exception:  # the database may be back at the next look
+                    log.exception("running test clock advances failed; trying again")
+                await anyio.to_thread.run_sync(self.wakeup.wait, poll_s, abandon_on_cancel=True)
+                self.wakeup.clear()
+        finally:
+            self.stopping.set()

@@ -1,0 +1,447 @@
+"""Test clocks and forced outcomes on a running server, over HTTP, on both engines.
+
+Each test starts ``payout131 serve`` (sandbox mode, the default), a partner's webhook
+endpoint, and projects bound to test clocks made in the database the server uses; the
+partner drives it all with the SDK, as a partner's own integration tests would. Clocks
+start at 2027-01-15T08:00:00Z, so every time in an answer or a webhook can be checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from partner import INDIVIDUAL
+from payout131.cli import main
+from payout131.client import (
+    Amount,
+    AsyncClient,
+    BankAccount,
+    Client,
+    InvalidRequestError,
+    SessionWrongStateError,
+)
+from payout131.clock import rfc3339
+from payout131.rails import scenarios
+from payout131.sandbox import clocks
+from payout131.settings import Settings
+from payout131.storage import Database
+from payout131.storage import schema as t
+from served import PAYOUT131, Served, _wait_until_up, free_port, serve
+from webhook_receiver import Receiver, receiving, status
+
+START = 1_800_000_000 * 1_000_000  # 2027-01-15T08:00:00Z
+MINUTE, HOUR, DAY = 60 * 1_000_000, 3600 * 1_000_000, 86400 * 1_000_000
+DESTINATION = BankAccount(
+    INDIVIDUAL["bik"], INDIVIDUAL["account"], INDIVIDUAL["full_name"], INDIVIDUAL["description"]
+)
+AMOUNT = {s.name: s.example_amount for s in scenarios.SCENARIOS}
+
+
+@dataclass
+class Sandbox:
+    served: Served
+    receiver: Receiver
+    db: Database
+    tmp_path: Path
+    clients: list[Client] = field(default_factory=list)
+
+    def clock(self, name: str = "tests") -> int:
+        with self.db.write() as conn:
+            return clocks.create(conn, name, START, START).n
+
+    def partner(
+        self,
+        project_id: str,
+        key: rsa.RSAPrivateKey,
+        clock: int | None,
+        *,
+        single_request: bool = True,
+    ) -> Client:
+        """A funded project on ``clock`` (None: wall time), and its SDK client."""
+        pem = self.served.register(
+            project_id,
+            key,
+            wallet=10**12,
+            webhook_url=self.receiver.url,
+            single_request=single_request,
+        )
+        with self.db.write() as conn:
+            clocks.bind(conn, project_id, clock)
+        return self.client(project_id, pem.read_bytes())
+
+    def client(self, project_id: str, private_key: Any, url: str | None = None) -> Client:
+        made = Client(
+            base_url=url or self.served.url,
+            project=project_id,
+            private_key=private_key,
+            bank_public_key=(self.served.home / "bank-public.pem").read_bytes(),
+        )
+        self.clients.append(made)
+        return made
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.db.dispose()
+
+    def rows(self, query: Any) -> list[Any]:
+        with self.db.read() as conn:
+            return list(conn.execute(query))
+
+    def events(self, session_id: str) -> list[str]:
+        """The types of the webhooks the partner received for a session, in order."""
+        return [
+            d.json()["type"]
+            for d in self.receiver.deliveries
+            if d.json()["session"]["id"] == session_id
+        ]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, database_url: str) -> Iterator[Sandbox]:
+    with receiving() as receiver, serve(tmp_path, database_url) as served:
+        made = Sandbox(served, receiver, Database(database_url), tmp_path)
+        try:
+            yield made
+        finally:
+            made.close()
+
+
+def _moment(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
+
+
+def _error(bank: Client, session_id: str) -> str | None:
+    """The error code of the session's payout."""
+    (payout,) = bank.status(session_id).payouts
+    return None if payout.error is None else payout.error.code
+
+
+def _pay(bank: Client, outcome: str) -> str:
+    return bank.init_payout(destination=DESTINATION, amount=Amount(AMOUNT[outcome])).id
+
+
+def test_every_outcome_of_the_simulator_reaches_its_end_after_advances(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    bank = sandbox.partner("acme", partner_keys[0], sandbox.clock())
+    sessions = {s.name: _pay(bank, s.name) for s in scenarios.SCENARIOS}
+    clock = bank.sandbox.clock()
+    assert clock.frozen_time == rfc3339(START)
+    waiting = {"slow_success", "error_then_success", "returned"}
+    assert {step.session_id for step in clock.pending} >= {sessions[n] for n in waiting}
+
+    clock = bank.sandbox.advance(minutes=1)
+    assert (clock.status, clock.frozen_time) == ("ready", rfc3339(START + MINUTE))
+    assert bank.status(sessions["error_then_success"]).status == "error"
+    assert bank.status(sessions["slow_success"]).status == "in_progress"
+    for s in scenarios.SCENARIOS:  # the immediate ones are final, their webhook sent
+        if s.name not in waiting - {"returned"}:
+            assert bank.status(sessions[s.name]).status == s.session_status, s.name
+            assert sandbox.events(sessions[s.name]) == ["payment_finished"], s.name
+    assert _error(bank, sessions["account_not_found"]) == "account_not_found"
+
+    bank.sandbox.advance(minutes=28)  # +29 min
+    assert bank.status(sessions["error_then_success"]).status == "error"
+    bank.sandbox.advance(minutes=1)  # +30 min
+    assert bank.status(sessions["error_then_success"]).status == "accepted"
+    assert sandbox.events(sessions["error_then_success"]) == ["payment_finished"]
+    bank.sandbox.advance(minutes=29)  # +59 min
+    assert bank.status(sessions["slow_success"]).status == "in_progress"
+    bank.sandbox.advance(minutes=1)  # +1 h
+    assert bank.status(sessions["slow_success"]).status == "accepted"
+
+    returned = sessions["returned"]
+    assert sandbox.events(returned) == ["payment_finished"]
+    bank.sandbox.advance(to=rfc3339(START + 3 * DAY - MINUTE))
+    assert sandbox.events(returned) == ["payment_finished"]
+    clock = bank.sandbox.advance(days=1)
+    assert clock.status == "ready"
+    assert clock.pending == []
+    assert sandbox.events(returned) == ["payment_finished", "payment_refunded"]
+    refunded = next(
+        d for d in sandbox.receiver.deliveries if d.json()["type"] == "payment_refunded"
+    )
+    event = bank.parse_webhook(refunded.body, refunded.signature)  # signed as always
+    assert event.type == "payment_refunded"
+    # the times in the webhook are the clock's: it came back 3 days after it was paid
+    assert refunded.headers["webhook-timestamp"] == str((START + 3 * DAY) // 1_000_000)
+    (payout,) = bank.status(returned).payouts
+    assert [r.created_at for r in payout.refunds] == [_moment(START + 3 * DAY)]
+    assert sandbox.served.ledger_problems() == []
+
+
+def test_the_confirm_timeout_fires_after_240_minutes(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    bank = sandbox.partner("acme", partner_keys[0], sandbox.clock(), single_request=False)
+    before = bank.wallet_balance().wallets[0].amount_details.amount
+    session = _pay(bank, "success")
+    bank.sandbox.advance(seconds=1)
+    assert sandbox.events(session) == ["ready_to_confirm"]
+    bank.sandbox.advance(minutes=238)
+    assert bank.status(session).status == "in_progress"
+    bank.sandbox.advance(minutes=1, seconds=59)  # +240 min
+    assert bank.status(session).status == "cancelled"
+    assert _error(bank, session) == "confirm_timeout"
+    assert sandbox.events(session) == ["ready_to_confirm", "payment_finished"]
+    assert bank.wallet_balance().wallets[0].amount_details.amount == before  # released
+
+
+def test_an_endpoint_failing_then_recovering_gets_the_retries_in_schedule_order(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    bank = sandbox.partner("acme", partner_keys[0], sandbox.clock())
+    sandbox.receiver.script(*[status(500)] * 5)
+    first = _pay(bank, "success")
+    bank.sandbox.advance(minutes=3)
+    second = _pay(bank, "success")  # its retries fall between the first one's
+    clock = bank.sandbox.advance(days=1)
+    assert clock.status == "ready"
+    for session in (first, second):
+        assert sandbox.events(session)[-1] == "payment_finished"
+    attempts = sandbox.rows(
+        sa.select(t.webhook_attempts.c.event_id, t.webhook_attempts.c.started_at).order_by(
+            t.webhook_attempts.c.id
+        )
+    )
+    assert len(attempts) == len(sandbox.receiver.deliveries) == 7
+    started = [int(a.started_at) for a in attempts]
+    assert started == sorted(started), "attempts ran in clock order"
+    schedule = Settings().webhook_schedule
+    first_event = [int(a.started_at) for a in attempts if a.event_id == attempts[0].event_id]
+    gaps = [(b - a) / 1_000_000 for a, b in itertools.pairwise(first_event)]
+    for gap, planned in zip(gaps, schedule[1:], strict=False):
+        assert planned * 0.89 <= gap <= planned * 1.11 + 1, (gaps, schedule)
+    assert started[-1] < START + DAY
+
+
+def test_two_clocks_and_the_wall_do_not_disturb_each_other(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    first = sandbox.partner("first", partner_keys[0], sandbox.clock("first"))
+    second = sandbox.partner("second", partner_keys[1], sandbox.clock("second"))
+    wall = sandbox.partner("wall", partner_keys[2], None)
+    sessions = {bank: _pay(bank, "returned") for bank in (first, second, wall)}
+    first.sandbox.advance(days=3, minutes=1)
+    assert sandbox.events(sessions[first]) == ["payment_finished", "payment_refunded"]
+    for bank in (second, wall):
+        assert sandbox.events(sessions[bank]) == ["payment_finished"]
+        (payout,) = bank.status(sessions[bank]).payouts
+        assert not payout.refunds
+    assert second.sandbox.clock().frozen_time == rfc3339(START)
+    with pytest.raises(InvalidRequestError, match="runs on wall time"):
+        wall.sandbox.advance(days=3)
+
+
+def test_outcomes_are_forced_on_payouts_waiting_at_the_rail(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    bank = sandbox.partner("acme", partner_keys[0], sandbox.clock())
+    other = sandbox.partner("other", partner_keys[1], None)
+    waiting = [_pay(bank, "slow_success") for _ in range(3)]
+    ids = [bank.status(s).payouts[0].id for s in waiting]
+    assert bank.sandbox.succeed(ids[0]).outcome == "succeed"
+    forced = bank.sandbox.fail(ids[1], "account_not_found")
+    assert forced.error_code == "account_not_found"
+    bank.sandbox.return_payout(ids[2])
+    bank.sandbox.advance(seconds=1)  # the worker runs what is due now, at once
+    assert bank.status(waiting[0]).status == "accepted"
+    assert bank.status(waiting[1]).status == "cancelled"
+    assert _error(bank, waiting[1]) == "account_not_found"
+    assert sandbox.events(waiting[2]) == ["payment_finished", "payment_refunded"]
+    with pytest.raises(SessionWrongStateError, match="not waiting at the rail"):
+        bank.sandbox.succeed(ids[0])
+    with pytest.raises(SessionWrongStateError, match="already come back"):
+        bank.sandbox.return_payout(ids[2])
+    bank.sandbox.return_payout(ids[0])  # a paid payout comes back
+    bank.sandbox.advance(seconds=1)
+    assert sandbox.events(waiting[0]) == ["payment_finished", "payment_refunded"]
+    with pytest.raises(InvalidRequestError, match="no payout"):
+        other.sandbox.succeed(ids[0])  # another project's payout is not found
+    with pytest.raises(InvalidRequestError, match="error_code: one of"):
+        bank.sandbox.fail(ids[1], "no_such_code")
+    assert sandbox.served.ledger_problems() == []
+
+
+def test_the_async_client_advances_a_clock(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    settings = sandbox.partner("acme", partner_keys[0], sandbox.clock()).settings
+
+    async def partner() -> None:
+        async with AsyncClient(
+            base_url=settings.base_url, project="acme", private_key=settings.private_key
+        ) as client:
+            session = await client.init_payout(
+                destination=DESTINATION, amount=Amount(AMOUNT["slow_success"])
+            )
+            clock = await client.sandbox.advance(hours=1)
+            assert clock.frozen_time == rfc3339(START + HOUR)
+            assert (await client.status(session.id)).status == "accepted"
+            with pytest.raises(ValueError, match="give a duration"):
+                await client.sandbox.advance()
+
+    anyio.run(partner)
+
+
+def test_the_operator_moves_clocks_with_the_cli(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    env = sandbox.served.env
+
+    def cli(*args: str, code: int = 0) -> Any:
+        result = CliRunner().invoke(main, list(args), env=env)
+        assert result.exit_code == code, result.output
+        return json.loads(result.output) if "--json" in args and code == 0 else result.output
+
+    made = cli("clock", "create", "nightly", "--frozen-time", "2027-01-15T08:00:00Z", "--json")
+    assert made["id"].startswith("clk_")
+    assert made["status"] == "ready"
+    assert set(made) >= {"id", "name", "frozen_time", "status", "pending"}
+    key = sandbox.tmp_path / "acme.pub.pem"
+    from payout131.client import signing
+
+    key.write_bytes(signing.public_key_pem(partner_keys[0]))
+    cli("project", "add", "acme", "--public-key", str(key), "--test-clock", made["id"])
+    assert json.loads(cli("project", "show", "acme"))["test_clock"] == made["id"]
+    assert [c["id"] for c in cli("clock", "list", "--json")["test_clocks"]] == [made["id"]]
+    moved = cli("clock", "advance", made["id"], "--by", "90m", "--json")
+    assert moved["frozen_time"] == "2027-01-15T09:30:00.000000Z"
+    moved = cli("clock", "advance", made["id"], "--to", "2027-01-16T00:00:00+03:00", "--json")
+    assert moved["frozen_time"] == "2027-01-15T21:00:00.000000Z"
+    assert "nothing is due" in cli("clock", "advance", made["id"], "--next", code=1)
+    assert "not after the clock's time" in cli(
+        "clock", "advance", made["id"], "--to", "2027-01-01T00:00:00Z", code=1
+    )
+    assert "not a duration" in cli("clock", "advance", made["id"], "--by", "1x", code=2)
+    assert "one of --by, --to or --next" in cli("clock", "advance", made["id"], code=2)
+    assert "still runs projects acme" in cli("clock", "delete", made["id"], code=1)
+    cli("project", "set", "acme", "--no-test-clock")
+    assert cli("clock", "delete", made["id"], "--json") == {"id": made["id"], "deleted": True}
+    assert "no test clock" in cli("clock", "show", made["id"], code=1)
+    assert "not a test clock id" in cli("clock", "show", "clk_01", code=2)
+
+
+def test_the_cli_forces_an_outcome(sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]) -> None:
+    bank = sandbox.partner("acme", partner_keys[0], None)  # on wall time: forcing works too
+    session = _pay(bank, "slow_success")
+    (payout,) = bank.status(session).payouts
+    result = CliRunner().invoke(
+        main,
+        ["simulate", "fail", payout.id, "--code", "operation_rejected", "--json"],
+        env=sandbox.served.env,
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["forced"]["error_code"] == "operation_rejected"
+    for _ in range(100):
+        if bank.status(session).status == "cancelled":
+            break
+        time.sleep(0.1)
+    assert bank.status(session).status == "cancelled"
+    again = CliRunner().invoke(main, ["simulate", "succeed", payout.id], env=sandbox.served.env)
+    assert again.exit_code == 1
+    assert "not waiting at the rail" in again.output
+
+
+def test_production_mode_refuses_every_sandbox_call(
+    tmp_path: Path, database_url: str, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    production = {"PAYOUT131_MODE": "production"}
+    with contextlib.ExitStack() as stack:
+        served = stack.enter_context(serve(tmp_path, database_url, env=production))
+        assert httpx.get(f"{served.url}/health").json() == {"status": "ok", "mode": "production"}
+        pem = served.register("acme", partner_keys[0])
+        bank = Client(base_url=served.url, project="acme", private_key=pem.read_bytes())
+        stack.callback(bank.close)
+        calls = [
+            bank.sandbox.clock,
+            lambda: bank.sandbox.advance(hours=1),
+            lambda: bank.sandbox.succeed("po_1"),
+            lambda: bank.sandbox.fail("po_1"),
+            lambda: bank.sandbox.return_payout("po_1"),
+        ]
+        for call in calls:
+            with pytest.raises(Exception, match="production mode") as refused:
+                call()
+            assert getattr(refused.value, "code", None) == "authorization_error"
+        env = served.env | production
+        for args in (
+            ["clock", "list"],
+            ["clock", "create", "x"],
+            ["simulate", "succeed", "po_1"],
+            ["project", "set", "acme", "--test-clock", "clk_1"],
+        ):
+            result = CliRunner().invoke(main, args, env=env)
+            assert result.exit_code == 1, (args, result.output)
+            assert result.output.strip().splitlines()[-1].startswith("Error: "), result.output
+            assert "sandbox mode" in result.output
+
+
+def test_a_killed_server_loses_nothing_of_an_advance_and_runs_nothing_twice(
+    tmp_path: Path, database_url: str, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    """SIGKILL while an advance runs many steps; the next start finishes it."""
+    with receiving() as receiver, serve(tmp_path, database_url) as served:
+        sandbox = Sandbox(served, receiver, Database(database_url), tmp_path)
+        bank = sandbox.partner("acme", partner_keys[0], sandbox.clock())
+        sessions = [_pay(bank, "returned") for _ in range(150)]
+        answer = bank.sandbox.advance_call(by="3d", wait=False)
+        assert answer.status == "advancing"
+        refunds = 0
+        for _ in range(2000):  # kill it once the first refunds are written, not all
+            refunds = len(sandbox.rows(sa.select(t.refunds.c.n)))
+            if refunds:
+                break
+        os.kill(served.pid, signal.SIGKILL)
+    assert refunds < len(sessions), "the advance ended before the kill: a bigger load"
+    port = free_port()
+    log = tmp_path / "again.log"
+    with log.open("wb") as out:
+        again = subprocess.Popen(
+            [PAYOUT131, "serve", "--port", str(port)], env=served.env, stdout=out, stderr=out
+        )
+    try:
+        with receiving() as receiver2:
+            with sandbox.db.write() as conn:
+                conn.execute(sa.update(t.projects).values(webhook_url=receiver2.url))
+            url = f"http://127.0.0.1:{port}"
+            _wait_until_up(url, again, log)
+            bank = sandbox.client("acme", bank.settings.private_key, url)
+            clock = bank.sandbox.clock()
+            for _ in range(600):
+                if clock.status != "advancing":
+                    break
+                time.sleep(0.1)
+                clock = bank.sandbox.clock()
+            assert clock.status == "ready", clock
+            assert clock.frozen_time == rfc3339(START + 3 * DAY)
+            assert len(sandbox.rows(sa.select(t.refunds.c.n))) == len(sessions)
+            submissions = sandbox.rows(sa.select(t.simulator_transfers.c.submissions))
+            assert [int(r.submissions) for r in submissions] == [1] * len(sessions)
+            events = sandbox.rows(sa.select(t.events.c.status))
+            assert {r.status for r in events} == {"delivered"}
+            assert len(events) == 2 * len(sessions)
+            assert served.ledger_problems() == []
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(20)
+        sandbox.close()
