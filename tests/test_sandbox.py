@@ -32,6 +32,7 @@ from partner import INDIVIDUAL
 from payout131.cli import main
 from payout131.client import (
     Amount,
+    ApiConnectionError,
     AsyncClient,
     BankAccount,
     Client,
@@ -351,7 +352,9 @@ def test_the_cli_forces_an_outcome(sandbox: Sandbox, partner_keys: list[rsa.RSAP
         env=sandbox.served.env,
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["forced"]["error_code"] == "operation_rejected"
+    printed = json.loads(result.output)
+    assert printed["forced"]["error_code"] == "operation_rejected"
+    assert printed["test_clock"] is None  # the project runs on wall time
     for _ in range(100):
         if bank.status(session).status == "cancelled":
             break
@@ -445,3 +448,149 @@ def test_a_killed_server_loses_nothing_of_an_advance_and_runs_nothing_twice(
         again.send_signal(signal.SIGTERM)
         again.wait(20)
         sandbox.close()
+
+
+def test_a_step_that_keeps_failing_leaves_the_clock_failed_and_a_new_advance_retries_it(
+    tmp_path: Path, database_url: str, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    quick = {"PAYOUT131_CLOCK_STEP_TIMEOUT": "2s", "PAYOUT131_LEASE_S": "1s"}
+    with receiving() as receiver, serve(tmp_path, database_url, env=quick) as served:
+        sandbox = Sandbox(served, receiver, Database(database_url), tmp_path)
+        try:
+            bank = sandbox.partner("acme", partner_keys[0], sandbox.clock())
+            early, stuck = _pay(bank, "error_then_success"), _pay(bank, "slow_success")
+            stuck_payout = bank.status(stuck).payouts[0].id
+            bank.sandbox.advance(seconds=1)  # both are at the rail now
+            with sandbox.db.write() as conn:  # a fault: its rail is none this server has
+                conn.execute(
+                    sa.update(t.payouts)
+                    .where(t.payouts.c.n == int(stuck_payout[3:]))
+                    .values(rail="elsewhere")
+                )
+            clock = bank.sandbox.advance(hours=2)
+            assert clock.status == "failed", clock
+            assert clock.frozen_time == rfc3339(START + HOUR)  # where the step was due
+            assert clock.failure is not None
+            assert clock.failure.startswith(f"{stuck_payout}: asks the rail")
+            assert "2027-01-15T09:00:00" in clock.failure
+            assert bank.status(early).status == "accepted"  # what came before it ran
+            assert bank.status(stuck).status == "in_progress"  # and it is undone
+            with sandbox.db.write() as conn:
+                conn.execute(sa.update(t.payouts).values(rail="simulator"))
+            clock = bank.sandbox.advance(hours=1)
+            assert clock.status == "ready"
+            assert clock.failure is None
+            assert bank.status(stuck).status == "accepted"
+            assert sandbox.served.ledger_problems() == []
+        finally:
+            sandbox.close()
+
+
+def test_a_public_token_expires_on_its_projects_clock(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    bank = sandbox.partner("acme", partner_keys[0], sandbox.clock())
+    token = bank.public_token().public_token
+    lookup = f"{sandbox.served.url}/widget/api/bank"
+    query = {"bik": INDIVIDUAL["bik"], "public_token": token}
+    assert httpx.get(lookup, params=query).status_code == 200
+    bank.sandbox.advance(hours=23, minutes=59)
+    assert httpx.get(lookup, params=query).status_code == 200
+    bank.sandbox.advance(minutes=1)  # 24 hours of the clock's time
+    expired = httpx.get(lookup, params=query)
+    assert expired.status_code == 401
+    assert expired.json()["error"]["reason"] == "expired"
+
+
+def test_a_replayed_event_is_due_at_its_projects_time(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    with sandbox.db.write() as conn:  # a clock behind the wall: 2025-01-01
+        past = clocks.create(conn, "past", 1_735_689_600_000_000, START).n
+    bank = sandbox.partner("acme", partner_keys[0], past)
+    session = _pay(bank, "success")
+    bank.sandbox.advance(seconds=1)
+    assert sandbox.events(session) == ["payment_finished"]
+    result = CliRunner().invoke(main, ["webhooks", "replay", "evt_1"], env=sandbox.served.env)
+    assert result.exit_code == 0, result.output
+    for _ in range(100):  # sent again at once: due at the clock's time, not the wall's
+        if len(sandbox.events(session)) == 2:
+            break
+        time.sleep(0.1)
+    assert sandbox.events(session) == ["payment_finished", "payment_finished"]
+
+
+def test_production_mode_will_not_start_with_projects_on_clocks(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    sandbox.partner("acme", partner_keys[0], sandbox.clock())
+    env = sandbox.served.env | {"PAYOUT131_MODE": "production"}
+    result = CliRunner().invoke(main, ["serve", "--port", str(free_port())], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: PAYOUT131_MODE is production but projects acme are bound to test clocks: "
+        "unbind them first (payout131 project set ID --no-test-clock with "
+        "PAYOUT131_MODE=sandbox)"
+    )
+
+
+def test_an_advance_asked_for_while_one_runs_extends_it(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    bank = sandbox.partner("acme", partner_keys[0], sandbox.clock())
+    session = _pay(bank, "returned")
+    first = bank.sandbox.advance_call(by="1h", wait=False)
+    bank.sandbox.advance_call(by="1h", wait=False)  # from where the first goes, or went
+    for _ in range(100):
+        clock = bank.sandbox.clock()
+        if clock.status == "ready":
+            break
+        time.sleep(0.05)
+    assert (clock.status, clock.frozen_time) == ("ready", rfc3339(START + 2 * HOUR))
+    with sandbox.db.write() as conn:  # an advance under way: the clock is not deleted
+        conn.execute(sa.update(t.test_clocks).values(status="advancing", advance_to=START))
+        with pytest.raises(ValueError, match="is advancing"):
+            clocks.delete(conn, int(first.id[4:]))
+        conn.execute(sa.update(t.test_clocks).values(status="ready", advance_to=None))
+    clock = bank.sandbox.advance(to=rfc3339(START + 3 * DAY))
+    assert (clock.status, clock.frozen_time) == ("ready", rfc3339(START + 3 * DAY))
+    assert sandbox.events(session) == ["payment_finished", "payment_refunded"]
+    result = CliRunner().invoke(
+        main, ["simulate", "return", bank.status(session).payouts[0].id], env=sandbox.served.env
+    )
+    assert result.exit_code == 1
+    assert "already come back" in result.output
+
+
+def test_the_sdk_never_sends_a_move_twice() -> None:
+    """An advance or a forced outcome whose answer is lost is not sent again (a second
+    advance would move the clock further); a read is."""
+    seen: list[str] = []
+
+    def bank(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with Client(
+        base_url="http://bank.test",
+        project="acme",
+        private_key=key,
+        transport=httpx.MockTransport(bank),
+        max_retries=3,
+        sleep=lambda _: None,
+    ) as client:
+        for move in (
+            lambda: client.sandbox.advance(hours=1),
+            lambda: client.sandbox.succeed("po_1"),
+            lambda: client.sandbox.fail("po_1"),
+            lambda: client.sandbox.return_payout("po_1"),
+        ):
+            with pytest.raises(ApiConnectionError):
+                move()
+        with pytest.raises(ApiConnectionError):
+            client.sandbox.clock()
+    moves = ["/api/sandbox/clock/advance"] + [
+        f"/api/sandbox/payout/{o}" for o in ("succeed", "fail", "return")
+    ]
+    assert seen == [*moves, *["/api/sandbox/clock"] * 4]

@@ -21,6 +21,7 @@ from payout131.directory.table import load_directory
 from payout131.payouts.calls import Context
 from payout131.projects import ProjectCache, seal_webhook_secrets
 from payout131.rails import Rail, RailOptions, make_rail
+from payout131.sandbox import clocks
 from payout131.sandbox.advance import Advancer
 from payout131.server import metrics_endpoint
 from payout131.server.app import create_app
@@ -65,6 +66,7 @@ class Runtime:
             vault=self.vault,
             private_key=private_key,
             config=delivery_config(settings),
+            clocks=settings.mode == "sandbox",
         )
         self.worker = Worker(
             db,
@@ -74,6 +76,7 @@ class Runtime:
             self.context,
             worker_config(settings),
             on_events=self.dispatcher.wakeup.set,
+            clocks=settings.mode == "sandbox",
         )
         # sandbox (docs/sandbox.md): the steps and webhooks of projects on test clocks, each
         # at its clock's time, and the runner of advances
@@ -118,22 +121,29 @@ class Runtime:
     ) -> Runtime:
         """Open the store (migrating it), load the keys and the BIK directory."""
         db = Database(settings.database, pool_size=settings.db_threads)
-        migrate(db)
-        with db.read() as conn:
-            directory = load_directory(conn)
-        vault = Vault(settings.vault_key_path, settings.vault_key)
-        with db.write() as conn:  # a secret an earlier version kept in the clear: sealed now
-            seal_webhook_secrets(conn, vault, reseal=False)
-        clock = clock or SystemClock()
-        options = RailOptions(latency_ms=settings.sim_latency_ms, spread_ms=settings.sim_spread_ms)
-        return cls(
-            settings=settings,
-            db=db,
-            clock=clock,
-            directory=directory,
-            private_key=load_bank_key(settings.bank_private_key_path),
-            rail=rail or make_rail(settings.rail, options, db, clock),
-        )
+        try:
+            migrate(db)
+            with db.read() as conn:
+                directory = load_directory(conn)
+                clocks.check_mode(conn, settings.mode)  # docs/sandbox.md
+            vault = Vault(settings.vault_key_path, settings.vault_key)
+            with db.write() as conn:  # a secret an earlier version kept in the clear: sealed
+                seal_webhook_secrets(conn, vault, reseal=False)
+            clock = clock or SystemClock()
+            options = RailOptions(
+                latency_ms=settings.sim_latency_ms, spread_ms=settings.sim_spread_ms
+            )
+            return cls(
+                settings=settings,
+                db=db,
+                clock=clock,
+                directory=directory,
+                private_key=load_bank_key(settings.bank_private_key_path),
+                rail=rail or make_rail(settings.rail, options, db, clock),
+            )
+        except BaseException:  # nothing opened is left open
+            db.dispose()
+            raise
 
     def app(self, *, run_worker: bool = True, close: bool = False) -> Starlette:
         """The ASGI app; with ``run_worker`` the background work runs in the same process;
@@ -151,6 +161,7 @@ class Runtime:
             wake_worker=self.worker.wakeup.set,
             wake_dispatcher=self.dispatcher.wakeup.set,
             wake_clocks=self.wake_clocks,
+            clocks=self.sandbox,
         )
         sandbox = SandboxApi(
             db=self.db,

@@ -76,12 +76,13 @@ def _foreseen(exc: Exception) -> str | None:
     written. None for anything else: a defect, shown in full with PAYOUT131_TRACEBACK=1."""
     from sqlalchemy import exc as sa_exc  # loaded by then if a database was used
 
+    from payout131.sandbox.clocks import ClocksInProduction
     from payout131.storage import NewerSchema
 
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
         lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
         return f"the database cannot be used: {(lines or [type(exc).__name__])[0][:300]}"
-    if isinstance(exc, NewerSchema | OSError):
+    if isinstance(exc, NewerSchema | OSError | ClocksInProduction):
         return " ".join(str(exc).split())[:300] or type(exc).__name__
     return None
 

@@ -6,12 +6,12 @@ import json
 
 import click
 
-from payout131.cli.clock_commands import require_sandbox
+from payout131.cli.clock_commands import require_sandbox, shown
 from payout131.cli.context import settings, write
 from payout131.errors import ApiError
 from payout131.protocol.validation import id_number
 from payout131.rails import scenarios
-from payout131.sandbox import forcing
+from payout131.sandbox import clocks, forcing
 
 __all__ = ["simulate"]
 
@@ -49,16 +49,18 @@ def _forcer(outcome: str, summary: str) -> click.Command:
             )
         with write() as (conn, now):
             try:
-                forcing.force(conn, settings().rail, n, outcome, code, now)
+                payout = forcing.force(conn, settings().rail, n, outcome, code, now)
             except ApiError as exc:
                 raise click.ClickException(exc.description) from None
+            found = clocks.project_clock(conn, payout.project_id)
+            clock = None if found is None else shown(conn, found)
         forced = {
             "payout_id": payout_id,
             "outcome": outcome,
             "error_code": (code or forcing.DEFAULT_ERROR) if outcome == "fail" else None,
         }
-        if as_json:
-            click.echo(json.dumps({"forced": forced}))
+        if as_json:  # and the clock of the payout's project, if it runs on one
+            click.echo(json.dumps({"forced": forced, "test_clock": clock}, ensure_ascii=False))
         else:
             click.echo(f"{payout_id}: {summary}; the worker moves it at its next look")
 

@@ -55,6 +55,7 @@ class MethodCall(Generic[T]):
     body: Mapping[str, Any]
     read: Callable[[dict[str, Any]], T]
     idempotency_key: str | None = None
+    retry: bool = True  # False: a call that must not be sent twice (the sandbox's moves)
 
 
 class Sends(Protocol):
@@ -127,7 +128,7 @@ class Exchange(Generic[T]):
             worth_retrying = retryable_status(outcome.status_code)
         else:
             worth_retrying = isinstance(outcome, RETRYABLE_ERRORS)
-        if not worth_retrying or self._retries >= self._settings.max_retries:
+        if not (worth_retrying and self._call.retry) or self._retries >= self._settings.max_retries:
             return None
         delay = self._settings.backoff.delay(self._retries)
         self._retries += 1

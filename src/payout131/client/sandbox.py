@@ -74,6 +74,8 @@ def _forced(body: dict[str, Any]) -> Forced:
 
 
 def _duration(days: float, hours: float, minutes: float, seconds: float) -> str | None:
+    if min(days, hours, minutes, seconds) < 0:
+        raise ValueError("advance: a clock only moves forward; give positive durations")
     total = round(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
     return f"{total}s" if total else None
 
@@ -113,12 +115,13 @@ class _Calls:
             body["to"] = _to(to)
         if next_step:
             body["next"] = True
-        return MethodCall("/api/sandbox/clock/advance", body, _clock)
+        return MethodCall("/api/sandbox/clock/advance", body, _clock, retry=False)
 
     @operation
     def succeed(self, payout_id: str) -> MethodCall[Forced]:
         """A payout waiting at the simulator rail succeeds now."""
-        return MethodCall("/api/sandbox/payout/succeed", {"payout_id": payout_id}, _forced)
+        body = {"payout_id": payout_id}
+        return MethodCall("/api/sandbox/payout/succeed", body, _forced, retry=False)
 
     @operation
     def fail(self, payout_id: str, error_code: str | None = None) -> MethodCall[Forced]:
@@ -127,12 +130,13 @@ class _Calls:
         body: dict[str, Any] = {"payout_id": payout_id}
         if error_code is not None:
             body["error_code"] = error_code
-        return MethodCall("/api/sandbox/payout/fail", body, _forced)
+        return MethodCall("/api/sandbox/payout/fail", body, _forced, retry=False)
 
     @operation
     def return_payout(self, payout_id: str) -> MethodCall[Forced]:
         """A paid payout (or one at the rail) comes back now: ``payment_refunded``."""
-        return MethodCall("/api/sandbox/payout/return", {"payout_id": payout_id}, _forced)
+        body = {"payout_id": payout_id}
+        return MethodCall("/api/sandbox/payout/return", body, _forced, retry=False)
 
 
 def _advance_body(

@@ -77,30 +77,32 @@ class Advancer:
         next_step: bool = False,
     ) -> TestClock:
         """Set the clock advancing to ``to``, by ``by`` microseconds, or to its next due
-        step; Refused if the target is not ahead of it. An advance already under way goes
-        on to the later of the two targets."""
+        step; Refused if the target is not ahead of it. While an advance is under way, a
+        duration counts from where that one is going, and the clock goes on to the later
+        of the two targets."""
         with self.db.write() as conn:
             clock = clocks.lock(conn, n)
+            going = clock.advance_to if clock.status == "advancing" else None
             base = clock.frozen_time
             if next_step:
                 target = clocks.next_due(conn, n)
                 if target is None:
-                    raise Refused(f"{clock.id}: nothing is due on it")
+                    raise Refused(f"next: nothing is due on {clock.id}")
                 target = max(target, base)
             elif by is not None:
-                target = base + by
+                field = "by"
+                target = (going or base) + by
             else:
                 assert to is not None, "one of to, by, next_step"
-                target = to
+                field, target = "to", to
                 if target <= base:
                     raise Refused(
                         f"to: {rfc3339(target)} is not after the clock's time "
                         f"{rfc3339(base)}; a clock only moves forward"
                     )
             if target > clocks.LATEST:
-                raise Refused("the clock would pass 9999-12-31")
-            if clock.status == "advancing" and clock.advance_to is not None:
-                target = max(target, clock.advance_to)
+                raise Refused(f"{field}: the clock would pass 9999-12-31")
+            target = max(target, going or target)
             conn.execute(
                 sa.update(c)
                 .where(c.c.n == n)
@@ -112,37 +114,55 @@ class Advancer:
 
     # -- running -----------------------------------------------------------------------
 
-    def _take(self, conn: Connection, n: int, wall: int) -> bool:
-        """Become the clock's runner (or stay it); False while another one is alive."""
+    def _take(self, conn: Connection, n: int, token: str, wall: int) -> bool:
+        """Become the clock's runner under ``token`` (or stay it); False while another
+        runner is alive, in this process or another."""
         taken = conn.execute(
             sa.update(c)
             .where(
                 c.c.n == n,
                 c.c.status == "advancing",
-                sa.or_(c.c.runner.is_(None), c.c.runner == self.owner, c.c.runner_until < wall),
+                sa.or_(c.c.runner.is_(None), c.c.runner == token, c.c.runner_until < wall),
             )
-            .values(runner=self.owner, runner_until=wall + int(RUNNER_LEASE_S * MICROS))
+            .values(runner=token, runner_until=wall + int(RUNNER_LEASE_S * MICROS))
         )
         return taken.rowcount == 1
 
-    def run(self, n: int) -> bool:
-        """Run the clock's advance to its end if no other runner is alive; False if one
-        is (or the clock is not advancing)."""
+    def _release(self, n: int, token: str) -> None:
+        """Give the clock up (another runner takes it at once: ``run_forever``)."""
         with self.db.write() as conn:
-            if not self._take(conn, n, self.wall.now()):
+            conn.execute(
+                sa.update(c)
+                .where(c.c.n == n, c.c.runner == token)
+                .values(runner=None, runner_until=None)
+            )
+        self.wakeup.set()
+
+    def run(self, n: int, until: float | None = None) -> bool:
+        """Run the clock's advance to its end (or until ``until``, a ``time.monotonic``
+        deadline) if no other runner is alive; False if one is, or the deadline passed."""
+        token = f"{self.owner}-{secrets.token_hex(3)}"  # two threads are two runners
+        with self.db.write() as conn:
+            if not self._take(conn, n, token, self.wall.now()):
                 return False
         renewed = time.monotonic()
         stuck: tuple[int, str] | None = None
         stuck_since = time.monotonic()
-        while not self.stopping.is_set():  # a runner stopped midway is replaced later
+        while True:
+            if self.stopping.is_set() or (until is not None and time.monotonic() >= until):
+                self._release(n, token)  # a runner stopped midway is replaced
+                return False
             with self.db.read() as conn:
-                clock = clocks.get(conn, n)
+                found = conn.execute(sa.select(c).where(c.c.n == n)).one_or_none()
                 due = clocks.pending(conn, n, limit=1)
+            if found is None:
+                return True  # deleted meanwhile
+            clock = TestClock.from_row(found)
             if clock.status != "advancing" or clock.advance_to is None:
                 return True
             if time.monotonic() - renewed > RUNNER_LEASE_S / 3:
                 with self.db.write() as conn:
-                    if not self._take(conn, n, self.wall.now()):
+                    if not self._take(conn, n, token, self.wall.now()):
                         return False  # another runner took over meanwhile
                 renewed = time.monotonic()
             first = due[0] if due else None
@@ -150,34 +170,45 @@ class Advancer:
                 if stuck != (first.at, first.what):
                     stuck, stuck_since = (first.at, first.what), time.monotonic()
                 elif time.monotonic() - stuck_since > self.step_timeout_s:
-                    self._fail(n, first.what, first.at)
+                    self._fail(n, token, first.what, first.at)
                     return True
                 self.wake()
                 time.sleep(self.poll_s)
                 continue
-            self._move(n, clock, first.at if first is not None else None)
+            if not self._move(n, token):
+                return False  # no longer the runner
             stuck = None
-        return True
 
-    def _move(self, n: int, clock: TestClock, due: int | None) -> None:
-        """Move the clock to the next due time, or to its target (and ready)."""
-        target = clock.advance_to
-        assert target is not None
+    def _move(self, n: int, token: str) -> bool:
+        """Under the clock's lock, while still its runner and nothing is due at its time:
+        move it to the next due time, or to its target (and ready). False if another
+        runner has the clock."""
         with self.db.write() as conn:
-            if due is not None and due <= target:
-                values: dict[str, object] = {"frozen_time": due}
+            clock = clocks.lock(conn, n)
+            runner = conn.execute(sa.select(c.c.runner).where(c.c.n == n)).scalar()
+            if runner != token:
+                return False
+            if clock.status != "advancing" or clock.advance_to is None:
+                return True
+            due = clocks.pending(conn, n, limit=1)
+            at = due[0].at if due else None
+            if at is not None and at <= clock.frozen_time:
+                return True  # something fell due meanwhile: the loop waits for it
+            if at is not None and at <= clock.advance_to:
+                values: dict[str, object] = {"frozen_time": at}
             else:
                 values = {
-                    "frozen_time": target,
+                    "frozen_time": clock.advance_to,
                     "status": "ready",
                     "advance_to": None,
                     "runner": None,
                     "runner_until": None,
                 }
-            conn.execute(sa.update(c).where(c.c.n == n, c.c.status == "advancing").values(**values))
+            conn.execute(sa.update(c).where(c.c.n == n).values(**values))
         self.wake()
+        return True
 
-    def _fail(self, n: int, what: str, at: int) -> None:
+    def _fail(self, n: int, token: str, what: str, at: int) -> None:
         reason = (
             f"{what} (due {rfc3339(at)}) did not complete within {self.step_timeout_s:g} s "
             "of wall time; the server's log says why. Advance again to retry it."
@@ -186,7 +217,7 @@ class Advancer:
         with self.db.write() as conn:
             conn.execute(
                 sa.update(c)
-                .where(c.c.n == n)
+                .where(c.c.n == n, c.c.runner == token, c.c.status == "advancing")
                 .values(
                     status="failed",
                     failure=reason,
@@ -198,7 +229,8 @@ class Advancer:
 
     def wait(self, n: int, timeout_s: float) -> TestClock:
         """Run or wait for the clock's advance until it ends or ``timeout_s`` passes; the
-        clock as it then is."""
+        clock as it then is (still ``advancing`` after the timeout: another runner, or a
+        later call, finishes it)."""
         deadline = time.monotonic() + timeout_s
         while True:
             with self.db.read() as conn:
@@ -209,7 +241,7 @@ class Advancer:
                 or self.stopping.is_set()
             ):
                 return clock
-            if not self.run(n):  # another runner is on it: look again soon
+            if not self.run(n, until=deadline):  # another runner is on it: look again
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def advancing(self) -> list[int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,10 +27,12 @@ from payout131.storage.sql import Sql
 
 __all__ = [
     "MAX_NAME",
+    "ClocksInProduction",
     "NoClock",
     "Pending",
     "TestClock",
     "bind",
+    "check_mode",
     "clock_id",
     "create",
     "delete",
@@ -54,12 +56,32 @@ LATEST = 253_402_300_799 * MICROS
 _ID = re.compile(r"clk_([1-9][0-9]{0,17})")
 _DURATION = re.compile(r"([0-9]{1,9})(s|m|h|d)")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 c = t.test_clocks
 
 
 class NoClock(LookupError):
     """No clock has that id."""
+
+
+class ClocksInProduction(RuntimeError):
+    """Production mode with projects still bound to test clocks (their time would stop)."""
+
+
+def check_mode(conn: Connection, mode: str) -> None:
+    """Refuse production mode while a project is bound to a test clock: no clock moves
+    there, so its payouts would wait forever."""
+    if mode == "sandbox":
+        return
+    p = t.projects
+    bound = [row.id for row in conn.execute(sa.select(p.c.id).where(p.c.test_clock.is_not(None)))]
+    if bound:
+        raise ClocksInProduction(
+            f"PAYOUT131_MODE is production but projects {', '.join(sorted(bound)[:10])} are "
+            "bound to test clocks: unbind them first (payout131 project set ID --no-test-clock "
+            "with PAYOUT131_MODE=sandbox)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +186,7 @@ def parse_moment(text: str) -> int:
         raise ValueError(
             f"{text[:40]!r} is not an RFC 3339 date-time with an offset (e.g. 2027-01-01T12:00:00Z)"
         ) from None
-    micros = int(moment.timestamp()) * MICROS + moment.microsecond
+    micros = (moment - EPOCH) // timedelta(microseconds=1)
     if not 0 <= micros <= LATEST:
         raise ValueError(f"{text!r} is outside the years 1970 to 9999")
     return micros
@@ -216,6 +238,8 @@ def projects_of(conn: Connection, n: int) -> list[str]:
 def delete(conn: Connection, n: int) -> None:
     """Delete a clock no project is bound to."""
     clock = lock(conn, n)
+    if clock.status == "advancing":
+        raise ValueError(f"{clock.id} is advancing: delete it once it is ready")
     bound = projects_of(conn, n)
     if bound:
         raise ValueError(

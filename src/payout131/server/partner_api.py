@@ -74,6 +74,7 @@ class PartnerApi:
         wake_worker: Callable[[], None],
         wake_dispatcher: Callable[[], None],
         wake_clocks: Callable[[], None] = lambda: None,
+        clocks: bool = True,
     ) -> None:
         self.db, self.group_commit, self.projects = db, group_commit, projects
         self.handlers, self.clock = handlers, clock
@@ -81,6 +82,7 @@ class PartnerApi:
         self.limiter = limiter
         self.wake_worker, self.wake_dispatcher = wake_worker, wake_dispatcher
         self.wake_clocks = wake_clocks  # sandbox: the worker and dispatcher of test clocks
+        self.clocks = clocks  # sandbox mode: projects may run on test clocks
         # benchmarks: reads never queue behind writes waiting for a group commit; on SQLite
         # they get threads of their own (a few: more threads fight over the GIL, and each
         # read is short), on PostgreSQL the same number run at once on the event loop
@@ -149,7 +151,7 @@ class PartnerApi:
             out = await self.group_commit.run_async(self.handlers.executors[name], call)
         else:
             status, out = await self._keyed(name, call, idempotency.validate_key(key), raw)
-        if project.test_clock is not None:  # sandbox: its steps are due by its clock
+        if project.test_clock is not None and self.clocks:  # sandbox: due by its clock
             self.wake_clocks()
         elif self.handlers.wakes_worker(name):
             self.wake_worker()
@@ -159,7 +161,7 @@ class PartnerApi:
     async def now(self, project: Project) -> int:
         """The project's time: the wall's, or its test clock's (docs/sandbox.md)."""
         wall = self.clock.now()
-        if project.test_clock is None:
+        if project.test_clock is None or not self.clocks:
             return wall
         return await self.db.read_async(
             lambda conn: clocks.project_now(conn, project.id, wall), self.read_limiter

@@ -167,6 +167,13 @@ payouts = sa.Table(
     sa.UniqueConstraint("session_n", name="uq_payouts_session"),
     sa.Index("ix_payouts_work", "work_at"),
     sa.Index("ix_payouts_project", "project_id"),
+    sa.Index(  # sandbox: what is due on a clock (its projects' payouts still at work)
+        "ix_payouts_project_work",
+        "project_id",
+        "work_at",
+        postgresql_where=sa.text("work IS NOT NULL"),
+        sqlite_where=sa.text("work IS NOT NULL"),
+    ),
     sa.Index("ix_payouts_rail_reference", "rail_reference", unique=True),  # rails: callbacks
 )
 

@@ -141,8 +141,10 @@ class Dispatcher:
         owner: str | None = None,
         sender: Callable[[int], Sender] = PlainHttpSender,  # benchmarks: httpx for https
         on_clocks: bool = False,
+        clocks: bool = True,
     ) -> None:
         self.on_clocks = on_clocks  # sandbox: the events of projects on test clocks
+        self.clocks = clocks  # sandbox mode: projects may be on test clocks
         self.db, self.group_commit, self.clock = db, group_commit, clock
         self.vault, self.private_key, self.config = vault, private_key, config
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -225,6 +227,7 @@ class Dispatcher:
                 in_flight,
                 conf.per_endpoint,
                 self.on_clocks,
+                self.clocks,
             )
 
         # signed after the commit: nothing signed is lost to it

@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from payout131.sandbox import clocks
 from payout131.storage import schema as t
 from payout131.storage import sql
 from payout131.storage.sql import Sql
@@ -98,13 +99,22 @@ _SENDABLE = f"""(e.lease_until IS NULL OR e.lease_until < :now)
         AND earlier.id < e.id AND earlier.status IN ({_WAITING_SQL}))
     ORDER BY e.next_attempt_at, e.id LIMIT :n
     FOR UPDATE OF e SKIP LOCKED"""  # noqa: S608 (WAITING: this module's constants)
-DUE = Sql(
-    f"""SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret_sealed,
-    p.webhook_secret_key_id, :now AS at
-    FROM events e JOIN projects p ON p.id = e.project_id
-    WHERE e.status IN ({_WAITING_SQL}) AND e.next_attempt_at <= :now
-    AND p.test_clock IS NULL AND {_SENDABLE}"""  # noqa: S608 (this module's constants)
-)  # due events, oldest first; ``busy``: projects to skip
+
+
+def _due(only_wall: bool) -> Sql[Any]:
+    wall = "AND p.test_clock IS NULL" if only_wall else ""
+    return Sql(
+        f"""SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret_sealed,
+        p.webhook_secret_key_id, :now AS at
+        FROM events e JOIN projects p ON p.id = e.project_id
+        WHERE e.status IN ({_WAITING_SQL}) AND e.next_attempt_at <= :now
+        {wall} AND {_SENDABLE}"""  # noqa: S608 (this module's constants)
+    )
+
+
+# due events, oldest first; ``busy``: projects to skip. Sandbox mode leaves the events of
+# projects on test clocks to ``DUE_ON_CLOCKS``; production mode has no clocks.
+DUE = {True: _due(True), False: _due(False)}
 DUE_ON_CLOCKS = Sql(
     f"""SELECT e.id, e.project_id, p.webhook_url, p.webhook_secret_sealed,
     p.webhook_secret_key_id, k.frozen_time AS at
@@ -169,13 +179,15 @@ def claim(
     in_flight: Mapping[str, int],
     per_endpoint: int,
     on_clocks: bool = False,
+    clocks: bool = True,
 ) -> list[Job]:
     """Lease up to ``limit`` due events, respecting ``per_endpoint`` for each project; with
-    ``on_clocks``, those of projects on test clocks instead."""
+    ``on_clocks``, those of projects on test clocks instead (``clocks``: sandbox mode,
+    where projects may be on clocks)."""
     if limit <= 0:
         return []
     busy = frozenset(p for p, n in in_flight.items() if n >= per_endpoint)
-    statement = DUE_ON_CLOCKS if on_clocks else DUE
+    statement = DUE_ON_CLOCKS if on_clocks else DUE[clocks]
     candidates = sql.rows(conn, statement, {"now": now, "busy": sorted(busy), "n": limit * 4})
     picked = _pick(candidates, limit, in_flight, per_endpoint)
     if not picked:
@@ -267,7 +279,8 @@ def record(
             continue
         retry_after = None
         if outcome.http_status in (429, 503):
-            retry_after = parse_retry_after(outcome.retry_after, now)
+            # seconds to wait; an HTTP-date is the wall's (a test clock's event waits as long)
+            retry_after = parse_retry_after(outcome.retry_after, wall)
         due = schedule.next_attempt(
             int(event.attempts), job.round_started, now, uniform, retry_after
         )
@@ -294,27 +307,35 @@ def _replay_values(now: int) -> dict[str, Any]:
 
 
 def replay(conn: Connection, event_id: int, now: int) -> bool:
-    """Send the event again from the first attempt, whatever its status; False if unknown."""
-    done = conn.execute(sa.update(e).where(e.c.id == event_id).values(**_replay_values(now)))
+    """Send the event again from the first attempt, whatever its status; False if unknown.
+    ``now`` is wall time; an event of a project on a test clock starts again at the
+    clock's time."""
+    project = conn.execute(sa.select(e.c.project_id).where(e.c.id == event_id)).scalar()
+    if project is None:
+        return False
+    at = clocks.project_now(conn, project, now)
+    done = conn.execute(sa.update(e).where(e.c.id == event_id).values(**_replay_values(at)))
     return done.rowcount == 1
 
 
 def replay_dead(conn: Connection, project_id: str, now: int) -> int:
-    """Replay every dead event of a project; how many."""
+    """Replay every dead event of a project (at its time: see ``replay``); how many."""
+    at = clocks.project_now(conn, project_id, now)
     done = conn.execute(
         sa.update(e)
         .where(e.c.project_id == project_id, e.c.status == "dead")
-        .values(**_replay_values(now))
+        .values(**_replay_values(at))
     )
     return int(done.rowcount)
 
 
 _OLD_EVENTS = Sql(
     """SELECT id FROM events
-    WHERE (status = :delivered AND delivered_at < :delivered_before)
-       OR (status = :dead AND created_at < :dead_before)
+    WHERE ((status = :delivered AND delivered_at < :delivered_before)
+       OR (status = :dead AND created_at < :dead_before))
+    AND project_id NOT IN (SELECT id FROM projects WHERE test_clock IS NOT NULL)
     LIMIT :limit FOR UPDATE SKIP LOCKED"""
-)
+)  # a project on a test clock keeps its events: their times are its clock's
 _DROP_ATTEMPTS = Sql("DELETE FROM webhook_attempts WHERE event_id = ANY(:ids)")
 _DROP_EVENTS = Sql("DELETE FROM events WHERE id = ANY(:ids)")
 

@@ -40,15 +40,23 @@ _LEASE = f"""UPDATE payouts SET lease_owner = :owner, lease_until = :lease,
         rail_reference = CASE WHEN {_UNSENT}
             THEN 'po_' || n || '-' || CAST(:token AS text) ELSE rail_reference END
     WHERE n IN """  # noqa: S608 (our own condition)
-_CLAIM = Sql(
-    f"""{_LEASE} (
-        SELECT n FROM payouts WHERE work IS NOT NULL AND work_at <= :now
-        AND (lease_until IS NULL OR lease_until < :now)
-        AND project_id NOT IN (SELECT id FROM projects WHERE test_clock IS NOT NULL)
-        ORDER BY work_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING {sql.columns(Payout)}""",  # noqa: S608 (our own condition and columns)
-    make=Payout,
-)
+_WALL = "AND project_id NOT IN (SELECT id FROM projects WHERE test_clock IS NOT NULL)"
+
+
+def _by_the_wall(only_wall: bool) -> Sql[Payout]:
+    return Sql(
+        f"""{_LEASE} (
+            SELECT n FROM payouts WHERE work IS NOT NULL AND work_at <= :now
+            AND (lease_until IS NULL OR lease_until < :now) {_WALL if only_wall else ""}
+            ORDER BY work_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+        RETURNING {sql.columns(Payout)}""",  # noqa: S608 (our own condition and columns)
+        make=Payout,
+    )
+
+
+# sandbox mode: the payouts of projects on test clocks are left to ``claim_on_clocks``;
+# production mode has no clocks, and every payout is due by the wall
+_CLAIM = {True: _by_the_wall(True), False: _by_the_wall(False)}
 _CLAIM_ON_CLOCKS = Sql(
     f"""{_LEASE} (
         SELECT w.n FROM payouts w JOIN projects p ON p.id = w.project_id
@@ -78,11 +86,17 @@ class Claimed(NamedTuple):
 
 
 def claim(
-    conn: Connection, owner: str, now: int, lease_until: int, limit: int, rail: str
+    conn: Connection,
+    owner: str,
+    now: int,
+    lease_until: int,
+    limit: int,
+    rail: str,
+    clocks: bool = True,
 ) -> list[Claimed]:
-    """Lease up to ``limit`` steps due by the wall for ``owner``; each ``execute`` step has
-    a reference."""
-    return _claim(conn, _CLAIM, owner, now, lease_until, limit, rail)
+    """Lease up to ``limit`` steps due by the wall for ``owner`` (with ``clocks``, sandbox
+    mode, none of a project on a test clock); each ``execute`` step has a reference."""
+    return _claim(conn, _CLAIM[clocks], owner, now, lease_until, limit, rail)
 
 
 def claim_on_clocks(

@@ -75,9 +75,11 @@ class Worker:
         on_events: Callable[[], None] = lambda: None,
         owner: str | None = None,
         on_clocks: bool = False,
+        clocks: bool = True,
     ) -> None:
         self.db, self.group_commit, self.clock, self.rail = db, group_commit, clock, rail
-        self.on_clocks = on_clocks
+        self.on_clocks = on_clocks  # this worker runs the steps of projects on test clocks
+        self.clocks = clocks  # sandbox mode: projects may be on test clocks
         self.context, self.config = context, config
         self.on_events = on_events  # steps commit webhook events: have them sent
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -87,9 +89,13 @@ class Worker:
         """Lease the due steps; an ``execute`` step without a reference gets one."""
         now = self.clock.now()
         lease = now + int(self.config.lease_s * 1_000_000)
-        claim = claims.claim_on_clocks if self.on_clocks else claims.claim
+        owner, batch, rail = self.owner, self.config.batch, self.rail.name
+        if self.on_clocks:
+            return self.group_commit.beside(
+                lambda conn: claims.claim_on_clocks(conn, owner, now, lease, batch, rail)
+            )
         return self.group_commit.beside(
-            lambda conn: claim(conn, self.owner, now, lease, self.config.batch, self.rail.name)
+            lambda conn: claims.claim(conn, owner, now, lease, batch, rail, self.clocks)
         )
 
     def run_once(self) -> int:

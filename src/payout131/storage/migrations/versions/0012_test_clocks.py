@@ -42,6 +42,14 @@ def upgrade() -> None:
     )
     op.add_column("projects", sa.Column("test_clock", sa.BigInteger(), nullable=True))
     op.create_index("ix_projects_test_clock", "projects", ["test_clock"])
+    # what is due on a clock, found without reading a project's finished payouts
+    op.create_index(
+        "ix_payouts_project_work",
+        "payouts",
+        ["project_id", "work_at"],
+        postgresql_where=sa.text("work IS NOT NULL"),
+        sqlite_where=sa.text("work IS NOT NULL"),
+    )
     op.add_column("simulator_transfers", sa.Column("test_clock", sa.BigInteger(), nullable=True))
     op.add_column("simulator_transfers", sa.Column("forced", sa.String(16), nullable=True))
     op.add_column("simulator_transfers", sa.Column("forced_code", sa.String(64), nullable=True))
