@@ -594,3 +594,36 @@ def test_the_sdk_never_sends_a_move_twice() -> None:
         f"/api/sandbox/payout/{o}" for o in ("succeed", "fail", "return")
     ]
     assert seen == [*moves, *["/api/sandbox/clock"] * 4]
+
+
+def test_the_partner_cli_moves_its_clock_and_forces_outcomes(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    bank = sandbox.partner("acme", partner_keys[0], sandbox.clock())
+    slow = [_pay(bank, "slow_success") for _ in range(2)]
+    payouts = [bank.status(s).payouts[0].id for s in slow]
+    env = sandbox.served.env | {
+        "PAYOUT131_BASE_URL": sandbox.served.url,
+        "PAYOUT131_PROJECT": "acme",
+        "PAYOUT131_PRIVATE_KEY": str(sandbox.tmp_path / "acme.pem"),
+    }
+
+    def partner(*args: str, code: int = 0) -> str:
+        result = CliRunner().invoke(main, ["partner", "sandbox", *args], env=env)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    shown = json.loads(partner("clock", "--json"))
+    assert shown["status"] == "ok"
+    assert shown["test_clock"]["frozen_time"] == rfc3339(START)
+    assert "asks the rail how the payout stands" in partner("clock")
+    forced = json.loads(partner("fail", payouts[0], "--code", "provider_timeout", "--json"))
+    assert forced["forced"]["error_code"] == "provider_timeout"
+    assert partner("advance", "--by", "30m").startswith("clk_")
+    assert bank.status(slow[0]).status == "cancelled"
+    moved = json.loads(partner("advance", "--next", "--json"))["test_clock"]
+    assert moved["frozen_time"] == rfc3339(START + HOUR)
+    assert bank.status(slow[1]).status == "accepted"
+    assert "session_wrong_state" in partner("succeed", payouts[1], code=1)
+    assert "give one of --by, --to or --next" in partner("advance", code=2)
+    assert "not a duration" in partner("advance", "--by", "soon", code=1)

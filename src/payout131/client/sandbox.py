@@ -66,11 +66,15 @@ class Forced(Model, frozen=True):
 
 
 def _clock(body: dict[str, Any]) -> TestClock:
-    return read(body["test_clock"], TestClock)
+    clock = read(body["test_clock"], TestClock)
+    clock.__dict__["_answer"] = body  # the envelope, for ``Model.answer``
+    return clock
 
 
 def _forced(body: dict[str, Any]) -> Forced:
-    return read(body["forced"], Forced)
+    forced = read(body["forced"], Forced)
+    forced.__dict__["_answer"] = body
+    return forced
 
 
 def _duration(days: float, hours: float, minutes: float, seconds: float) -> str | None:

@@ -8,12 +8,18 @@ running. Everything random is drawn from generators seeded by ``Plan.seed``: the
 of the crashes, the amounts, the cancels and the receiver's failures (the interleaving of
 concurrent requests is the operating system's, so a rerun repeats the plan, not every
 instruction).
+
+A third partner runs on a test clock (docs/sandbox.md): it pays single-request payouts
+while its clock is advanced every half second, so the crashes also fall in the middle of
+advances; at the end its clock is advanced past every step and the proof checks its
+payouts and webhooks at the clock's time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -35,6 +42,7 @@ from payout131.client import signing
 from payout131.clock import SystemClock
 from payout131.ledger import accounts, book
 from payout131.ledger.accounts import wallet_code
+from payout131.sandbox import clocks
 from payout131.settings import Settings
 from payout131.storage import Database
 from payout131.storage import schema as t
@@ -45,7 +53,10 @@ from payout131.tools.chaos.verify import Record, Verdict, verify
 
 __all__ = ["Plan", "Report", "run"]
 
-TWO_STEP, SINGLE = "chaos-two-step", "chaos-single"
+TWO_STEP, SINGLE, CLOCKED = "chaos-two-step", "chaos-single", "chaos-clocked"
+ADVANCE_EVERY_S = 0.5  # how often the clocked partner moves its clock during the run
+ADVANCE_BY = "10m"
+FINAL_ADVANCE = "2h"  # past every step the load's amounts have (the longest: 1 h)
 FUNDS = 10**12  # kopecks: the two-step partner never runs short
 SINGLE_WALLET = 3_000_000  # the single-request partner's wallet runs out: refusals happen
 SERVER_ENV = {
@@ -144,6 +155,8 @@ class _Run:
         self.home = workdir / "home"
         self.report = Report(plan, workdir, Verdict())
         self.opening: dict[str, int] = {}
+        self.clock = 0  # the clocked partner's test clock
+        self.advances = 0  # advances the server answered 200
 
     async def go(self) -> Report:
         plan, started = self.plan, time.monotonic()
@@ -165,12 +178,18 @@ class _Run:
         load = Load(server.url, partners, plan.seed)
         await load.tokenize()
         stop = asyncio.Event()
-        flows = [
-            asyncio.create_task(load.flow(partners[TWO_STEP], n, stop)) for n in range(plan.flows)
-        ] + [
-            asyncio.create_task(load.flow(partners[SINGLE], plan.flows + n, stop))
-            for n in range(max(1, plan.flows // 2))
-        ]
+        flows = (
+            [asyncio.create_task(load.flow(partners[TWO_STEP], n, stop)) for n in range(plan.flows)]
+            + [
+                asyncio.create_task(load.flow(partners[SINGLE], plan.flows + n, stop))
+                for n in range(max(1, plan.flows // 2))
+            ]
+            + [
+                asyncio.create_task(load.flow(partners[CLOCKED], 2 * plan.flows + n, stop))
+                for n in range(max(1, plan.flows // 3))
+            ]
+        )
+        flows.append(asyncio.create_task(self._advance_repeatedly(server, partners, stop)))
         deciders = [asyncio.create_task(load.decide(receiver.ready)) for _ in range(4)]
         try:
             await self._crash_repeatedly(server)
@@ -189,12 +208,19 @@ class _Run:
         record.save(self.workdir / "record.json")
         db = Database(self.url)
         try:
-            # work due later than the moment the server was seen caught up is not missed work
-            self.report.verdict = verify(db, record, caught_up_at)
+            with db.read() as conn:
+                clock = clocks.get(conn, self.clock)
+            # work due later than the moment the server was seen caught up is not missed
+            # work; for the clocked partner, that moment is its clock's time
+            self.report.verdict = verify(db, record, caught_up_at, {CLOCKED: clock.frozen_time})
         finally:
             db.dispose()
-        self._ledger_check()
         figures = self.report.verdict.figures
+        figures["test clock advances answered"] = self.advances
+        figures["test clock hours moved"] = (clock.frozen_time - clock.created_at) // 3_600_000_000
+        if clock.status != "ready":
+            self.report.notes.append(f"the test clock ended {clock.status}: {clock.failure}")
+        self._ledger_check()
         figures["webhooks with a bad signature"] = receiver.forged
         if receiver.forged:
             self.report.notes.append(f"{receiver.forged} webhooks failed verification")
@@ -224,7 +250,8 @@ class _Run:
         now = SystemClock().now()
         try:
             with db.write() as conn:
-                for project, single in ((TWO_STEP, False), (SINGLE, True)):
+                self.clock = clocks.create(conn, "chaos", now, now).n
+                for project, single in ((TWO_STEP, False), (SINGLE, True), (CLOCKED, True)):
                     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
                     projects.add_project(
                         conn, project, signing.public_key_pem(key).decode(), now,
@@ -233,13 +260,14 @@ class _Run:
                         inn="7707083893", kpp="773601001",
                     )  # fmt: skip
                     number = accounts.open_settlement_account(conn, project, now)
-                    wallet = SINGLE_WALLET if single else FUNDS
+                    wallet = SINGLE_WALLET if project == SINGLE else FUNDS
                     for code, funds in ((number, FUNDS), (wallet_code(project), wallet)):
                         account = accounts.account_id(conn, code)
                         assert account is not None
                         book.topup(conn, account, funds, now)
                         self.opening[code] = funds
                     partners[project] = Partner(project, key, number, single)
+                clocks.bind(conn, CLOCKED, self.clock)
         finally:
             db.dispose()
         return partners
@@ -264,21 +292,64 @@ class _Run:
             if n % 10 == 0:
                 self.echo(f"chaos: {n} crashes")
 
+    async def _advance_repeatedly(
+        self, server: ServerProcess, partners: dict[str, Partner], stop: asyncio.Event
+    ) -> None:
+        """The clocked partner moves its clock every ``ADVANCE_EVERY_S`` until ``stop``."""
+        async with httpx.AsyncClient(timeout=30) as http:
+            while not stop.is_set():
+                await asyncio.sleep(ADVANCE_EVERY_S)
+                await self._advance(http, server, partners[CLOCKED], {"by": ADVANCE_BY})
+
+    async def _advance(
+        self, http: httpx.AsyncClient, server: ServerProcess, partner: Partner, ask: dict[str, Any]
+    ) -> bool:
+        """One ``clock/advance`` call that does not wait; False if it got no 200 (the server
+        may be down: it is not sent again, an advance is not idempotent)."""
+        raw = json.dumps({**ask, "wait": False}).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-PARTNER-PROJECT": partner.project,
+            "X-PARTNER-SIGN": signing.sign(partner.key, raw),
+        }
+        try:
+            answer = await http.post(
+                f"{server.url}/api/sandbox/clock/advance", content=raw, headers=headers
+            )
+        except httpx.TransportError:
+            return False
+        self.advances += answer.status_code == 200
+        return answer.status_code == 200
+
     async def _quiesce(self, server: ServerProcess, receiver: Receiver, load: Load) -> int:
         """Wait until no payout step is due, every event is delivered and every
-        ``ready_to_confirm`` decided; the time (microseconds) at which that was seen."""
+        ``ready_to_confirm`` decided, the test clock moved past every step of its partner;
+        the time (microseconds) at which that was seen."""
         deadline = time.monotonic() + self.plan.quiesce_s
         db = Database(self.url)
+        clocked = load.partners[CLOCKED]
+        final = False
         try:
-            while time.monotonic() < deadline:
-                if not server.alive:
-                    self.report.notes.append("the server died after the crashes had stopped")
-                    await asyncio.to_thread(server.start)
-                idle = receiver.ready.empty() and load.deciding == 0
-                checked_at = SystemClock().now()
-                if idle and await asyncio.to_thread(_caught_up, db, checked_at):
-                    return checked_at
-                await asyncio.sleep(0.25)
+            async with httpx.AsyncClient(timeout=30) as http:
+                while time.monotonic() < deadline:
+                    if not server.alive:
+                        self.report.notes.append("the server died after the crashes had stopped")
+                        await asyncio.to_thread(server.start)
+                    if not final:  # once: past every step the payouts were made with
+                        final = await self._advance(http, server, clocked, {"by": FINAL_ADVANCE})
+                    clock_state = await asyncio.to_thread(_clock_state, db, self.clock)
+                    if final and clock_state == "more":  # a retry scheduled past its time
+                        await self._advance(http, server, clocked, {"next": True})
+                    idle = receiver.ready.empty() and load.deciding == 0
+                    checked_at = SystemClock().now()
+                    if (
+                        final
+                        and idle
+                        and clock_state == "done"
+                        and await asyncio.to_thread(_caught_up, db, checked_at)
+                    ):
+                        return checked_at
+                    await asyncio.sleep(0.25)
             self.report.notes.append(f"the server had not caught up {self.plan.quiesce_s:g} s on")
             return SystemClock().now()
         finally:
@@ -297,11 +368,24 @@ class _Run:
             self.report.notes.append(f"payout131 ledger check: {done.stdout}{done.stderr}")
 
 
+def _clock_state(db: Database, n: int) -> str:
+    """``moving`` (advancing), ``more`` (ready, with steps due after its time: a webhook
+    retry, say) or ``done`` (ready, nothing due on it)."""
+    with db.read() as conn:
+        clock = clocks.get(conn, n)
+        if clock.status != "ready":
+            return "moving"
+        return "done" if clocks.next_due(conn, n) is None else "more"
+
+
 def _caught_up(db: Database, now: int) -> bool:
-    p, e = t.payouts, t.events
+    p, e, j = t.payouts, t.events, t.projects
+    on_wall = sa.select(j.c.id).where(j.c.test_clock.is_(None))
     with db.read() as conn:
         due = conn.execute(
-            sa.select(sa.func.count()).where(p.c.work.is_not(None), p.c.work_at <= now)
+            sa.select(sa.func.count()).where(
+                p.c.work.is_not(None), p.c.work_at <= now, p.c.project_id.in_(on_wall)
+            )
         ).scalar_one()
         waiting = conn.execute(
             sa.select(sa.func.count()).where(e.c.status.in_(("pending", "failed")))

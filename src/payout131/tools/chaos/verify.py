@@ -22,6 +22,7 @@ import dataclasses
 import itertools
 import json
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,16 +122,20 @@ class Record:
         )
 
 
-def verify(db: Database, record: Record, now: int) -> Verdict:
-    """Check a finished run against its store; ``now`` tells due work from later work."""
+def verify(
+    db: Database, record: Record, now: int, clock_times: Mapping[str, int] | None = None
+) -> Verdict:
+    """Check a finished run against its store; ``now`` tells due work from later work, or
+    for a project on a test clock its clock's time (``clock_times``)."""
     verdict = Verdict()
     store = _load(db)
     for problem in store.ledger_problems:
         verdict.fail(f"ledger: {problem}")
     _answers(verdict, store, record.answers)
-    _payouts(verdict, store, record.answers, set(record.two_step), now)
+    times = dict(clock_times or {})
+    _payouts(verdict, store, record.answers, set(record.two_step), now, times)
     _rail(verdict, store)
-    _events(verdict, store, record.deliveries, now)
+    _events(verdict, store, record.deliveries, now, times)
     _balances(verdict, store, record.opening)
     return verdict
 
@@ -201,7 +206,12 @@ def _refusal(verdict: Verdict, store: _Store, a: Answer) -> None:
 
 
 def _payouts(
-    verdict: Verdict, store: _Store, answers: list[Answer], two_step: set[str], now: int
+    verdict: Verdict,
+    store: _Store,
+    answers: list[Answer],
+    two_step: set[str],
+    now: int,
+    times: dict[str, int],
 ) -> None:
     f = verdict.figures
     decided = {
@@ -232,7 +242,8 @@ def _payouts(
         else:
             f["payouts still at the rail"] += 1
             expected = ("active", 0, session.status if session.status == "error" else "in_progress")
-            if p.work is None or (p.work_at is not None and int(p.work_at) <= now):
+            due_by = times.get(p.project_id, now)
+            if p.work is None or (p.work_at is not None and int(p.work_at) <= due_by):
                 verdict.fail(f"{name}: in progress with work {p.work} due and not done")
         if (hold, paid, session.status) != expected:
             verdict.fail(f"{name} {p.status}: hold {hold}, paid {paid}x, session {session.status}")
@@ -260,7 +271,13 @@ def _rail(verdict: Verdict, store: _Store) -> None:
             verdict.fail(f"{name}: reached the rail but was never confirmed")
 
 
-def _events(verdict: Verdict, store: _Store, deliveries: list[Delivery], now: int) -> None:
+def _events(
+    verdict: Verdict,
+    store: _Store,
+    deliveries: list[Delivery],
+    now: int,
+    times: dict[str, int],
+) -> None:
     f = verdict.figures
     by_event: dict[int, list[Delivery]] = defaultdict(list)
     for d in deliveries:
@@ -279,7 +296,7 @@ def _events(verdict: Verdict, store: _Store, deliveries: list[Delivery], now: in
             # written after the server was seen caught up (a rail poll or a confirm timeout
             # falling due later), the server may have stopped before sending it: later work,
             # not lost work; every event written before that moment must have arrived
-            if int(e.created_at) <= now:
+            if int(e.created_at) <= times.get(e.project_id, now):
                 verdict.fail(f"evt_{event_id} ({e.type}, ps_{e.session_n}): never acknowledged")
             else:
                 f["events written after the run caught up, not yet sent"] += 1
