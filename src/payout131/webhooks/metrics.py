@@ -87,10 +87,14 @@ class WebhookCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self.stats.collect()
-        e = t.events
+        e, p = t.events, t.projects
+        # sandbox: an event of a project on a test clock was made at its clock's time, which
+        # says nothing of how long it has waited on the wall; its age is left out
+        on_wall = sa.select(p.c.id).where(p.c.test_clock.is_(None))
+        walled = sa.case((e.c.project_id.in_(on_wall), e.c.created_at))
         with self.db.read() as conn:
             rows = conn.execute(
-                sa.select(e.c.status, sa.func.count(), sa.func.min(e.c.created_at))
+                sa.select(e.c.status, sa.func.count(), sa.func.min(walled))
                 .where(e.c.status.in_((*WAITING, "dead")))
                 .group_by(e.c.status)
             ).all()
@@ -108,10 +112,11 @@ class WebhookCollector(Collector):
             "Events that ran out of attempts and wait for an operator's replay.",
             value=found.get("dead", (0, None))[0],
         )
-        oldest = [found[s][1] for s in WAITING if s in found]
+        oldest = [found[s][1] for s in WAITING if s in found and found[s][1] is not None]
         age = (self.clock.now() - min(oldest)) / 1_000_000 if oldest else 0.0
         yield GaugeMetricFamily(
             "payout131_webhook_oldest_pending_age_seconds",
-            "Age of the oldest event still waiting to be delivered (0 when none waits).",
+            "Age of the oldest event still waiting to be delivered (0 when none waits; "
+            "events of projects on test clocks are left out).",
             value=max(age, 0.0),
         )
