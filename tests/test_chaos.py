@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from payout131.clock import SystemClock
 from payout131.storage import Database
 from payout131.storage import schema as t
-from payout131.tools.chaos.harness import Plan, run
+from payout131.tools.chaos.harness import CLOCKED, Plan, run
 from payout131.tools.chaos.verify import Record, verify
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"
@@ -71,6 +71,10 @@ def test_the_proof_catches_what_it_claims_to(tmp_path: Path) -> None:
         ).one()
         event = conn.execute(sa.select(e.c.id).limit(1)).scalar_one()
         first = conn.execute(sa.select(e.c.project_id, e.c.session_n).limit(1)).one()
+        clocked = conn.execute(
+            sa.select(p.c.n, p.c.session_n).where(p.c.project_id == CLOCKED).limit(1)
+        ).one()
+    clock_time = record.clock_times[CLOCKED]  # ahead of the wall: the proof uses it
     never_sent = {  # an event nobody received, written before the run was seen caught up
         "project_id": first.project_id,
         "session_n": first.session_n,
@@ -98,6 +102,14 @@ def test_the_proof_catches_what_it_claims_to(tmp_path: Path) -> None:
         .where(t.ledger_accounts.c.code.like("4070%"))
         .values(balance=t.ledger_accounts.c.balance + 1),
         "has no payout of": sa.update(p).where(p.c.n == paid.n).values(amount=p.c.amount + 100),
+        # the partner on a test clock is held to its clock's time, not the wall's
+        f"ps_{clocked.session_n}): never acknowledged": sa.insert(e).values(
+            **{**never_sent, "project_id": CLOCKED, "session_n": clocked.session_n}
+            | {"created_at": clock_time - 1}
+        ),
+        f"po_{clocked.n}: in progress with work poll due": sa.update(p)
+        .where(p.c.n == clocked.n)
+        .values(status="in_progress", work="poll", work_at=clock_time - 1),
     }
     try:
         for expected, change in tampering.items():

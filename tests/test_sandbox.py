@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -453,7 +454,12 @@ def test_a_killed_server_loses_nothing_of_an_advance_and_runs_nothing_twice(
 def test_a_step_that_keeps_failing_leaves_the_clock_failed_and_a_new_advance_retries_it(
     tmp_path: Path, database_url: str, partner_keys: list[rsa.RSAPrivateKey]
 ) -> None:
-    quick = {"PAYOUT131_CLOCK_STEP_TIMEOUT": "2s", "PAYOUT131_LEASE_S": "1s"}
+    quick = {
+        "PAYOUT131_CLOCK_STEP_TIMEOUT": "2s",
+        "PAYOUT131_LEASE_S": "1s",
+        "PAYOUT131_WEBHOOK_LEASE": "1.5s",
+        "PAYOUT131_WEBHOOK_TIMEOUT": "1s",
+    }
     with receiving() as receiver, serve(tmp_path, database_url, env=quick) as served:
         sandbox = Sandbox(served, receiver, Database(database_url), tmp_path)
         try:
@@ -627,3 +633,40 @@ def test_the_partner_cli_moves_its_clock_and_forces_outcomes(
     assert "session_wrong_state" in partner("succeed", payouts[1], code=1)
     assert "give one of --by, --to or --next" in partner("advance", code=2)
     assert "not a duration" in partner("advance", "--by", "soon", code=1)
+
+
+def test_a_partner_paying_all_the_time_does_not_stop_its_clock(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    bank = sandbox.partner("acme", partner_keys[0], sandbox.clock())
+    slow = _pay(bank, "slow_success")
+    settings = bank.settings
+    paid_during: list[str] = []
+    advanced = threading.Event()
+
+    def pay() -> None:  # another of the partner's processes, paying until the advance ends
+        with Client(
+            base_url=settings.base_url, project="acme", private_key=settings.private_key
+        ) as payer:
+            deadline = time.monotonic() + 60
+            while not advanced.is_set() and time.monotonic() < deadline:
+                paid_during.append(_pay(payer, "success"))
+
+    payer = threading.Thread(target=pay)
+    payer.start()
+    try:
+        while len(paid_during) < 5:  # it is paying
+            time.sleep(0.05)
+        clock = bank.sandbox.advance(hours=1, wait_s=50)
+    finally:
+        advanced.set()
+        payer.join()
+    assert (clock.status, clock.frozen_time) == ("ready", rfc3339(START + HOUR))
+    assert bank.status(slow).status == "accepted"
+    last = bank.status(paid_during[-1])
+    for _ in range(100):  # what was paid meanwhile ends too, at the clock's time then
+        if last.status == "accepted":
+            break
+        time.sleep(0.05)
+        last = bank.status(paid_during[-1])
+    assert last.status == "accepted"

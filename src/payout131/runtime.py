@@ -100,12 +100,23 @@ class Runtime:
             on_events=self.clock_dispatcher.wakeup.set,
             on_clocks=True,
         )
-        self.advancer = Advancer(db, clock, self.wake_clocks, settings.clock_step_timeout_s)
+        self.advancer = Advancer(
+            db,
+            clock,
+            self.wake_clocks,
+            settings.clock_step_timeout_s,
+            runner_lease_s=min(settings.lease_s, 10.0),
+        )
 
     def wake_clocks(self) -> None:
         """Ring the test clocks' worker and dispatcher."""
         self.clock_worker.wakeup.set()
         self.clock_dispatcher.wakeup.set()
+
+    def runners(self) -> tuple[Callable[[], Coroutine[Any, Any, None]], ...]:
+        """What an API-only process still runs: in sandbox mode, the runner of advances
+        nobody runs (the steps are done by a ``payout131 worker``)."""
+        return (self.advancer.run_forever,) if self.sandbox else ()
 
     def background(self) -> tuple[Callable[[], Coroutine[Any, Any, None]], ...]:
         """What runs beside the API: the worker and the webhook dispatcher; in sandbox mode
@@ -189,7 +200,7 @@ class Runtime:
             limiter=limiter,
             header_timeout_s=self.settings.header_timeout_s,
             body_timeout_s=self.settings.body_timeout_s,
-            background=self.background() if run_worker else (),
+            background=self.background() if run_worker else self.runners(),
             on_close=self.close if close else None,
             sandbox_routes=sandbox.routes(),
             mode=self.settings.mode,

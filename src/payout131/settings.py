@@ -37,7 +37,7 @@ class Settings:
     # sandbox (docs/sandbox.md): test clocks and forced outcomes exist only in sandbox mode;
     # an advance fails when a step due on the clock has not completed in this long
     mode: str = "sandbox"
-    clock_step_timeout_s: float = 60.0
+    clock_step_timeout_s: float = 120.0
     worker_poll_s: float = 0.2
     worker_batch: int = 64
     # benchmarks: after a round that found work, the worker and the webhook dispatcher wait
@@ -97,6 +97,7 @@ class Settings:
                 changes[variable.attribute] = variable.read(env[variable.name])
         settings = replace(cls(), **changes)  # type: ignore[arg-type]
         check_webhook_settings(settings)
+        check_clock_settings(settings)
         return settings
 
 
@@ -237,6 +238,18 @@ VARIABLES = (
         "0 to 3650d",
     ),
 )
+
+
+def check_clock_settings(settings: Settings) -> None:
+    """An advance must not take a step whose dead worker's lease has not run out yet for a
+    step that keeps failing (docs/sandbox.md)."""
+    longest = max(settings.lease_s, settings.webhook_lease_s)
+    if settings.clock_step_timeout_s <= longest:
+        raise ValueError(
+            "PAYOUT131_CLOCK_STEP_TIMEOUT: must be longer than PAYOUT131_LEASE_S and "
+            "PAYOUT131_WEBHOOK_LEASE, or an advance could fail on a step that is only "
+            "waiting for a dead worker's lease to run out"
+        )
 
 
 def check_webhook_settings(settings: Settings) -> None:

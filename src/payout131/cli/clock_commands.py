@@ -163,7 +163,8 @@ def advance(
         elif to is not None:
             target["to"] = clocks.parse_moment(to)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--by" if by else "--to") from None
+        hint = "--by" if by is not None else "--to"
+        raise click.BadParameter(str(exc), param_hint=hint) from None
     from payout131.runtime import Runtime
     from payout131.sandbox.advance import Refused
 
@@ -189,8 +190,11 @@ def advance(
 async def _advance(bank: Runtime, n: int) -> None:
     """Run the clocks' worker and dispatcher while this process runs the advance."""
     wait: Callable[[], Any] = lambda: bank.advancer.wait(n, WAIT_S)  # noqa: E731
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(bank.clock_worker.run)
-        tasks.start_soon(bank.clock_dispatcher.run)
-        await anyio.to_thread.run_sync(wait, abandon_on_cancel=True)
-        tasks.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(bank.clock_worker.run)
+            tasks.start_soon(bank.clock_dispatcher.run)
+            await anyio.to_thread.run_sync(wait, abandon_on_cancel=True)
+            tasks.cancel_scope.cancel()
+    finally:  # Ctrl-C: the runner gives the clock up at once, a server finishes the advance
+        bank.advancer.stopping.set()

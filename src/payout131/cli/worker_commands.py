@@ -33,8 +33,7 @@ async def _run(bank: Runtime, payouts: bool, webhooks: bool) -> None:
                 tasks.start_soon(bank.clock_worker.run)
             if webhooks:
                 tasks.start_soon(bank.clock_dispatcher.run)
-            if payouts and webhooks:
-                tasks.start_soon(bank.advancer.run_forever)
+            tasks.start_soon(bank.advancer.run_forever)  # with this or another worker's help
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 tasks.cancel_scope.cancel()

@@ -29,6 +29,7 @@ __all__ = ["AsyncSandbox", "Forced", "PendingStep", "Sandbox", "TestClock"]
 
 T = TypeVar("T")
 POLL_S = 0.2  # how often ``advance`` looks at a clock still advancing
+WAIT_S = 600.0  # and for how long at most
 
 
 class PendingStep(Model, frozen=True):
@@ -181,13 +182,16 @@ class Sandbox(_Calls):
         by: str | None = None,
         to: datetime | str | None = None,
         next_step: bool = False,
+        wait_s: float = WAIT_S,
     ) -> TestClock:
         """Move the project's clock forward (by a duration, ``by="1h30m"``, ``to=`` a time,
         or to the next due step) and return it once every step due on the way has run
-        (``status`` ``ready``), or it has ``failed`` (``failure`` says why)."""
+        (``status`` ``ready``), or it has ``failed`` (``failure`` says why); still
+        ``advancing`` if that takes longer than ``wait_s`` seconds."""
         body = _advance_body(days, hours, minutes, seconds, by, to, next_step)
+        deadline = time.monotonic() + wait_s
         clock = self.advance_call(**body)
-        while clock.status == "advancing":
+        while clock.status == "advancing" and time.monotonic() < deadline:
             time.sleep(POLL_S)
             clock = self.clock()
         return clock
@@ -215,11 +219,13 @@ class AsyncSandbox(_Calls):
         by: str | None = None,
         to: datetime | str | None = None,
         next_step: bool = False,
+        wait_s: float = WAIT_S,
     ) -> TestClock:
         """``Sandbox.advance``, awaitable."""
         body = _advance_body(days, hours, minutes, seconds, by, to, next_step)
+        deadline = time.monotonic() + wait_s
         clock = await self.advance_call(**body)
-        while clock.status == "advancing":
+        while clock.status == "advancing" and time.monotonic() < deadline:
             await anyio.sleep(POLL_S)
             clock = await self.clock()
         return clock

@@ -40,7 +40,6 @@ log = logging.getLogger("payout131.sandbox")
 
 c = t.test_clocks
 MICROS = 1_000_000
-RUNNER_LEASE_S = 10.0  # how long a silent runner keeps the clock
 
 
 class Refused(ValueError):
@@ -59,9 +58,11 @@ class Advancer:
         *,
         poll_s: float = 0.01,
         owner: str | None = None,
+        runner_lease_s: float = 10.0,
     ) -> None:
         self.db, self.wall, self.wake = db, wall, wake
         self.step_timeout_s, self.poll_s = step_timeout_s, poll_s
+        self.runner_lease_s = runner_lease_s  # how long a silent runner keeps the clock
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
         self.wakeup = threading.Event()  # rung when an advance is asked for in this process
         self.stopping = threading.Event()  # the process is shutting down: runners stop
@@ -85,7 +86,7 @@ class Advancer:
             going = clock.advance_to if clock.status == "advancing" else None
             base = clock.frozen_time
             if next_step:
-                target = clocks.next_due(conn, n)
+                field, target = "next", clocks.next_due(conn, n)
                 if target is None:
                     raise Refused(f"next: nothing is due on {clock.id}")
                 target = max(target, base)
@@ -124,7 +125,7 @@ class Advancer:
                 c.c.status == "advancing",
                 sa.or_(c.c.runner.is_(None), c.c.runner == token, c.c.runner_until < wall),
             )
-            .values(runner=token, runner_until=wall + int(RUNNER_LEASE_S * MICROS))
+            .values(runner=token, runner_until=wall + int(self.runner_lease_s * MICROS))
         )
         return taken.rowcount == 1
 
@@ -148,19 +149,22 @@ class Advancer:
         renewed = time.monotonic()
         stuck: tuple[int, str] | None = None
         stuck_since = time.monotonic()
+        fence: tuple[int, int] | None = None  # (the clock's time, the last session then)
         while True:
             if self.stopping.is_set() or (until is not None and time.monotonic() >= until):
                 self._release(n, token)  # a runner stopped midway is replaced
                 return False
             with self.db.read() as conn:
                 found = conn.execute(sa.select(c).where(c.c.n == n)).one_or_none()
-                due = clocks.pending(conn, n, limit=1)
-            if found is None:
-                return True  # deleted meanwhile
-            clock = TestClock.from_row(found)
+                if found is None:
+                    return True  # deleted meanwhile
+                clock = TestClock.from_row(found)
+                if fence is None or fence[0] != clock.frozen_time:
+                    fence = (clock.frozen_time, clocks.last_session(conn))
+                due = clocks.pending(conn, n, limit=1, sessions=fence[1])
             if clock.status != "advancing" or clock.advance_to is None:
                 return True
-            if time.monotonic() - renewed > RUNNER_LEASE_S / 3:
+            if time.monotonic() - renewed > self.runner_lease_s / 3:
                 with self.db.write() as conn:
                     if not self._take(conn, n, token, self.wall.now()):
                         return False  # another runner took over meanwhile
@@ -175,14 +179,18 @@ class Advancer:
                 self.wake()
                 time.sleep(self.poll_s)
                 continue
-            if not self._move(n, token):
+            if not self._move(n, token, fence[1]):
                 return False  # no longer the runner
             stuck = None
 
-    def _move(self, n: int, token: str) -> bool:
-        """Under the clock's lock, while still its runner and nothing is due at its time:
-        move it to the next due time, or to its target (and ready). False if another
-        runner has the clock."""
+    def _move(self, n: int, token: str, sessions: int) -> bool:
+        """Under the clock's lock, while still its runner and nothing of the sessions up to
+        ``sessions`` (the fence) is due at its time: move it to the next due time, or to
+        its target (and ready). False if another runner has the clock.
+
+        The fence keeps a partner paying while the clock moves from holding it up for ever:
+        a session made after the clock reached its time is not waited for there; its steps
+        run when the worker comes to them, at the clock's time then."""
         with self.db.write() as conn:
             clock = clocks.lock(conn, n)
             runner = conn.execute(sa.select(c.c.runner).where(c.c.n == n)).scalar()
@@ -190,10 +198,10 @@ class Advancer:
                 return False
             if clock.status != "advancing" or clock.advance_to is None:
                 return True
-            due = clocks.pending(conn, n, limit=1)
-            at = due[0].at if due else None
-            if at is not None and at <= clock.frozen_time:
+            due = clocks.pending(conn, n, limit=1, sessions=sessions)
+            if due and due[0].at <= clock.frozen_time:
                 return True  # something fell due meanwhile: the loop waits for it
+            at = clocks.next_due(conn, n, after=clock.frozen_time)
             if at is not None and at <= clock.advance_to:
                 values: dict[str, object] = {"frozen_time": at}
             else:

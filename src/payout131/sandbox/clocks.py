@@ -283,10 +283,13 @@ def project_now(conn: Connection, project_id: str, wall: int) -> int:
 # What is due on a clock: the payouts' next steps and the webhooks' next attempts of its
 # projects. An event counts when it could be sent: its project has a URL and no earlier
 # event of its session still waits (that one comes first).
+# ``after``: only what is due later than that; ``sessions``: only the sessions up to that
+# number (the advance's fence: sessions made while it runs do not hold it up)
 _STEPS = Sql(
     """SELECT w.work_at AS at, w.work, w.n, w.session_n FROM payouts w
     JOIN projects p ON p.id = w.project_id
     WHERE p.test_clock = :clock AND w.work IS NOT NULL
+    AND w.work_at > :after AND w.session_n <= :sessions
     ORDER BY w.work_at, w.n LIMIT :limit"""
 )
 _DELIVERIES = Sql(
@@ -294,11 +297,14 @@ _DELIVERIES = Sql(
     JOIN projects p ON p.id = e.project_id
     WHERE p.test_clock = :clock AND e.status IN ('pending', 'failed')
     AND p.webhook_url IS NOT NULL
+    AND e.next_attempt_at > :after AND e.session_n <= :sessions
     AND NOT EXISTS (
         SELECT 1 FROM events earlier WHERE earlier.session_n = e.session_n
         AND earlier.id < e.id AND earlier.status IN ('pending', 'failed'))
     ORDER BY e.next_attempt_at, e.id LIMIT :limit"""
 )
+_LAST_SESSION = Sql("SELECT COALESCE(MAX(n), 0) AS n FROM sessions")
+EVERYTHING = (-(2**62), 2**62)  # ``after`` and ``sessions`` that leave nothing out
 _STEP_NAMES = {
     "check": "checks the payout (then ready_to_confirm, or straight to the rail)",
     "expire": "confirm timeout: the unconfirmed payout is cancelled",
@@ -308,9 +314,22 @@ _STEP_NAMES = {
 }
 
 
-def pending(conn: Connection, n: int, limit: int = 100) -> list[Pending]:
-    """What is due on the clock, earliest first (at most ``limit`` items)."""
-    params = {"clock": n, "limit": limit}
+def pending(
+    conn: Connection,
+    n: int,
+    limit: int = 100,
+    *,
+    after: int | None = None,
+    sessions: int | None = None,
+) -> list[Pending]:
+    """What is due on the clock, earliest first (at most ``limit`` items); only what is due
+    later than ``after``, and of the sessions numbered up to ``sessions``, when given."""
+    params = {
+        "clock": n,
+        "limit": limit,
+        "after": EVERYTHING[0] if after is None else after,
+        "sessions": EVERYTHING[1] if sessions is None else sessions,
+    }
     items = [
         Pending(
             int(row.at),
@@ -334,7 +353,12 @@ def pending(conn: Connection, n: int, limit: int = 100) -> list[Pending]:
     return sorted(items, key=lambda item: (item.at, item.kind, item.what))[:limit]
 
 
-def next_due(conn: Connection, n: int) -> int | None:
-    """When the next thing is due on the clock (None: nothing is)."""
-    due = pending(conn, n, limit=1)
+def next_due(conn: Connection, n: int, after: int | None = None) -> int | None:
+    """When the next thing (later than ``after``) is due on the clock (None: nothing)."""
+    due = pending(conn, n, limit=1, after=after)
     return due[0].at if due else None
+
+
+def last_session(conn: Connection) -> int:
+    """The number of the latest session, of any project (an advance's fence)."""
+    return int(sql.rows(conn, _LAST_SESSION)[0].n)

@@ -51,7 +51,7 @@ from payout131.tools.chaos.processes import PAYOUT131, PostgresCluster, ServerPr
 from payout131.tools.chaos.receiver import Receiver
 from payout131.tools.chaos.verify import Record, Verdict, verify
 
-__all__ = ["Plan", "Report", "run"]
+__all__ = ["CLOCKED", "Plan", "Report", "run"]
 
 TWO_STEP, SINGLE, CLOCKED = "chaos-two-step", "chaos-single", "chaos-clocked"
 ADVANCE_EVERY_S = 0.5  # how often the clocked partner moves its clock during the run
@@ -194,6 +194,7 @@ class _Run:
         try:
             await self._crash_repeatedly(server)
             stop.set()
+            moved = await asyncio.to_thread(self._clock_moved)
             await asyncio.gather(*flows)
             caught_up_at = await self._quiesce(server, receiver, load)
         finally:
@@ -204,19 +205,26 @@ class _Run:
             await asyncio.to_thread(server.stop)
             hooks.should_exit = True
             await hook_task
-        record = Record(load.answers, receiver.deliveries, self.opening, [TWO_STEP])
-        record.save(self.workdir / "record.json")
         db = Database(self.url)
         try:
             with db.read() as conn:
                 clock = clocks.get(conn, self.clock)
             # work due later than the moment the server was seen caught up is not missed
             # work; for the clocked partner, that moment is its clock's time
-            self.report.verdict = verify(db, record, caught_up_at, {CLOCKED: clock.frozen_time})
+            record = Record(
+                load.answers,
+                receiver.deliveries,
+                self.opening,
+                [TWO_STEP],
+                {CLOCKED: clock.frozen_time},
+            )
+            record.save(self.workdir / "record.json")
+            self.report.verdict = verify(db, record, caught_up_at)
         finally:
             db.dispose()
         figures = self.report.verdict.figures
         figures["test clock advances answered"] = self.advances
+        figures["test clock ms moved during the crashes"] = moved
         figures["test clock hours moved"] = (clock.frozen_time - clock.created_at) // 3_600_000_000
         if clock.status != "ready":
             self.report.notes.append(f"the test clock ended {clock.status}: {clock.failure}")
@@ -291,6 +299,18 @@ class _Run:
             self.report.crashes = n
             if n % 10 == 0:
                 self.echo(f"chaos: {n} crashes")
+
+    def _clock_moved(self) -> int:
+        """Milliseconds the test clock has moved so far: it stops at every due time on the
+        way, and the simulator's latency (20 to 320 ms) and the webhook retries (0.2 s to
+        1 s) make one every few milliseconds while the partner pays."""
+        db = Database(self.url)
+        try:
+            with db.read() as conn:
+                clock = clocks.get(conn, self.clock)
+        finally:
+            db.dispose()
+        return (clock.frozen_time - clock.created_at) // 1_000
 
     async def _advance_repeatedly(
         self, server: ServerProcess, partners: dict[str, Partner], stop: asyncio.Event

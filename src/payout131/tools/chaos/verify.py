@@ -101,6 +101,7 @@ class Record:
     deliveries: list[Delivery]
     opening: dict[str, int]
     two_step: list[str]
+    clock_times: dict[str, int] = field(default_factory=dict)  # see ``verify``
 
     def save(self, path: Path) -> None:
         data = {
@@ -108,6 +109,7 @@ class Record:
             "deliveries": [dataclasses.asdict(d) for d in self.deliveries],
             "opening": self.opening,
             "two_step": self.two_step,
+            "clock_times": self.clock_times,
         }
         path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
@@ -119,6 +121,7 @@ class Record:
             [Delivery(**d) for d in data["deliveries"]],
             data["opening"],
             data["two_step"],
+            data.get("clock_times", {}),
         )
 
 
@@ -126,13 +129,13 @@ def verify(
     db: Database, record: Record, now: int, clock_times: Mapping[str, int] | None = None
 ) -> Verdict:
     """Check a finished run against its store; ``now`` tells due work from later work, or
-    for a project on a test clock its clock's time (``clock_times``)."""
+    for a project on a test clock its clock's time (``clock_times``, else the record's)."""
     verdict = Verdict()
     store = _load(db)
     for problem in store.ledger_problems:
         verdict.fail(f"ledger: {problem}")
     _answers(verdict, store, record.answers)
-    times = dict(clock_times or {})
+    times = dict(record.clock_times if clock_times is None else clock_times)
     _payouts(verdict, store, record.answers, set(record.two_step), now, times)
     _rail(verdict, store)
     _events(verdict, store, record.deliveries, now, times)
