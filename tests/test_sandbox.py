@@ -670,3 +670,20 @@ def test_a_partner_paying_all_the_time_does_not_stop_its_clock(
         time.sleep(0.05)
         last = bank.status(paid_during[-1])
     assert last.status == "accepted"
+
+
+def test_the_server_finishes_advances_nobody_waits_for_on_every_clock(
+    sandbox: Sandbox, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    banks = [sandbox.partner(f"p{i}", partner_keys[i], sandbox.clock(f"c{i}")) for i in range(2)]
+    sessions = [_pay(bank, "returned") for bank in banks]
+    for bank in banks:
+        assert bank.sandbox.advance_call(by="3d", wait=False).id.startswith("clk_")
+    for _ in range(400):
+        clocks_now = [bank.sandbox.clock() for bank in banks]
+        if all(clock.status == "ready" for clock in clocks_now):
+            break
+        time.sleep(0.05)
+    assert [c.frozen_time for c in clocks_now] == [rfc3339(START + 3 * DAY)] * 2
+    for session in sessions:
+        assert sandbox.events(session) == ["payment_finished", "payment_refunded"]

@@ -266,16 +266,31 @@ class Advancer:
 
     async def run_forever(self, poll_s: float = 1.0) -> None:
         """Finish every advance nobody is running (the server's lifespan runs this): one
-        asked for with ``--no-wait``, or one whose runner died."""
+        asked for with ``--no-wait``, or one whose runner died; each clock's in a thread of
+        its own, so a long advance of one clock holds up no other."""
+        running: set[int] = set()
+
+        async def finish(n: int) -> None:
+            try:
+                await anyio.to_thread.run_sync(self.run, n, abandon_on_cancel=True)
+            except Exception:  # the database may be back at the next look
+                log.exception("running test clock %s failed; trying again", n)
+            finally:
+                running.discard(n)
+                self.wakeup.set()
+
         try:
-            while True:
-                try:
-                    waiting = await anyio.to_thread.run_sync(self.advancing)
-                    for n in waiting:
-                        await anyio.to_thread.run_sync(self.run, n, abandon_on_cancel=True)
-                except Exception:  # the database may be back at the next look
-                    log.exception("running test clock advances failed; trying again")
-                await anyio.to_thread.run_sync(self.wakeup.wait, poll_s, abandon_on_cancel=True)
-                self.wakeup.clear()
+            async with anyio.create_task_group() as tasks:
+                while True:
+                    try:
+                        waiting = await anyio.to_thread.run_sync(self.advancing)
+                    except Exception:  # the database may be back at the next look
+                        log.exception("looking for test clock advances failed; trying again")
+                        waiting = []
+                    for n in set(waiting) - running:
+                        running.add(n)
+                        tasks.start_soon(finish, n)
+                    await anyio.to_thread.run_sync(self.wakeup.wait, poll_s, abandon_on_cancel=True)
+                    self.wakeup.clear()
         finally:
             self.stopping.set()
