@@ -59,47 +59,12 @@ class Runtime:
         self.vault = Vault(settings.vault_key_path, settings.vault_key)
         self.group_commit = GroupCommit(db)  # benchmarks: API writes share commits
         self.context = Context(directory, self.vault)
-        self.dispatcher = Dispatcher(  # webhooks
-            db=db,
-            group_commit=self.group_commit,
-            clock=clock,
-            vault=self.vault,
-            private_key=private_key,
-            config=delivery_config(settings),
-            clocks=settings.mode == "sandbox",
-        )
-        self.worker = Worker(
-            db,
-            self.group_commit,
-            clock,
-            rail,
-            self.context,
-            worker_config(settings),
-            on_events=self.dispatcher.wakeup.set,
-            clocks=settings.mode == "sandbox",
-        )
-        # sandbox (docs/sandbox.md): the steps and webhooks of projects on test clocks, each
-        # at its clock's time, and the runner of advances
         self.sandbox = settings.mode == "sandbox"
-        self.clock_dispatcher = Dispatcher(
-            db=db,
-            group_commit=self.group_commit,
-            clock=clock,
-            vault=self.vault,
-            private_key=private_key,
-            config=delivery_config(settings),
-            on_clocks=True,
-        )
-        self.clock_worker = Worker(
-            db,
-            self.group_commit,
-            clock,
-            rail,
-            self.context,
-            worker_config(settings),
-            on_events=self.clock_dispatcher.wakeup.set,
-            on_clocks=True,
-        )
+        # the payout worker and the webhook dispatcher; in sandbox mode (docs/sandbox.md) a
+        # second pair runs the steps and webhooks of projects on test clocks, each at its
+        # clock's time, and the advancer moves the clocks
+        self.worker, self.dispatcher = self._pair(on_clocks=False)
+        self.clock_worker, self.clock_dispatcher = self._pair(on_clocks=True)
         self.advancer = Advancer(
             db,
             clock,
@@ -107,6 +72,30 @@ class Runtime:
             settings.clock_step_timeout_s,
             runner_lease_s=min(settings.lease_s, 10.0),
         )
+
+    def _pair(self, *, on_clocks: bool) -> tuple[Worker, Dispatcher]:
+        dispatcher = Dispatcher(
+            db=self.db,
+            group_commit=self.group_commit,
+            clock=self.clock,
+            vault=self.vault,
+            private_key=self.private_key,
+            config=delivery_config(self.settings),
+            on_clocks=on_clocks,
+            clocks=self.sandbox,
+        )
+        worker = Worker(
+            self.db,
+            self.group_commit,
+            self.clock,
+            self.rail,
+            self.context,
+            worker_config(self.settings),
+            on_events=dispatcher.wakeup.set,  # steps commit webhook events: have them sent
+            on_clocks=on_clocks,
+            clocks=self.sandbox,
+        )
+        return worker, dispatcher
 
     def wake_clocks(self) -> None:
         """Ring the test clocks' worker and dispatcher."""
