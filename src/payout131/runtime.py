@@ -14,10 +14,13 @@ import anyio
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from payout131.clock import Clock, SystemClock
 from payout131.directory.bik import BikDirectory
-from payout131.directory.table import load_directory
+from payout131.directory.fps import FpsDirectory
+from payout131.directory.fps import load_snapshot as load_fps_snapshot
+from payout131.directory.table import load_directory, load_members
 from payout131.payouts.calls import Context
 from payout131.projects import ProjectCache, seal_webhook_secrets
 from payout131.rails import Rail, RailOptions, make_rail
@@ -25,6 +28,7 @@ from payout131.sandbox import clocks
 from payout131.sandbox.advance import Advancer
 from payout131.server import metrics_endpoint
 from payout131.server.app import create_app
+from payout131.server.fps_api import FpsBanks
 from payout131.server.handlers import Handlers
 from payout131.server.partner_api import PartnerApi
 from payout131.server.sandbox_api import SandboxApi
@@ -52,9 +56,11 @@ class Runtime:
         directory: BikDirectory,
         private_key: rsa.RSAPrivateKey,
         rail: Rail,
+        members: FpsDirectory | None = None,
     ) -> None:
         self.settings, self.db, self.clock = settings, db, clock
         self.directory, self.private_key, self.rail = directory, private_key, rail
+        self.members = members or FpsDirectory(load_fps_snapshot())  # SBP (PROTOCOL §9)
         self.projects = ProjectCache(db)
         self.vault = Vault(settings.vault_key_path, settings.vault_key)
         self.group_commit = GroupCommit(db)  # benchmarks: API writes share commits
@@ -125,6 +131,7 @@ class Runtime:
             migrate(db)
             with db.read() as conn:
                 directory = load_directory(conn)
+                members = load_members(conn)
                 clocks.check_mode(conn, settings.mode)  # docs/sandbox.md
             vault = Vault(settings.vault_key_path, settings.vault_key)
             with db.write() as conn:  # a secret an earlier version kept in the clear: sealed
@@ -140,6 +147,7 @@ class Runtime:
                 directory=directory,
                 private_key=load_bank_key(settings.bank_private_key_path),
                 rail=rail or make_rail(settings.rail, options, db, clock),
+                members=members,
             )
         except BaseException:  # nothing opened is left open
             db.dispose()
@@ -163,6 +171,7 @@ class Runtime:
             wake_clocks=self.wake_clocks,
             clocks=self.sandbox,
         )
+        fps_banks = FpsBanks(partner_api, self.members)  # PROTOCOL §9
         sandbox = SandboxApi(
             db=self.db,
             partner_api=partner_api,
@@ -191,7 +200,10 @@ class Runtime:
             body_timeout_s=self.settings.body_timeout_s,
             background=self.background() if run_worker else self.runners(),
             on_close=self.close if close else None,
-            sandbox_routes=sandbox.routes(),
+            extra_routes=[
+                Route("/api/v1/fps/banks", fps_banks.__call__, methods=["GET", "POST"]),
+                *sandbox.routes(),
+            ],
             mode=self.settings.mode,
         )
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "wallet": "payout131.cli.ledger_commands:wallet",
     "ledger": "payout131.cli.ledger_commands:ledger_group",
     "bik": "payout131.cli.bik_commands:bik",
+    "fps": "payout131.cli.fps_commands:fps",  # the SBP member directory
     "simulate": "payout131.cli.simulate_commands:simulate",
     "clock": "payout131.cli.clock_commands:clock",  # sandbox: test clocks
     "webhooks": "payout131.cli.webhook_commands:webhooks",

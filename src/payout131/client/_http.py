@@ -52,10 +52,11 @@ class MethodCall(Generic[T]):
     """
 
     path: str
-    body: Mapping[str, Any]
+    body: Mapping[str, Any] | list[Any]
     read: Callable[[dict[str, Any]], T]
     idempotency_key: str | None = None
     retry: bool = True  # False: a call that must not be sent twice (the sandbox's moves)
+    http_method: str = "POST"  # GET for ``fps/banks``, the API's one read by GET
 
 
 class Sends(Protocol):
@@ -180,7 +181,7 @@ def _signed_request(call: MethodCall[Any], settings: Settings) -> httpx.Request:
     if call.idempotency_key is not None:
         headers["X-PARTNER-IDEMPOTENCY-KEY"] = call.idempotency_key
     return httpx.Request(
-        "POST",
+        call.http_method,
         settings.base_url + call.path,
         content=content,
         headers=headers,

@@ -27,6 +27,7 @@ from payout131.client.types import (
     AccountBalance,
     Amount,
     ConfirmInformation,
+    FpsBank,
     Model,
     PublicToken,
     Session,
@@ -180,6 +181,14 @@ class Operations:
         body = {"type": "bank_account_ru", "bank_account_ru": {"token": token}}
         return MethodCall("/api/v1/token/info", body, _member("info", TokenInfo))
 
+    # -- Faster Payments ------------------------------------------------------------------
+
+    @operation
+    def fps_banks(self) -> MethodCall[list[FpsBank]]:
+        """The Faster Payments (SBP) members a payout to a phone can go to (``fps/banks``, a
+        GET with the body ``[]``, signed, as the bank's PHP SDK sends it)."""
+        return MethodCall("/api/v1/fps/banks", [], _banks, http_method="GET")
+
     # -- webhooks ------------------------------------------------------------------------
 
     def parse_webhook(self, body: bytes, signature: str | None) -> Event:
@@ -207,6 +216,13 @@ def _member(name: str, cls: type[M]) -> Callable[[dict[str, Any]], M]:
         return value
 
     return member
+
+
+def _banks(body: dict[str, Any]) -> list[FpsBank]:
+    banks = [read(bank, FpsBank) for bank in body["banks"]]
+    for bank in banks:
+        bank.__dict__["_answer"] = body
+    return banks
 
 
 def _whole(cls: type[M]) -> Callable[[dict[str, Any]], M]:

@@ -23,6 +23,7 @@ __all__ = [
     "Amount",
     "ConfirmInformation",
     "ErrorInfo",
+    "FpsBank",
     "Model",
     "Party",
     "Payout",
@@ -53,6 +54,14 @@ class Model(msgspec.Struct, frozen=True, dict=True):
         value that is the whole answer; empty for values built in code)."""
         answer: dict[str, Any] = self.__dict__.get("_answer", self.raw)
         return answer
+
+
+class FpsBank(Model, frozen=True):
+    """A Faster Payments (SBP) member: ``id`` is a payout's ``bank_id``."""
+
+    id: str
+    eng_name: str = ""
+    ru_name: str = ""
 
 
 class Amount(Model, frozen=True):

@@ -7,10 +7,11 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from payout131.directory import fps
 from payout131.directory.bik import BankEntry, BikDirectory, load_snapshot
 from payout131.storage import schema as t
 
-__all__ = ["load_directory", "replace_directory"]
+__all__ = ["load_directory", "load_members", "replace_directory", "replace_members"]
 
 
 def replace_directory(conn: Connection, banks: Iterable[BankEntry]) -> int:
@@ -49,4 +50,28 @@ def load_directory(conn: Connection) -> BikDirectory:
             closed=bool(r.closed),
         )
         for r in rows
+    )
+
+
+def replace_members(conn: Connection, members: Iterable[fps.Member]) -> int:
+    """Store ``members`` as the SBP member directory, replacing the one stored."""
+    rows = [
+        {"id": m.id, "ru_name": m.ru_name, "eng_name": m.eng_name, "bik": m.bik}
+        | {"logo_url": m.logo_url}
+        for m in members
+    ]
+    if not rows:
+        raise ValueError("the directory holds no member; refusing to replace the current one")
+    conn.execute(sa.delete(t.fps_members))
+    conn.execute(sa.insert(t.fps_members), rows)
+    return len(rows)
+
+
+def load_members(conn: Connection) -> fps.FpsDirectory:
+    """The stored SBP member directory; the packaged snapshot when none is stored."""
+    rows = conn.execute(sa.select(t.fps_members)).all()
+    if not rows:
+        return fps.FpsDirectory(fps.load_snapshot())
+    return fps.FpsDirectory(
+        fps.Member(r.id, r.ru_name, r.eng_name, r.bik, r.logo_url) for r in rows
     )

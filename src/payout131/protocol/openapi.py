@@ -282,6 +282,17 @@ SHAPES: dict[str, tuple[type[Struct], type[Struct]]] = {
 }
 
 
+class FpsBank(Struct):
+    id: Annotated[str, Meta(pattern="^[0-9]{12}$", examples=["100000000004"])]
+    eng_name: str
+    ru_name: str
+
+
+class FpsBanksAnswer(Struct):
+    status: Literal["ok"]
+    banks: list[FpsBank]
+
+
 # The sandbox's own calls (docs/sandbox.md): their paths, request and answer shapes.
 class SandboxClockRequest(Struct):
     """No fields: the clock is the calling project's."""
@@ -414,7 +425,7 @@ def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document for every method in every version it exists in."""
     sandbox = [(request, answer) for request, answer, _ in SANDBOX.values()]
     shapes = sorted(
-        {shape for pair in [*SHAPES.values(), *sandbox] for shape in pair},
+        {shape for pair in [*SHAPES.values(), *sandbox] for shape in pair} | {FpsBanksAnswer},
         key=lambda s: s.__name__,
     )
     _, components = msgspec.json.schema_components(
@@ -437,6 +448,17 @@ def document() -> dict[str, Any]:
                 "responses": _responses(answer),
             }
         }
+    responses = _responses(FpsBanksAnswer)
+    del responses["404"]  # nothing it names can be missing
+    paths["/api/v1/fps/banks"] = {
+        "get": {
+            "operationId": "v1_fps_banks",
+            "summary": "fps/banks: the Faster Payments members (PROTOCOL §9); signed over "
+            "the body sent, [] or none",
+            "tags": ["bank131"],
+            "responses": responses,
+        }
+    }
     paths["/health"] = {
         "get": {
             "operationId": "health",

@@ -68,11 +68,12 @@ def create_app(
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     on_close: Callable[[], None] | None = None,
-    sandbox_routes: Sequence[BaseRoute] = (),
+    extra_routes: Sequence[BaseRoute] = (),
     mode: str = "sandbox",
 ) -> Starlette:
     """The ASGI app: the partner API, the widget's, ``/health``, ``/openapi.json`` and
-    ``/metrics``, and the sandbox's ``/api/sandbox/...`` (``sandbox_routes``);
+    ``/metrics``, and ``extra_routes`` before the bank's methods (``GET /api/v1/fps/banks``,
+    the sandbox's ``/api/sandbox/...``);
     ``background`` runs for as long as the app (the worker, the webhook dispatcher), and
     ``on_close`` when it stops. ``header_timeout_s`` and
     ``body_timeout_s`` are handed to the connections (``server/connections.py``) through
@@ -97,7 +98,7 @@ def create_app(
 
     return Starlette(
         routes=[
-            *sandbox_routes,  # docs/sandbox.md; before the bank's methods' pattern
+            *extra_routes,  # before the bank's methods' pattern
             Route("/api/{version}/{method:path}", partner_api.__call__, methods=["POST"]),
             Route("/health", _health(mode), methods=["GET"]),
             Mount("/widget", widget),  # docs/widget.md

@@ -232,6 +232,18 @@ bik_directory = sa.Table(
     sa.Column("closed", sa.Boolean, nullable=False),
 )
 
+# The Faster Payments (SBP) member directory (PROTOCOL §9): empty until ``payout131 fps
+# import``; the packaged snapshot is used meanwhile (``directory/fps.py``).
+fps_members = sa.Table(
+    "fps_members",
+    metadata,
+    sa.Column("id", sa.String(12), primary_key=True),
+    sa.Column("ru_name", sa.Text, nullable=False),
+    sa.Column("eng_name", sa.Text, nullable=False),
+    sa.Column("bik", sa.String(9)),
+    sa.Column("logo_url", sa.Text),
+)
+
 
 # --- webhooks: delivery attempts ------------------------------------------------------------
 # One row per attempt to deliver an event, written when the attempt is claimed and completed
