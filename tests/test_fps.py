@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payout131.cli import main
-from payout131.client import Client, signing
+from payout131.client import Client, UnexpectedResponseError, signing
 from payout131.directory import fps
 from served import serve
 
@@ -56,10 +56,17 @@ def test_the_members_are_listed_to_a_signed_get(
         garbage = _get(served.url, key, b"[1,")
         assert garbage.status_code == 400
         assert garbage.json()["error"]["code"] == "invalid_request"
-        posted = httpx.post(f"{served.url}/api/v1/fps/banks", content=b"[]")
-        assert posted.status_code == 405
-        assert posted.headers["allow"] == "GET"
-        assert posted.json()["error"]["description"] == "POST /api/v1/fps/banks: use GET"
+        for method in ("POST", "PUT", "DELETE"):
+            refused = httpx.request(method, f"{served.url}/api/v1/fps/banks", content=b"[]")
+            assert refused.status_code == 405
+            assert refused.headers["allow"] == "GET, HEAD"
+            assert refused.json()["error"]["description"] == f"{method} /api/v1/fps/banks: use GET"
+        head = httpx.head(
+            f"{served.url}/api/v1/fps/banks",
+            headers={"X-PARTNER-PROJECT": "acme", "X-PARTNER-SIGN": signing.sign(key, b"")},
+        )
+        assert head.status_code == 200
+        assert head.content == b""
 
 
 def test_the_operator_imports_a_newer_member_list(tmp_path: Path, database_url: str) -> None:
@@ -92,6 +99,7 @@ def test_the_operator_imports_a_newer_member_list(tmp_path: Path, database_url: 
             ("member_id,ru_name,eng_name,bik\n100000000004,a,b,12\n", "bik must be 9 digits"),
             ("member_id,ru_name,eng_name\n100000000004,,b\n", "line 2: ru_name is empty"),
             ("member_id,ru_name,eng_name\n", "lists no member"),
+            ("member_id,ru_name,eng_name\n100000000004,Банк, АО,b\n", "more fields than"),
         ):
             bad = tmp_path / "bad.csv"
             bad.write_text(text, encoding="utf-8")
@@ -106,3 +114,27 @@ def test_the_operator_imports_a_newer_member_list(tmp_path: Path, database_url: 
 def test_a_member_id_is_twelve_ascii_digits(member_id: str) -> None:
     with pytest.raises(ValueError, match="member_id must be 12 digits"):
         fps.parse_csv(f"member_id,ru_name,eng_name\n{member_id},a,b\n".encode())
+
+
+@pytest.mark.parametrize("answer", [{"status": "ok"}, {"status": "ok", "banks": None}])
+def test_the_sdk_names_an_answer_without_its_banks(answer: dict[str, object]) -> None:
+    seen: list[httpx.Request] = []
+
+    def bank(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=answer)
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with (
+        Client(
+            base_url="http://bank.test",
+            project="acme",
+            private_key=key,
+            transport=httpx.MockTransport(bank),
+        ) as client,
+        pytest.raises(UnexpectedResponseError, match="banks: expected an array"),
+    ):
+        client.fps_banks()
+    (request,) = seen  # a GET with the body [], signed over it, as the PHP SDK sends it
+    assert (request.method, request.content) == ("GET", b"[]")
+    assert signing.verify(key.public_key(), b"[]", request.headers["X-PARTNER-SIGN"])

@@ -201,7 +201,7 @@ class Runtime:
             background=self.background() if run_worker else self.runners(),
             on_close=self.close if close else None,
             extra_routes=[
-                Route("/api/v1/fps/banks", fps_banks.__call__, methods=["GET", "POST"]),
+                Route("/api/v1/fps/banks", fps_banks.__call__, methods=FpsBanks.METHODS),
                 *sandbox.routes(),
             ],
             mode=self.settings.mode,

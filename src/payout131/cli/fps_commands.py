@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from payout131.cli.context import write
+from payout131.cli.context import database, write
 from payout131.directory.fps import parse_csv
 from payout131.directory.table import load_members, replace_members
 
@@ -40,7 +40,7 @@ def import_(file: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the members as a JSON list.")
 def list_(as_json: bool) -> None:
     """Print the members: id, Russian name, English name."""
-    with write() as (conn, _):
+    with database() as db, db.read() as conn:
         members = list(load_members(conn).members())
     if as_json:
         out = [{**m.as_json(), "bik": m.bik} for m in members]

@@ -219,7 +219,10 @@ def _member(name: str, cls: type[M]) -> Callable[[dict[str, Any]], M]:
 
 
 def _banks(body: dict[str, Any]) -> list[FpsBank]:
-    banks = [read(bank, FpsBank) for bank in body["banks"]]
+    found = body.get("banks")
+    if not isinstance(found, list):
+        raise msgspec.ValidationError("banks: expected an array")
+    banks = [read(bank, FpsBank) for bank in found]
     for bank in banks:
         bank.__dict__["_answer"] = body
     return banks

@@ -75,14 +75,17 @@ def parse_csv(data: bytes) -> list[Member]:
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 (byte {exc.start})") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = [c for c in COLUMNS[:3] if c not in (reader.fieldnames or [])]
-    if missing:
-        wanted = ",".join(COLUMNS)
-        raise ValueError(f"line 1: the header lacks {', '.join(missing)} (wants {wanted})")
     members: dict[str, Member] = {}
+    line = 1
     try:
+        missing = [c for c in COLUMNS[:3] if c not in (reader.fieldnames or [])]
+        if missing:
+            wanted = ",".join(COLUMNS)
+            raise ValueError(f"line 1: the header lacks {', '.join(missing)} (wants {wanted})")
         for row in reader:
             line = reader.line_num
+            if None in row:  # an unquoted comma in a name shifts every column after it
+                raise ValueError(f"line {line}: more fields than the header")
             member_id = (row.get("member_id") or "").strip()
             if whole_number(member_id, 12) is None or len(member_id) != 12:
                 shown = member_id[:20]
@@ -100,7 +103,7 @@ def parse_csv(data: bytes) -> list[Member]:
                 _text(line, row, "logo_url", required=False),
             )
     except csv.Error as exc:
-        raise ValueError(f"line {reader.line_num}: not CSV ({exc})") from None
+        raise ValueError(f"line {line + 1 if members else line}: not CSV ({exc})") from None
     if not members:
         raise ValueError("the file lists no member")
     return list(members.values())

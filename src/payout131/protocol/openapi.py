@@ -450,6 +450,10 @@ def document() -> dict[str, Any]:
         }
     responses = _responses(FpsBanksAnswer)
     del responses["404"]  # nothing it names can be missing
+    responses["400"] = {
+        "description": "invalid_request: a body that is not JSON",
+        "content": _json_content(_ref("ErrorEnvelope")),
+    }
     paths["/api/v1/fps/banks"] = {
         "get": {
             "operationId": "v1_fps_banks",
@@ -472,7 +476,8 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "payout131: Bank 131's partner payout API",
             "version": "1",
-            "description": "Every call is a signed POST: X-PARTNER-SIGN is the Base64 RSA "
+            "description": "Every call is signed (a POST, but GET fps/banks): X-PARTNER-SIGN is "
+            "the Base64 RSA "
             "(PKCS#1 v1.5, SHA-256) signature of the exact body bytes with the partner's key.",
         },
         "tags": [

@@ -21,6 +21,9 @@ __all__ = ["FpsBanks"]
 
 
 class FpsBanks:
+    # every method reaches it, so that all but GET (and HEAD) get its own 405
+    METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
     def __init__(self, partner_api: PartnerApi, members: FpsDirectory) -> None:
         self.partner_api = partner_api
         self.answer = dumps(
@@ -29,12 +32,13 @@ class FpsBanks:
 
     async def __call__(self, request: Request) -> Response:
         try:
-            if request.method != "GET":  # Starlette routes only GET and POST here
+            if request.method not in ("GET", "HEAD"):  # HEAD: a GET whose body is dropped
+                refused = InvalidRequest(f"{request.method} {request.url.path}: use GET")
                 return Response(
-                    dumps(InvalidRequest(f"POST {request.url.path}: use GET").envelope()),
+                    dumps(refused.envelope()),
                     status_code=405,
                     media_type=JSON,
-                    headers={"Allow": "GET"},
+                    headers={"Allow": "GET, HEAD"},
                 )
             conf = self.partner_api
             raw = await read_body(request, conf.max_body_bytes, conf.body_timeout_s)
