@@ -63,7 +63,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("destination a string", {**payout_body(), "payment_method": "card"}, "payment_method"),
     ("card", {**payout_body(), "payment_method": {"type": "card"}}, "payment_method.type"),
     (
-        "sbp not yet",
+        "sbp without its fields",
         {
             **payout_body(),
             "payment_method": {

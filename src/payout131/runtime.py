@@ -64,7 +64,7 @@ class Runtime:
         self.projects = ProjectCache(db)
         self.vault = Vault(settings.vault_key_path, settings.vault_key)
         self.group_commit = GroupCommit(db)  # benchmarks: API writes share commits
-        self.context = Context(directory, self.vault)
+        self.context = Context(directory, self.vault, self.members)
         self.sandbox = settings.mode == "sandbox"
         # the payout worker and the webhook dispatcher; in sandbox mode (docs/sandbox.md) a
         # second pair runs the steps and webhooks of projects on test clocks, each at its

@@ -6,10 +6,11 @@ A use case takes a list of calls (a single call is a list of one) and answers ea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from payout131.directory.bik import BikDirectory
+from payout131.directory.fps import FpsDirectory, load_snapshot
 from payout131.errors import ApiError
 from payout131.payouts.records import Listed
 from payout131.projects import Project
@@ -40,6 +41,8 @@ class Context:
 
     directory: BikDirectory  # bank names, correspondent accounts, banks that cannot be paid
     vault: Vault  # opens tokenized accounts (confirm_information, the rail's order)
+    members: FpsDirectory = field(default_factory=lambda: FpsDirectory(load_snapshot()))
+    # the Faster Payments members a payout to a phone may name (PROTOCOL §9)
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,7 @@ def ready_to_confirm(
 
 def confirm_details(
     sender_number: str,
-    recipient_account: str,
+    recipient_account: str | None,
     payout: Payout,
     project: Project,
     directory: BikDirectory,

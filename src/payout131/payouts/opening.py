@@ -134,6 +134,7 @@ def _plan(
         call.rko,
         context.directory,
         lambda token: account_tokens.lookup(conn, call.project.id, token),
+        context.members,
     )
     if request.sender_account is not None:  # a settlement account of the project's, also
         # where a payout without /rko names one (it is still paid from the wallet); checked
@@ -186,6 +187,14 @@ def _within_range(openings: list[_Opening], answers: Answers) -> list[_Opening]:
 
 def _recipient(context: Context, request: PayoutRequest) -> dict[str, Any]:
     destination = request.destination
+    if destination.phone is not None:  # Faster Payments: a phone at a member bank
+        return {
+            "phone": destination.phone,
+            "bank_id": destination.bank_id,
+            "name": destination.full_name,
+            "bank_name": destination.bank_name,
+            "bik": destination.bik or None,
+        }
     bank = context.directory.get(destination.bik)
     return {
         "account_number": destination.account,

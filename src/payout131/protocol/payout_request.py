@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from payout131.directory.bik import BikDirectory
+from payout131.directory.fps import FpsDirectory
 from payout131.errors import InvalidRequest, NotFound
 from payout131.protocol import validation as v
 
@@ -29,7 +30,9 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """A checked Russian bank account destination; ``echo`` is what responses show."""
+    """A checked destination; ``echo`` is what responses show. A Russian bank account
+    (``bik`` and ``account`` or ``token``), or a phone at a Faster Payments member
+    (``phone``, ``bank_id``; ``bik`` the member's if known, else empty)."""
 
     bik: str
     account: str | None
@@ -39,6 +42,9 @@ class Destination:
     inn: str | None
     kpp: str | None
     echo: dict[str, Any]
+    phone: str | None = None  # Faster Payments (PROTOCOL §9)
+    bank_id: str | None = None
+    bank_name: str | None = None  # the Faster Payments member's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +144,82 @@ def _tokenized(
     return found
 
 
+_PHONE = re.compile(r"7[0-9]{10}")
+FPS_DESCRIPTION_MAX = 140
+
+
+def _faster_payment(
+    path: str,
+    bank_account: Mapping[str, Any],
+    party: Mapping[str, Any],
+    members: FpsDirectory | None,
+) -> Destination:
+    """A payout to a phone at a Faster Payments member (PROTOCOL §9)."""
+    fps_path = f"{path}.faster_payment_system"
+    fps = require_object(fps_path, bank_account.get("faster_payment_system"))
+    phone = fps.get("phone")
+    if not isinstance(phone, str) or not _PHONE.fullmatch(phone):
+        raise InvalidRequest(
+            f"{fps_path}.phone: 11 digits starting with 7 (e.g. 79161234567), got {_kind(phone)}"
+        )
+    bank_id = fps.get("bank_id")
+    if not isinstance(bank_id, str) or not re.fullmatch(r"[0-9]{12}", bank_id):
+        raise InvalidRequest(
+            f"{fps_path}.bank_id: a Faster Payments member id, 12 digits (e.g. 100000000004; "
+            "GET /api/v1/fps/banks lists them)"
+        )
+    member = members.get(bank_id) if members is not None else None
+    if member is None:
+        raise InvalidRequest(
+            f"{fps_path}.bank_id: {bank_id} is not a Faster Payments member (or has left: "
+            "GET /api/v1/fps/banks lists the members)"
+        )
+    if "description" not in fps:
+        raise InvalidRequest(f"{fps_path}.description: required (the payment's purpose)")
+    description = v.check_purpose(
+        f"{fps_path}.description", fps["description"], max_length=FPS_DESCRIPTION_MAX
+    )
+    recipient = party.get("recipient")
+    recipient = recipient if isinstance(recipient, dict) else {}
+    full_name = recipient.get("full_name")
+    if full_name is None and recipient.get("first_name") and recipient.get("last_name"):
+        parts = (recipient.get(k) for k in ("last_name", "first_name", "middle_name"))
+        full_name = " ".join(str(p) for p in parts if p)
+    if full_name is None:
+        raise InvalidRequest(
+            "participant_details.recipient.full_name: required for a Faster Payments payout "
+            "(or first_name and last_name)"
+        )
+    name = v.check_full_name("participant_details.recipient.full_name", full_name)
+    echo = {"phone": phone, "bank_id": bank_id, "description": description}
+    return Destination(
+        bik=member.bik or "",
+        account=None,
+        token=None,
+        full_name=name,
+        description=description,
+        inn=None,
+        kpp=None,
+        echo={
+            "type": "bank_account",
+            "bank_account": {
+                "system_type": "faster_payment_system",
+                "faster_payment_system": echo,
+            },
+        },
+        phone=phone,
+        bank_id=bank_id,
+        bank_name=member.ru_name,
+    )
+
+
 def _parse_destination(
     path: str,
     value: object,
     party: Mapping[str, Any],
     directory: BikDirectory,
     lookup: TokenLookup | None,
+    members: FpsDirectory | None = None,
 ) -> Destination:
     method = require_object(path, value)
     if method.get("type") != "bank_account":
@@ -151,12 +227,12 @@ def _parse_destination(
     bank_account = require_object(f"{path}.bank_account", method.get("bank_account"))
     system = bank_account.get("system_type")
     if system == "faster_payment_system":
-        raise InvalidRequest(
-            f"{path}.bank_account.system_type: Faster Payments (faster_payment_system) payouts "
-            'are not supported by this server yet; use system_type "ru"'
-        )
+        return _faster_payment(f"{path}.bank_account", bank_account, party, members)
     if system != "ru":
-        raise InvalidRequest(f'{path}.bank_account.system_type: must be "ru", got {system!r}')
+        raise InvalidRequest(
+            f'{path}.bank_account.system_type: must be "ru" or "faster_payment_system", '
+            f"got {system!r}"
+        )
     ru_path = f"{path}.bank_account.ru"
     ru = require_object(ru_path, bank_account.get("ru"))
     token: TokenizedAccount | None = None
@@ -258,6 +334,7 @@ def parse_payout(
     rko: bool,
     directory: BikDirectory,
     lookup: TokenLookup | None = None,
+    members: FpsDirectory | None = None,
 ) -> PayoutRequest:
     """Check every field a payout carries; raise ``InvalidRequest`` at the first bad one.
 
@@ -274,7 +351,9 @@ def parse_payout(
         require_object("participant_details", party)
     party_map: Mapping[str, Any] = party or {}
     _check_party_names(party_map)
-    destination = _parse_destination(dest_field, body[dest_field], party_map, directory, lookup)
+    destination = _parse_destination(
+        dest_field, body[dest_field], party_map, directory, lookup, members
+    )
     sender = party_map.get("sender")
     sender_account = None
     if isinstance(sender, dict) and sender.get("account") is not None:

@@ -97,7 +97,7 @@ class SimulatorRail:
             "bik": order.bik,
             # tokens: a tokenized account is kept masked, never in clear (docs/tokens.md)
             "account": mask_account(order.account or "") if order.token else order.account,
-            "scenario": scenarios.by_amount(order.amount).name,
+            "scenario": _scenario(order).name,
             "submissions": 1,
             "submitted_at": now,
             "settles_at": self._settles_at(order.payout_id, now),
@@ -171,6 +171,15 @@ def force(conn: Any, reference: str, outcome: str, error_code: str | None) -> No
 
 
 FORCED_FAILURE = "the outcome was forced in the sandbox"
+
+
+def _scenario(order: Order) -> scenarios.Scenario:
+    """The amount's scenario; no return ever follows a Faster Payments payout (PROTOCOL
+    §9), so there the return row is a plain success."""
+    scenario = scenarios.by_amount(order.amount)
+    if order.phone is not None and scenario.return_after_s is not None:
+        return scenarios.ORDINARY
+    return scenario
 
 
 def _status(row: Any, now: int) -> Status:

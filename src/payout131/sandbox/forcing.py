@@ -16,6 +16,7 @@ from payout131.payouts import store
 from payout131.payouts.records import Payout
 from payout131.payouts.states import MOVES, PayoutStatus, Step
 from payout131.payouts.store import PayoutChange
+from payout131.protocol import wire
 from payout131.protocol.wire import payout_id
 from payout131.rails import scenarios, simulator
 from payout131.rails.simulator import SimulatorRail
@@ -63,6 +64,10 @@ def force(
     at_rail = payout.status == PayoutStatus.IN_PROGRESS and payout.work in (Step.POLL, Step.EXECUTE)
     paid = payout.status == PayoutStatus.SUCCEEDED
     if outcome == "return":
+        if wire.loads_field(payout.recipient).get("phone"):
+            raise SessionWrongState(
+                f"{payout_id(n)} went by Faster Payments, and no return ever follows one"
+            )
         if paid and store.refund_of(conn, [n]):
             raise SessionWrongState(f"{payout_id(n)} has already come back")
         allowed = at_rail or paid

@@ -221,11 +221,14 @@ def reseal(conn: Connection, vault: Vault, limit: int = 500) -> int:
     return len(rows)
 
 
-def payout_account(conn: Connection, vault: Vault | None, payout: Payout) -> str:
-    """The account a stored payout pays: as given, or opened from its token by the vault."""
+def payout_account(conn: Connection, vault: Vault | None, payout: Payout) -> str | None:
+    """The account a stored payout pays: as given, or opened from its token by the vault;
+    None for a payout to a phone (Faster Payments)."""
     recipient = wire.loads_field(payout.recipient)
     if recipient.get("account_number"):
         return str(recipient["account_number"])
+    if recipient.get("phone"):
+        return None
     found = find(conn, payout.project_id, recipient["token"])
     if found is None:
         raise VaultError(f"payout po_{payout.n}: its token is missing from account_tokens")

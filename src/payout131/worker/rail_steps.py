@@ -35,18 +35,21 @@ def order(payout: Payout, account: str | None, test_clock: int | None = None) ->
     """What the rail is asked to pay, from the stored payout."""
     assert payout.rail_reference is not None, "the claim gives every execute step one"
     recipient = wire.loads_field(payout.recipient)
-    destination = wire.loads_field(payout.destination)["bank_account"]["ru"]
+    bank_account = wire.loads_field(payout.destination)["bank_account"]
+    destination = bank_account[bank_account["system_type"]]  # ru or faster_payment_system
     return Order(
         reference=payout.rail_reference,
         payout_id=wire.payout_id(payout.n),
         amount=int(payout.amount),
         currency="RUB",
-        bik=recipient["bik"],
+        bik=recipient.get("bik") or "",
         account=account,
         token=recipient.get("token"),
         full_name=recipient["name"],
         description=destination["description"],
         test_clock=test_clock,
+        phone=recipient.get("phone"),
+        bank_id=recipient.get("bank_id"),
     )
 
 
