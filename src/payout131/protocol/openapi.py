@@ -52,16 +52,28 @@ class RuAccount(Struct):
     is_fast: bool | UnsetType = UNSET
 
 
-class BankAccount(Struct):
-    system_type: Literal["ru"]
+class BankAccount(Struct, tag_field="system_type", tag="ru"):
     ru: RuAccount
+
+
+class FpsAccount(Struct):
+    """A phone at a Faster Payments member (PROTOCOL §9); the recipient's name goes in
+    ``participant_details.recipient``."""
+
+    phone: Annotated[str, Meta(pattern="^7[0-9]{10}$", examples=["79161234567"])]
+    bank_id: Annotated[str, Meta(pattern="^[0-9]{12}$", examples=["100000000004"])]
+    description: Annotated[str, Meta(max_length=140, examples=["Выплата по договору 15"])]
+
+
+class FpsBankAccount(Struct, tag_field="system_type", tag="faster_payment_system"):
+    faster_payment_system: FpsAccount
 
 
 class Destination(Struct):
     """``payment_method`` (v1) / ``payout_details`` (v2)."""
 
     type: Literal["bank_account"]
-    bank_account: BankAccount
+    bank_account: BankAccount | FpsBankAccount
 
 
 class Party(Struct):
