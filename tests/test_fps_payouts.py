@@ -10,6 +10,8 @@ import pytest
 
 from banking import Onboard, available
 from banking import event_bodies as events
+from payout131.client.types import read
+from payout131.client.webhooks import ReadyToConfirm
 from payout131.clock import ManualClock
 from payout131.errors import SessionWrongState
 from payout131.ledger.accounts import wallet_code
@@ -75,7 +77,22 @@ def test_a_two_step_payout_to_a_phone_from_a_settlement_account(
         "name": NAME,
         "bank_name": "Т-Банк",
     }  # no account number: the money goes to a phone
-    partner.ok("session/confirm", {"session_id": created["id"]})
+    event = read(ready, ReadyToConfirm)  # the SDK reads it as a partner's app would
+    assert event.confirm_information is not None
+    shown = event.confirm_information.account_details.recipient
+    assert (shown.phone, shown.bank_id, shown.account_number) == (PHONE, TBANK, None)
+    echoed = {"account_details": {"recipient": {**recipient, "phone": "79990000000"}}}
+    refused = partner.error(
+        "session/confirm",
+        {"session_id": created["id"], "confirm_information": echoed},
+        400,
+        "invalid_request",
+    )
+    assert refused.startswith("confirm_information.account_details.recipient.phone: does not")
+    partner.ok(
+        "session/confirm",
+        {"session_id": created["id"], "confirm_information": ready["confirm_information"]},
+    )
     bank.worker.drain()
     assert [e["type"] for e in events(bank, created["id"])][-1] == "payment_finished"
     assert partner.ok("session/status", {"session_id": created["id"]})["session"]["status"] == (
@@ -131,6 +148,9 @@ def test_the_recipients_name_and_the_description_are_required(
     assert "faster_payment_system.description: required" in refused
     split = body(participant_details={"recipient": {"first_name": "Иван", "last_name": "Иванов"}})
     partner.ok("session/init/payout", split)  # a name in parts does too
+    listed = body(participant_details={"recipient": ["Иванов"]})
+    refused = partner.error("session/init/payout", listed, 400, "invalid_request")
+    assert refused.startswith("participant_details.recipient: must be an object")
 
 
 def test_a_payout_to_a_phone_cannot_be_made_to_come_back(

@@ -127,7 +127,12 @@ class Session(Model, frozen=True):
 
 
 class Party(Model, frozen=True):
-    account_number: str
+    """One side of ``confirm_information``: an account, or (the recipient of a Faster
+    Payments payout) a ``phone`` at the member ``bank_id``."""
+
+    account_number: str | None = None
+    phone: str | None = None
+    bank_id: str | None = None
     name: str | None = None
     bank_name: str | None = None
     bik: str | None = None

@@ -23,6 +23,7 @@ from payout131.payouts.outcomes import Failure, fail
 from payout131.payouts.records import Listed, Payout, Session
 from payout131.payouts.states import MOVES, Step
 from payout131.payouts.store import PayoutChange
+from payout131.protocol import wire
 from payout131.protocol.payout_request import require_object
 from payout131.protocol.requests import UNSET, AnswerBody
 from payout131.storage import sql
@@ -57,7 +58,15 @@ def _check_confirm_information(
     if not isinstance(details, dict):
         return
     recipient, sender = details.get("recipient"), details.get("sender")
-    if isinstance(recipient, dict) and "account_number" in recipient:
+    stored = wire.loads_field(payout.recipient)
+    if isinstance(recipient, dict) and stored.get("phone"):  # Faster Payments: a phone
+        for field in ("phone", "bank_id"):
+            if field in recipient and recipient[field] != stored.get(field):
+                raise InvalidRequest(
+                    f"confirm_information.account_details.recipient.{field}: does not match "
+                    f"the payout's {field}"
+                )
+    elif isinstance(recipient, dict) and "account_number" in recipient:
         actual = account_tokens.payout_account(conn, context.vault, payout)
         if recipient["account_number"] != actual:
             raise _mismatch("recipient", "recipient account")

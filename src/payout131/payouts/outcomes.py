@@ -23,6 +23,7 @@ from payout131.payouts.calls import Context
 from payout131.payouts.records import Listed, Payout, Refund
 from payout131.payouts.states import MOVES, Move, PayoutStatus, Step
 from payout131.payouts.store import PayoutChange
+from payout131.protocol import wire
 from payout131.rails import Status
 from payout131.storage import numbers, sql
 
@@ -169,6 +170,10 @@ def _read(news: News, payout: Payout, status: Status, now: int, retry_s: float) 
         news.failed.append(Failure(payout, code, description))
         return
     returned = status.state == "returned"
+    if returned and wire.loads_field(payout.recipient).get("phone"):
+        # Faster Payments (PROTOCOL §9): no return ever follows one, whatever a rail says
+        log.error("payout po_%s went by Faster Payments; a return is ignored", payout.n)
+        returned, status = False, Status("succeeded")
     watch_until = status.next_check_at if status.state == "succeeded" else None
     if returned:
         amount = status.returned_amount or int(payout.amount)

@@ -79,6 +79,9 @@ class Destination(Struct):
 class Party(Struct):
     account: Account | UnsetType = UNSET
     full_name: str | UnsetType = UNSET
+    first_name: str | UnsetType = UNSET
+    last_name: str | UnsetType = UNSET
+    middle_name: str | UnsetType = UNSET
     inn: str | UnsetType = UNSET
     kpp: str | UnsetType = UNSET
 

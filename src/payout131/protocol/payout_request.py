@@ -179,8 +179,8 @@ def _faster_payment(
     description = v.check_purpose(
         f"{fps_path}.description", fps["description"], max_length=FPS_DESCRIPTION_MAX
     )
-    recipient = party.get("recipient")
-    recipient = recipient if isinstance(recipient, dict) else {}
+    given = party.get("recipient")
+    recipient = {} if given is None else require_object("participant_details.recipient", given)
     full_name = recipient.get("full_name")
     if full_name is None and recipient.get("first_name") and recipient.get("last_name"):
         parts = (recipient.get(k) for k in ("last_name", "first_name", "middle_name"))
