@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from banking import Onboard, available
 from banking import event_bodies as events
+from payout131.client import Amount, Client, FasterPayment, Recipient
+from payout131.client.params import payout_fields
 from payout131.client.types import read
 from payout131.client.webhooks import ReadyToConfirm
 from payout131.clock import ManualClock
@@ -162,3 +165,31 @@ def test_a_payout_to_a_phone_cannot_be_made_to_come_back(
     payout_n = int(session["payments"][0]["id"][3:])
     with bank.db.write() as conn, pytest.raises(SessionWrongState, match="no return ever"):
         forcing.force(conn, "simulator", payout_n, "return", None, clock.now())
+
+
+def test_the_sdk_pays_a_phone_as_the_php_sdk_would(
+    bank: Runtime, onboard: Onboard, http: httpx.Client
+) -> None:
+    partner = onboard(wallet=1_000_000, single_request=True)
+    destination = FasterPayment(PHONE, TBANK, "Выплата по договору 15")
+    fields = payout_fields(
+        "v2",
+        destination=destination,
+        amount=Amount(10_000),
+        recipient=Recipient(full_name=NAME),
+    )
+    # the PHP SDK's serialisation of the same payout (PROTOCOL §9), in the v2 spelling
+    assert fields == {
+        "payout_details": fps(),
+        "amount_details": {"amount": 10_000, "currency": "rub"},
+        "participant_details": {"recipient": {"full_name": NAME}},
+    }
+    with Client(
+        base_url=str(http.base_url), project=partner.project, private_key=partner.key
+    ) as client:
+        session = client.init_payout(
+            destination=destination, amount=Amount(10_000), recipient=Recipient(full_name=NAME)
+        )
+        bank.worker.drain()
+        assert client.status(session.id).status == "accepted"
+        assert session.payouts[0].payment_method == fps()

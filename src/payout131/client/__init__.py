@@ -34,7 +34,13 @@ from payout131.client.errors import (
     UnexpectedResponseError,
     WebhookError,
 )
-from payout131.client.params import BankAccount, Recipient, Sender, TokenizedAccount
+from payout131.client.params import (
+    BankAccount,
+    FasterPayment,
+    Recipient,
+    Sender,
+    TokenizedAccount,
+)
 from payout131.client.receiver import Dedupe, MemoryDedupe, WebhookReceiver
 from payout131.client.retry import Backoff
 from payout131.client.sandbox import AsyncSandbox, Forced, PendingStep, Sandbox, TestClock
@@ -78,6 +84,7 @@ __all__ = [
     "Dedupe",
     "ErrorInfo",
     "Event",
+    "FasterPayment",
     "Forced",
     "FpsBank",
     "IdempotencyConflict",

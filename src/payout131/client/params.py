@@ -17,6 +17,7 @@ __all__ = [
     "ApiVersion",
     "BankAccount",
     "Destination",
+    "FasterPayment",
     "PayoutExtras",
     "PayoutFields",
     "Recipient",
@@ -67,7 +68,26 @@ class TokenizedAccount(_RuAccount, frozen=True, omit_defaults=True):
     is_fast: bool | None = None
 
 
-Destination = BankAccount | TokenizedAccount | Mapping[str, Any]
+class FasterPayment(_Params, frozen=True, omit_defaults=True):
+    """A phone at a Faster Payments (SBP) member bank: ``phone`` is 11 digits starting with 7,
+    ``bank_id`` a member's 12-digit id (``fps_banks()``), ``description`` at most 140
+    characters. The recipient's name goes in ``recipient=Recipient(full_name=...)``."""
+
+    phone: str
+    bank_id: str
+    description: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": "bank_account",
+            "bank_account": {
+                "system_type": "faster_payment_system",
+                "faster_payment_system": super().to_wire(),
+            },
+        }
+
+
+Destination = BankAccount | TokenizedAccount | FasterPayment | Mapping[str, Any]
 """A typed account, or the destination object as raw JSON for kinds this SDK lacks."""
 
 
@@ -81,6 +101,9 @@ class Recipient(_Params, frozen=True, omit_defaults=True):
     full_name: str | None = None
     inn: str | None = None
     kpp: str | None = None
+    first_name: str | None = None  # the name in parts, as Faster Payments may take it
+    last_name: str | None = None
+    middle_name: str | None = None
 
 
 class PayoutExtras(TypedDict, total=False):
