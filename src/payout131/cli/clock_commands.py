@@ -11,6 +11,7 @@ import anyio
 import click
 from sqlalchemy.engine import Connection
 
+from payout131.cli.clock_view import advance_options, echo_clock, one_target
 from payout131.cli.context import settings, write
 from payout131.sandbox import clocks
 from payout131.sandbox.clocks import TestClock
@@ -51,20 +52,7 @@ def shown(conn: Connection, found: TestClock) -> dict[str, Any]:
 
 
 def _print(data: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
-        return
-    line = f"{data['id']}  {data['name']}  {data['frozen_time']}  {data['status']}"
-    if data.get("advancing_to"):
-        line += f" to {data['advancing_to']}"
-    click.echo(line)
-    if data.get("failure"):
-        click.echo(f"  failed: {data['failure']}")
-    click.echo(f"  projects: {', '.join(data['projects']) or 'none'}")
-    pending = data["pending"]
-    click.echo(f"  pending: {len(pending) or 'nothing'}")
-    for item in pending:
-        click.echo(f"    {item['at']}  {item['what']}")
+    echo_clock(data, data if as_json else None)
 
 
 @clock.command("create")
@@ -136,9 +124,7 @@ def delete(clock_id: str, as_json: bool) -> None:
 
 @clock.command("advance")
 @click.argument("clock_id")
-@click.option("--by", help="How far: 90m, 1h, 3d, 1h30m (s, m, h, d).")
-@click.option("--to", "to", help="Where to: an RFC 3339 date-time after the clock's.")
-@click.option("--next", "next_step", is_flag=True, help="To the next due step.")
+@advance_options
 @click.option(
     "--no-wait",
     is_flag=True,
@@ -154,8 +140,7 @@ def advance(
     and returns when the clock is ready again, or failed with the reason.
     """
     require_sandbox()
-    if sum(1 for given in (by, to, next_step) if given) != 1:
-        raise click.UsageError("give one of --by, --to or --next")
+    one_target(by, to, next_step)
     target: dict[str, Any] = {"next_step": next_step}
     try:
         if by is not None:

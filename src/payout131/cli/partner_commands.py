@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from payout131.cli.batch_journal import Journal, JournalError
+from payout131.cli.clock_view import advance_options, echo_clock, one_target
 from payout131.cli.money import KOPECKS_OPTION, amount_in_kopecks, show
 from payout131.cli.params import FloatRange, IntRange, OutputFile
 from payout131.cli.payout_batch import STATUSES, Batch, Options, Result, tally
@@ -608,16 +609,7 @@ def sandbox_group() -> None:
 
 
 def _print_clock(clock: TestClock, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(clock.answer or clock.raw, ensure_ascii=False, indent=2))
-        return
-    line = f"{clock.id}  {clock.name}  {clock.frozen_time}  {clock.status}"
-    click.echo(line + (f" to {clock.advancing_to}" if clock.advancing_to else ""))
-    if clock.failure:
-        click.echo(f"  failed: {clock.failure}")
-    click.echo(f"  pending: {len(clock.pending) or 'nothing'}")
-    for step in clock.pending:
-        click.echo(f"    {step.at}  {step.what}")
+    echo_clock(clock.raw, (clock.answer or clock.raw) if as_json else None)
 
 
 @sandbox_group.command("clock")
@@ -629,14 +621,11 @@ def sandbox_clock(as_json: bool) -> None:
 
 
 @sandbox_group.command("advance")
-@click.option("--by", help="How far: 90m, 1h, 3d, 1h30m (s, m, h, d).")
-@click.option("--to", "to", help="Where to: an RFC 3339 date-time after the clock's.")
-@click.option("--next", "next_step", is_flag=True, help="To the next due step.")
+@advance_options
 @_json_option
 def sandbox_advance(by: str | None, to: str | None, next_step: bool, as_json: bool) -> None:
     """Move your project's test clock forward; returns when every step on the way ran."""
-    if sum(1 for given in (by, to, next_step) if given) != 1:
-        raise click.UsageError("give one of --by, --to or --next")
+    one_target(by, to, next_step)
     with _client() as client:
         clock = _call(client.sandbox.advance, by=by, to=to, next_step=next_step)
     _print_clock(clock, as_json)
