@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from payout131.clock import rfc3339
 from payout131.errors import InvalidRequest
-from payout131.protocol.validation import check_datetime
+from payout131.protocol.validation import check_datetime, id_number
 from payout131.protocol.wire import payout_id, session_id
 from payout131.storage import schema as t
 from payout131.storage import sql
@@ -53,7 +53,6 @@ MAX_NAME = 200
 MICROS = 1_000_000
 # the latest time a clock may reach: 9999-12-31, so every time stays an RFC 3339 date
 LATEST = 253_402_300_799 * MICROS
-_ID = re.compile(r"clk_([1-9][0-9]{0,17})")
 _DURATION = re.compile(r"([0-9]{1,9})(s|m|h|d)")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -158,10 +157,10 @@ def clock_id(n: int) -> str:
 
 def parse_id(text: str) -> int:
     """The number in ``clk_<n>``; ValueError naming the rule otherwise."""
-    found = _ID.fullmatch(text)
-    if found is None:
+    n = id_number(text[4:]) if text.startswith("clk_") else None  # one spelling, as ps_, po_
+    if n is None:
         raise ValueError(f"{text[:40]!r} is not a test clock id (clk_ and a number, e.g. clk_1)")
-    return int(found.group(1))
+    return n
 
 
 def parse_duration(text: str) -> int:
