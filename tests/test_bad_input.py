@@ -61,7 +61,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("no destination", {"amount_details": {"amount": 1, "currency": "rub"}}, "payment_method"),
     ("destination a string", {**payout_body(), "payment_method": "card"}, "payment_method"),
-    ("card", {**payout_body(), "payment_method": {"type": "card"}}, "payment_method.type"),
+    ("card", {**payout_body(), "payment_method": {"type": "card"}}, "payment_method.card"),
     (
         "sbp without its fields",
         {

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payout131.cli import main
 from payout131.client import signing
+from payout131.protocol.cards import check_card_number
 from payout131.rails import scenarios
 from payout131.settings import Settings
 
@@ -53,6 +54,28 @@ def test_outcomes_table_is_the_one_in_the_docs() -> None:
     begin = doc.index("-->", doc.index("<!-- outcomes:begin")) + len("-->\n")
     end = doc.index("<!-- outcomes:end -->")
     assert doc[begin:end] == printed, "regenerate the table in docs/rails.md"
+
+
+def test_the_magic_phones_and_cards_are_the_ones_in_the_docs() -> None:
+    printed = run("simulate", "outcomes", "--destinations")
+    assert printed == scenarios.destinations_table()
+    doc = DOCS.read_text()
+    begin = doc.index("-->", doc.index("<!-- destinations:begin")) + len("-->\n")
+    end = doc.index("<!-- destinations:end -->")
+    assert doc[begin:end] == printed, "regenerate the magic phones and cards in docs/rails.md"
+    rows = json.loads(run("simulate", "outcomes", "--destinations", "--json"))
+    assert rows == scenarios.destination_rows()
+    values = [(r["destination"], r["value"]) for r in rows]
+    assert len(values) == len(set(values))
+    for row in rows:  # each a valid destination, each playing a failure
+        assert row["status"] == "failed"
+        number = row["value"]
+        if row["destination"] == "card":
+            assert check_card_number("number", number) == number
+        else:
+            assert len(number) == 11
+            assert number.startswith("7")
+        assert scenarios.by_destination(row["destination"], number) is not None
 
 
 def test_magic_values_are_distinct_two_digit_endings() -> None:

@@ -123,8 +123,9 @@ def test_tokenize_refuses_what_a_payout_refuses(onboard: Onboard, bik: Any, acco
 
 def test_tokenize_checks_its_type(onboard: Onboard) -> None:
     partner = onboard()
-    card = {"type": "card", "card": {"number": "4111111111111111"}}
-    assert "type: must be" in partner.error("tokenize", card, 400, "invalid_request")
+    other = {"type": "sbp", "sbp": {"phone": "79161234567"}}
+    refused = partner.error("tokenize", other, 400, "invalid_request")
+    assert refused == 'type: must be "bank_account_ru" or "card", got \'sbp\''
     missing = {"type": "bank_account_ru"}
     assert partner.error("tokenize", missing, 400, "invalid_request").startswith(
         "bank_account_ru: must be an object"

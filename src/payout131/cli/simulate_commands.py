@@ -23,17 +23,25 @@ def simulate() -> None:
 
 @simulate.command("outcomes")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as a JSON list.")
-def outcomes(as_json: bool) -> None:
+@click.option(
+    "--destinations",
+    is_flag=True,
+    help="The magic phone and card numbers instead of the magic amounts.",
+)
+def outcomes(as_json: bool, destinations: bool) -> None:
     """Print the magic-value table: which amount plays which outcome.
 
     The last two digits of the amount in kopecks choose the outcome; any valid recipient
     will do. Delays count from the end of the simulator's base latency
-    (PAYOUT131_SIM_LATENCY_MS, PAYOUT131_SIM_SPREAD_MS).
+    (PAYOUT131_SIM_LATENCY_MS, PAYOUT131_SIM_SPREAD_MS). With --destinations: the phone
+    numbers (Faster Payments) and card numbers that play a failure whatever the amount.
     """
     if as_json:
-        click.echo(json.dumps(scenarios.rows(), ensure_ascii=False, indent=2))
+        rows = scenarios.destination_rows() if destinations else scenarios.rows()
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    click.echo(scenarios.markdown_table(), nl=False)
+    table = scenarios.destinations_table() if destinations else scenarios.markdown_table()
+    click.echo(table, nl=False)
 
 
 def _forcer(outcome: str, summary: str) -> click.Command:

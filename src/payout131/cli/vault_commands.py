@@ -8,6 +8,7 @@ import click
 
 from payout131.cli.context import database, settings
 from payout131.tokens import account_tokens as tokens
+from payout131.tokens import card_tokens
 from payout131.tokens.rotation import rotate
 from payout131.tokens.vault import Vault, VaultError, new_key
 
@@ -26,7 +27,7 @@ def vault() -> None:
 
 @vault.command()
 def status() -> None:
-    """Show the key ring (current key first) and how many accounts each key seals."""
+    """Show the key ring (current key first) and how many accounts and cards each seals."""
     box = _vault()
     try:
         ring = box.key_ids()
@@ -34,11 +35,14 @@ def status() -> None:
         raise click.ClickException(str(exc)) from None
     with database() as db, db.read() as conn:
         used = tokens.keys_in_use(conn)
+        cards = card_tokens.keys_in_use(conn)
     click.echo(f"keys from {'PAYOUT131_VAULT_KEY' if box.from_environment else box.path}")
     for n, key in enumerate(ring):
-        click.echo(f"  {key}{' (current)' if n == 0 else ''}: {used.pop(key, 0)} accounts")
-    for key, count in used.items():
-        click.echo(f"  {key} (MISSING from the ring): {count} accounts cannot be read")
+        sealed = f"{used.pop(key, 0)} accounts, {cards.pop(key, 0)} cards"
+        click.echo(f"  {key}{' (current)' if n == 0 else ''}: {sealed}")
+    for key in sorted(used.keys() | cards.keys()):
+        sealed = f"{used.get(key, 0)} accounts, {cards.get(key, 0)} cards"
+        click.echo(f"  {key} (MISSING from the ring): {sealed} cannot be read")
 
 
 @vault.command("rotate")

@@ -36,10 +36,12 @@ from payout131.client.errors import (
 )
 from payout131.client.params import (
     BankAccount,
+    Card,
     FasterPayment,
     Recipient,
     Sender,
     TokenizedAccount,
+    TokenizedCard,
 )
 from payout131.client.receiver import Dedupe, MemoryDedupe, WebhookReceiver
 from payout131.client.retry import Backoff
@@ -57,6 +59,7 @@ from payout131.client.types import (
     Session,
     TokenInfo,
     Tokenized,
+    TransactionInfo,
     WalletBalance,
 )
 from payout131.client.webhooks import (
@@ -78,6 +81,7 @@ __all__ = [
     "Backoff",
     "Bank131Error",
     "BankAccount",
+    "Card",
     "Client",
     "ConfigurationError",
     "ConfirmInformation",
@@ -111,6 +115,8 @@ __all__ = [
     "TokenInfo",
     "Tokenized",
     "TokenizedAccount",
+    "TokenizedCard",
+    "TransactionInfo",
     "UnexpectedResponseError",
     "WalletBalance",
     "WebhookError",

@@ -181,6 +181,20 @@ class Operations:
         body = {"type": "bank_account_ru", "bank_account_ru": {"token": token}}
         return MethodCall("/api/v1/token/info", body, _member("info", TokenInfo))
 
+    @operation
+    def tokenize_card(
+        self, number: str, *, idempotency_key: str | None = None
+    ) -> MethodCall[Tokenized]:
+        """Exchange a card number for a token usable in ``TokenizedCard`` (``tokenize``)."""
+        body = {"type": "card", "card": {"number": number}}
+        return MethodCall("/api/v1/tokenize", body, _whole(Tokenized), _key(idempotency_key))
+
+    @operation
+    def card_token_info(self, token: str) -> MethodCall[TokenInfo]:
+        """The brand, BIN and last four digits behind a card token (``token/info``)."""
+        body = {"type": "card", "card": {"token": token}}
+        return MethodCall("/api/v1/token/info", body, _member("info", TokenInfo))
+
     # -- Faster Payments ------------------------------------------------------------------
 
     @operation

@@ -16,6 +16,7 @@ from payout131.client.types import Amount
 __all__ = [
     "ApiVersion",
     "BankAccount",
+    "Card",
     "Destination",
     "FasterPayment",
     "PayoutExtras",
@@ -23,6 +24,7 @@ __all__ = [
     "Recipient",
     "Sender",
     "TokenizedAccount",
+    "TokenizedCard",
     "payout_fields",
 ]
 
@@ -87,7 +89,34 @@ class FasterPayment(_Params, frozen=True, omit_defaults=True):
         }
 
 
-Destination = BankAccount | TokenizedAccount | FasterPayment | Mapping[str, Any]
+class Card(_Params, frozen=True, omit_defaults=True):
+    """A bank card by its number (14 to 19 digits, Luhn-checked by the bank). The recipient's
+    full name, as in the passport, goes in ``recipient=Recipient(full_name=...)``."""
+
+    number: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": "card", "card": {"type": "bank_card", "bank_card": {"number": self.number}}}
+
+
+class TokenizedCard(_Params, frozen=True, omit_defaults=True):
+    """A card by the token ``tokenize`` gave (``tokenized_card``), or with ``widget=True``
+    by the hash the card widget handed over (``encrypted_card``)."""
+
+    token: str
+    widget: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        if self.widget:
+            kind, fields = "encrypted_card", {"number_hash": self.token}
+        else:
+            kind, fields = "tokenized_card", {"token": self.token}
+        return {"type": "card", "card": {"type": kind, kind: fields}}
+
+
+Destination = (
+    BankAccount | TokenizedAccount | FasterPayment | Card | TokenizedCard | Mapping[str, Any]
+)
 """A typed account, or the destination object as raw JSON for kinds this SDK lacks."""
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "Session",
     "TokenInfo",
     "Tokenized",
+    "TransactionInfo",
     "Wallet",
     "WalletBalance",
 ]
@@ -87,6 +88,13 @@ class Refund(Model, frozen=True):
     amount_details: Amount | None = None
 
 
+class TransactionInfo(Model, frozen=True):
+    """A succeeded card payout's card-network figures."""
+
+    rrn: str | None = None
+    auth_code: str | None = None
+
+
 class Payout(Model, frozen=True):
     id: str
     status: str
@@ -101,6 +109,7 @@ class Payout(Model, frozen=True):
     payment_metadata: Any = msgspec.field(default=None, name="paymentMetadata")
     error: ErrorInfo | None = None
     refunds: list[Refund] = msgspec.field(default_factory=list)
+    transaction_info: TransactionInfo | None = None  # a succeeded card payout
 
     @property
     def destination(self) -> dict[str, Any] | None:
@@ -183,7 +192,13 @@ class PublicToken(Model, frozen=True):
 
 
 class _MaskedAccount(Model, frozen=True):
+    """What may be shown of what was tokenized: an account's mask, or a card's brand, BIN
+    and last four digits."""
+
     masked_account: str | None = None
+    brand: str | None = None
+    bin: str | None = None
+    last4: str | None = None
 
 
 class Tokenized(Model, frozen=True):
@@ -196,11 +211,14 @@ class Tokenized(Model, frozen=True):
 
 
 class TokenInfo(Model, frozen=True):
-    type: str
+    type: str  # "bank_account_ru" or "card"
     token: str | None = None
     masked_account: str | None = None
     bik: str | None = None
     bank_name: str | None = None
+    brand: str | None = None  # a card's
+    bin: str | None = None
+    last4: str | None = None
 
 
 def read(data: Any, cls: type[M]) -> M:

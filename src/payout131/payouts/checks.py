@@ -26,6 +26,7 @@ from payout131.payouts.states import MOVES, Step
 from payout131.payouts.store import PayoutChange
 from payout131.projects import Project
 from payout131.protocol import wire
+from payout131.protocol.cards import CardView
 from payout131.storage import sql
 from payout131.tokens import account_tokens
 
@@ -93,8 +94,13 @@ def confirm_details(
         "inn": project.inn,
         "kpp": project.kpp,
     }
-    recipient = {k: v for k, v in wire.loads_field(payout.recipient).items() if k != "token"}
-    recipient["account_number"] = recipient_account
+    stored = wire.loads_field(payout.recipient)
+    # tokens are never shown; a card shows its brand and masked number, never the number
+    recipient = {k: v for k, v in stored.items() if k not in ("token", "card_token")}
+    if "card_token" in stored:
+        recipient["masked_number"] = CardView.shown(stored).masked
+    else:
+        recipient["account_number"] = recipient_account
     # what is not known (an individual's INN, a KPP never given) is left out, never null
     return {
         "account_details": {

@@ -20,7 +20,7 @@ A call refused at steps 1 or 2 writes nothing and does not hold up the others.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -34,11 +34,12 @@ from payout131.payouts.calls import Answer, Answers, Context, PartnerCall, every
 from payout131.payouts.records import Listed, Payout, Session
 from payout131.payouts.states import MOVES, Step
 from payout131.protocol import validation, wire
+from payout131.protocol.cards import check_card_number
 from payout131.protocol.payout_request import PayoutRequest, parse_payout, require_object
 from payout131.protocol.requests import UNSET, Draft, StartBody
 from payout131.protocol.validation import MAX_KOPECKS
 from payout131.storage import numbers, sql
-from payout131.tokens import account_tokens
+from payout131.tokens import account_tokens, card_tokens
 
 __all__ = ["create", "init", "insufficient", "start"]
 
@@ -50,8 +51,9 @@ def _json(value: object) -> str:
     return wire.dumps(value).decode()
 
 
-def _session(call: PartnerCall[Draft], n: int, status: str) -> Session:
-    """The ``sessions`` row a call opens, its draft taken from the call's payout fields."""
+def _session(call: PartnerCall[Draft], n: int, status: str, draft: str) -> Session:
+    """The ``sessions`` row a call opens, its draft the call's payout fields (``draft``,
+    any card number in them already sealed: ``_sealed_draft``)."""
     body = call.body
     return Session(
         n=n,
@@ -61,7 +63,7 @@ def _session(call: PartnerCall[Draft], n: int, status: str) -> Session:
         status=status,
         submerchant=call.submerchant,
         metadata=_json(body.metadata) if body.metadata is not UNSET else None,
-        draft=_json(body.given()),
+        draft=draft,
         error_code=None,
         error_description=None,
         created_at=call.now,
@@ -79,21 +81,51 @@ def _check_draft(body: Draft) -> None:
             require_object(name, value)
 
 
+def _card_number(given: dict[str, Any]) -> tuple[str, str] | None:
+    """The destination field of a call's payout fields and the card number in it, if the
+    destination is a card given by its number (``bank_card``)."""
+    for name in ("payout_details", "payment_method"):
+        method = given.get(name)
+        if not isinstance(method, dict) or method.get("type") != "card":
+            continue
+        card = method.get("card")
+        if isinstance(card, dict) and card.get("type") == "bank_card":
+            bank_card = require_object(f"{name}.card.bank_card", card.get("bank_card"))
+            return name, check_card_number(f"{name}.card.bank_card.number", bank_card.get("number"))
+    return None
+
+
+def _sealed_draft(conn: Connection, context: Context, call: PartnerCall[Draft]) -> str:
+    """The call's payout fields as a session keeps them: a card number sealed under a new
+    card token, which the draft names instead (the database never holds the number)."""
+    given = call.body.given()
+    found = _card_number(given)
+    if found is not None:
+        name, number = found
+        made = card_tokens.tokenize(conn, context.vault, call.project.id, number, call.now)
+        given = {**given, name: card_tokens.sealed_destination(made.token)}
+    return _json(given)
+
+
 def create(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]) -> list[Answer]:
     """``session/create[/rko]``: sessions ``created``, their payout fields kept for start."""
     answers: Answers = [None] * len(calls)
-    accepted: list[int] = []
+    accepted: list[tuple[int, str]] = []
     for index, call in enumerate(calls):
         try:
             _check_draft(call.body)
+            _card_number(call.body.given())  # a card number given is checked before sealing
         except ApiError as exc:
             answers[index] = exc
             continue
-        accepted.append(index)
+        accepted.append((index, _sealed_draft(conn, context, call)))
     drawn = numbers.draw(conn, {"sessions": len(accepted)})["sessions"]
-    made = [_session(calls[i], n, CREATE.session_to) for i, n in zip(accepted, drawn, strict=True)]
+    made = [
+        _session(calls[i], n, CREATE.session_to, draft)
+        for (i, draft), n in zip(accepted, drawn, strict=True)
+    ]
     store.insert_sessions(conn, made)
-    for index, session in zip(accepted, made, strict=True):
+    for (index, _), session in zip(accepted, made, strict=True):
         answers[index] = Listed(session, ())
     return every(answers)
 
@@ -135,6 +167,7 @@ def _plan(
         context.directory,
         lambda token: account_tokens.lookup(conn, call.project.id, token),
         context.members,
+        lambda token: card_tokens.lookup(conn, call.project.id, token),
     )
     if request.sender_account is not None:  # a settlement account of the project's, also
         # where a payout without /rko names one (it is still paid from the wallet); checked
@@ -185,8 +218,41 @@ def _within_range(openings: list[_Opening], answers: Answers) -> list[_Opening]:
     return kept
 
 
+def _seal_cards(conn: Connection, context: Context, openings: list[_Opening]) -> None:
+    """Seal each card number the openings' calls brought under a new card token, which the
+    payout names from then on; only for payouts that are being written."""
+    for opening in openings:
+        destination = opening.request.destination
+        if destination.card_number is None:
+            continue
+        call = opening.call
+        made = card_tokens.tokenize(
+            conn, context.vault, call.project.id, destination.card_number, call.now
+        )
+        sealed = replace(destination, card_token=made.token, card_number=None)
+        opening.request = replace(opening.request, destination=sealed)
+
+
+def _init_draft(opening: _Opening) -> str:
+    """An init call's payout fields as its session keeps them: a card number replaced by
+    the token it was sealed under (``_seal_cards``)."""
+    given = opening.call.body.given()
+    token = opening.request.destination.card_token
+    found = _card_number(given)
+    if found is not None and token is not None:
+        given = {**given, found[0]: card_tokens.sealed_destination(token)}
+    return _json(given)
+
+
 def _recipient(context: Context, request: PayoutRequest) -> dict[str, Any]:
     destination = request.destination
+    if destination.card is not None:  # a card: its token, never its number
+        assert destination.card_token is not None, "sealed before the payout is written"
+        return {
+            "card_token": destination.card_token,
+            "name": destination.full_name,
+            **destination.card.echo(),
+        }
     if destination.phone is not None:  # Faster Payments: a phone at a member bank
         return {
             "phone": destination.phone,
@@ -276,10 +342,12 @@ def init(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]
             answers[index] = exc
     openings = _within_range(_paying(conn, openings, answers), answers)
     if openings:
+        _seal_cards(conn, context, openings)
         drawn = numbers.draw(conn, {"sessions": len(openings), "payouts": len(openings)})
         status = INIT.session_to
         sessions = [
-            _session(o.call, n, status) for o, n in zip(openings, drawn["sessions"], strict=True)
+            _session(o.call, n, status, _init_draft(o))
+            for o, n in zip(openings, drawn["sessions"], strict=True)
         ]
         payouts = [
             _payout(context, o, n, s.n)
@@ -312,6 +380,7 @@ def start(
         openings.append(opening)
     openings = _within_range(_paying(conn, openings, answers), answers)
     if openings:
+        _seal_cards(conn, context, openings)
         drawn = numbers.draw(conn, {"payouts": len(openings)})["payouts"]
         payouts = [
             _payout(context, o, n, o.session.n if o.session else 0)

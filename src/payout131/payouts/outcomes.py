@@ -27,7 +27,7 @@ from payout131.protocol import wire
 from payout131.rails import Status
 from payout131.storage import numbers, sql
 
-__all__ = ["Failure", "News", "fail", "settle", "succeed"]
+__all__ = ["Failure", "News", "Success", "fail", "settle", "succeed"]
 
 log = logging.getLogger("payout131.settlement")
 
@@ -77,19 +77,29 @@ def fail(
     return {listed.session.n: listed for listed in changed}
 
 
-def succeed(
-    conn: Connection,
-    context: Context,
-    paid: Sequence[tuple[Payout, int | None]],
-    now: int,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A payout the rail paid: watched for a return until ``watch_until`` if set; with what
+    the rail told of it (``outcome``, JSON text: a card payout's transaction_info)."""
+
+    payout: Payout
+    watch_until: int | None = None
+    outcome: str | None = None
+
+
+def succeed(conn: Connection, context: Context, paid: Sequence[Success], now: int) -> None:
     """Post the holds (amount and fee), mark the payouts ``succeeded`` (each watched for a
     return until its time, if it has one) and their sessions ``accepted``, announce it."""
     if not paid:
         return
-    book.post_holds(conn, [book.Posting(p.n, p.fee) for p, _ in paid], now)
-    changes = [PayoutChange(p.n, Step.WATCH if until else None, until) for p, until in paid]
-    payouts, sessions = _moved(conn, SUCCEED, changes, [p.session_n for p, _ in paid], now)
+    book.post_holds(conn, [book.Posting(s.payout.n, s.payout.fee) for s in paid], now)
+    changes = [
+        PayoutChange(
+            s.payout.n, Step.WATCH if s.watch_until else None, s.watch_until, outcome=s.outcome
+        )
+        for s in paid
+    ]
+    payouts, sessions = _moved(conn, SUCCEED, changes, [s.payout.session_n for s in paid], now)
     announce(conn, context.vault, FINISHED, store.listed(sessions, payouts), now)  # type: ignore[arg-type]
 
 
@@ -139,7 +149,7 @@ def _trouble(conn: Connection, troubled: Sequence[tuple[Payout, str, str]], now:
 class News:
     """What ``settle`` makes of the rail's answers, sorted by what they lead to."""
 
-    succeeded: list[tuple[Payout, int | None]] = field(default_factory=list)
+    succeeded: list[Success] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     troubled: list[tuple[Payout, str, str]] = field(default_factory=list)
     returned: list[tuple[Payout, int]] = field(default_factory=list)
@@ -181,7 +191,8 @@ def _read(news: News, payout: Payout, status: Status, now: int, retry_s: float) 
             raise ValueError(f"payout po_{payout.n}: rail returned {amount} of {payout.amount}")
         news.returned.append((payout, amount))
     if running:
-        news.succeeded.append((payout, watch_until))
+        outcome = None if status.outcome is None else wire.dumps(status.outcome).decode()
+        news.succeeded.append(Success(payout, watch_until, outcome))
         return
     if status.state == "failed":
         log.error("payout po_%s: rail reports a failure after success (%s)", payout.n, reference)

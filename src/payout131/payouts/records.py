@@ -52,6 +52,7 @@ class Payout(NamedTuple):
     updated_at: int
     finished_at: int | None
     fee: int  # the bank's fee, held with the amount
+    outcome: str | None = None  # JSON text: what the rail told of the outcome (transaction_info)
 
 
 class Refund(NamedTuple):

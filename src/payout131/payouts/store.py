@@ -190,6 +190,7 @@ class PayoutChange:
     work_at: int | None = None
     error_code: str | None = None
     error_description: str | None = None
+    outcome: str | None = None  # JSON text: what the rail told of a success (kept if None)
 
 
 def _payout_move(finishes: bool) -> Sql[Payout]:
@@ -197,7 +198,8 @@ def _payout_move(finishes: bool) -> Sql[Payout]:
     return Sql(
         f"""UPDATE payouts SET status = :to, work = :work, work_at = :work_at,
         lease_owner = NULL, lease_until = NULL, error_code = :error_code,
-        error_description = :error_description, updated_at = :now{finished}
+        error_description = :error_description, outcome = COALESCE(:outcome, outcome),
+        updated_at = :now{finished}
         WHERE n = ANY(:numbers) AND status = ANY(:from) RETURNING {_P}""",  # noqa: S608
         make=Payout,
     )
@@ -224,10 +226,16 @@ def move_payouts(move: Move, changes: Sequence[PayoutChange], now: int) -> list[
     sources = move.payout.starts
     groups: dict[tuple[Any, ...], list[int]] = {}
     for change in changes:
-        key = (change.work, change.work_at, change.error_code, change.error_description)
+        key = (
+            change.work,
+            change.work_at,
+            change.error_code,
+            change.error_description,
+            change.outcome,
+        )
         groups.setdefault(key, []).append(change.n)
     statements: list[Statement] = []
-    for (work, work_at, code, description), numbers in groups.items():
+    for (work, work_at, code, description, outcome), numbers in groups.items():
         params: dict[str, Any] = {
             "numbers": numbers,
             "from": sources,
@@ -237,7 +245,9 @@ def move_payouts(move: Move, changes: Sequence[PayoutChange], now: int) -> list[
         if move.reschedules:
             statements.append((_SCHEDULE, params))
             continue
-        params.update(to=move.payout_to, error_code=code, error_description=description)
+        params.update(
+            to=move.payout_to, error_code=code, error_description=description, outcome=outcome
+        )
         statements.append((_MOVE_PAYOUTS[move.finishes], {**params, "now": now}))
     return statements
 

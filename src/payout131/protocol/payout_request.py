@@ -16,12 +16,15 @@ from payout131.directory.bik import BikDirectory
 from payout131.directory.fps import FpsDirectory
 from payout131.errors import InvalidRequest, NotFound
 from payout131.protocol import validation as v
+from payout131.protocol.cards import CardView, check_card_number
 
 __all__ = [
+    "CardLookup",
     "Destination",
     "PayoutRequest",
     "TokenLookup",
     "TokenizedAccount",
+    "TokenizedCard",
     "check_bank_account",
     "parse_payout",
     "require_object",
@@ -31,8 +34,10 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Destination:
     """A checked destination; ``echo`` is what responses show. A Russian bank account
-    (``bik`` and ``account`` or ``token``), or a phone at a Faster Payments member
-    (``phone``, ``bank_id``; ``bik`` the member's if known, else empty)."""
+    (``bik`` and ``account`` or ``token``), a phone at a Faster Payments member
+    (``phone``, ``bank_id``; ``bik`` the member's if known, else empty), or a card
+    (``card``; its ``card_token``, or the ``card_number`` a call brought, which is sealed
+    under a new token before anything is written)."""
 
     bik: str
     account: str | None
@@ -45,6 +50,9 @@ class Destination:
     phone: str | None = None  # Faster Payments (PROTOCOL §9)
     bank_id: str | None = None
     bank_name: str | None = None  # the Faster Payments member's name
+    card: CardView | None = None  # a card (PROTOCOL §9): all that is shown of it
+    card_token: str | None = None
+    card_number: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,16 @@ class TokenizedAccount:
 
 TokenLookup = Callable[[str], TokenizedAccount | None]
 """The calling project's tokenized account for a token, or None (the caller has the store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizedCard:
+    token: str
+    view: CardView
+
+
+CardLookup = Callable[[str], TokenizedCard | None]
+"""The calling project's card for a card token, or None."""
 
 _TOKEN = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -179,18 +197,7 @@ def _faster_payment(
     description = v.check_purpose(
         f"{fps_path}.description", fps["description"], max_length=FPS_DESCRIPTION_MAX
     )
-    given = party.get("recipient")
-    recipient = {} if given is None else require_object("participant_details.recipient", given)
-    full_name = recipient.get("full_name")
-    if full_name is None and recipient.get("first_name") and recipient.get("last_name"):
-        parts = (recipient.get(k) for k in ("last_name", "first_name", "middle_name"))
-        full_name = " ".join(str(p) for p in parts if p)
-    if full_name is None:
-        raise InvalidRequest(
-            "participant_details.recipient.full_name: required for a Faster Payments payout "
-            "(or first_name and last_name)"
-        )
-    name = v.check_full_name("participant_details.recipient.full_name", full_name)
+    name = _recipient_name(party, "a Faster Payments payout", in_parts=True)
     echo = {"phone": phone, "bank_id": bank_id, "description": description}
     return Destination(
         bik=member.bik or "",
@@ -213,6 +220,74 @@ def _faster_payment(
     )
 
 
+def _recipient_name(party: Mapping[str, Any], payout: str, in_parts: bool) -> str:
+    """``participant_details.recipient.full_name`` (``in_parts``: or first and last name),
+    which a payout to a phone or a card requires."""
+    given = party.get("recipient")
+    recipient = {} if given is None else require_object("participant_details.recipient", given)
+    full_name = recipient.get("full_name")
+    if (
+        in_parts
+        and full_name is None
+        and recipient.get("first_name")
+        and recipient.get("last_name")
+    ):
+        parts = (recipient.get(k) for k in ("last_name", "first_name", "middle_name"))
+        full_name = " ".join(str(p) for p in parts if p)
+    if full_name is None:
+        alternative = " (or first_name and last_name)" if in_parts else ""
+        raise InvalidRequest(
+            f"participant_details.recipient.full_name: required for {payout}{alternative}"
+        )
+    return v.check_full_name("participant_details.recipient.full_name", full_name)
+
+
+_CARD_KINDS = {"bank_card": "number", "tokenized_card": "token", "encrypted_card": "number_hash"}
+
+
+def _card(
+    path: str, method: Mapping[str, Any], party: Mapping[str, Any], cards: CardLookup | None
+) -> Destination:
+    """A payout to a bank card (PROTOCOL §9): its number, or a card token by either name."""
+    card_path = f"{path}.card"
+    card = require_object(card_path, method.get("card"))
+    kind = card.get("type")
+    if kind not in _CARD_KINDS:
+        raise InvalidRequest(
+            f"{card_path}.type: must be one of {', '.join(_CARD_KINDS)}, got {kind!r}"
+        )
+    key = _CARD_KINDS[kind]
+    given = require_object(f"{card_path}.{kind}", card.get(kind)).get(key)
+    field_path = f"{card_path}.{kind}.{key}"
+    number, token = None, None
+    if kind == "bank_card":
+        number = check_card_number(field_path, given)
+        view = CardView.of(number)
+    else:
+        if not isinstance(given, str) or not _TOKEN.fullmatch(given):
+            raise InvalidRequest(
+                f"{field_path}: must be a card token of 64 hex digits from tokenize or the widget"
+            )
+        found = cards(given.lower()) if cards else None
+        if found is None:
+            raise NotFound(f"{field_path}: no such card token")
+        token, view = found.token, found.view
+    name = _recipient_name(party, "a card payout", in_parts=False)
+    return Destination(
+        bik="",
+        account=None,
+        token=None,
+        full_name=name,
+        description="",
+        inn=None,
+        kpp=None,
+        echo={"type": "card", "card": view.echo()},
+        card=view,
+        card_token=token,
+        card_number=number,
+    )
+
+
 def _parse_destination(
     path: str,
     value: object,
@@ -220,10 +295,15 @@ def _parse_destination(
     directory: BikDirectory,
     lookup: TokenLookup | None,
     members: FpsDirectory | None = None,
+    cards: CardLookup | None = None,
 ) -> Destination:
     method = require_object(path, value)
+    if method.get("type") == "card":
+        return _card(path, method, party, cards)
     if method.get("type") != "bank_account":
-        raise InvalidRequest(f'{path}.type: must be "bank_account", got {method.get("type")!r}')
+        raise InvalidRequest(
+            f'{path}.type: must be "bank_account" or "card", got {method.get("type")!r}'
+        )
     bank_account = require_object(f"{path}.bank_account", method.get("bank_account"))
     system = bank_account.get("system_type")
     if system == "faster_payment_system":
@@ -335,10 +415,12 @@ def parse_payout(
     directory: BikDirectory,
     lookup: TokenLookup | None = None,
     members: FpsDirectory | None = None,
+    cards: CardLookup | None = None,
 ) -> PayoutRequest:
     """Check every field a payout carries; raise ``InvalidRequest`` at the first bad one.
 
-    ``lookup`` resolves ``ru.token``; without it every token is unknown.
+    ``lookup`` resolves ``ru.token`` and ``cards`` a card token; without them every
+    token is unknown.
     """
     dest_field = _destination_field(body, version)
     if dest_field not in body:
@@ -352,7 +434,7 @@ def parse_payout(
     party_map: Mapping[str, Any] = party or {}
     _check_party_names(party_map)
     destination = _parse_destination(
-        dest_field, body[dest_field], party_map, directory, lookup, members
+        dest_field, body[dest_field], party_map, directory, lookup, members, cards
     )
     sender = party_map.get("sender")
     sender_account = None

@@ -104,11 +104,13 @@ class TokenBody(Body, frozen=True):
 class TokenizeBody(Body, frozen=True):
     type: object = UNSET
     bank_account_ru: object = UNSET
+    card: object = UNSET  # PROTOCOL §9: {"type": "card", "card": {"number"}}
 
 
 class TokenInfoBody(Body, frozen=True):
     type: object = UNSET
     bank_account_ru: object = UNSET
+    card: object = UNSET  # PROTOCOL §9: {"type": "card", "card": {"token"}}
 
 
 def given(value: object) -> object:

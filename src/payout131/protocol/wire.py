@@ -81,6 +81,8 @@ def render_payout(payout: Payout, refunds: Sequence[Refund], version: str) -> di
     if payout.fee:  # rails: the bank's fee, in Bank 131's ``amounts.fee`` shape
         fee = {"amount": payout.fee, "currency": payout.currency}
         out["amounts"] = {"fee": {"merchant_fee": fee}}
+    if payout.outcome is not None and payout.status == "succeeded":
+        out.update(loads_field(payout.outcome))  # a card payout's transaction_info
     if refunds and payout.status == "succeeded":
         out["refunds"] = [render_refund(r, payout.currency) for r in refunds]
     return out
@@ -164,8 +166,10 @@ def public_token_answer(token: str) -> dict[str, Any]:
     return {"status": "ok", "public_token": token}
 
 
-def tokenize_answer(token: str, masked_account: str) -> dict[str, Any]:
-    return {"status": "ok", "token": token, "data": {"masked_account": masked_account}}
+def tokenize_answer(token: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data``: what may be shown of what was tokenized (a masked account, or a card's
+    brand, BIN and last four digits)."""
+    return {"status": "ok", "token": token, "data": data}
 
 
 def token_info_answer(info: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,8 @@ watching for a return until then), ``failed`` (with the Bank 131 ``error_code``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 __all__ = ["UNKNOWN", "Order", "Rail", "State", "Status"]
 
@@ -47,6 +47,10 @@ class Order:
     # Faster Payments (PROTOCOL §9): a phone at a member bank, instead of bik and account
     phone: str | None = None
     bank_id: str | None = None
+    # a card (PROTOCOL §9): its number, opened from the vault for the rail alone, and all
+    # that may be shown of it (a rail's own records keep only that)
+    card_number: str | None = field(default=None, repr=False)
+    card_masked: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,8 @@ class Status:
     description: str | None = None
     next_check_at: int | None = None  # microseconds; when the bank should ask again
     returned_amount: int | None = None  # a return of less than the whole payout
+    # what the bank keeps of a success: a card payout's ``transaction_info`` (rrn, auth_code)
+    outcome: dict[str, Any] | None = None
 
 
 UNKNOWN = Status("unknown")

@@ -2,8 +2,10 @@
 
 The last two digits of the amount in kopecks choose the scenario; every other amount
 succeeds. Magic amounts are ordinary amounts, so a payout that plays an outcome passes the
-same validation as any other. The table is data: the simulator, ``payout131 simulate
-outcomes`` and ``docs/rails.md`` are all made from it.
+same validation as any other. A payout to a phone (Faster Payments) or a card may also name
+a magic phone number or card number (``DESTINATIONS``), which plays a failure of its own
+whatever the amount. The tables are data: the simulator, ``payout131 simulate outcomes``
+(``--destinations``) and ``docs/rails.md`` are all made from them.
 
 A scenario's clock starts when the transfer settles at the rail (submission time plus the
 simulator's base latency and spread): ``delay_s`` later the outcome is reached, but first
@@ -16,9 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from payout131.protocol.cards import with_check_digit
 from payout131.rails.base import Status
 
-__all__ = ["SCENARIOS", "Scenario", "by_amount", "by_name", "markdown_table", "rows"]
+__all__ = [
+    "DESTINATIONS",
+    "SCENARIOS",
+    "Magic",
+    "Scenario",
+    "by_amount",
+    "by_destination",
+    "by_name",
+    "destination_rows",
+    "destinations_table",
+    "error_codes",
+    "markdown_table",
+    "rows",
+]
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 _MICROS = 1_000_000
@@ -119,12 +135,97 @@ SCENARIOS: tuple[Scenario, ...] = (
 _BY_KOPECKS = {s.kopecks: s for s in SCENARIOS if s.kopecks is not None}
 
 
+@dataclass(frozen=True, slots=True)
+class Magic:
+    """A phone number or card number that plays ``scenario`` whatever the amount."""
+
+    kind: str  # "phone" (Faster Payments) or "card"
+    value: str
+    scenario: Scenario
+
+    def as_row(self) -> dict[str, Any]:
+        s = self.scenario
+        return {
+            "destination": self.kind,
+            "value": self.value,
+            "outcome": s.name,
+            "status": s.status,
+            "session_status": s.session_status,
+            "error_code": s.error_code,
+            "summary": s.description,
+        }
+
+
+def _magic(kind: str, value: str, name: str, code: str, description: str) -> Magic:
+    return Magic(kind, value, Scenario(None, name, description, code, description))
+
+
+def _card(ending: str) -> str:
+    return with_check_digit(f"2200000000000{ending}")  # a Mir test card: 16 digits
+
+
+DESTINATIONS: tuple[Magic, ...] = (
+    _magic(
+        "phone",
+        "79990000001",
+        "fps_recipient_not_found",
+        "account_not_found",
+        "the chosen bank has no account for this phone number",
+    ),
+    _magic(
+        "phone",
+        "79990000002",
+        "fps_bank_refused",
+        "operation_rejected",
+        "the recipient's bank refused the Faster Payments transfer",
+    ),
+    _magic(
+        "phone",
+        "79990000003",
+        "fps_limit_exceeded",
+        "provider_exceeds_amount_limit",
+        "the transfer exceeds the recipient's Faster Payments limit",
+    ),
+    _magic("card", _card("01"), "card_expired", "card_expired", "the card has expired"),
+    _magic(
+        "card", _card("02"), "card_blocked", "card_blocked", "the card is blocked by its issuer"
+    ),
+    _magic(
+        "card",
+        _card("03"),
+        "card_refused",
+        "operation_rejected",
+        "the card's issuer refused the payout",
+    ),
+    _magic(
+        "card",
+        _card("04"),
+        "card_not_found",
+        "account_not_found",
+        "the card's issuer has no such card (closed or never issued)",
+    ),
+)
+
+_BY_DESTINATION = {(m.kind, m.value): m.scenario for m in DESTINATIONS}
+_BY_NAME = {s.name: s for s in (*SCENARIOS, *(m.scenario for m in DESTINATIONS))}
+
+
 def by_amount(amount: int) -> Scenario:
     return _BY_KOPECKS.get(f"{amount % 100:02d}", ORDINARY)
 
 
+def by_destination(kind: str, value: str | None) -> Scenario | None:
+    """The scenario a magic phone or card number plays, if it is one."""
+    return _BY_DESTINATION.get((kind, value or ""))
+
+
 def by_name(name: str) -> Scenario:
-    return next((s for s in SCENARIOS if s.name == name), ORDINARY)
+    return _BY_NAME.get(name, ORDINARY)
+
+
+def error_codes() -> tuple[str, ...]:
+    """Every error code a scenario ends in, each once."""
+    return tuple(dict.fromkeys(s.error_code for s in _BY_NAME.values() if s.error_code))
 
 
 def rows() -> list[dict[str, Any]]:
@@ -154,5 +255,25 @@ def markdown_table() -> str:
         lines.append(
             f"| {ends} | `{s.example_amount}` | {s.summary} | `{s.status}` "
             f"| `{s.session_status}` | {code} | {refunded} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def destination_rows() -> list[dict[str, Any]]:
+    """The magic phones and cards as plain objects (``simulate outcomes --destinations``)."""
+    return [m.as_row() for m in DESTINATIONS]
+
+
+def destinations_table() -> str:
+    """The magic phones and cards as Markdown, exactly as ``docs/rails.md`` shows them."""
+    lines = [
+        "| pay to | number | outcome | payout | session | error code |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in DESTINATIONS:
+        s = m.scenario
+        lines.append(
+            f"| {m.kind} | `{m.value}` | {s.description} | `{s.status}` | "
+            f"`{s.session_status}` | `{s.error_code}` |"
         )
     return "\n".join(lines) + "\n"

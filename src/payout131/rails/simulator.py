@@ -1,4 +1,5 @@
-"""The simulator rail: plays every outcome a real rail produces, chosen by the amount.
+"""The simulator rail: plays every outcome a real rail produces, chosen by the amount (or
+a magic phone or card number).
 
 It behaves like an external rail with its own records: each transfer it receives is a row
 in ``simulator_transfers`` (in the bank's database, but written only here, in its own
@@ -19,6 +20,7 @@ the transfer then stands as forced from that moment, whatever its amount says.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -86,7 +88,9 @@ class SimulatorRail:
                 return _status(row, now)
             values = self._transfer(order, now)
             conn.execute(sa.insert(sim).values(**values))
-        return scenarios.by_name(values["scenario"]).status_at(values["settles_at"], now)
+        return _told(
+            values["kind"], values["reference"], values["scenario"], values["settles_at"], now
+        )
 
     def _transfer(self, order: Order, now: int) -> dict[str, Any]:
         """The row recording a first submission of ``order``."""
@@ -96,7 +100,9 @@ class SimulatorRail:
             "amount": order.amount,
             "bik": order.bik,
             # tokens: a tokenized account is kept masked, never in clear (docs/tokens.md)
-            "account": mask_account(order.account or "") if order.token else order.account,
+            "account": order.card_masked
+            or (mask_account(order.account or "") if order.token else order.account),
+            "kind": "card" if order.card_masked else "phone" if order.phone else None,
             "scenario": _scenario(order).name,
             "submissions": 1,
             "submitted_at": now,
@@ -140,8 +146,12 @@ class SimulatorRail:
         return [
             _status(known[o.reference], nows[o.test_clock])
             if o.reference in known
-            else scenarios.by_name(new[o.reference]["scenario"]).status_at(
-                new[o.reference]["settles_at"], nows[o.test_clock]
+            else _told(
+                new[o.reference]["kind"],
+                o.reference,
+                new[o.reference]["scenario"],
+                new[o.reference]["settles_at"],
+                nows[o.test_clock],
             )
             for o in orders
         ]
@@ -174,21 +184,45 @@ FORCED_FAILURE = "the outcome was forced in the sandbox"
 
 
 def _scenario(order: Order) -> scenarios.Scenario:
-    """The amount's scenario; no return ever follows a Faster Payments payout (PROTOCOL
-    §9), so there the return row is a plain success."""
-    scenario = scenarios.by_amount(order.amount)
+    """A magic phone's or card's scenario, else the amount's; no return ever follows a
+    Faster Payments payout (PROTOCOL §9), so there the return row is a plain success."""
+    if order.phone is not None:
+        magic = scenarios.by_destination("phone", order.phone)
+    else:
+        magic = scenarios.by_destination("card", order.card_number)
+    scenario = magic or scenarios.by_amount(order.amount)
     if order.phone is not None and scenario.return_after_s is not None:
         return scenarios.ORDINARY
     return scenario
 
 
+def transaction_info(reference: str) -> dict[str, str]:
+    """A succeeded card payout's card-network figures, the same on every ask: the
+    retrieval reference number (12 digits) and the issuer's authorisation code (6)."""
+    digest = int.from_bytes(hashlib.sha256(f"card\x00{reference}".encode()).digest()[:8], "big")
+    return {"rrn": f"{digest % 10**12:012d}", "auth_code": f"{digest // 10**12 % 10**6:06d}"}
+
+
+def _told(kind: str | None, reference: str, scenario: str, settles_at: int, now: int) -> Status:
+    """What the simulator tells of a transfer that plays ``scenario``."""
+    return _card_outcome(kind, reference, scenarios.by_name(scenario).status_at(settles_at, now))
+
+
+def _card_outcome(kind: str | None, reference: str, status: Status) -> Status:
+    """A card transfer's success carries its ``transaction_info``."""
+    if kind != "card" or status.state not in ("succeeded", "returned"):
+        return status
+    return replace(status, outcome={"transaction_info": transaction_info(reference)})
+
+
 def _status(row: Any, now: int) -> Status:
     forced = row.forced
     if forced == "succeeded":
-        return Status("succeeded")
+        return _card_outcome(row.kind, row.reference, Status("succeeded"))
     if forced == "failed":
         code = row.forced_code or "operation_rejected"
         return Status("failed", code, scenarios.by_name(code).description or FORCED_FAILURE)
     if forced == "returned":
-        return Status("returned", description="the recipient's bank sent the payout back")
-    return scenarios.by_name(row.scenario).status_at(int(row.settles_at), now)
+        returned = Status("returned", description="the recipient's bank sent the payout back")
+        return _card_outcome(row.kind, row.reference, returned)
+    return _told(row.kind, row.reference, row.scenario, int(row.settles_at), now)

@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_ERROR", "ERROR_CODES", "OUTCOMES", "force"]
 # the outcome asked for, as the simulator records it
 OUTCOMES = {"succeed": "succeeded", "fail": "failed", "return": "returned"}
 # the rail errors a payout can be made to fail with: those the simulator plays
-ERROR_CODES = tuple(s.error_code for s in scenarios.SCENARIOS if s.error_code)
+ERROR_CODES = scenarios.error_codes()
 DEFAULT_ERROR = "operation_rejected"
 
 

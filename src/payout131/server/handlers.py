@@ -30,7 +30,7 @@ from payout131.protocol.requests import (
     given,
 )
 from payout131.server.idempotency import Keyed
-from payout131.tokens import account_tokens, public_tokens
+from payout131.tokens import account_tokens, card_tokens, public_tokens
 
 __all__ = ["READS", "WRITES", "Handlers"]
 
@@ -68,9 +68,13 @@ def _public_token(
 def _tokenize(
     conn: Connection, context: Context, call: PartnerCall[TokenizeBody]
 ) -> dict[str, Any]:
+    if given(call.body.type) == "card":  # PROTOCOL §9
+        number = card_tokens.parse_tokenize_request(call.body)
+        card = card_tokens.tokenize(conn, context.vault, call.project.id, number, call.now)
+        return wire.tokenize_answer(card.token, card.view.echo())
     bik, account = account_tokens.parse_tokenize_request(call.body, context.directory)
     made = account_tokens.tokenize(conn, context.vault, call.project.id, bik, account, call.now)
-    return wire.tokenize_answer(made.token, made.masked_account)
+    return wire.tokenize_answer(made.token, {"masked_account": made.masked_account})
 
 
 def _status(conn: Connection, context: Context, call: PartnerCall[Any]) -> dict[str, Any]:
@@ -103,6 +107,9 @@ def _account_balance(
 def _token_info(
     conn: Connection, context: Context, call: PartnerCall[TokenInfoBody]
 ) -> dict[str, Any]:
+    if given(call.body.type) == "card":  # PROTOCOL §9
+        token = card_tokens.parse_info_request(call.body)
+        return wire.token_info_answer(card_tokens.info(conn, call.project.id, token, "card.token"))
     token = account_tokens.parse_info_request(call.body)
     return wire.token_info_answer(
         account_tokens.info(conn, call.project.id, token, context.directory)

@@ -160,6 +160,8 @@ payouts = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("finished_at", sa.BigInteger),
     sa.Column("fee", sa.BigInteger, nullable=False, server_default="0"),  # rails: held at start
+    # what the rail told of the outcome (JSON; 0014): a card payout's transaction_info
+    sa.Column("outcome", sa.Text),
     sa.CheckConstraint("amount > 0", name="ck_payouts_amount"),
     sa.CheckConstraint(
         "status IN ('in_progress', 'pending', 'succeeded', 'failed')", name="ck_payouts_status"
@@ -299,6 +301,23 @@ account_tokens = sa.Table(
     sa.Index("ix_account_tokens_project", "project_id"),
 )
 
+# Cards (PROTOCOL §9, 0014): a card number is kept only sealed by the account vault, under a
+# token; payouts to a card name the token, answers show brand, BIN and last four digits.
+card_tokens = sa.Table(
+    "card_tokens",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("project_id", sa.String(64), sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("brand", sa.String(16), nullable=False),
+    sa.Column("bin", sa.String(6), nullable=False),
+    sa.Column("last4", sa.String(4), nullable=False),
+    sa.Column("number_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_card_tokens_key", "key_id"),
+    sa.Index("ix_card_tokens_project", "project_id"),
+)
+
 
 # ---------------------------------------------------------------------------------------
 # Settlement rails (issue 5): refunds, and the simulator rail's own record of transfers.
@@ -339,6 +358,9 @@ simulator_transfers = sa.Table(
     sa.Column("test_clock", sa.BigInteger),
     sa.Column("forced", sa.String(16)),
     sa.Column("forced_code", sa.String(64)),
+    # what the transfer pays to (0014): NULL an account, ``phone``, ``card`` (``account``
+    # then holds the card masked: BIN and last four digits)
+    sa.Column("kind", sa.String(8)),
     sa.Index("ix_simulator_transfers_payout", "payout_id"),
 )
 

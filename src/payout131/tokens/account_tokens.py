@@ -94,12 +94,10 @@ def _context(token: str, project_id: str, bik: str) -> bytes:
 
 
 def _account_fields(body: TokenizeBody | TokenInfoBody) -> dict[str, Any]:
-    """``bank_account_ru`` of a body whose ``type`` names it (the only kind tokenized here)."""
+    """``bank_account_ru`` of a body whose ``type`` names it (a card's are ``card_tokens``'s)."""
     kind = given(body.type)
     if kind != _TYPE:
-        raise InvalidRequest(
-            f'type: must be "{_TYPE}" (the only kind tokenized here), got {kind!r}'
-        )
+        raise InvalidRequest(f'type: must be "{_TYPE}" or "card", got {kind!r}')
     return require_object(_TYPE, given(body.bank_account_ru))
 
 
@@ -223,11 +221,11 @@ def reseal(conn: Connection, vault: Vault, limit: int = 500) -> int:
 
 def payout_account(conn: Connection, vault: Vault | None, payout: Payout) -> str | None:
     """The account a stored payout pays: as given, or opened from its token by the vault;
-    None for a payout to a phone (Faster Payments)."""
+    None for a payout to a phone (Faster Payments) or a card."""
     recipient = wire.loads_field(payout.recipient)
     if recipient.get("account_number"):
         return str(recipient["account_number"])
-    if recipient.get("phone"):
+    if recipient.get("phone") or recipient.get("card_token"):
         return None
     found = find(conn, payout.project_id, recipient["token"])
     if found is None:

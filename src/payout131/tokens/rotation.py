@@ -1,4 +1,5 @@
-"""Vault key rotation: seal every tokenized account under a new key, then retire the old ones.
+"""Vault key rotation: seal every tokenized account and card under a new key, then retire
+the old ones.
 
 With the key file: a new key goes first in the file (running servers re-read it and seal
 new accounts with it), every account is re-sealed in batches, and once none is left under
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from payout131 import projects
 from payout131.storage import Database, locks
 from payout131.tokens import account_tokens as tokens
+from payout131.tokens import card_tokens
 from payout131.tokens.vault import Vault, key_id, new_key, parse_keys, write_key_file
 from payout131.webhooks import events
 
@@ -35,7 +37,8 @@ def _reseal_all(db: Database, vault: Vault) -> int:
     total = 0
     while True:
         with db.write() as conn:
-            done = tokens.reseal(conn, vault) + events.reseal(conn, vault)
+            done = tokens.reseal(conn, vault) + card_tokens.reseal(conn, vault)
+            done += events.reseal(conn, vault)
             done += projects.seal_webhook_secrets(conn, vault)
         total += done
         if not done:
@@ -56,7 +59,8 @@ def rotate(db: Database, vault: Vault, key: bytes | None = None) -> Rotation:
         resealed += _reseal_all(db, vault)
         with db.write() as conn:
             locks.take(conn, locks.RETIRING)
-            late = tokens.reseal(conn, vault) + events.reseal(conn, vault)
+            late = tokens.reseal(conn, vault) + card_tokens.reseal(conn, vault)
+            late += events.reseal(conn, vault)
             late += projects.seal_webhook_secrets(conn, vault)
             resealed += late
             if not late:

@@ -19,8 +19,9 @@ from sqlalchemy.engine import Connection
 from payout131.payouts.records import Payout
 from payout131.payouts.states import Step
 from payout131.protocol import wire
+from payout131.protocol.cards import CardView
 from payout131.rails import UNKNOWN, Order, Rail, Status
-from payout131.tokens import account_tokens
+from payout131.tokens import account_tokens, card_tokens
 from payout131.tokens.vault import Vault
 from payout131.worker.claims import Claimed
 
@@ -31,12 +32,18 @@ log = logging.getLogger("payout131.work")
 RAIL_STEPS = (Step.EXECUTE, Step.POLL, Step.WATCH)
 
 
-def order(payout: Payout, account: str | None, test_clock: int | None = None) -> Order:
-    """What the rail is asked to pay, from the stored payout."""
+def order(
+    payout: Payout, account: str | None, test_clock: int | None = None, card: str | None = None
+) -> Order:
+    """What the rail is asked to pay, from the stored payout (``account``: the account
+    number, ``card``: the card number, each opened from the vault when tokenized)."""
     assert payout.rail_reference is not None, "the claim gives every execute step one"
     recipient = wire.loads_field(payout.recipient)
-    bank_account = wire.loads_field(payout.destination)["bank_account"]
-    destination = bank_account[bank_account["system_type"]]  # ru or faster_payment_system
+    bank_account = wire.loads_field(payout.destination).get("bank_account")
+    description = ""  # a card payout has no purpose
+    if bank_account is not None:  # ru or faster_payment_system
+        description = bank_account[bank_account["system_type"]]["description"]
+    masked = CardView.shown(recipient).masked if "card_token" in recipient else None
     return Order(
         reference=payout.rail_reference,
         payout_id=wire.payout_id(payout.n),
@@ -46,19 +53,24 @@ def order(payout: Payout, account: str | None, test_clock: int | None = None) ->
         account=account,
         token=recipient.get("token"),
         full_name=recipient["name"],
-        description=destination["description"],
+        description=description,
         test_clock=test_clock,
         phone=recipient.get("phone"),
         bank_id=recipient.get("bank_id"),
+        card_number=card,
+        card_masked=masked,
     )
 
 
 def orders(conn: Connection, vault: Vault, steps: Sequence[Claimed]) -> dict[int, Order]:
     """The order of each ``execute`` step, should the rail need it (``conn`` reads the
-    tokenized accounts' tokens; the vault opens them)."""
+    tokenized accounts' and cards' tokens; the vault opens them)."""
     return {
         step.payout.n: order(
-            step.payout, account_tokens.payout_account(conn, vault, step.payout), step.clock
+            step.payout,
+            account_tokens.payout_account(conn, vault, step.payout),
+            step.clock,
+            card_tokens.payout_card(conn, vault, step.payout),
         )
         for step in steps
         if step.step == Step.EXECUTE
