@@ -193,7 +193,11 @@ def test_a_card_payout_needs_the_recipients_full_name(bank: Runtime, onboard: On
     assert refused == "card: must be an object, got null"
 
 
-@pytest.mark.parametrize("magic", scenarios.DESTINATIONS, ids=lambda m: m.scenario.name)
+@pytest.mark.parametrize(
+    "magic",
+    [m for m in scenarios.DESTINATIONS if m.kind in ("phone", "card")],
+    ids=lambda m: m.scenario.name,
+)
 def test_each_magic_phone_and_card_plays_its_outcome(
     bank: Runtime, onboard: Onboard, magic: scenarios.Magic
 ) -> None:

@@ -81,3 +81,67 @@ def test_settings_stored_out_of_bounds_are_brought_within_them(
         db.dispose()
         if engine == "postgresql":
             request.getfixturevalue("pg_cluster").drop_database("m_0011")
+
+
+_ROWS_0013 = [
+    "INSERT INTO projects (id, public_key_pem, created_at) VALUES ('p', 'pem', 0)",
+    "INSERT INTO ledger_accounts (code, kind, project_id, created_at)"
+    " VALUES ('wallet:p', 'wallet', 'p', 0)",
+    "INSERT INTO sessions (n, project_id, api_version, rko, status, created_at, updated_at)"
+    " VALUES (1, 'p', 'v1', false, 'accepted', 0, 0)",
+    "INSERT INTO payouts (n, session_n, project_id, status, amount, currency, account_id,"
+    " destination, recipient, created_at, updated_at)"
+    " SELECT 1, 1, 'p', 'succeeded', 500, 'rub', id, '{}', '{}', 0, 0 FROM ledger_accounts"
+    " WHERE code = 'wallet:p'",
+    "INSERT INTO refunds (n, payout_n, amount, status, created_at)"
+    " VALUES (1, 1, 500, 'accepted', 0)",
+]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_payouts_rebuilt_for_verifications_keep_their_rows_and_rules(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Migration 0014: the payouts table takes a kind (and on SQLite is rebuilt while a
+    refund refers to a payout); only a verification may have a zero amount."""
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        cluster.create_database("m_0014")
+        url = cluster.url("m_0014")
+    migrate(url, to="0013")
+    db = Database(url)
+    try:
+        with db.write() as conn:
+            for statement in _ROWS_0013:
+                conn.execute(sa.text(statement))
+        migrate(db)
+        with db.read() as conn:
+            payout = conn.execute(sa.text("SELECT n, amount, kind FROM payouts")).one()
+            assert tuple(payout) == (1, 500, "payout")
+            assert conn.execute(sa.text("SELECT payout_n FROM refunds")).scalar_one() == 1
+            if engine == "sqlite":  # enforcement is back on for the connections made after
+                assert conn.execute(sa.text("PRAGMA foreign_keys")).scalar_one() == 1
+        zero = (
+            "INSERT INTO payouts (n, session_n, project_id, status, amount, fee, currency,"
+            " account_id, destination, recipient, created_at, updated_at, kind)"
+            " SELECT 2, 2, 'p', 'in_progress', 0, :fee, 'rub', id, '{}', '{}', 0, 0, :kind"
+            " FROM ledger_accounts WHERE code = 'wallet:p'"
+        )
+        with db.write() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO sessions (n, project_id, api_version, rko, status, created_at,"
+                    " updated_at) VALUES (2, 'p', 'v1', false, 'in_progress', 0, 0)"
+                )
+            )
+        for refused in ({"kind": "payout", "fee": 0}, {"kind": "verification", "fee": 1}):
+            with pytest.raises(sa.exc.IntegrityError), db.write() as conn:
+                conn.execute(sa.text(zero), refused)
+        with db.write() as conn:
+            conn.execute(sa.text(zero), {"kind": "verification", "fee": 0})
+    finally:
+        db.dispose()
+        if engine == "postgresql":
+            request.getfixturevalue("pg_cluster").drop_database("m_0014")

@@ -67,9 +67,11 @@ def test_the_magic_phones_and_cards_are_the_ones_in_the_docs() -> None:
     assert rows == scenarios.destination_rows()
     values = [(r["destination"], r["value"]) for r in rows]
     assert len(values) == len(set(values))
-    for row in rows:  # each a valid destination, each playing a failure
-        assert row["status"] == "failed"
+    assert [r["outcome"] for r in rows if r["status"] == "succeeded"] == ["verification_found"]
+    for row in rows:  # each a valid destination
         number = row["value"]
+        if number is None:  # a verification of every other phone
+            continue
         if row["destination"] == "card":
             assert check_card_number("number", number) == number
         else:

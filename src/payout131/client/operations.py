@@ -203,6 +203,25 @@ class Operations:
         GET with the body ``[]``, signed, as the bank's PHP SDK sends it)."""
         return MethodCall("/api/v1/fps/banks", [], _banks, http_method="GET")
 
+    @operation
+    def verify_customer(
+        self,
+        phone: str,
+        bank_id: str,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Unpack[PayoutExtras],
+    ) -> MethodCall[Session]:
+        """Ask the bank ``bank_id`` who owns ``phone`` before paying it
+        (``fps/customer_verification``). The answer is a session ``in_progress``; the owner's
+        name comes in its payout's ``participant_details.recipient`` when it is known (a
+        ``payment_finished`` webhook, or ``status``), or a failure if the bank has no such
+        customer or will not tell."""
+        version = self.settings.api_version
+        body = payout_fields(version, destination=_verification(phone, bank_id), **fields)
+        path = f"/api/{version}/fps/customer_verification"
+        return MethodCall(path, body, _member("session", Session), _key(idempotency_key))
+
     # -- webhooks ------------------------------------------------------------------------
 
     def parse_webhook(self, body: bytes, signature: str | None) -> Event:
@@ -261,3 +280,9 @@ def _with_confirm_information(
     elif info is not None:
         body["confirm_information"] = dict(info)
     return body
+
+
+def _verification(phone: str, bank_id: str) -> dict[str, Any]:
+    kind = "faster_payment_system_verification"
+    fields = {"phone": phone, "bank_id": bank_id}
+    return {"type": "bank_account", "bank_account": {"system_type": kind, kind: fields}}

@@ -35,13 +35,18 @@ from payout131.payouts.records import Listed, Payout, Session
 from payout131.payouts.states import MOVES, Step
 from payout131.protocol import validation, wire
 from payout131.protocol.cards import check_card_number
-from payout131.protocol.payout_request import PayoutRequest, parse_payout, require_object
+from payout131.protocol.payout_request import (
+    PayoutRequest,
+    parse_payout,
+    parse_verification,
+    require_object,
+)
 from payout131.protocol.requests import UNSET, Draft, StartBody
 from payout131.protocol.validation import MAX_KOPECKS
 from payout131.storage import numbers, sql
 from payout131.tokens import account_tokens, card_tokens
 
-__all__ = ["create", "init", "insufficient", "start"]
+__all__ = ["create", "init", "insufficient", "start", "verify"]
 
 SENDER = "participant_details.sender.account"
 CREATE, INIT, START = MOVES["create"], MOVES["init"], MOVES["start"]
@@ -254,6 +259,7 @@ def _recipient(context: Context, request: PayoutRequest) -> dict[str, Any]:
             **destination.card.echo(),
         }
     if destination.phone is not None:  # Faster Payments: a phone at a member bank
+        # (a verification's name is what it finds out)
         return {
             "phone": destination.phone,
             "bank_id": destination.bank_id,
@@ -279,6 +285,7 @@ def _payout(context: Context, opening: _Opening, n: int, session_n: int) -> Payo
     call, request = opening.call, opening.request
     assert opening.account is not None
     now = call.now
+    verification = request.destination.verification
     return Payout(
         n=n,
         session_n=session_n,
@@ -294,7 +301,8 @@ def _payout(context: Context, opening: _Opening, n: int, session_n: int) -> Payo
         metadata=_json(request.metadata) if request.has_metadata else None,
         error_code=None,
         error_description=None,
-        work=Step.EXECUTE if call.project.single_request else Step.CHECK,
+        # a verification asks at once: nothing to confirm, no money moves
+        work=Step.EXECUTE if call.project.single_request or verification else Step.CHECK,
         work_at=now,
         lease_owner=None,
         lease_until=None,
@@ -304,6 +312,7 @@ def _payout(context: Context, opening: _Opening, n: int, session_n: int) -> Payo
         updated_at=now,
         finished_at=None,
         fee=opening.fee,
+        kind="verification" if verification else "payout",
     )
 
 
@@ -357,6 +366,39 @@ def init(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]
             store.insert_sessions(conn, sessions)
             store.insert_payouts(conn, payouts)
             _hold(conn, openings, payouts)
+        for opening, session, payout in zip(openings, sessions, payouts, strict=True):
+            answers[opening.index] = Listed(session, ((payout, ()),))
+    return every(answers)
+
+
+def verify(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]) -> list[Answer]:
+    """``fps/customer_verification``: a session ``in_progress`` whose one payout asks the
+    phone's bank who owns it (PROTOCOL §9). It moves no money: amount 0, no fee, no hold;
+    it goes to the rail at once, and the answer (the owner's name, or a failure) ends it
+    with ``payment_finished`` like any payout."""
+    answers: Answers = [None] * len(calls)
+    openings = []
+    for index, call in enumerate(calls):
+        try:
+            request = parse_verification(_merged("{}", call.body), call.version, context.members)
+        except ApiError as exc:
+            answers[index] = exc
+            continue
+        openings.append(_Opening(index, call, request, accounts.wallet_code(call.project.id), 0))
+    openings = _paying(conn, openings, answers)
+    if openings:
+        drawn = numbers.draw(conn, {"sessions": len(openings), "payouts": len(openings)})
+        sessions = [
+            _session(o.call, n, INIT.session_to, _json(o.call.body.given()))
+            for o, n in zip(openings, drawn["sessions"], strict=True)
+        ]
+        payouts = [
+            _payout(context, o, n, s.n)
+            for o, n, s in zip(openings, drawn["payouts"], sessions, strict=True)
+        ]
+        with sql.pipeline(conn):
+            store.insert_sessions(conn, sessions)
+            store.insert_payouts(conn, payouts)
         for opening, session, payout in zip(openings, sessions, payouts, strict=True):
             answers[opening.index] = Listed(session, ((payout, ()),))
     return every(answers)

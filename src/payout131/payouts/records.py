@@ -53,6 +53,7 @@ class Payout(NamedTuple):
     finished_at: int | None
     fee: int  # the bank's fee, held with the amount
     outcome: str | None = None  # JSON text: what the rail told of the outcome (transaction_info)
+    kind: str = "payout"  # or "verification" (fps/customer_verification): moves no money
 
 
 class Refund(NamedTuple):

@@ -45,4 +45,6 @@ METHODS: dict[str, Method] = {
     "token": Method(TokenBody, True, versions=("v1",)),
     "tokenize": Method(TokenizeBody, True, versions=("v1",)),
     "token/info": Method(TokenInfoBody, False, versions=("v1",)),
+    # PROTOCOL §9: who owns a phone at a Faster Payments member; answered as a session
+    "fps/customer_verification": Method(Draft, True),
 }

@@ -69,11 +69,61 @@ class FpsBankAccount(Struct, tag_field="system_type", tag="faster_payment_system
     faster_payment_system: FpsAccount
 
 
-class Destination(Struct):
-    """``payment_method`` (v1) / ``payout_details`` (v2)."""
+class Destination(Struct, tag_field="type", tag="bank_account"):
+    """``payment_method`` (v1) / ``payout_details`` (v2): a bank account or a phone."""
 
-    type: Literal["bank_account"]
     bank_account: BankAccount | FpsBankAccount
+
+
+CardNumber = Annotated[
+    str,
+    Meta(
+        pattern="^[0-9]{14,19}$",
+        examples=["2200000000000004"],
+        description="with a valid Luhn check digit; brand Mir, Visa, Mastercard or UnionPay",
+    ),
+]
+
+
+class BankCardNumber(Struct):
+    number: CardNumber
+
+
+class BankCard(Struct, tag_field="type", tag="bank_card"):
+    bank_card: BankCardNumber
+
+
+class TokenizedCard(Struct, tag_field="type", tag="tokenized_card"):
+    tokenized_card: TokenRef
+
+
+class NumberHash(Struct):
+    number_hash: Annotated[str, Meta(description="payout131: a card token (64 hex)")]
+
+
+class EncryptedCard(Struct, tag_field="type", tag="encrypted_card"):
+    encrypted_card: NumberHash
+
+
+class CardDestination(Struct, tag_field="type", tag="card"):
+    """A bank card (PROTOCOL §9); ``participant_details.recipient.full_name`` is required."""
+
+    card: BankCard | TokenizedCard | EncryptedCard
+
+
+class FpsPhone(Struct):
+    phone: Annotated[str, Meta(pattern="^7[0-9]{10}$", examples=["79161234567"])]
+    bank_id: Annotated[str, Meta(pattern="^[0-9]{12}$", examples=["100000000004"])]
+
+
+class FpsVerificationAccount(
+    Struct, tag_field="system_type", tag="faster_payment_system_verification"
+):
+    faster_payment_system_verification: FpsPhone
+
+
+class VerificationDestination(Struct, tag_field="type", tag="bank_account"):
+    bank_account: FpsVerificationAccount
 
 
 class Party(Struct):
@@ -97,8 +147,8 @@ class PayoutFields(Struct):
     """``session/create``: every field optional; each given field must be well formed."""
 
     metadata: Any = UNSET
-    payment_method: Destination | UnsetType = UNSET
-    payout_details: Destination | UnsetType = UNSET
+    payment_method: Destination | CardDestination | UnsetType = UNSET
+    payout_details: Destination | CardDestination | UnsetType = UNSET
     amount_details: AmountDetails | UnsetType = UNSET
     participant_details: ParticipantDetails | UnsetType = UNSET
     customer: Any = UNSET
@@ -106,6 +156,16 @@ class PayoutFields(Struct):
 
 class InitPayout(PayoutFields):
     """``session/init/payout``: a destination (either spelling) and ``amount_details``."""
+
+
+class CustomerVerification(Struct):
+    """``fps/customer_verification``: the phone and the member bank to ask who owns it."""
+
+    metadata: Any = UNSET
+    payment_method: VerificationDestination | UnsetType = UNSET
+    payout_details: VerificationDestination | UnsetType = UNSET
+    participant_details: ParticipantDetails | UnsetType = UNSET
+    customer: Any = UNSET
 
 
 class StartPayout(PayoutFields, kw_only=True):
@@ -142,18 +202,24 @@ class TokenizeAccount(Struct):
     account: Account
 
 
-class TokenizeRequest(Struct):
-    type: Literal["bank_account_ru"]
+class TokenizeAccountRequest(Struct, tag_field="type", tag="bank_account_ru"):
     bank_account_ru: TokenizeAccount
+
+
+class TokenizeCardRequest(Struct, tag_field="type", tag="card"):
+    card: BankCardNumber
 
 
 class TokenRef(Struct):
     token: Token
 
 
-class TokenInfoRequest(Struct):
-    type: Literal["bank_account_ru"]
+class TokenInfoAccountRequest(Struct, tag_field="type", tag="bank_account_ru"):
     bank_account_ru: TokenRef
+
+
+class TokenInfoCardRequest(Struct, tag_field="type", tag="card"):
+    card: TokenRef
 
 
 # Responses.
@@ -177,15 +243,39 @@ class Refund(Struct):
     finished_at: Stamp | UnsetType = UNSET
 
 
+class ShownAccount(Struct, tag_field="type", tag="bank_account"):
+    """A bank account (a tokenized one as its token and mask), a phone, or a verification."""
+
+    bank_account: BankAccount | FpsBankAccount | FpsVerificationAccount
+
+
+class CardView(Struct):
+    brand: Literal["mir", "visa", "mastercard", "unionpay"]
+    last4: Annotated[str, Meta(pattern="^[0-9]{4}$")]
+    bin: Annotated[str, Meta(pattern="^[0-9]{6}$")]
+
+
+class ShownCard(Struct, tag_field="type", tag="card"):
+    """All that is ever shown of a card."""
+
+    card: CardView
+
+
+class TransactionInfo(Struct):
+    rrn: Annotated[str, Meta(pattern="^[0-9]{12}$")]
+    auth_code: Annotated[str, Meta(pattern="^[0-9]{6}$")]
+
+
 class Payout(Struct):
     id: Annotated[str, Meta(pattern="^po_[0-9]+$")]
     status: Literal["in_progress", "pending", "succeeded", "failed"]
     created_at: Stamp
-    amount_details: AmountDetails
     paymentMetadata: dict[str, Any]  # Bank 131's spelling
+    amount_details: AmountDetails | UnsetType = UNSET  # none on a customer verification
     finished_at: Stamp | UnsetType = UNSET
-    payment_method: Destination | UnsetType = UNSET
-    payout_details: Destination | UnsetType = UNSET
+    payment_method: ShownAccount | ShownCard | UnsetType = UNSET
+    payout_details: ShownAccount | ShownCard | UnsetType = UNSET
+    transaction_info: TransactionInfo | UnsetType = UNSET  # a succeeded card payout
     participant_details: Any = UNSET
     customer: Any = UNSET
     metadata: Any = UNSET
@@ -255,22 +345,32 @@ class PublicTokenAnswer(Struct):
     public_token: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 
 
-class MaskedAccount(Struct):
-    masked_account: str
+class Tokenized(Struct):
+    """An account's mask, or a card's brand, BIN and last four digits."""
+
+    masked_account: str | UnsetType = UNSET
+    brand: str | UnsetType = UNSET
+    bin: str | UnsetType = UNSET
+    last4: str | UnsetType = UNSET
 
 
 class TokenizeAnswer(Struct):
     status: Literal["ok"]
     token: Token
-    data: MaskedAccount
+    data: Tokenized
 
 
 class TokenInfo(Struct):
-    type: Literal["bank_account_ru"]
+    """An account token's mask and bank, or a card token's brand, BIN and last four."""
+
+    type: Literal["bank_account_ru", "card"]
     token: Token
-    masked_account: str
-    bik: Bik
-    bank_name: str
+    masked_account: str | UnsetType = UNSET
+    bik: Bik | UnsetType = UNSET
+    bank_name: str | UnsetType | None = UNSET
+    brand: str | UnsetType = UNSET
+    bin: str | UnsetType = UNSET
+    last4: str | UnsetType = UNSET
 
 
 class TokenInfoAnswer(Struct):
@@ -292,8 +392,14 @@ SHAPES: dict[str, tuple[type[Struct], type[Struct]]] = {
     "wallet/balance": (WalletBalanceRequest, WalletBalance),
     "report/account_balance": (AccountBalanceRequest, AccountBalanceAnswer),
     "token": (PublicTokenRequest, PublicTokenAnswer),
-    "tokenize": (TokenizeRequest, TokenizeAnswer),
-    "token/info": (TokenInfoRequest, TokenInfoAnswer),
+    "tokenize": (TokenizeAccountRequest, TokenizeAnswer),
+    "token/info": (TokenInfoAccountRequest, TokenInfoAnswer),
+    "fps/customer_verification": (CustomerVerification, SessionAnswer),
+}
+# The other request shapes a method takes (a body matches one of them).
+ALTERNATIVES: dict[str, tuple[type[Struct], ...]] = {
+    "tokenize": (TokenizeCardRequest,),
+    "token/info": (TokenInfoCardRequest,),
 }
 
 
@@ -333,6 +439,8 @@ class SandboxForceRequest(Struct):
             "provider_internal_error",
             "provider_timeout",
             "provider_exceeds_amount_limit",
+            "card_expired",
+            "card_blocked",
         ]
         | UnsetType
     ) = UNSET
@@ -419,11 +527,14 @@ def _responses(answer: type[Struct]) -> dict[str, Any]:
 
 def _operation(version: str, name: str, method: methods.Method) -> dict[str, Any]:
     request, answer = SHAPES[name]
+    schema: dict[str, Any] = _ref(request.__name__)
+    if name in ALTERNATIVES:
+        schema = {"oneOf": [schema, *(_ref(s.__name__) for s in ALTERNATIVES[name])]}
     operation: dict[str, Any] = {
         "operationId": f"{version}_{name.replace('/', '_')}",
         "summary": f"{name} (see PROTOCOL.md §3)",
         "tags": ["bank131"],
-        "requestBody": {"required": True, "content": _json_content(_ref(request.__name__))},
+        "requestBody": {"required": True, "content": _json_content(schema)},
         "responses": _responses(answer),
     }
     if method.mutating:
@@ -440,7 +551,8 @@ def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document for every method in every version it exists in."""
     sandbox = [(request, answer) for request, answer, _ in SANDBOX.values()]
     shapes = sorted(
-        {shape for pair in [*SHAPES.values(), *sandbox] for shape in pair} | {FpsBanksAnswer},
+        {shape for pair in [*SHAPES.values(), *sandbox, *ALTERNATIVES.values()] for shape in pair}
+        | {FpsBanksAnswer},
         key=lambda s: s.__name__,
     )
     _, components = msgspec.json.schema_components(

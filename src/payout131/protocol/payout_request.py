@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from payout131.directory.bik import BikDirectory
-from payout131.directory.fps import FpsDirectory
+from payout131.directory.fps import FpsDirectory, Member
 from payout131.errors import InvalidRequest, NotFound
 from payout131.protocol import validation as v
 from payout131.protocol.cards import CardView, check_card_number
 
 __all__ = [
+    "VERIFICATION",
     "CardLookup",
     "Destination",
     "PayoutRequest",
@@ -27,6 +28,7 @@ __all__ = [
     "TokenizedCard",
     "check_bank_account",
     "parse_payout",
+    "parse_verification",
     "require_object",
 ]
 
@@ -53,6 +55,7 @@ class Destination:
     card: CardView | None = None  # a card (PROTOCOL §9): all that is shown of it
     card_token: str | None = None
     card_number: str | None = field(default=None, repr=False)
+    verification: bool = False  # fps/customer_verification: who owns the phone; no money
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,15 +169,10 @@ _PHONE = re.compile(r"7[0-9]{10}")
 FPS_DESCRIPTION_MAX = 140
 
 
-def _faster_payment(
-    path: str,
-    bank_account: Mapping[str, Any],
-    party: Mapping[str, Any],
-    members: FpsDirectory | None,
-) -> Destination:
-    """A payout to a phone at a Faster Payments member (PROTOCOL §9)."""
-    fps_path = f"{path}.faster_payment_system"
-    fps = require_object(fps_path, bank_account.get("faster_payment_system"))
+def _phone_at_member(
+    fps_path: str, fps: Mapping[str, Any], members: FpsDirectory | None
+) -> tuple[str, str, Member]:
+    """``phone`` and ``bank_id`` (a Faster Payments member's) of a payout or a verification."""
     phone = fps.get("phone")
     if not isinstance(phone, str) or not _PHONE.fullmatch(phone):
         raise InvalidRequest(
@@ -192,6 +190,19 @@ def _faster_payment(
             f"{fps_path}.bank_id: {bank_id} is not a Faster Payments member (or has left: "
             "GET /api/v1/fps/banks lists the members)"
         )
+    return phone, bank_id, member
+
+
+def _faster_payment(
+    path: str,
+    bank_account: Mapping[str, Any],
+    party: Mapping[str, Any],
+    members: FpsDirectory | None,
+) -> Destination:
+    """A payout to a phone at a Faster Payments member (PROTOCOL §9)."""
+    fps_path = f"{path}.faster_payment_system"
+    fps = require_object(fps_path, bank_account.get("faster_payment_system"))
+    phone, bank_id, member = _phone_at_member(fps_path, fps, members)
     if "description" not in fps:
         raise InvalidRequest(f"{fps_path}.description: required (the payment's purpose)")
     description = v.check_purpose(
@@ -456,4 +467,64 @@ def parse_payout(
         metadata=body.get("metadata"),
         has_metadata="metadata" in body,
         warnings=v.purpose_warnings(destination.description),
+    )
+
+
+VERIFICATION = "faster_payment_system_verification"
+
+
+def parse_verification(
+    body: Mapping[str, Any], version: str, members: FpsDirectory | None
+) -> PayoutRequest:
+    """``fps/customer_verification`` (PROTOCOL §9): the phone and the Faster Payments member
+    to ask who owns it. A verification is a payout of nothing: amount 0, no fee, no hold."""
+    dest_field = _destination_field(body, version)
+    if dest_field not in body:
+        raise InvalidRequest(f"{dest_field}: required (the phone and the bank to ask)")
+    method = require_object(dest_field, body[dest_field])
+    if method.get("type") != "bank_account":
+        raise InvalidRequest(
+            f'{dest_field}.type: must be "bank_account", got {method.get("type")!r}'
+        )
+    bank_account = require_object(f"{dest_field}.bank_account", method.get("bank_account"))
+    system = bank_account.get("system_type")
+    if system != VERIFICATION:
+        raise InvalidRequest(
+            f'{dest_field}.bank_account.system_type: must be "{VERIFICATION}", got {system!r}'
+        )
+    path = f"{dest_field}.bank_account.{VERIFICATION}"
+    phone, bank_id, member = _phone_at_member(
+        path, require_object(path, bank_account.get(VERIFICATION)), members
+    )
+    party = body.get("participant_details")
+    if party is not None:
+        _check_party_names(require_object("participant_details", party))
+    fields = {"phone": phone, "bank_id": bank_id}
+    destination = Destination(
+        bik=member.bik or "",
+        account=None,
+        token=None,
+        full_name="",
+        description="",
+        inn=None,
+        kpp=None,
+        echo={
+            "type": "bank_account",
+            "bank_account": {"system_type": VERIFICATION, VERIFICATION: fields},
+        },
+        phone=phone,
+        bank_id=bank_id,
+        bank_name=member.ru_name,
+        verification=True,
+    )
+    return PayoutRequest(
+        destination=destination,
+        destination_field=dest_field,
+        amount=0,
+        currency="rub",
+        sender_account=None,
+        participant_details=party,
+        customer=body.get("customer"),
+        metadata=body.get("metadata"),
+        has_metadata="metadata" in body,
     )

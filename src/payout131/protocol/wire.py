@@ -67,9 +67,17 @@ def render_payout(payout: Payout, refunds: Sequence[Refund], version: str) -> di
     if payout.finished_at is not None:
         out["finished_at"] = rfc3339(payout.finished_at)
     out[destination_key(version)] = loads_field(payout.destination)
-    out["amount_details"] = {"amount": payout.amount, "currency": payout.currency}
+    if payout.kind != "verification":  # a verification moves no money
+        out["amount_details"] = {"amount": payout.amount, "currency": payout.currency}
+    outcome = loads_field(payout.outcome) or {}
     if payout.participant_details is not None:
         out["participant_details"] = loads_field(payout.participant_details)
+    if "recipient" in outcome:  # a verification found the phone's owner
+        party = out.get("participant_details")
+        party = dict(party) if isinstance(party, dict) else {}
+        given = party.get("recipient")
+        party["recipient"] = {**(given if isinstance(given, dict) else {}), **outcome["recipient"]}
+        out["participant_details"] = party
     if payout.customer is not None:
         out["customer"] = loads_field(payout.customer)
     metadata = loads_field(payout.metadata)
@@ -81,8 +89,8 @@ def render_payout(payout: Payout, refunds: Sequence[Refund], version: str) -> di
     if payout.fee:  # rails: the bank's fee, in Bank 131's ``amounts.fee`` shape
         fee = {"amount": payout.fee, "currency": payout.currency}
         out["amounts"] = {"fee": {"merchant_fee": fee}}
-    if payout.outcome is not None and payout.status == "succeeded":
-        out.update(loads_field(payout.outcome))  # a card payout's transaction_info
+    if "transaction_info" in outcome and payout.status == "succeeded":  # a card payout's
+        out["transaction_info"] = outcome["transaction_info"]
     if refunds and payout.status == "succeeded":
         out["refunds"] = [render_refund(r, payout.currency) for r in refunds]
     return out

@@ -51,6 +51,9 @@ class Order:
     # that may be shown of it (a rail's own records keep only that)
     card_number: str | None = field(default=None, repr=False)
     card_masked: str | None = None
+    # a customer verification (PROTOCOL §9): ask the phone's bank who owns it, pay nothing;
+    # a success tells the owner's name in ``Status.outcome`` ({"recipient": {...}})
+    verification: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,8 @@ class Status:
     description: str | None = None
     next_check_at: int | None = None  # microseconds; when the bank should ask again
     returned_amount: int | None = None  # a return of less than the whole payout
-    # what the bank keeps of a success: a card payout's ``transaction_info`` (rrn, auth_code)
+    # what the bank keeps of a success: a card payout's ``transaction_info`` (rrn,
+    # auth_code), a verification's ``recipient`` (first_name, last_name, middle_name)
     outcome: dict[str, Any] | None = None
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "error_codes",
     "markdown_table",
     "rows",
+    "verification",
 ]
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
@@ -139,8 +140,8 @@ _BY_KOPECKS = {s.kopecks: s for s in SCENARIOS if s.kopecks is not None}
 class Magic:
     """A phone number or card number that plays ``scenario`` whatever the amount."""
 
-    kind: str  # "phone" (Faster Payments) or "card"
-    value: str
+    kind: str  # "phone" (Faster Payments), "card", or "verification" (of a phone)
+    value: str | None  # None: every other phone (a verification's own success)
     scenario: Scenario
 
     def as_row(self) -> dict[str, Any]:
@@ -152,7 +153,7 @@ class Magic:
             "status": s.status,
             "session_status": s.session_status,
             "error_code": s.error_code,
-            "summary": s.description,
+            "summary": s.summary,
         }
 
 
@@ -164,6 +165,12 @@ def _card(ending: str) -> str:
     return with_check_digit(f"2200000000000{ending}")  # a Mir test card: 16 digits
 
 
+# A verification finds the phone's owner unless the phone is a magic one; the bank tells the
+# name as the Faster Payments directory shows it: the last name by its initial.
+FOUND = {"first_name": "Иван", "last_name": "И.", "middle_name": "Иванович"}
+VERIFIED = Scenario(
+    None, "verification_found", "the bank tells the phone owner's name (Иван Иванович И.)"
+)
 DESTINATIONS: tuple[Magic, ...] = (
     _magic(
         "phone",
@@ -204,9 +211,24 @@ DESTINATIONS: tuple[Magic, ...] = (
         "account_not_found",
         "the card's issuer has no such card (closed or never issued)",
     ),
+    Magic("verification", None, VERIFIED),
+    _magic(
+        "verification",
+        "79990000001",
+        "verification_not_found",
+        "account_not_found",
+        "the chosen bank has no customer with this phone number",
+    ),
+    _magic(
+        "verification",
+        "79990000002",
+        "verification_refused",
+        "operation_rejected",
+        "the chosen bank refused to tell who owns the phone",
+    ),
 )
 
-_BY_DESTINATION = {(m.kind, m.value): m.scenario for m in DESTINATIONS}
+_BY_DESTINATION = {(m.kind, m.value): m.scenario for m in DESTINATIONS if m.value}
 _BY_NAME = {s.name: s for s in (*SCENARIOS, *(m.scenario for m in DESTINATIONS))}
 
 
@@ -217,6 +239,11 @@ def by_amount(amount: int) -> Scenario:
 def by_destination(kind: str, value: str | None) -> Scenario | None:
     """The scenario a magic phone or card number plays, if it is one."""
     return _BY_DESTINATION.get((kind, value or ""))
+
+
+def verification(phone: str | None) -> Scenario:
+    """What a verification of ``phone`` plays: a magic phone's failure, else found."""
+    return by_destination("verification", phone) or VERIFIED
 
 
 def by_name(name: str) -> Scenario:
@@ -272,8 +299,9 @@ def destinations_table() -> str:
     ]
     for m in DESTINATIONS:
         s = m.scenario
+        value = f"`{m.value}`" if m.value else "any other"
+        code = f"`{s.error_code}`" if s.error_code else "—"
         lines.append(
-            f"| {m.kind} | `{m.value}` | {s.description} | `{s.status}` | "
-            f"`{s.session_status}` | `{s.error_code}` |"
+            f"| {m.kind} | {value} | {s.summary} | `{s.status}` | `{s.session_status}` | {code} |"
         )
     return "\n".join(lines) + "\n"

@@ -102,7 +102,7 @@ class SimulatorRail:
             # tokens: a tokenized account is kept masked, never in clear (docs/tokens.md)
             "account": order.card_masked
             or (mask_account(order.account or "") if order.token else order.account),
-            "kind": "card" if order.card_masked else "phone" if order.phone else None,
+            "kind": _kind(order),
             "scenario": _scenario(order).name,
             "submissions": 1,
             "submitted_at": now,
@@ -183,9 +183,19 @@ def force(conn: Any, reference: str, outcome: str, error_code: str | None) -> No
 FORCED_FAILURE = "the outcome was forced in the sandbox"
 
 
+def _kind(order: Order) -> str | None:
+    """What a transfer pays to, as ``simulator_transfers.kind`` keeps it (None: an account)."""
+    if order.verification:
+        return "verify"
+    return "card" if order.card_masked else "phone" if order.phone else None
+
+
 def _scenario(order: Order) -> scenarios.Scenario:
     """A magic phone's or card's scenario, else the amount's; no return ever follows a
-    Faster Payments payout (PROTOCOL §9), so there the return row is a plain success."""
+    Faster Payments payout (PROTOCOL §9), so there the return row is a plain success. A
+    verification plays the verification rows."""
+    if order.verification:
+        return scenarios.verification(order.phone)
     if order.phone is not None:
         magic = scenarios.by_destination("phone", order.phone)
     else:
@@ -205,24 +215,29 @@ def transaction_info(reference: str) -> dict[str, str]:
 
 def _told(kind: str | None, reference: str, scenario: str, settles_at: int, now: int) -> Status:
     """What the simulator tells of a transfer that plays ``scenario``."""
-    return _card_outcome(kind, reference, scenarios.by_name(scenario).status_at(settles_at, now))
+    return _outcome(kind, reference, scenarios.by_name(scenario).status_at(settles_at, now))
 
 
-def _card_outcome(kind: str | None, reference: str, status: Status) -> Status:
-    """A card transfer's success carries its ``transaction_info``."""
-    if kind != "card" or status.state not in ("succeeded", "returned"):
+def _outcome(kind: str | None, reference: str, status: Status) -> Status:
+    """A card transfer's success carries its ``transaction_info``, a verification's the
+    owner's name."""
+    if status.state not in ("succeeded", "returned"):
         return status
-    return replace(status, outcome={"transaction_info": transaction_info(reference)})
+    if kind == "card":
+        return replace(status, outcome={"transaction_info": transaction_info(reference)})
+    if kind == "verify":
+        return replace(status, outcome={"recipient": dict(scenarios.FOUND)})
+    return status
 
 
 def _status(row: Any, now: int) -> Status:
     forced = row.forced
     if forced == "succeeded":
-        return _card_outcome(row.kind, row.reference, Status("succeeded"))
+        return _outcome(row.kind, row.reference, Status("succeeded"))
     if forced == "failed":
         code = row.forced_code or "operation_rejected"
         return Status("failed", code, scenarios.by_name(code).description or FORCED_FAILURE)
     if forced == "returned":
         returned = Status("returned", description="the recipient's bank sent the payout back")
-        return _card_outcome(row.kind, row.reference, returned)
+        return _outcome(row.kind, row.reference, returned)
     return _told(row.kind, row.reference, row.scenario, int(row.settles_at), now)

@@ -132,6 +132,7 @@ WRITES: dict[str, Mutation] = {
     "session/start/payout/rko": Mutation(opening.start, wakes_worker=True),
     "session/init/payout": Mutation(opening.init, wakes_worker=True),
     "session/init/payout/rko": Mutation(opening.init, wakes_worker=True),
+    "fps/customer_verification": Mutation(opening.verify, wakes_worker=True),
     "session/confirm": Mutation(answers.confirm, wakes_worker=True),
     "session/cancel": Mutation(answers.cancel),
     "token": Mutation(_each(_public_token), sessions=False),

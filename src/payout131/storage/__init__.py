@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
+from sqlalchemy.engine import Connection
 
 from payout131.storage.database import Database, normalise_url
 
@@ -20,6 +21,14 @@ class NewerSchema(RuntimeError):
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def _foreign_keys(conn: Connection, state: str) -> None:
+    """Turn SQLite's foreign key enforcement on or off for this connection, outside any
+    transaction (where SQLite ignores the pragma). Off while migrating, as SQLite's own
+    procedure for rebuilding a table asks; checked whole before it is turned on again."""
+    assert not conn.in_transaction()
+    conn.connection.driver_connection.execute(f"PRAGMA foreign_keys={state}")  # type: ignore[union-attr]
+
+
 def migrate(url: str | Database, to: str = "head") -> None:
     """Bring the schema at ``url`` up to the newest migration, or to revision ``to``
     (idempotent)."""
@@ -29,6 +38,9 @@ def migrate(url: str | Database, to: str = "head") -> None:
         config.set_main_option("script_location", str(_MIGRATIONS))
         with db.engine.connect() as conn:
             config.attributes["connection"] = conn
+            sqlite = db.engine.dialect.name == "sqlite"
+            if sqlite:  # a table rebuilt by a migration is dropped while rows refer to it
+                _foreign_keys(conn, "OFF")
             try:
                 command.upgrade(config, to)
             except CommandError as exc:
@@ -39,6 +51,12 @@ def migrate(url: str | Database, to: str = "head") -> None:
                     "run the payout131 version that migrated it, or a later one"
                 ) from None
             conn.commit()
+            if sqlite:
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                conn.commit()
+                _foreign_keys(conn, "ON")
+                if broken:
+                    raise RuntimeError(f"the migration left rows without their parents: {broken}")
     finally:
         if not isinstance(url, Database):
             db.dispose()

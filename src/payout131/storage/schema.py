@@ -160,9 +160,16 @@ payouts = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("finished_at", sa.BigInteger),
     sa.Column("fee", sa.BigInteger, nullable=False, server_default="0"),  # rails: held at start
-    # what the rail told of the outcome (JSON; 0014): a card payout's transaction_info
+    # what the rail told of the outcome (JSON; 0014): a card payout's transaction_info, a
+    # verification's recipient names
     sa.Column("outcome", sa.Text),
-    sa.CheckConstraint("amount > 0", name="ck_payouts_amount"),
+    # a payout, or a customer verification (0014), which moves no money
+    sa.Column("kind", sa.String(16), nullable=False, server_default="payout"),
+    sa.CheckConstraint(
+        "amount > 0 OR (kind = 'verification' AND amount = 0 AND fee = 0)",
+        name="ck_payouts_amount",
+    ),
+    sa.CheckConstraint("kind IN ('payout', 'verification')", name="ck_payouts_kind"),
     sa.CheckConstraint(
         "status IN ('in_progress', 'pending', 'succeeded', 'failed')", name="ck_payouts_status"
     ),

@@ -40,9 +40,9 @@ def order(
     assert payout.rail_reference is not None, "the claim gives every execute step one"
     recipient = wire.loads_field(payout.recipient)
     bank_account = wire.loads_field(payout.destination).get("bank_account")
-    description = ""  # a card payout has no purpose
-    if bank_account is not None:  # ru or faster_payment_system
-        description = bank_account[bank_account["system_type"]]["description"]
+    description = ""  # a card payout, a verification have no purpose
+    if bank_account is not None:  # ru, faster_payment_system or its verification
+        description = bank_account[bank_account["system_type"]].get("description", "")
     masked = CardView.shown(recipient).masked if "card_token" in recipient else None
     return Order(
         reference=payout.rail_reference,
@@ -59,6 +59,7 @@ def order(
         bank_id=recipient.get("bank_id"),
         card_number=card,
         card_masked=masked,
+        verification=payout.kind == "verification",
     )
 
 
