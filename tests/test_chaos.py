@@ -16,6 +16,7 @@ from payout131.clock import SystemClock
 from payout131.storage import Database
 from payout131.storage import schema as t
 from payout131.tools.chaos.harness import CLOCKED, Plan, run
+from payout131.tools.chaos.load import CARD
 from payout131.tools.chaos.verify import Record, verify
 
 FULL = os.environ.get("PAYOUT131_FULL") == "1"
@@ -32,6 +33,8 @@ def _check(plan: Plan) -> None:
     figures = summary["figures"]
     assert figures["payouts"] > 0
     assert figures["payouts succeeded"] > 0
+    assert figures["payouts to a phone"] > 0
+    assert figures["payouts to a card"] > 0
     assert figures["events"] > 0
     assert figures["`payout131 ledger check` exit status"] == 0
     # the partner on a test clock moved it during the crashes, and past every step at the end
@@ -107,6 +110,9 @@ def test_the_proof_catches_what_it_claims_to(tmp_path: Path) -> None:
             **{**never_sent, "project_id": CLOCKED, "session_n": clocked.session_n}
             | {"created_at": clock_time - 1}
         ),
+        "sessions.draft: holds a card number in clear": sa.update(t.sessions)
+        .where(t.sessions.c.n == first.session_n)
+        .values(draft=f'{{"card": "{CARD}"}}'),
         f"po_{clocked.n}: in progress with work poll due": sa.update(p)
         .where(p.c.n == clocked.n)
         .values(status="in_progress", work="poll", work_at=clock_time - 1),

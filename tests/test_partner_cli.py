@@ -435,3 +435,76 @@ def test_amounts_in_kopecks_are_asked_for_by_name(
         in cli("pay", *PERSON, "--amount", "1500.25", "--kopecks", code=2).output
     )
     assert "more than zero" in cli("pay", *PERSON, "--amount", "0", code=2).output
+
+
+# -- phones and cards (PROTOCOL §9) -------------------------------------------------------------
+
+
+def test_pay_a_phone_and_a_card_tokenize_a_card_and_verify_a_phone(
+    bank: Runtime, onboard: Onboard, cli_for: CliFor
+) -> None:
+    partner = onboard(wallet=1_000_000)
+    cli = cli_for(partner)
+    name = ["--name", "Иванов Иван"]
+    phone = ["--phone", "79161234567", "--bank-id", "100000000004"]
+    out = cli("pay", *name, *phone, "--purpose", "Выплата", "--amount", "10").output
+    assert "succeeded: ps_" in out
+    assert (
+        "succeeded: ps_" in cli("pay", *name, "--card", "2200000000000004", "--amount", "5").output
+    )
+    made = cli("tokenize", "--card", "4111111111111111").output
+    assert "card: visa 411111******1111" in made
+    token = made.split("token: ")[1].split()[0]
+    paid = cli("pay", *name, "--card-token", token, "--amount", "2", "--single-request").output
+    assert "succeeded: ps_" in paid
+    assert available(bank, wallet_code("acme")) == 1_000_000 - 1_700
+    failed = cli("pay", *name, "--card", "2200000000000012", "--amount", "1", code=1).output
+    assert "card_expired: the card has expired" in failed
+
+    assert "found: Иван Иванович И." in cli("verify", *phone).output
+    refused = cli("verify", "--phone", "79990000001", "--bank-id", "100000000004", code=1)
+    assert "account_not_found" in refused.output
+    answer = json.loads(cli("verify", *phone, "--json").output)
+    assert answer["session"]["payments"][0]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--card", "2200000000000004", "--bik", "044525974"],
+            "not both --bik/--account and --card",
+        ),
+        (["--phone", "79161234567", "--purpose", "x"], "give --bank-id too"),
+        (["--phone", "79161234567", "--bank-id", "100000000004"], "--purpose is required"),
+        ([], "give --bik and --account, --token, --phone and --bank-id, --card or --card-token"),
+    ],
+)
+def test_pay_names_a_destination_given_wrong(
+    onboard: Onboard, cli_for: CliFor, args: list[str], message: str
+) -> None:
+    cli = cli_for(onboard(wallet=1_000))
+    out = cli("pay", "--name", "Иван", "--amount", "1", *args, code=2).output
+    assert message in out
+
+
+def test_batch_pays_phones_and_cards(
+    bank: Runtime, onboard: Onboard, cli_for: CliFor, tmp_path: Path
+) -> None:
+    partner = onboard(wallet=1_000_000)
+    cli = cli_for(partner)
+    file = tmp_path / "mixed.csv"
+    file.write_text(
+        "recipient,phone,bank_id,card,amount,purpose\n"
+        "Петров Пётр,79161234567,100000000004,,10,Выплата по договору\n"
+        "Ivanov Ivan,,,2200 0000 0000 0004,20,\n"
+        "Sidorov Sidor,,,2200000000000020,1,\n",  # a magic card: blocked
+        encoding="utf-8",
+    )
+    result = cli("batch", str(file), code=1)
+    assert "3 rows" in result.output
+    results = rows_of(tmp_path / "mixed.results.csv")
+    assert [r["status"] for r in results] == ["succeeded", "succeeded", "failed"]
+    assert results[2]["error_code"] == "card_blocked"
+    assert results[1]["payee"] == "card 220000******0004"
+    assert available(bank, wallet_code("acme")) == 1_000_000 - 3_000

@@ -121,15 +121,27 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("", "empty"),
-        ("recipient,amount,purpose\n", "bik and account (or token)"),
+        ("recipient,amount,purpose\n", "a destination (bik and account, token, phone and"),
         ("recipient,bik,account,amount,purpose,colour\n", "unknown column(s): colour"),
         ("recipient,bik,account,amount\n", "missing column(s): purpose"),
         (HEADER, "no rows"),
         ("recipient,token,amount,purpose\nИванов,abc,1,x\n", "64 hex digits"),
         (
             f"recipient,token,bik,account,amount,purpose\nИ,{'a' * 64},{INDIVIDUAL['bik']},,1,x\n",
-            "not both",
+            "destination: one of bik and account, token, phone and bank_id, card or card_token"
+            " (got bik, token)",
         ),
+        ("recipient,card,amount\nИ,2200000000000005,1\n", "card: fails the Luhn check digit"),
+        (
+            "recipient,phone,bank_id,amount\nИ,79161234567,100000000004,1\n",
+            "missing column(s): purpose",
+        ),
+        ("recipient,phone,amount,purpose\nИ,79161234567,1,x\n", "a destination"),
+        (
+            "recipient,phone,bank_id,amount,purpose\nИ,89161234567,100000000004,1,x\n",
+            "phone: 11 digits starting with 7",
+        ),
+        ("recipient,card_token,amount\nИ,abc,1\n", "card_token: must be 64 hex digits"),
     ],
 )
 def test_unusable_sheets(tmp_path: Path, text: str, message: str) -> None:
@@ -177,3 +189,27 @@ def test_the_journal_belongs_to_one_file_and_one_project(tmp_path: Path) -> None
     path.write_text('{"something": "else"}\n')
     with pytest.raises(JournalError, match="not a payout131 batch journal"):
         Journal.open(path, "a" * 64, "acme")
+
+
+def test_a_sheet_pays_phones_and_cards_too(tmp_path: Path) -> None:
+    token = "b" * 64
+    text = (
+        "recipient,bik,account,phone,bank_id,card,card_token,amount,purpose\n"
+        f"Иванов Иван,{INDIVIDUAL['bik']},{INDIVIDUAL['account']},,,,,1,Выплата\n"
+        "Петров Пётр,,,79161234567,100000000004,,,2,Выплата по договору\n"
+        "Ivanov Ivan,,,,,2200 0000 0000 0004,,3,\n"
+        f"Sidorov Sidor,,,,,,{token},4,\n"
+    )
+    sheet = read_sheet(write(tmp_path, text), DIRECTORY)
+    account, phone, card, card_token = sheet.rows
+    assert (phone.phone, phone.bank_id, phone.purpose) == (
+        "79161234567",
+        "100000000004",
+        "Выплата по договору",
+    )
+    assert card.card == "2200000000000004"
+    assert card.payee == "card 220000******0004"  # never the number whole
+    assert "2200000000000004" not in repr(card)
+    assert card_token.card_token == token
+    assert len({row.key for row in sheet.rows}) == 4
+    assert account.payee == INDIVIDUAL["account"]

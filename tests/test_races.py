@@ -1,5 +1,8 @@
 """The race test: many partners' clients at once against one settlement account.
 
+A third of the payouts go to an account, a third to a phone (Faster Payments) and a third
+to a card by its number.
+
 64 clients post payout starts over real HTTP, with repeated idempotency keys, against an
 account funded for exactly ``FUNDED`` payouts, while the background worker runs; then they
 race ``session/confirm`` against ``session/cancel`` on every accepted session while replaying
@@ -133,15 +136,28 @@ def _background(bank: Runtime, account: int) -> Iterator[list[int]]:
             thread.join(60)
 
 
+PHONE = {"phone": "79161234567", "bank_id": "100000000004", "description": "Выплата"}
+CARD = {"type": "bank_card", "bank_card": {"number": "2200000000000004"}}
+
+
+def _body(partner: Partner, i: int) -> dict[str, Any]:
+    """Attempt ``i``'s payout: to an account, a phone (Faster Payments) or a card, in turn."""
+    body = partner.rko_body(AMOUNT, metadata={"attempt": i})
+    if i % 3:
+        body["participant_details"]["recipient"] = {"full_name": "Иванов Иван"}
+    if i % 3 == 1:
+        fps = {"system_type": "faster_payment_system", "faster_payment_system": PHONE}
+        body["payment_method"] = {"type": "bank_account", "bank_account": fps}
+    elif i % 3 == 2:
+        body["payment_method"] = {"type": "card", "card": CARD}
+    return body
+
+
 def _starts(partner: Partner, rng: random.Random) -> list[Call]:
     """``DISTINCT`` payouts, each under its own key, plus repeats: ``ATTEMPTS`` in all."""
     firsts = [
         _signed(
-            partner,
-            "session/init/payout/rko",
-            partner.rko_body(AMOUNT, metadata={"attempt": i}),
-            ("start", i),
-            key=f"race-{i}",
+            partner, "session/init/payout/rko", _body(partner, i), ("start", i), key=f"race-{i}"
         )
         for i in range(DISTINCT)
     ]
@@ -241,6 +257,10 @@ def test_payout_race(bank: Runtime, onboard: Onboard) -> None:
         assert accounts.balance(conn, account) == accounts.Balance(funds - confirmed * AMOUNT, 0)
         assert violations(conn) == []
     assert _count(bank, sa.select(sa.func.count()).select_from(s)) == FUNDED
+    # a card number is sealed only for a payout that is written: none for a refused start
+    cards = sum(1 for a in paid if a.call.tag[1] % 3 == 2)
+    assert cards > 0
+    assert _count(bank, sa.select(sa.func.count()).select_from(t.card_tokens)) == cards
     sim = t.simulator_transfers
     assert _count(bank, sa.select(sa.func.count()).select_from(sim)) == confirmed
     assert _count(bank, sa.select(sa.func.coalesce(sa.func.max(sim.c.submissions), 1))) == 1

@@ -120,6 +120,40 @@ def test_a_mistake_does_not_spend_the_public_token(
     assert used is not None
 
 
+def test_the_card_form_tokenizes_a_card_once_and_a_mistake_spends_nothing(
+    bank: Runtime, http: httpx.Client, onboard: Onboard
+) -> None:
+    partner = onboard()
+    token = public_token(partner)
+    for number, rule in (
+        ("2200000000000005", "card_number: fails the Luhn check digit"),
+        ("220000", "card_number: must be 14 to 19 digits"),
+        (2200000000000004, "card_number: must be a string"),
+        ("378282246310005", "card_number: a card of brand mir"),
+    ):
+        refused = http.post(
+            "/widget/api/tokenize", json={"public_token": token, "card_number": number}
+        )
+        assert refused.status_code == 400
+        assert refused.json()["error"]["description"].startswith(rule)
+    sent = {"public_token": token, "card_number": "2200 0000 0000 0004"}
+    made = http.post("/widget/api/tokenize", json=sent).json()
+    assert made == {
+        "status": "ok",
+        "token": made["token"],
+        "brand": "mir",
+        "last4": "0004",
+        "bin": "220000",
+    }
+    info = partner.ok("token/info", {"type": "card", "card": {"token": made["token"]}})
+    assert info["info"]["last4"] == "0004"
+    again = http.post("/widget/api/tokenize", json=sent)
+    assert again.status_code == 401
+    assert again.json()["error"]["reason"] == "spent"
+    with bank.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.card_tokens)).scalar() == 1
+
+
 def test_a_public_token_expires_after_24_hours(
     http: httpx.Client, onboard: Onboard, clock: ManualClock
 ) -> None:

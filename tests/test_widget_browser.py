@@ -248,3 +248,42 @@ def test_the_widget_fits_a_phone_screen(
     assert font_px >= 16  # phones do not zoom into the fields
     labels = [e.text for e in browser.find_elements(By.TAG_NAME, "label")]
     assert labels == ["БИК банка", "Номер счёта"]
+
+
+def test_recipient_tokenizes_a_card_and_the_partner_pays_it(
+    bank: Runtime, http: httpx.Client, onboard: Onboard, browser: WebDriver
+) -> None:
+    partner = onboard(wallet=1_000_000, single_request=True)
+    browser.get(f"{http.base_url}/widget/demo?public_token={public_token(partner)}&kind=card")
+    card = wait_for(browser, lambda b: b.find_element(By.NAME, "card"))
+    card.send_keys("2200 0000 0000 0005")  # a typo: the check digit does not match
+    assert field_error(browser, "card").startswith("Номер карты введён с ошибкой")
+    card.send_keys(Keys.ENTER)
+    assert browser.find_elements(By.CSS_SELECTOR, "#result[data-kind]") == []
+    card.send_keys(Keys.BACKSPACE, "4", Keys.ENTER)
+    kind, result = callback(browser)
+    assert kind == "onSuccess"
+    assert result == {
+        "token": result["token"],
+        "number_hash": result["token"],
+        "brand": "mir",
+        "bin": "220000",
+        "last4": "0004",
+    }
+    assert card.get_attribute("value") == ""  # the number leaves the page once saved
+    assert "···· 0004" in browser.find_element(By.CLASS_NAME, "p131-status-done").text
+
+    # The partner pays by the widget's hash, as it would the bank's card widget's.
+    card_destination = {
+        "type": "card",
+        "card": {"type": "encrypted_card", "encrypted_card": {"number_hash": result["token"]}},
+    }
+    body = {
+        "payment_method": card_destination,
+        "amount_details": {"amount": 10_000, "currency": "rub"},
+        "participant_details": {"recipient": {"full_name": "Ivanov Ivan"}},
+    }
+    session_id = partner.ok("session/init/payout", body)["session"]["id"]
+    bank.worker.drain()
+    [finished] = event_bodies(bank, session_id)
+    assert finished["session"]["payments"][0]["status"] == "succeeded"

@@ -33,10 +33,14 @@ from payout131.client import (
     Amount,
     Bank131Error,
     BankAccount,
+    Card,
     Client,
+    FasterPayment,
+    Recipient,
     Sender,
     Session,
     TokenizedAccount,
+    TokenizedCard,
 )
 from payout131.client.params import Destination
 from payout131.client.sandbox import TestClock
@@ -145,14 +149,42 @@ def partner(
 # -- one payout ---------------------------------------------------------------------------
 
 
-def _destination(bik: str | None, account: str | None, token: str | None, **ru: Any) -> Destination:
-    if token is not None:
-        if bik or account:
-            raise click.UsageError("give --token, or --bik and --account, not both")
-        return TokenizedAccount(token, **ru)
-    if not (bik and account):
-        raise click.UsageError("give --bik and --account (or --token)")
-    return BankAccount(bik, account, **ru)
+_WHERE = (
+    ("--bik/--account", ("bik", "account")),
+    ("--token", ("token",)),
+    ("--phone/--bank-id", ("phone", "bank_id")),
+    ("--card", ("card",)),
+    ("--card-token", ("card_token",)),
+)
+
+
+def _destination(given: dict[str, Any], **ru: Any) -> tuple[Destination, Recipient | None]:
+    """The one destination the options name, and the recipient's name where it travels apart
+    from it (a phone, a card)."""
+    named = [label for label, names in _WHERE if any(given.get(n) for n in names)]
+    if len(named) > 1:
+        together = " and ".join(named)
+        raise click.UsageError(f"give one destination, not both {together}")
+    if not named:
+        raise click.UsageError(
+            "give --bik and --account, --token, --phone and --bank-id, --card or --card-token"
+        )
+    recipient = Recipient(full_name=ru["full_name"])
+    if given.get("card"):
+        return Card(given["card"]), recipient
+    if given.get("card_token"):
+        return TokenizedCard(given["card_token"]), recipient
+    if "description" not in ru:
+        raise click.UsageError("--purpose is required (every payout but a card's has one)")
+    if given.get("phone") or given.get("bank_id"):
+        if not (given.get("phone") and given.get("bank_id")):
+            raise click.UsageError("--phone pays through Faster Payments: give --bank-id too")
+        return FasterPayment(given["phone"], given["bank_id"], ru["description"]), recipient
+    if given.get("token"):
+        return TokenizedAccount(given["token"], **ru), None
+    if not (given.get("bik") and given.get("account")):
+        raise click.UsageError("give --bik and --account together")
+    return BankAccount(given["bik"], given["account"], **ru), None
 
 
 @partner.command()
@@ -160,9 +192,13 @@ def _destination(bik: str | None, account: str | None, token: str | None, **ru: 
 @click.option("--bik", help="The recipient's bank (9 digits).")
 @click.option("--account", help="The recipient's account (20 digits).")
 @click.option("--token", help="An account token (instead of --bik and --account).")
+@click.option("--phone", help="A phone to pay through Faster Payments (11 digits from 7).")
+@click.option("--bank-id", help="The phone's bank: a Faster Payments member id (12 digits).")
+@click.option("--card", help="A card number to pay (14 to 19 digits).")
+@click.option("--card-token", help="A card token from tokenize --card or the widget.")
 @click.option("--amount", required=True, help="Rubles with kopecks, e.g. 1500.25.")
 @KOPECKS_OPTION
-@click.option("--purpose", "description", required=True, help="The payment purpose.")
+@click.option("--purpose", "description", help="The payment purpose (not for a card).")
 @click.option("--inn", help="The recipient's INN (organisations, sole traders).")
 @click.option("--kpp", help="The recipient's KPP (organisations).")
 @click.option("--single-request", is_flag=True, help="One session/init/payout call.")
@@ -182,6 +218,10 @@ def pay(
     bik: str | None,
     account: str | None,
     token: str | None,
+    phone: str | None,
+    bank_id: str | None,
+    card: str | None,
+    card_token: str | None,
     amount: str,
     kopecks: bool,
     single_request: bool,
@@ -195,16 +235,29 @@ def pay(
 ) -> None:
     """Make one payout, wait for its outcome and print it.
 
-    Two-step by default: session/create, then session/start/payout, so the session id is
-    known before money moves. When the payout waits for the partner (next_action: confirm),
+    To a bank account (--bik and --account, or --token), a phone through Faster Payments
+    (--phone and --bank-id), or a card (--card, or --card-token). Two-step by default:
+    session/create, then session/start/payout, so the session id is known before money
+    moves. When the payout waits for the partner (next_action: confirm),
     it is confirmed, unless --no-confirm.
     """
     if rko and not sender:
         raise click.UsageError("--rko pays from a settlement account: give --from ACCOUNT")
     ru = {k: v for k, v in ru.items() if v is not None}
-    destination = _destination(bik, account, token, **ru)
+    given = {
+        "bik": bik,
+        "account": account,
+        "token": token,
+        "phone": phone,
+        "bank_id": bank_id,
+        "card": card,
+        "card_token": card_token,
+    }
+    destination, recipient = _destination(given, **ru)
     paid = amount_in_kopecks(amount, kopecks, "--amount")
     fields: dict[str, Any] = {"destination": destination, "amount": Amount(paid)}
+    if recipient is not None:
+        fields["recipient"] = recipient
     if sender:
         fields["sender"] = Sender(sender)
     if metadata is not None:
@@ -228,8 +281,11 @@ def pay(
     _outcome(session)
 
 
-def _watch(client: Client, session: Session, *, confirm: bool, wait: float) -> Session:
-    """Poll ``session/status`` until the payout is final (confirming it if asked) or waits."""
+def _watch(
+    client: Client, session: Session, *, confirm: bool, wait: float, echo: bool = True
+) -> Session:
+    """Poll ``session/status`` until the payout is final (confirming it if asked) or waits;
+    each change printed unless ``echo`` is off."""
     deadline = time.monotonic() + wait
     seen = _line(session)
     while time.monotonic() < deadline:
@@ -246,7 +302,8 @@ def _watch(client: Client, session: Session, *, confirm: bool, wait: float) -> S
         session = _call(client.status, session.id)
         if _line(session) != seen:
             seen = _line(session)
-            click.echo(f"session/status: {seen}")
+            if echo:
+                click.echo(f"session/status: {seen}")
     return session
 
 
@@ -364,18 +421,59 @@ def balance(account: str | None, as_json: bool) -> None:
 
 
 @partner.command()
-@click.option("--bik", required=True, help="The bank (9 digits).")
-@click.option("--account", required=True, help="The account (20 digits).")
+@click.option("--bik", help="The bank (9 digits).")
+@click.option("--account", help="The account (20 digits).")
+@click.option("--card", help="A card number instead (14 to 19 digits).")
 @_json_option
-def tokenize(bik: str, account: str, as_json: bool) -> None:
-    """Exchange a bank account for a token to pay it by (--token, or a CSV's token column)."""
+def tokenize(bik: str | None, account: str | None, card: str | None, as_json: bool) -> None:
+    """Exchange a bank account (--bik and --account) for a token to pay it by (--token, or a
+    CSV's token column), or a card (--card) for a card token (--card-token, card_token)."""
+    if card is not None and (bik or account):
+        raise click.UsageError("give --bik and --account, or --card, not both")
+    if card is None and not (bik and account):
+        raise click.UsageError("give --bik and --account (or --card)")
     with _client() as client:
-        made = _call(client.tokenize, bik, account)
+        made = _call(client.tokenize_card, card) if card else _call(client.tokenize, bik, account)
     if as_json:
         _print_json(made.raw)
         return
     click.echo(f"token: {made.token}")
-    click.echo(f"masked account: {made.masked_account}")
+    if card:
+        click.echo(f"card: {made.data.brand} {made.data.bin}******{made.data.last4}")
+    else:
+        click.echo(f"masked account: {made.masked_account}")
+
+
+@partner.command()
+@click.option("--phone", required=True, help="The phone (11 digits from 7).")
+@click.option("--bank-id", required=True, help="Its bank: a Faster Payments member id.")
+@click.option(
+    "--wait",
+    default=60.0,
+    show_default=True,
+    type=FloatRange(0, 86_400),
+    help="Seconds to wait for the bank's answer.",
+)
+@_json_option
+def verify(phone: str, bank_id: str, wait: float, as_json: bool) -> None:
+    """Ask a Faster Payments member who owns a phone, before paying it
+    (fps/customer_verification); print the name the bank tells, or why it does not."""
+    with _client() as client:
+        session = _call(client.verify_customer, phone, bank_id)
+        if not as_json:
+            click.echo(f"fps/customer_verification: {_line(session)}")
+        session = _watch(client, session, confirm=False, wait=wait, echo=not as_json)
+    if as_json:
+        _print_json(session.answer)
+        return
+    payout = session.payouts[0] if session.payouts else None
+    party = payout.participant_details if payout else None
+    found = party.get("recipient") if isinstance(party, dict) else None
+    if payout is not None and payout.status == "succeeded" and isinstance(found, dict):
+        parts = (found.get(k) for k in ("first_name", "middle_name", "last_name"))
+        click.echo(f"found: {' '.join(str(p) for p in parts if p)}")
+        return
+    _outcome(session)
 
 
 # -- many payouts -------------------------------------------------------------------------
@@ -428,7 +526,8 @@ def batch(
     fee_bps: int | None,
     fee_fixed: str | None,
 ) -> None:
-    """Pay every row of a CSV: recipient, bik, account (or token), amount, purpose[, inn, kpp].
+    """Pay every row of a CSV: recipient, bik and account (or token, phone and bank_id, card,
+    card_token), amount, purpose[, inn, kpp].
 
     Every row is checked before any money moves, and so are the funds: the amounts with the
     bank's fee on each (as wallet/balance states it, or --fee-bps/--fee-fixed). Progress is

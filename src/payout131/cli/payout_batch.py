@@ -36,17 +36,21 @@ from payout131.client import (
     ApiConnectionError,
     Bank131Error,
     BankAccount,
+    Card,
     Client,
+    FasterPayment,
     IdempotencyConflict,
     InternalServerError,
     NotFoundError,
+    Recipient,
     Sender,
     Session,
     SessionWrongStateError,
     TokenizedAccount,
+    TokenizedCard,
     UnexpectedResponseError,
 )
-from payout131.client.params import PayoutFields
+from payout131.client.params import Destination, PayoutFields
 from payout131.errors import InvalidRequest
 from payout131.payouts.fees import payout_fee
 
@@ -100,11 +104,17 @@ class Batch:
     # -- before any money moves -------------------------------------------------------------
 
     def check_tokens(self) -> list[tuple[int, str]]:
-        """Look every token up (``token/info``, a read): unknown tokens, and a given INN or
-        KPP that does not suit the account's kind."""
+        """Look every token up (``token/info``, a read): unknown account and card tokens,
+        and a given INN or KPP that does not suit the account's kind."""
         problems = []
         masks: dict[str, str | None] = {}
+        cards: dict[str, bool] = {}
         for row in self.sheet.rows:
+            if row.card_token is not None:
+                if row.card_token not in cards:
+                    cards[row.card_token] = self._card_token_known(row.card_token)
+                if not cards[row.card_token]:
+                    problems.append((row.number, "card_token: no such card token for this project"))
             if row.token is None:
                 continue
             if row.token not in masks:
@@ -121,6 +131,13 @@ class Batch:
             except InvalidRequest as exc:
                 problems.append((row.number, exc.description))
         return problems
+
+    def _card_token_known(self, token: str) -> bool:
+        try:
+            self.client.card_token_info(token)
+        except NotFoundError:
+            return False
+        return True
 
     def reconcile(self) -> int:
         """Ask ``session/status`` about rows whose start has no recorded fate (a run was
@@ -216,6 +233,8 @@ class Batch:
 
     def _start(self, row: Row, session_id: str) -> None:
         fields: PayoutFields = {"destination": _destination(row), "amount": Amount(row.amount)}
+        if row.phone or row.card or row.card_token:  # the name travels beside a phone or card
+            fields["recipient"] = Recipient(full_name=row.recipient)
         if self.options.rko_from is not None:
             fields["sender"] = Sender(self.options.rko_from)
         try:
@@ -323,7 +342,13 @@ def _result(row: Row, state: RowState) -> Result:
     return Result(row, status, state.session, code, description)
 
 
-def _destination(row: Row) -> BankAccount | TokenizedAccount:
+def _destination(row: Row) -> Destination:
+    if row.phone is not None and row.bank_id is not None:
+        return FasterPayment(row.phone, row.bank_id, row.purpose)
+    if row.card is not None:
+        return Card(row.card)
+    if row.card_token is not None:
+        return TokenizedCard(row.card_token)
     if row.token is not None:
         return TokenizedAccount(row.token, row.recipient, row.purpose, inn=row.inn, kpp=row.kpp)
     assert row.bik is not None

@@ -3,11 +3,16 @@
 Columns (header names, any order, case-insensitive)::
 
     recipient   the recipient's full name
-    bik         the recipient's bank, 9 digits            ┐ one of the two
-    account     the recipient's account, 20 digits        ┘ ...
-    token       an account token from tokenize or the widget (instead of bik and account)
+    bik         the recipient's bank, 9 digits            ┐
+    account     the recipient's account, 20 digits        ┘ where the money goes: one of
+    token       an account token from tokenize or the widget    these five in each row
+    phone       a phone, 11 digits from 7                 ┐ Faster Payments
+    bank_id     the phone's bank, a member id (12 digits) ┘
+    card        a card number, 14 to 19 digits
+    card_token  a card token from tokenize or the widget
     amount      rubles with kopecks: 1500.25 (or 1500,25); at most two decimals
-    purpose     the payment purpose (at most 210 characters, no ? or !)
+    purpose     the payment purpose (at most 210 characters, no ? or !; 140 to a phone);
+                not needed by a card
     inn, kpp    optional; required by the account's kind (organisation: both; sole trader: inn)
 
 Every row is checked with the same rules the server applies (``protocol.validation`` and the
@@ -26,13 +31,14 @@ import hashlib
 import io
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from payout131.directory.bik import BikDirectory
 from payout131.errors import InvalidRequest
 from payout131.protocol import validation
+from payout131.protocol.cards import CardView, check_card_number
 
 __all__ = [
     "COLUMNS",
@@ -45,8 +51,24 @@ __all__ = [
     "read_sheet",
 ]
 
-COLUMNS = ("recipient", "bik", "account", "token", "amount", "purpose", "inn", "kpp")
-_REQUIRED = ("recipient", "amount", "purpose")
+COLUMNS = (
+    "recipient",
+    "bik",
+    "account",
+    "token",
+    "phone",
+    "bank_id",
+    "card",
+    "card_token",
+    "amount",
+    "purpose",
+    "inn",
+    "kpp",
+)
+_REQUIRED = ("recipient", "amount")
+_CARDS = {"card", "card_token"}  # the destinations that need no purpose
+_PHONE = re.compile(r"7[0-9]{10}")
+_DESTINATIONS = "bik and account, token, phone and bank_id, card or card_token"
 _RUBLES = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _TOKEN = re.compile(r"[0-9a-fA-F]{64}")
 MAX_ROWS = 100_000
@@ -76,11 +98,24 @@ class Row:
     inn: str | None = None
     kpp: str | None = None
     key: str = ""  # the idempotency key of the payout
+    phone: str | None = None  # Faster Payments, at the member ``bank_id``
+    bank_id: str | None = None
+    card: str | None = field(default=None, repr=False)
+    card_token: str | None = None
 
     @property
     def payee(self) -> str:
-        """Where the money goes, for tables: the account, or the token's first characters."""
-        return self.account if self.account else f"token {(self.token or '')[:12]}…"
+        """Where the money goes, for tables: the account, the phone, the card masked, or the
+        token's first characters (a card number is never shown whole)."""
+        if self.account:
+            return self.account
+        if self.phone:
+            return f"phone {self.phone} at {self.bank_id}"
+        if self.card:
+            return f"card {CardView.of(self.card).masked}"
+        if self.card_token:
+            return f"card token {self.card_token[:12]}…"
+        return f"token {(self.token or '')[:12]}…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +196,12 @@ def _records(text: str) -> list[tuple[int, dict[str, str]]]:
     header = [name.strip().lower() for name in next(reader, [])]
     unknown = [name for name in header if name not in COLUMNS]
     missing = [name for name in _REQUIRED if name not in header]
-    if "token" not in header and not {"bik", "account"} <= set(header):
-        missing.append("bik and account (or token)")
+    if not ({"token", "card", "card_token"} & set(header)) and not (
+        {"bik", "account"} <= set(header) or {"phone", "bank_id"} <= set(header)
+    ):
+        missing.append(f"a destination ({_DESTINATIONS})")
+    if "purpose" not in header and not set(header) & _CARDS:
+        missing.append("purpose")
     if unknown or missing or len(set(header)) != len(header):
         raise SheetError([(1, _header_problem(header, unknown, missing))])
     records = []
@@ -202,38 +241,74 @@ def _row(number: int, record: Mapping[str, str], directory: BikDirectory) -> Row
         raise ValueError(f"amount: {exc}") from None
     try:
         recipient = validation.check_full_name("recipient", record["recipient"])
-        purpose = validation.check_purpose("purpose", record["purpose"])
-        bik, account, token = _payee(record, directory)
+        row = _payee(number, recipient, amount, record, directory)
         inn = record.get("inn") or None
         kpp = record.get("kpp") or None
-        if account is not None:
-            check_party(account, inn, kpp)
+        if row.account is not None:
+            check_party(row.account, inn, kpp)
         else:  # the account's kind is known once the token is looked up; formats only here
             inn = None if inn is None else validation.check_inn("inn", inn)
             kpp = None if kpp is None else validation.check_kpp("kpp", kpp)
     except InvalidRequest as exc:
         raise ValueError(exc.description) from None
-    return Row(number, recipient, amount, purpose, bik, account, token, inn, kpp)
+    return replace(row, inn=inn, kpp=kpp)
 
 
 def _payee(
-    record: Mapping[str, str], directory: BikDirectory
-) -> tuple[str | None, str | None, str | None]:
-    token = record.get("token") or None
-    if token is not None:
-        if record.get("bik") or record.get("account"):
-            raise InvalidRequest("token: give either a token or bik and account, not both")
+    number: int, recipient: str, amount: int, record: Mapping[str, str], directory: BikDirectory
+) -> Row:
+    """The row's destination, from the one kind of destination column it fills."""
+    given = [
+        name
+        for name in ("bik", "account", "token", "phone", "bank_id", "card", "card_token")
+        if record.get(name)
+    ]
+    kinds = {_KIND[name] for name in given}
+    if len(kinds) != 1:
+        found = f"got {', '.join(given)}" if given else "got none"
+        raise InvalidRequest(f"destination: one of {_DESTINATIONS} ({found})")
+    (kind,) = kinds
+    text = record.get("purpose") or ""
+    if kind == "card":
+        if record.get("card"):
+            return Row(
+                number, recipient, amount, text, card=check_card_number("card", record["card"])
+            )
+        token = record["card_token"]
+        if not _TOKEN.fullmatch(token):
+            raise InvalidRequest("card_token: must be 64 hex digits, as tokenize returns it")
+        return Row(number, recipient, amount, text, card_token=token.lower())
+    if kind == "phone":
+        purpose = validation.check_purpose("purpose", text, max_length=140)
+        phone, bank_id = record.get("phone") or "", record.get("bank_id") or ""
+        if not _PHONE.fullmatch(phone):
+            raise InvalidRequest("phone: 11 digits starting with 7 (e.g. 79161234567)")
+        if not re.fullmatch(r"[0-9]{12}", bank_id):
+            raise InvalidRequest("bank_id: a Faster Payments member id, 12 digits")
+        return Row(number, recipient, amount, purpose, phone=phone, bank_id=bank_id)
+    purpose = validation.check_purpose("purpose", text)
+    if kind == "token":
+        token = record["token"]
         if not _TOKEN.fullmatch(token):
             raise InvalidRequest("token: must be 64 hex digits, as tokenize returns it")
-        return None, None, token.lower()
-    if not record.get("bik") and not record.get("account"):
-        raise InvalidRequest("bik, account: required (or a token instead of both)")
+        return Row(number, recipient, amount, purpose, token=token.lower())
     bik = validation.check_bik("bik", record.get("bik"))
     refusal = directory.payout_refusal(bik)
     if refusal:
         raise InvalidRequest(f"bik: {refusal}")
     account = validation.check_recipient_account("account", bik, record.get("account"))
-    return bik, account, None
+    return Row(number, recipient, amount, purpose, bik=bik, account=account)
+
+
+_KIND = {
+    "bik": "account",
+    "account": "account",
+    "token": "token",
+    "phone": "phone",
+    "bank_id": "phone",
+    "card": "card",
+    "card_token": "card",
+}
 
 
 def check_party(account: str, inn: str | None, kpp: str | None, required: bool = True) -> None:
@@ -259,6 +334,9 @@ def _with_key(row: Row, file_sha256: str) -> Row:
         str(value)
         for value in (row.recipient, row.amount, row.purpose, row.bik, row.account, row.token)
     )
+    others = (row.phone, row.bank_id, row.card, row.card_token)
+    if any(others):  # a row paying a phone or a card; older rows keep the keys they had
+        content += "\x1f" + "\x1f".join(str(value) for value in others)
     material = f"payout131-batch\n{file_sha256}\n{row.number}\n{content}".encode()
     key = "batch-" + hashlib.sha256(material).hexdigest()
     return replace(row, key=key)

@@ -34,7 +34,7 @@ from payout131.protocol.wire import dumps
 from payout131.server.bodies import read_body
 from payout131.storage import Database
 from payout131.tokens import account_tokens as tokens
-from payout131.tokens import public_tokens
+from payout131.tokens import card_tokens, public_tokens
 from payout131.tokens.vault import Vault
 
 __all__ = ["ASSETS", "WidgetApi", "widget_app"]
@@ -128,8 +128,11 @@ class WidgetApi:
         return _json({"status": "ok", "bank": found})
 
     async def tokenize(self, request: Request) -> Response:
-        """``{"public_token", "bik", "account"}`` → ``{token, masked_account, bik, bank_name}``."""
+        """``{"public_token", "bik", "account"}`` → ``{token, masked_account, bik, bank_name}``;
+        the card form's ``{"public_token", "card_number"}`` → ``{token, brand, bin, last4}``."""
         body = parse_body(await read_body(request, MAX_BODY, self.body_timeout_s))
+        if "card_number" in body:
+            return await self._tokenize_card(body)
 
         def run() -> tokens.AccountToken:
             with self.db.write() as conn:
@@ -149,14 +152,24 @@ class WidgetApi:
             }
         )
 
+    async def _tokenize_card(self, body: dict[str, Any]) -> Response:
+        def run() -> card_tokens.CardToken:
+            with self.db.write() as conn:
+                return card_tokens.tokenize_by_widget(conn, self.vault, body, self.clock.now())
+
+        made: card_tokens.CardToken = await self._thread(run)
+        return _json({"status": "ok", "token": made.token, **made.view.echo()})
+
     async def demo(self, request: Request) -> Response:
         """The demo page, with a public token from the query or minted for the demo project."""
         language = "en" if request.query_params.get("lang") == "en" else "ru"
+        kind = "card" if request.query_params.get("kind") == "card" else "bank_account"
         token = request.query_params.get("public_token", "")
         if not _TOKEN.fullmatch(token):
             token = await self._thread(self._demo_token)
         page = (ASSETS / "demo.html").read_text(encoding="utf-8")
         page = page.replace("__PUBLIC_TOKEN__", html.escape(token)).replace("__LANG__", language)
+        page = page.replace("__KIND__", kind)
         return HTMLResponse(page, headers={"Content-Security-Policy": _DEMO_CSP})
 
     def _demo_token(self) -> str:

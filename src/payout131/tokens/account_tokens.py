@@ -80,11 +80,7 @@ def tokenize_by_widget(
     project_id = public_tokens.check_public_token(conn, public_token, now, lock=True)
     now = clocks.project_now(conn, project_id, now)  # sandbox: its project's time
     bik, account = check_bank_account(body, directory)
-    conn.execute(
-        sa.update(t.public_tokens)
-        .where(t.public_tokens.c.token_sha256 == public_tokens.digest(str(public_token)))
-        .values(used_at=now)
-    )
+    public_tokens.spend(conn, str(public_token), now)
     return tokenize(conn, vault, project_id, bik, account, now)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,10 @@ from payout131.protocol import wire
 from payout131.protocol.cards import CardView, check_card_number
 from payout131.protocol.payout_request import TokenizedCard, require_object
 from payout131.protocol.requests import TokenInfoBody, TokenizeBody, given
+from payout131.sandbox import clocks
 from payout131.storage import locks
 from payout131.storage import schema as t
+from payout131.tokens import public_tokens
 from payout131.tokens.vault import Sealed, Vault, VaultError
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "reseal",
     "sealed_destination",
     "tokenize",
+    "tokenize_by_widget",
 ]
 
 _SHAPE = re.compile(r"[0-9a-f]{64}")
@@ -182,3 +186,16 @@ def parse_info_request(body: TokenInfoBody) -> str:
     if not isinstance(token, str) or not token:
         raise InvalidRequest("card.token: required, the card token tokenize or the widget gave")
     return token
+
+
+def tokenize_by_widget(
+    conn: Connection, vault: Vault, body: Mapping[str, Any], now: int
+) -> CardToken:
+    """The widget's card form: ``{"public_token", "card_number"}``. The public token is
+    spent only when the card is tokenized, so a mistyped number can be corrected."""
+    public_token = body.get("public_token")
+    project_id = public_tokens.check_public_token(conn, public_token, now, lock=True)
+    now = clocks.project_now(conn, project_id, now)  # sandbox: its project's time
+    number = check_card_number("card_number", body.get("card_number"))
+    public_tokens.spend(conn, str(public_token), now)
+    return tokenize(conn, vault, project_id, number, now)

@@ -94,6 +94,16 @@ def check_public_token(conn: Connection, public_token: object, now: int, lock: b
     return str(row.project_id)
 
 
+def spend(conn: Connection, public_token: str, now: int) -> None:
+    """Mark a public token (checked by ``check_public_token`` with ``lock``) used: it works
+    once, and only once what it was spent on is tokenized."""
+    conn.execute(
+        sa.update(t.public_tokens)
+        .where(t.public_tokens.c.token_sha256 == digest(public_token))
+        .values(used_at=now)
+    )
+
+
 _EXPIRED = Sql(
     """DELETE FROM public_tokens WHERE token_sha256 IN (
         SELECT token_sha256 FROM public_tokens WHERE expires_at < :before

@@ -16,6 +16,7 @@
     container: "#widget",
     publicToken: token,
     language: body.getAttribute("data-language"),
+    kind: body.getAttribute("data-kind"),
     onSuccess: function (payload) {
       show("onSuccess", payload);
     },

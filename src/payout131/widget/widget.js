@@ -1,7 +1,8 @@
 /*
  * payout131 tokenization widget: a recipient types a BIK and an account number, the widget
  * checks them as they are typed, sends them to the bank with the partner's public token and
- * hands back {token, masked_account, bik, bank_name}. Plain JavaScript, no build step.
+ * hands back {token, masked_account, bik, bank_name}; or, with kind: "card", a card number,
+ * handing back {token, number_hash, brand, bin, last4}. Plain JavaScript, no build step.
  *
  *   <div id="bank-details"></div>
  *   <script src="https://BANK/widget/widget.js"></script>
@@ -59,7 +60,17 @@
       unknown: "Форму нельзя отправить: ключ доступа недействителен. Обновите страницу.",
       network: "Не удалось связаться с банком. Проверьте подключение и попробуйте ещё раз.",
       server: "Банк не принял реквизиты: {description}",
-      done: "Готово: счёт {masked} в банке «{bank}» сохранён."
+      done: "Готово: счёт {masked} в банке «{bank}» сохранён.",
+      cardTitle: "Карта для выплаты",
+      card: "Номер карты",
+      cardHint: "16 цифр на лицевой стороне карты (бывает от 14 до 19)",
+      cardSubmit: "Сохранить карту",
+      cardRequired: "Введите номер карты.",
+      cardDigits: "В номере карты могут быть только цифры.",
+      cardLength: "В номере карты от 14 до 19 цифр, а введено {n}.",
+      cardLuhn: "Номер карты введён с ошибкой: не сходится контрольная цифра. Сверьте его с картой.",
+      cardBrand: "На карты, которые начинаются с {prefix}, выплату получить нельзя: нужна карта Мир, Visa, Mastercard или UnionPay.",
+      cardDone: "Готово: карта {brand} ···· {last4} сохранена."
     },
     en: {
       title: "Bank details for your payout",
@@ -95,7 +106,17 @@
       unknown: "This form cannot be sent: its access key is not valid. Reload the page.",
       network: "Could not reach the bank. Check your connection and try again.",
       server: "The bank did not accept the details: {description}",
-      done: "Done: account {masked} at {bank} is saved."
+      done: "Done: account {masked} at {bank} is saved.",
+      cardTitle: "Card for your payout",
+      card: "Card number",
+      cardHint: "16 digits on the front of the card (14 to 19 on some cards)",
+      cardSubmit: "Save card",
+      cardRequired: "Type the card number.",
+      cardDigits: "A card number has digits only.",
+      cardLength: "A card number has 14 to 19 digits; you typed {n}.",
+      cardLuhn: "The card number has a typo: its check digit does not match. Compare it with the card.",
+      cardBrand: "Cards starting with {prefix} cannot receive payouts: use a Mir, Visa, Mastercard or UnionPay card.",
+      cardDone: "Done: card {brand} ···· {last4} is saved."
     }
   };
 
@@ -122,6 +143,34 @@
     return sum % 10 === 0;
   }
 
+  /* The card number's check digit (Luhn): every second digit from the right doubled. */
+  function luhnOk(number) {
+    var sum = 0;
+    for (var i = 0; i < number.length; i++) {
+      var digit = Number(number[number.length - 1 - i]);
+      if (i % 2) digit = digit > 4 ? digit * 2 - 9 : digit * 2;
+      sum += digit;
+    }
+    return sum % 10 === 0;
+  }
+
+  /* The brands the bank pays to, by the number's first digits (as the server tells them). */
+  var BRANDS = [
+    ["mir", 2200, 2204, 4],
+    ["mastercard", 2221, 2720, 4],
+    ["mastercard", 51, 55, 2],
+    ["unionpay", 62, 62, 2],
+    ["visa", 4, 4, 1]
+  ];
+
+  function brandOf(number) {
+    for (var i = 0; i < BRANDS.length; i++) {
+      var start = Number(number.slice(0, BRANDS[i][3]));
+      if (start >= BRANDS[i][1] && start <= BRANDS[i][2]) return BRANDS[i][0];
+    }
+    return null;
+  }
+
   function element(tag, attributes, text) {
     var node = document.createElement(tag);
     Object.keys(attributes || {}).forEach(function (name) {
@@ -140,6 +189,7 @@
     this.apiBase = options.apiBase || BASE;
     if (this.apiBase.slice(-1) !== "/") this.apiBase += "/";
     this.publicToken = options.publicToken || "";
+    this.kind = options.kind === "card" ? "card" : "bank_account";
     this.bank = null;
     this.prefixes = null;
     this.lookupSeq = 0;
@@ -196,6 +246,7 @@
   };
 
   Payout131Widget.prototype._build = function () {
+    if (this.kind === "card") return this._buildCard();
     var self = this;
     var t = this.text;
     var form = element("form", { class: "p131-widget", novalidate: "novalidate", lang: this.language });
@@ -228,6 +279,79 @@
     });
     this.form = form;
     return form;
+  };
+
+  Payout131Widget.prototype._buildCard = function () {
+    var self = this;
+    var t = this.text;
+    var form = element("form", { class: "p131-widget", novalidate: "novalidate", lang: this.language });
+    form.appendChild(element("h2", { class: "p131-title" }, t.cardTitle));
+    this.cardField = this._field("card", t.card, t.cardHint, 23);
+    this.cardField.input.setAttribute("autocomplete", "cc-number");
+    form.appendChild(this.cardField.wrap);
+    this.status = element("div", { class: "p131-status", role: "status", "aria-live": "polite" });
+    this.button = element("button", { type: "submit", class: "p131-submit" }, t.cardSubmit);
+    form.appendChild(this.button);
+    form.appendChild(this.status);
+    this.cardField.input.addEventListener("input", function () {
+      self._checkCard("typing");
+    });
+    this.cardField.input.addEventListener("blur", function () {
+      self._checkCard("left");
+    });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      self._submitCard();
+    });
+    this.form = form;
+    return form;
+  };
+
+  /* The card number as it is typed ("typing"), left or submitted: the server's rules. */
+  Payout131Widget.prototype._checkCard = function (stage) {
+    var t = this.text;
+    var number = digitsOnly(this.cardField.input.value);
+    var message = null;
+    if (!number) {
+      message = stage === "submit" ? t.cardRequired : null;
+    } else if (/\D/.test(number)) {
+      message = t.cardDigits;
+    } else if (number.length > 19 || (stage !== "typing" && number.length < 14)) {
+      message = format(t.cardLength, { n: number.length });
+    } else if (number.length >= 4 && !brandOf(number)) {
+      message = format(t.cardBrand, { prefix: number.slice(0, 4) });
+    } else if (number.length >= 14 && !luhnOk(number) && (stage !== "typing" || number.length >= 16)) {
+      message = t.cardLuhn;
+    }
+    this._show(this.cardField, message);
+    return !message && number.length >= 14;
+  };
+
+  Payout131Widget.prototype._submitCard = function () {
+    if (this.done || this.button.disabled) return;
+    if (!this._checkCard("submit")) return this.cardField.input.focus();
+    var self = this;
+    var payload = { public_token: this.publicToken, card_number: digitsOnly(this.cardField.input.value) };
+    this._post(payload, this.text.cardSubmit, this.cardField, function (body) {
+      self._cardSaved(body);
+    });
+  };
+
+  Payout131Widget.prototype._cardSaved = function (body) {
+    var result = {
+      token: body.token,
+      number_hash: body.token,
+      brand: body.brand,
+      bin: body.bin,
+      last4: body.last4
+    };
+    this.done = true;
+    this.cardField.input.value = "";  /* the number leaves the page once it is saved */
+    this.cardField.input.disabled = true;
+    this.button.disabled = true;
+    this.status.className = "p131-status p131-status-done";
+    this.status.textContent = format(this.text.cardDone, { brand: body.brand, last4: body.last4 });
+    this._emit("success", result);
   };
 
   Payout131Widget.prototype._show = function (field, message, hint) {
@@ -388,6 +512,15 @@
 
   Payout131Widget.prototype._send = function (bik, account) {
     var self = this;
+    var payload = { public_token: this.publicToken, bik: bik, account: account };
+    this._post(payload, this.text.submit, this.accountField, function (body) {
+      self._succeeded(body);
+    });
+  };
+
+  /* Send the form to the bank; ``field`` shows a refusal of the details themselves. */
+  Payout131Widget.prototype._post = function (payload, label, field, done) {
+    var self = this;
     var t = this.text;
     this.button.disabled = true;
     this.button.textContent = t.sending;
@@ -395,7 +528,7 @@
     fetch(this.apiBase + "api/tokenize", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ public_token: this.publicToken, bik: bik, account: account })
+      body: JSON.stringify(payload)
     })
       .then(function (response) {
         return response.json().then(function (body) {
@@ -403,14 +536,14 @@
         });
       })
       .then(function (answer) {
-        self.button.textContent = t.submit;
-        if (answer.ok) return self._succeeded(answer.body);
+        self.button.textContent = label;
+        if (answer.ok) return done(answer.body);
         self.button.disabled = false;
-        self._refused(answer.body.error || {}, self.accountField);
+        self._refused(answer.body.error || {}, field);
       })
       .catch(function () {
         self.button.disabled = false;
-        self.button.textContent = t.submit;
+        self.button.textContent = label;
         self.status.textContent = t.network;
         self.status.className = "p131-status p131-status-error";
         self._emit("error", { code: "network_error", reason: null, description: t.network });
@@ -452,5 +585,6 @@
   };
 
   Payout131Widget.accountKeyOk = accountKeyOk;
+  Payout131Widget.luhnOk = luhnOk;
   global.Payout131Widget = Payout131Widget;
 })(window);

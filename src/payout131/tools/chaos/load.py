@@ -9,7 +9,8 @@ A call that gets no answer within ``give_up_s`` is recorded as in doubt.
 Flows: single-request payouts (``session/init/payout[/rko]``), and two-step payouts (init,
 or create then start) that the deciders confirm or cancel when the receiver hands them the
 session's ``ready_to_confirm``. A fifth of the payouts go to a tokenized account
-(docs/tokens.md). The share of cancels and the amounts, some of which fail or linger at the
+(docs/tokens.md), a tenth to a phone through Faster Payments and a tenth to a card
+(PROTOCOL §9). The share of cancels and the amounts, some of which fail or linger at the
 simulator rail (docs/rails.md), come from the seeded random generator.
 """
 
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payout131.client import signing
 
-__all__ = ["Answer", "Load", "Partner", "pick_amount"]
+__all__ = ["CARD", "Answer", "Load", "Partner", "pick_amount"]
 
 # A person's account at T-Bank: valid, listed in the packaged BIK directory.
 RECIPIENT = {
@@ -36,6 +37,8 @@ RECIPIENT = {
     "full_name": "Иванов Иван Иванович",
     "description": "Выплата по договору № 5015553111. НДС не облагается",
 }
+PHONE = {"phone": "79161234567", "bank_id": "100000000004", "description": "Выплата по договору"}
+CARD = "2200000000000004"
 RETRYABLE = {500, 502, 503, 504}
 
 
@@ -158,18 +161,34 @@ class Load:
     ) -> dict[str, Any]:
         ru = dict(RECIPIENT)
         token = self.tokens.get(partner.project)
-        if token is not None and rng.random() < 0.2:
-            ru = {"token": token, "full_name": ru["full_name"], "description": ru["description"]}
+        draw = rng.random()
+        party: dict[str, Any] = {}
+        if draw < 0.1:  # a phone, through Faster Payments
+            system = {"system_type": "faster_payment_system", "faster_payment_system": PHONE}
+            destination: dict[str, Any] = {"type": "bank_account", "bank_account": system}
+            party["recipient"] = {"full_name": RECIPIENT["full_name"]}
+        elif draw < 0.2:  # a card, by its number: sealed by the vault as the payout opens
+            card = {"type": "bank_card", "bank_card": {"number": CARD}}
+            destination = {"type": "card", "card": card}
+            party["recipient"] = {"full_name": "Ivanov Ivan"}
+        else:
+            if token is not None and draw < 0.4:
+                ru = {
+                    "token": token,
+                    "full_name": ru["full_name"],
+                    "description": ru["description"],
+                }
+            system = {"system_type": "ru", "ru": ru}
+            destination = {"type": "bank_account", "bank_account": system}
         body: dict[str, Any] = {
-            "payment_method": {
-                "type": "bank_account",
-                "bank_account": {"system_type": "ru", "ru": ru},
-            },
+            "payment_method": destination,
             "amount_details": {"amount": pick_amount(rng), "currency": "rub"},
             "metadata": {"chaos": key},
         }
         if rko:
-            body["participant_details"] = {"sender": {"account": partner.account}}
+            party["sender"] = {"account": partner.account}
+        if party:
+            body["participant_details"] = party
         return body
 
     async def flow(self, partner: Partner, number: int, stop: asyncio.Event) -> None:

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from payout131.ledger.check import violations
 from payout131.storage import Database
 from payout131.storage import schema as t
-from payout131.tools.chaos.load import Answer
+from payout131.tools.chaos.load import CARD, Answer
 from payout131.tools.chaos.receiver import Delivery
 
 __all__ = ["Record", "Verdict", "verify"]
@@ -140,7 +140,22 @@ def verify(
     _rail(verdict, store)
     _events(verdict, store, record.deliveries, now, times)
     _balances(verdict, store, record.opening)
+    _no_card_number(verdict, store)
     return verdict
+
+
+def _no_card_number(verdict: Verdict, store: _Store) -> None:
+    """The card number the partners paid is nowhere in the store in clear (PROTOCOL §9):
+    not in a session's kept fields, a payout, the simulator's books or a webhook body."""
+    kept = {
+        "sessions.draft": [str(s.draft) for s in store.sessions.values()],
+        "payouts": [f"{p.destination}{p.recipient}" for p in store.payouts.values()],
+        "simulator_transfers": [str(r.account) for rows in store.transfers.values() for r in rows],
+        "events": [bytes(e.body).decode("utf-8", "replace") for e in store.events],
+    }
+    for where, texts in kept.items():
+        if any(CARD in text for text in texts):
+            verdict.fail(f"{where}: holds a card number in clear")
 
 
 def _chaos_key(row: Any) -> str | None:
@@ -228,7 +243,10 @@ def _payouts(
         hold = holds[0].status if len(holds) == 1 else f"{len(holds)} holds"
         paid = store.paid[int(p.n)]
         f["payouts"] += 1
-        f["payouts to a tokenized account"] += bool(json.loads(p.recipient).get("token"))
+        recipient = json.loads(p.recipient)
+        f["payouts to a tokenized account"] += bool(recipient.get("token"))
+        f["payouts to a phone"] += bool(recipient.get("phone"))
+        f["payouts to a card"] += bool(recipient.get("card_token"))
         if p.status == "succeeded":
             f["payouts succeeded"] += 1
             expected = ("posted", 1, "accepted")
