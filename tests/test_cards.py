@@ -8,6 +8,7 @@ before anything is written, so the database (files or dump) never holds it in cl
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -299,3 +300,29 @@ def test_the_sdk_pays_a_card_as_the_php_sdk_would(
             assert payout.transaction_info is not None
             assert payout.transaction_info.rrn is not None
         assert sessions[0].payouts[0].destination == {"type": "card", "card": SHOWN}
+
+
+def test_a_card_bearing_idempotency_record_cannot_be_brute_forced(
+    bank: Runtime, onboard: Onboard
+) -> None:
+    """The body of a keyed call is kept as a digest beside the answer; the answer shows the
+    card's BIN and last four digits, so a plain SHA-256 would give the number away to 10^5
+    guesses. A body that may carry a card number is kept as a fingerprint under the vault's
+    key instead, and a replay (replay mode) still finds it."""
+    partner = onboard(wallet=1_000_000, idempotency_mode="replay")
+    raw = json.dumps(body(), ensure_ascii=False).encode()
+    key = {"X-PARTNER-IDEMPOTENCY-KEY": "card-1"}
+    first = partner.post("session/init/payout", raw=raw, headers=key)
+    again = partner.post("session/init/payout", raw=raw, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert again.content == first.content  # the stored answer, byte for byte
+    other = raw.replace(MIR.encode(), VISA.encode())
+    refused = partner.post("session/init/payout", raw=other, headers=key)
+    assert refused.json()["error"]["description"].endswith("with a different request body")
+    plain = json.dumps({"tokenize_widget": {"access": True}}).encode()
+    partner.post("token", raw=plain, headers={"X-PARTNER-IDEMPOTENCY-KEY": "plain-1"})
+    with bank.db.read() as conn:
+        kept = dict(conn.exec_driver_sql("SELECT key, body_sha256 FROM idempotency_keys").all())
+    assert kept["card-1"] != hashlib.sha256(raw).hexdigest()
+    assert kept["card-1"] == bank.vault.fingerprints(raw, b"idempotency body")[0]
+    assert kept["plain-1"] == hashlib.sha256(plain).hexdigest()  # no card: as before

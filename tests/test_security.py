@@ -206,6 +206,9 @@ def _pem_lines(key: rsa.RSAPrivateKey) -> list[str]:
     return lines
 
 
+CARDS = ["2202012345678905", "4111111111111111", "5555555555554444"]  # valid Luhn digits
+
+
 def test_served_logs_hold_no_secrets_and_no_banner(
     database_url: str, tmp_path: Path, partner_keys: list[rsa.RSAPrivateKey]
 ) -> None:
@@ -247,6 +250,24 @@ def test_served_logs_hold_no_secrets_and_no_banner(
             assert forged.status_code == 401
             bad = call("tokenize", {"bank_account_ru": {"account": secret_account}})
             assert bad.status_code == 400
+            # cards (PROTOCOL §9): paid, tokenized, refused, and by the widget's card form
+            card = {"type": "bank_card", "bank_card": {"number": CARDS[0]}}
+            paid = {"payment_method": {"type": "card", "card": card},
+                    "amount_details": {"amount": 1_000, "currency": "rub"},
+                    "participant_details": {"sender": {"account": sender},
+                                            "recipient": {"full_name": "Ivanov Ivan"}}}  # fmt: skip
+            carded = call("session/init/payout/rko", paid).json()["session"]["id"]
+            _wait_for_next_action(call, carded)
+            assert call("session/confirm", {"session_id": carded}).status_code == 200
+            made = call("tokenize", {"type": "card", "card": {"number": CARDS[1]}})
+            assert made.status_code == 200
+            mistyped = call("tokenize", {"type": "card", "card": {"number": CARDS[1][:-1] + "0"}})
+            assert mistyped.status_code == 400
+            public = call("token", {"tokenize_widget": {"access": True}}).json()["public_token"]
+            widget = client.post(
+                "/widget/api/tokenize", json={"public_token": public, "card_number": CARDS[2]}
+            )
+            assert widget.status_code == 200
             for path, method in (("/nowhere", "GET"), ("/api/v1/session/status", "GET"),
                                  ("/health", "GET"), ("/openapi.json", "GET"),
                                  ("/metrics", "GET"), ("/widget/", "GET"),
@@ -264,6 +285,7 @@ def test_served_logs_hold_no_secrets_and_no_banner(
         "vault key": [(home / "vault.key").read_text().strip()],
         "request signature": signatures,
         "tokenized account": [secret_account],
+        "card number": [*CARDS, CARDS[1][:-1] + "0"],
     }
     for name, values in secrets.items():
         for value in values:

@@ -14,6 +14,7 @@ key was free run as usual, and each answer is stored with its key.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +22,11 @@ from sqlalchemy.engine import Connection
 
 from payout131.errors import ApiError, IdempotencyKeyExists, InvalidRequest
 from payout131.payouts.calls import Serial
+from payout131.protocol.cards import luhn_ok
 from payout131.storage import sql
 from payout131.storage.group_commit import Executor
 from payout131.storage.sql import Sql
+from payout131.tokens.vault import Vault, VaultError
 
 __all__ = [
     "KeyTaken",
@@ -31,7 +34,7 @@ __all__ = [
     "KeyedCall",
     "Stored",
     "already_exists",
-    "body_hash",
+    "body_digests",
     "lookup",
     "validate_key",
 ]
@@ -57,7 +60,7 @@ class KeyedCall:
 
     call: Any  # a PartnerCall
     key: str
-    digest: str  # SHA-256 of the body as sent
+    digest: str  # what the body is known by (``body_digests``): the one stored
 
 
 def validate_key(key: str) -> str:
@@ -68,8 +71,28 @@ def validate_key(key: str) -> str:
     return key
 
 
-def body_hash(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
+# A card number as a body may carry it: 14 to 19 digits, single spaces allowed between them,
+# not part of a longer number (an account's 20 digits are not one).
+_PAN = re.compile(rb"(?<![0-9])[0-9](?: ?[0-9]){13,18}(?![0-9])")
+
+
+def _may_hold_card(body: bytes) -> bool:
+    numbers = (found.group().replace(b" ", b"").decode() for found in _PAN.finditer(body))
+    return any(luhn_ok(number) for number in numbers)
+
+
+def body_digests(body: bytes, vault: Vault | None) -> tuple[str, ...]:
+    """What a key's body is known by: its SHA-256, or for a body that may carry a card
+    number (PROTOCOL §9), which a plain digest beside the stored answer's BIN and last four
+    digits would give away to a few thousand guesses, its fingerprint under each vault key
+    (the current key's first: the one stored). A replay matches any of them, so a vault
+    rotation does not turn a repeated call into a "different body"."""
+    if vault is not None and _may_hold_card(body):
+        try:
+            return tuple(vault.fingerprints(body, b"idempotency body"))
+        except VaultError:  # no key: the call fails where it seals the card number
+            pass
+    return (hashlib.sha256(body).hexdigest(),)
 
 
 _CLAIM = Sql(
@@ -150,7 +173,7 @@ def path_of(version: str, method: str) -> str:
     return f"/api/{version}/{method}"
 
 
-def replayed(stored: Stored | None, path: str, digest: str) -> tuple[int, bytes]:
+def replayed(stored: Stored | None, path: str, digests: tuple[str, ...]) -> tuple[int, bytes]:
     """The stored answer to a repeated key (replay mode): the same method of the same API
     version (``path_of``), the same body. A key kept by an earlier version names the
     method alone and answers it in either version."""
@@ -159,7 +182,7 @@ def replayed(stored: Stored | None, path: str, digest: str) -> tuple[int, bytes]
             f"X-PARTNER-IDEMPOTENCY-KEY: this key was used for {stored.method}; "
             "a key belongs to one method of one API version"
         )
-    if stored is None or stored.body_sha256 != digest:
+    if stored is None or stored.body_sha256 not in digests:
         raise IdempotencyKeyExists(
             "X-PARTNER-IDEMPOTENCY-KEY: this key was used with a different request body"
         )

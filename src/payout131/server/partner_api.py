@@ -170,8 +170,8 @@ class PartnerApi:
     async def _keyed(
         self, name: str, call: PartnerCall[requests.Body], key: str, raw: bytes
     ) -> tuple[int, bytes]:
-        digest = idempotency.body_hash(raw)
-        item = KeyedCall(call, key, digest)
+        digests = idempotency.body_digests(raw, self.handlers.context.vault)
+        item = KeyedCall(call, key, digests[0])
         try:
             out: bytes = await self.group_commit.run_async(self.handlers.keyed[name], item)
         except KeyTaken:
@@ -181,5 +181,6 @@ class PartnerApi:
             stored = await self.db.read_async(
                 lambda conn: idempotency.lookup(conn, project_id, key), self.read_limiter
             )
-            return idempotency.replayed(stored, idempotency.path_of(call.version, name), digest)
+            path = idempotency.path_of(call.version, name)
+            return idempotency.replayed(stored, path, digests)
         return 200, out

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import secrets
 import threading
@@ -42,6 +43,7 @@ __all__ = [
 KEY_BYTES = 32
 _NONCE_BYTES = 12
 _KEY_ID_DOMAIN = b"payout131 vault key id\x00"
+_MAC_DOMAIN = b"payout131 vault fingerprint key\x00"
 _FILE_HEADER = (
     "# payout131 account vault keys: Base64, one a line, the first seals new values.\n"
     "# Losing this file loses every tokenized account. Back it up; keep it secret.\n"
@@ -115,6 +117,7 @@ class Vault:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._keys: dict[str, AESGCM] = {}
+        self._macs: dict[str, bytes] = {}  # each key's subkey for fingerprints
         self._current: str | None = None
 
     def __repr__(self) -> str:  # never show keys
@@ -183,8 +186,20 @@ class Vault:
                 self._install(parse_keys(self.path.read_text(), str(self.path)))
                 self._stamp = stamp
 
+    def fingerprints(self, data: bytes, domain: bytes) -> list[str]:
+        """HMAC-SHA256 of ``data`` under each key of the ring (the current key's first), as
+        hex: equal data give equal fingerprints, and without the keys they cannot be
+        computed, so one kept in the database tells nothing of a guessable secret in
+        ``data`` (a card number in an idempotency key's body digest)."""
+        self._refresh()
+        return [
+            hmac.new(k, domain + b"\x00" + data, hashlib.sha256).hexdigest()
+            for k in self._macs.values()
+        ]
+
     def _install(self, keys: list[bytes]) -> None:
         self._keys = {key_id(k): AESGCM(k) for k in keys}
+        self._macs = {key_id(k): hmac.new(k, _MAC_DOMAIN, hashlib.sha256).digest() for k in keys}
         self._current = key_id(keys[0])
 
 
