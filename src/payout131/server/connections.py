@@ -13,6 +13,11 @@ headers, else the connection is closed. A route that reads the body answers the 
 itself, ``400``, when that time is up (``server/bodies.py``), so the grace lets its answer
 go out first.
 
+A connection is closed the way a client can read its last answer: the server sends its
+half-close (FIN) after the answer and drops what the client still sends for up to
+``_LINGER_S``, so a client that was still sending a refused body gets the ``413`` instead
+of a reset that would throw the answer away.
+
 ``serve`` runs uvicorn with this protocol (``http=PROTOCOL``); the deadlines come from the
 app's lifespan state (``HEADER_TIMEOUT``, ``BODY_TIMEOUT``), so every process of ``serve
 --processes N`` reads them from its own settings.
@@ -40,11 +45,43 @@ BODY_TIMEOUT = "payout131.body_timeout_s"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 30.0
 _GRACE_S = 1.0
+_LINGER_S = 2.0
 _TIMED_OUT = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
     b"Content-Length: 46\r\nConnection: close\r\n\r\n"
     b"the request's headers did not arrive in time\r\n"
 )
+
+
+class _LingeringTransport:
+    """The connection's transport, whose ``close`` half-closes first (see the module)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._loop = transport, loop
+        self._closing = False
+
+    def is_closing(self) -> bool:
+        return self._closing or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self.is_closing():
+            return
+        self._closing = True
+        transport = self._transport
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()  # after the answer still buffered
+        transport.resume_reading()  # to drop what the client still sends
+        self._loop.call_later(_LINGER_S, transport.close)
+
+    def close_now(self) -> None:
+        """Close without lingering: the server is stopping, and waits for its connections."""
+        self._closing = True
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class TimedHttpProtocol(HttpToolsProtocol):
@@ -59,8 +96,20 @@ class TimedHttpProtocol(HttpToolsProtocol):
         self._body_timeout = body + _GRACE_S
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        lingering = _LingeringTransport(transport, self.loop)
+        super().connection_made(lingering)  # type: ignore[arg-type]
         self._arm(self._header_timeout, self._headers_too_slow)  # sending nothing is slow too
+
+    def shutdown(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:  # idle: closed at once
+            self.transport.close_now()  # type: ignore[attr-defined]
+        else:
+            super().shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # lingering after the last answer: what comes is dropped
+        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
