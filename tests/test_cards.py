@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +23,7 @@ from payout131.client import Amount, Card, Client, Recipient, TokenizedCard
 from payout131.client.params import payout_fields
 from payout131.clock import ManualClock
 from payout131.ledger.accounts import wallet_code
+from payout131.protocol import cards
 from payout131.protocol.cards import brand_of, luhn_ok, with_check_digit
 from payout131.rails import scenarios
 from payout131.runtime import Runtime
@@ -119,6 +122,14 @@ def test_a_two_step_payout_to_a_card_given_at_create(bank: Runtime, onboard: Onb
         "last4": VISA[-4:],
         "masked_number": f"{VISA[:6]}******{VISA[-4:]}",
     }
+    other = {"account_details": {"recipient": {**recipient, "last4": "0004"}}}
+    refused = partner.error(
+        "session/confirm",
+        {"session_id": created["id"], "confirm_information": other},
+        400,
+        "invalid_request",
+    )
+    assert refused.startswith("confirm_information.account_details.recipient.last4: does not")
     partner.ok(
         "session/confirm",
         {"session_id": created["id"], "confirm_information": ready["confirm_information"]},
@@ -303,12 +314,12 @@ def test_the_sdk_pays_a_card_as_the_php_sdk_would(
 
 
 def test_a_card_bearing_idempotency_record_cannot_be_brute_forced(
-    bank: Runtime, onboard: Onboard
+    bank: Runtime, onboard: Onboard, database_url: str
 ) -> None:
     """The body of a keyed call is kept as a digest beside the answer; the answer shows the
     card's BIN and last four digits, so a plain SHA-256 would give the number away to 10^5
-    guesses. A body that may carry a card number is kept as a fingerprint under the vault's
-    key instead, and a replay (replay mode) still finds it."""
+    guesses. A body is kept as a fingerprint under the vault's key instead, and a replay
+    (replay mode) still finds it, as it finds a SHA-256 an earlier version kept."""
     partner = onboard(wallet=1_000_000, idempotency_mode="replay")
     raw = json.dumps(body(), ensure_ascii=False).encode()
     key = {"X-PARTNER-IDEMPOTENCY-KEY": "card-1"}
@@ -319,10 +330,26 @@ def test_a_card_bearing_idempotency_record_cannot_be_brute_forced(
     other = raw.replace(MIR.encode(), VISA.encode())
     refused = partner.post("session/init/payout", raw=other, headers=key)
     assert refused.json()["error"]["description"].endswith("with a different request body")
-    plain = json.dumps({"tokenize_widget": {"access": True}}).encode()
-    partner.post("token", raw=plain, headers={"X-PARTNER-IDEMPOTENCY-KEY": "plain-1"})
     with bank.db.read() as conn:
-        kept = dict(conn.exec_driver_sql("SELECT key, body_sha256 FROM idempotency_keys").all())
-    assert kept["card-1"] != hashlib.sha256(raw).hexdigest()
-    assert kept["card-1"] == bank.vault.fingerprints(raw, b"idempotency body")[0]
-    assert kept["plain-1"] == hashlib.sha256(plain).hexdigest()  # no card: as before
+        kept = conn.exec_driver_sql("SELECT body_sha256 FROM idempotency_keys").scalar_one()
+    assert kept != hashlib.sha256(raw).hexdigest()
+    assert kept == bank.vault.fingerprints(raw, b"idempotency body")[0]
+    with bank.db.write() as conn:  # as an earlier version kept it: still replayed
+        conn.exec_driver_sql(
+            "UPDATE idempotency_keys SET body_sha256 = ?"
+            if database_url.startswith("sqlite")
+            else "UPDATE idempotency_keys SET body_sha256 = %s",
+            (hashlib.sha256(raw).hexdigest(),),
+        )
+    assert partner.post("session/init/payout", raw=raw, headers=key).content == first.content
+
+
+def test_the_widget_knows_the_card_rules_the_server_applies() -> None:
+    """The widget's card form checks a number as it is typed with its own copy of the Luhn
+    check and the brand table (it runs in the browser); the copy must say what the server's
+    rules say."""
+    script = (Path(__file__).resolve().parents[1] / "src/payout131/widget/widget.js").read_text()
+    table = re.search(r"var BRANDS = \[(.*?)\];", script, re.DOTALL)
+    assert table is not None
+    rows = re.findall(r'\["(\w+)", (\d+), (\d+), (\d+)\]', table.group(1))
+    assert [(b, int(lo), int(hi), int(n)) for b, lo, hi, n in rows] == list(cards._RANGES)

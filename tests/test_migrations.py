@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,24 @@ def test_payouts_rebuilt_for_verifications_keep_their_rows_and_rules(
         db.dispose()
         if engine == "postgresql":
             request.getfixturevalue("pg_cluster").drop_database("m_0014")
+
+
+def test_a_sqlite_migration_that_would_orphan_rows_is_undone(tmp_path: Path) -> None:
+    """SQLite migrates with foreign keys off (a rebuilt table is dropped while rows refer
+    to it): they are all checked before the migration commits, and a failure undoes it."""
+    path = tmp_path / "old.db"
+    migrate(f"sqlite:///{path}", to="0013")
+    raw = sqlite3.connect(path)  # a row without its parent, as only a broken file has
+    raw.execute(
+        "INSERT INTO refunds (n, payout_n, amount, status, created_at)"
+        " VALUES (1, 99, 1, 'accepted', 0)"
+    )
+    raw.commit()
+    raw.close()
+    with pytest.raises(RuntimeError, match="rows without their parents"):
+        migrate(f"sqlite:///{path}")
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0013",)
+    finally:
+        raw.close()

@@ -54,8 +54,8 @@ class Cli:
             "PAYOUT131_PRIVATE_KEY": str(key),
         }
 
-    def __call__(self, *args: str, code: int = 0) -> Result:
-        result = CliRunner().invoke(main, ["partner", *args], env=self.env)
+    def __call__(self, *args: str, code: int = 0, stdin: str | None = None) -> Result:
+        result = CliRunner().invoke(main, ["partner", *args], env=self.env, input=stdin)
         assert result.exit_code == code, (result.output, result.exception)
         assert result.exception is None or isinstance(result.exception, SystemExit)
         return result
@@ -449,9 +449,11 @@ def test_pay_a_phone_and_a_card_tokenize_a_card_and_verify_a_phone(
     phone = ["--phone", "79161234567", "--bank-id", "100000000004"]
     out = cli("pay", *name, *phone, "--purpose", "Выплата", "--amount", "10").output
     assert "succeeded: ps_" in out
-    assert (
-        "succeeded: ps_" in cli("pay", *name, "--card", "2200000000000004", "--amount", "5").output
-    )
+    number = "2200000000000004\n"  # read from standard input: not in the shell's history
+    card = cli("pay", *name, "--card", "-", "--amount", "5", stdin=number).output
+    assert "succeeded: ps_" in card
+    nothing = cli("pay", *name, "--card", "-", "--amount", "5", stdin="", code=2).output
+    assert "none came" in nothing
     made = cli("tokenize", "--card", "4111111111111111").output
     assert "card: visa 411111******1111" in made
     token = made.split("token: ")[1].split()[0]

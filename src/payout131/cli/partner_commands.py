@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -158,6 +159,19 @@ _WHERE = (
 )
 
 
+def _card_number(given: str | None) -> str | None:
+    """``--card``, or with ``-`` the first line of standard input (so the number stays out of
+    the shell's history and the process list)."""
+    if given != "-":
+        return given
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise click.BadParameter(
+            "- reads the card number from standard input: none came", param_hint="--card"
+        )
+    return line
+
+
 def _destination(given: dict[str, Any], **ru: Any) -> tuple[Destination, Recipient | None]:
     """The one destination the options name, and the recipient's name where it travels apart
     from it (a phone, a card)."""
@@ -194,7 +208,9 @@ def _destination(given: dict[str, Any], **ru: Any) -> tuple[Destination, Recipie
 @click.option("--token", help="An account token (instead of --bik and --account).")
 @click.option("--phone", help="A phone to pay through Faster Payments (11 digits from 7).")
 @click.option("--bank-id", help="The phone's bank: a Faster Payments member id (12 digits).")
-@click.option("--card", help="A card number to pay (14 to 19 digits).")
+@click.option(
+    "--card", help="A card number to pay (14 to 19 digits); - reads it from standard input."
+)
 @click.option("--card-token", help="A card token from tokenize --card or the widget.")
 @click.option("--amount", required=True, help="Rubles with kopecks, e.g. 1500.25.")
 @KOPECKS_OPTION
@@ -250,7 +266,7 @@ def pay(
         "token": token,
         "phone": phone,
         "bank_id": bank_id,
-        "card": card,
+        "card": _card_number(card),
         "card_token": card_token,
     }
     destination, recipient = _destination(given, **ru)
@@ -423,13 +439,16 @@ def balance(account: str | None, as_json: bool) -> None:
 @partner.command()
 @click.option("--bik", help="The bank (9 digits).")
 @click.option("--account", help="The account (20 digits).")
-@click.option("--card", help="A card number instead (14 to 19 digits).")
+@click.option(
+    "--card", help="A card number instead (14 to 19 digits); - reads it from standard input."
+)
 @_json_option
 def tokenize(bik: str | None, account: str | None, card: str | None, as_json: bool) -> None:
     """Exchange a bank account (--bik and --account) for a token to pay it by (--token, or a
     CSV's token column), or a card (--card) for a card token (--card-token, card_token)."""
     if card is not None and (bik or account):
         raise click.UsageError("give --bik and --account, or --card, not both")
+    card = _card_number(card)
     if card is None and not (bik and account):
         raise click.UsageError("give --bik and --account (or --card)")
     with _client() as client:

@@ -39,6 +39,7 @@ from payout131.directory.bik import BikDirectory
 from payout131.errors import InvalidRequest
 from payout131.protocol import validation
 from payout131.protocol.cards import CardView, check_card_number
+from payout131.protocol.payout_request import BANK_ID, FPS_DESCRIPTION_MAX, PHONE, TOKEN
 
 __all__ = [
     "COLUMNS",
@@ -67,10 +68,8 @@ COLUMNS = (
 )
 _REQUIRED = ("recipient", "amount")
 _CARDS = {"card", "card_token"}  # the destinations that need no purpose
-_PHONE = re.compile(r"7[0-9]{10}")
 _DESTINATIONS = "bik and account, token, phone and bank_id, card or card_token"
 _RUBLES = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_TOKEN = re.compile(r"[0-9a-fA-F]{64}")
 MAX_ROWS = 100_000
 
 
@@ -275,21 +274,21 @@ def _payee(
                 number, recipient, amount, text, card=check_card_number("card", record["card"])
             )
         token = record["card_token"]
-        if not _TOKEN.fullmatch(token):
+        if not TOKEN.fullmatch(token):
             raise InvalidRequest("card_token: must be 64 hex digits, as tokenize returns it")
         return Row(number, recipient, amount, text, card_token=token.lower())
     if kind == "phone":
-        purpose = validation.check_purpose("purpose", text, max_length=140)
+        purpose = validation.check_purpose("purpose", text, max_length=FPS_DESCRIPTION_MAX)
         phone, bank_id = record.get("phone") or "", record.get("bank_id") or ""
-        if not _PHONE.fullmatch(phone):
+        if not PHONE.fullmatch(phone):
             raise InvalidRequest("phone: 11 digits starting with 7 (e.g. 79161234567)")
-        if not re.fullmatch(r"[0-9]{12}", bank_id):
+        if not BANK_ID.fullmatch(bank_id):
             raise InvalidRequest("bank_id: a Faster Payments member id, 12 digits")
         return Row(number, recipient, amount, purpose, phone=phone, bank_id=bank_id)
     purpose = validation.check_purpose("purpose", text)
     if kind == "token":
         token = record["token"]
-        if not _TOKEN.fullmatch(token):
+        if not TOKEN.fullmatch(token):
             raise InvalidRequest("token: must be 64 hex digits, as tokenize returns it")
         return Row(number, recipient, amount, purpose, token=token.lower())
     bik = validation.check_bik("bik", record.get("bik"))

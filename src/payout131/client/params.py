@@ -95,6 +95,10 @@ class Card(_Params, frozen=True, omit_defaults=True):
 
     number: str
 
+    def __repr__(self) -> str:  # never the whole number, in a log or a traceback
+        digits = self.number.replace(" ", "")
+        return f"Card({digits[:6]}******{digits[-4:]})"
+
     def to_wire(self) -> dict[str, Any]:
         return {"type": "card", "card": {"type": "bank_card", "bank_card": {"number": self.number}}}
 

@@ -12,6 +12,7 @@ payout is simply cancelled. Two answers to one session in a group run one after 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -24,6 +25,7 @@ from payout131.payouts.records import Listed, Payout, Session
 from payout131.payouts.states import MOVES, Step
 from payout131.payouts.store import PayoutChange
 from payout131.protocol import wire
+from payout131.protocol.cards import CardView
 from payout131.protocol.payout_request import require_object
 from payout131.protocol.requests import UNSET, AnswerBody
 from payout131.storage import sql
@@ -48,9 +50,10 @@ def _check_confirm_information(
     conn: Connection, context: Context, body: AnswerBody, session: Session, payout: Payout
 ) -> None:
     """If the partner echoes ``confirm_information``, the account numbers in it must be the
-    payout's: the recipient's, and for a ``/rko`` payout the settlement account it is paid
-    from. The other fields (names, banks, INN, KPP) are shown for the partner to check and
-    are not compared."""
+    payout's: the recipient's (a phone and its bank; a card's masked number, BIN and last
+    four digits), and for a ``/rko`` payout the settlement account it is paid from. The
+    other fields (names, banks, INN, KPP) are shown for the partner to check and are not
+    compared."""
     info = body.confirm_information
     if info is UNSET or info is None:
         return
@@ -59,13 +62,11 @@ def _check_confirm_information(
         return
     recipient, sender = details.get("recipient"), details.get("sender")
     stored = wire.loads_field(payout.recipient)
-    if isinstance(recipient, dict) and stored.get("phone"):  # Faster Payments: a phone
-        for field in ("phone", "bank_id"):
-            if field in recipient and recipient[field] != stored.get(field):
-                raise InvalidRequest(
-                    f"confirm_information.account_details.recipient.{field}: does not match "
-                    f"the payout's {field}"
-                )
+    if isinstance(recipient, dict) and stored.get("card_token"):  # a card: as it was shown
+        stored = {**stored, "masked_number": CardView.shown(stored).masked}
+        _same(recipient, stored, ("masked_number", "bin", "last4"))
+    elif isinstance(recipient, dict) and stored.get("phone"):  # Faster Payments: a phone
+        _same(recipient, stored, ("phone", "bank_id"))
     elif isinstance(recipient, dict) and "account_number" in recipient:
         actual = account_tokens.payout_account(conn, context.vault, payout)
         if recipient["account_number"] != actual:
@@ -74,6 +75,16 @@ def _check_confirm_information(
         paid_from = accounts.codes(conn, [payout.account_id])[payout.account_id]
         if sender["account_number"] != paid_from:
             raise _mismatch("sender", "settlement account it is paid from")
+
+
+def _same(echoed: dict[str, Any], stored: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """Each of ``fields`` the partner echoed is the payout's."""
+    for field in fields:
+        if field in echoed and echoed[field] != stored.get(field):
+            raise InvalidRequest(
+                f"confirm_information.account_details.recipient.{field}: does not match "
+                f"the payout's {field}"
+            )
 
 
 def _mismatch(side: str, what: str) -> InvalidRequest:

@@ -31,12 +31,13 @@ from payout131.ledger import accounts, book
 from payout131.ledger.accounts import BANK_BIK, Account
 from payout131.payouts import access, fees, store
 from payout131.payouts.calls import Answer, Answers, Context, PartnerCall, every
-from payout131.payouts.records import Listed, Payout, Session
+from payout131.payouts.records import VERIFICATION, Listed, Payout, Session
 from payout131.payouts.states import MOVES, Step
 from payout131.protocol import validation, wire
-from payout131.protocol.cards import check_card_number
 from payout131.protocol.payout_request import (
     PayoutRequest,
+    card_given,
+    destination_field,
     parse_payout,
     parse_verification,
     require_object,
@@ -58,7 +59,7 @@ def _json(value: object) -> str:
 
 def _session(call: PartnerCall[Draft], n: int, status: str, draft: str) -> Session:
     """The ``sessions`` row a call opens, its draft the call's payout fields (``draft``,
-    any card number in them already sealed: ``_sealed_draft``)."""
+    as ``_draft`` keeps them)."""
     body = call.body
     return Session(
         n=n,
@@ -86,29 +87,29 @@ def _check_draft(body: Draft) -> None:
             require_object(name, value)
 
 
-def _card_number(given: dict[str, Any]) -> tuple[str, str] | None:
-    """The destination field of a call's payout fields and the card number in it, if the
-    destination is a card given by its number (``bank_card``)."""
-    for name in ("payout_details", "payment_method"):
-        method = given.get(name)
-        if not isinstance(method, dict) or method.get("type") != "card":
-            continue
-        card = method.get("card")
-        if isinstance(card, dict) and card.get("type") == "bank_card":
-            bank_card = require_object(f"{name}.card.bank_card", card.get("bank_card"))
-            return name, check_card_number(f"{name}.card.bank_card.number", bank_card.get("number"))
-    return None
+_SPELLINGS = ("payment_method", "payout_details")
 
 
-def _sealed_draft(conn: Connection, context: Context, call: PartnerCall[Draft]) -> str:
-    """The call's payout fields as a session keeps them: a card number sealed under a new
-    card token, which the draft names instead (the database never holds the number)."""
+def _draft(
+    conn: Connection, context: Context, call: PartnerCall[Draft], token: str | None = None
+) -> str:
+    """The call's payout fields as its session keeps them: one destination spelling, the
+    one a payout reads (either spelling replaces both at start), every card field in it
+    checked, and a card number sealed under a card token that the draft names instead
+    (``token``: the one it was sealed under already), so no draft holds a number."""
     given = call.body.given()
-    found = _card_number(given)
-    if found is not None:
-        name, number = found
-        made = card_tokens.tokenize(conn, context.vault, call.project.id, number, call.now)
-        given = {**given, name: card_tokens.sealed_destination(made.token)}
+    name = destination_field(given, call.version)
+    for other in _SPELLINGS:
+        if other != name:
+            given.pop(other, None)
+    method = given.get(name)
+    if isinstance(method, dict) and method.get("type") == "card":
+        number = card_given(name, method).number
+        if number is not None:
+            if token is None:
+                project = call.project.id
+                token = card_tokens.tokenize(conn, context.vault, project, number, call.now).token
+            given[name] = card_tokens.sealed_destination(token)
     return _json(given)
 
 
@@ -119,11 +120,9 @@ def create(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft
     for index, call in enumerate(calls):
         try:
             _check_draft(call.body)
-            _card_number(call.body.given())  # a card number given is checked before sealing
+            accepted.append((index, _draft(conn, context, call)))  # checked, then sealed
         except ApiError as exc:
             answers[index] = exc
-            continue
-        accepted.append((index, _sealed_draft(conn, context, call)))
     drawn = numbers.draw(conn, {"sessions": len(accepted)})["sessions"]
     made = [
         _session(calls[i], n, CREATE.session_to, draft)
@@ -146,6 +145,11 @@ class _Opening:
     fee: int
     session: Session | None = None  # start: the locked session
     account: Account | None = None
+
+    @property
+    def sealed_card(self) -> str | None:
+        """The card token the payout's card number was sealed under (``_seal_cards``)."""
+        return self.request.destination.card_token
 
 
 def _merged(draft: str, body: Draft) -> dict[str, Any]:
@@ -238,17 +242,6 @@ def _seal_cards(conn: Connection, context: Context, openings: list[_Opening]) ->
         opening.request = replace(opening.request, destination=sealed)
 
 
-def _init_draft(opening: _Opening) -> str:
-    """An init call's payout fields as its session keeps them: a card number replaced by
-    the token it was sealed under (``_seal_cards``)."""
-    given = opening.call.body.given()
-    token = opening.request.destination.card_token
-    found = _card_number(given)
-    if found is not None and token is not None:
-        given = {**given, found[0]: card_tokens.sealed_destination(token)}
-    return _json(given)
-
-
 def _recipient(context: Context, request: PayoutRequest) -> dict[str, Any]:
     destination = request.destination
     if destination.card is not None:  # a card: its token, never its number
@@ -312,7 +305,7 @@ def _payout(context: Context, opening: _Opening, n: int, session_n: int) -> Payo
         updated_at=now,
         finished_at=None,
         fee=opening.fee,
-        kind="verification" if verification else "payout",
+        kind=VERIFICATION if verification else "payout",
     )
 
 
@@ -355,7 +348,9 @@ def init(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft]]
         drawn = numbers.draw(conn, {"sessions": len(openings), "payouts": len(openings)})
         status = INIT.session_to
         sessions = [
-            _session(o.call, n, status, _init_draft(o))
+            _session(
+                o.call, n, status, _draft(conn, context, o.call, o.request.destination.card_token)
+            )
             for o, n in zip(openings, drawn["sessions"], strict=True)
         ]
         payouts = [
@@ -389,7 +384,7 @@ def verify(conn: Connection, context: Context, calls: Sequence[PartnerCall[Draft
     if openings:
         drawn = numbers.draw(conn, {"sessions": len(openings), "payouts": len(openings)})
         sessions = [
-            _session(o.call, n, INIT.session_to, _json(o.call.body.given()))
+            _session(o.call, n, INIT.session_to, _draft(conn, context, o.call))
             for o, n in zip(openings, drawn["sessions"], strict=True)
         ]
         payouts = [

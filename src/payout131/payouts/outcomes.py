@@ -62,11 +62,6 @@ def _moved(
     return moved_payouts, moved_sessions
 
 
-def _holds(payout: Payout) -> bool:
-    """Whether the payout holds money: every payout but a customer verification."""
-    return payout.kind != "verification"
-
-
 def fail(
     conn: Connection, context: Context, move: Move, failures: Sequence[Failure], now: int
 ) -> dict[int, Listed]:
@@ -74,7 +69,7 @@ def fail(
     cancel their sessions, announce ``payment_finished``; the sessions, by number."""
     if not failures:
         return {}
-    book.release_holds(conn, [f.payout.n for f in failures if _holds(f.payout)], now)
+    book.release_holds(conn, [f.payout.n for f in failures if f.payout.moves_money], now)
     changes = [PayoutChange(f.payout.n, None, None, f.code, f.description) for f in failures]
     payouts, sessions = _moved(conn, move, changes, [f.payout.session_n for f in failures], now)
     changed = store.listed(sessions, payouts)  # type: ignore[arg-type]
@@ -97,7 +92,7 @@ def succeed(conn: Connection, context: Context, paid: Sequence[Success], now: in
     return until its time, if it has one) and their sessions ``accepted``, announce it."""
     if not paid:
         return
-    postings = [book.Posting(s.payout.n, s.payout.fee) for s in paid if _holds(s.payout)]
+    postings = [book.Posting(s.payout.n, s.payout.fee) for s in paid if s.payout.moves_money]
     book.post_holds(conn, postings, now)
     changes = [
         PayoutChange(

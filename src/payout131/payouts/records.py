@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Listed", "Payout", "Refund", "Session"]
+__all__ = ["VERIFICATION", "Listed", "Payout", "Refund", "Session"]
+
+VERIFICATION = "verification"  # the kind of a payout that asks who owns a phone
 
 
 class Session(NamedTuple):
@@ -53,7 +55,12 @@ class Payout(NamedTuple):
     finished_at: int | None
     fee: int  # the bank's fee, held with the amount
     outcome: str | None = None  # JSON text: what the rail told of the outcome (transaction_info)
-    kind: str = "payout"  # or "verification" (fps/customer_verification): moves no money
+    kind: str = "payout"  # or VERIFICATION (fps/customer_verification): moves no money
+
+    @property
+    def moves_money(self) -> bool:
+        """Every payout holds and pays money but a customer verification."""
+        return self.kind != VERIFICATION
 
 
 class Refund(NamedTuple):

@@ -93,7 +93,10 @@ def check_card_number(field: str, value: object) -> str:
         raise InvalidRequest(f"{field}: must be a string of 14 to 19 digits")
     number = value.replace(" ", "")
     if not _NUMBER.fullmatch(number):
-        raise InvalidRequest(f"{field}: must be 14 to 19 digits, got {len(number)} characters")
+        raise InvalidRequest(
+            f"{field}: must be 14 to 19 digits 0-9 (spaces between groups allowed), "
+            f"got {len(number)} characters"
+        )
     if not luhn_ok(number):
         raise InvalidRequest(f"{field}: fails the Luhn check digit (a mistyped card number?)")
     if brand_of(number) is None:

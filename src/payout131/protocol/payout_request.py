@@ -19,14 +19,21 @@ from payout131.protocol import validation as v
 from payout131.protocol.cards import CardView, check_card_number
 
 __all__ = [
+    "BANK_ID",
+    "FPS_DESCRIPTION_MAX",
+    "PHONE",
+    "TOKEN",
     "VERIFICATION",
+    "CardGiven",
     "CardLookup",
     "Destination",
     "PayoutRequest",
     "TokenLookup",
     "TokenizedAccount",
     "TokenizedCard",
+    "card_given",
     "check_bank_account",
+    "destination_field",
     "parse_payout",
     "parse_verification",
     "require_object",
@@ -80,7 +87,7 @@ class TokenizedCard:
 CardLookup = Callable[[str], TokenizedCard | None]
 """The calling project's card for a card token, or None."""
 
-_TOKEN = re.compile(r"[0-9a-fA-F]{64}")
+TOKEN = re.compile(r"[0-9a-fA-F]{64}")  # an account or card token, either case
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +127,7 @@ def _optional_str(path: str, value: object) -> str | None:
     return value
 
 
-def _destination_field(body: Mapping[str, Any], version: str) -> str:
+def destination_field(body: Mapping[str, Any], version: str) -> str:
     """The spelling the partner used; the version's own spelling when neither is there."""
     preferred = "payout_details" if version == "v2" else "payment_method"
     other = "payment_method" if version == "v2" else "payout_details"
@@ -152,7 +159,7 @@ def _tokenized(
             "(the token already names the bank and the account)"
         )
     token = ru["token"]
-    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+    if not isinstance(token, str) or not TOKEN.fullmatch(token):
         raise InvalidRequest(
             f"{ru_path}.token: must be a token of 64 hex digits from tokenize or the widget"
         )
@@ -165,7 +172,8 @@ def _tokenized(
     return found
 
 
-_PHONE = re.compile(r"7[0-9]{10}")
+PHONE = re.compile(r"7[0-9]{10}")  # a Faster Payments phone
+BANK_ID = re.compile(r"[0-9]{12}")  # a Faster Payments member
 FPS_DESCRIPTION_MAX = 140
 
 
@@ -174,12 +182,12 @@ def _phone_at_member(
 ) -> tuple[str, str, Member]:
     """``phone`` and ``bank_id`` (a Faster Payments member's) of a payout or a verification."""
     phone = fps.get("phone")
-    if not isinstance(phone, str) or not _PHONE.fullmatch(phone):
+    if not isinstance(phone, str) or not PHONE.fullmatch(phone):
         raise InvalidRequest(
             f"{fps_path}.phone: 11 digits starting with 7 (e.g. 79161234567), got {_kind(phone)}"
         )
     bank_id = fps.get("bank_id")
-    if not isinstance(bank_id, str) or not re.fullmatch(r"[0-9]{12}", bank_id):
+    if not isinstance(bank_id, str) or not BANK_ID.fullmatch(bank_id):
         raise InvalidRequest(
             f"{fps_path}.bank_id: a Faster Payments member id, 12 digits (e.g. 100000000004; "
             "GET /api/v1/fps/banks lists them)"
@@ -256,32 +264,51 @@ def _recipient_name(party: Mapping[str, Any], payout: str, in_parts: bool) -> st
 _CARD_KINDS = {"bank_card": "number", "tokenized_card": "token", "encrypted_card": "number_hash"}
 
 
-def _card(
-    path: str, method: Mapping[str, Any], party: Mapping[str, Any], cards: CardLookup | None
-) -> Destination:
-    """A payout to a bank card (PROTOCOL §9): its number, or a card token by either name."""
+@dataclass(frozen=True, slots=True)
+class CardGiven:
+    """A card destination's shape, checked: its number (``bank_card``), or the card token
+    that names it (``tokenized_card``, ``encrypted_card``), and where that is in the body."""
+
+    number: str | None
+    token: str | None
+    path: str
+
+
+def card_given(path: str, method: Mapping[str, Any]) -> CardGiven:
+    """The card of a destination whose ``type`` is ``card``, every field of it checked but
+    a token's existence (the store's to tell)."""
     card_path = f"{path}.card"
     card = require_object(card_path, method.get("card"))
     kind = card.get("type")
-    if kind not in _CARD_KINDS:
+    if not isinstance(kind, str) or kind not in _CARD_KINDS:
         raise InvalidRequest(
             f"{card_path}.type: must be one of {', '.join(_CARD_KINDS)}, got {kind!r}"
         )
     key = _CARD_KINDS[kind]
     given = require_object(f"{card_path}.{kind}", card.get(kind)).get(key)
     field_path = f"{card_path}.{kind}.{key}"
-    number, token = None, None
     if kind == "bank_card":
-        number = check_card_number(field_path, given)
+        return CardGiven(check_card_number(field_path, given), None, field_path)
+    if not isinstance(given, str) or not TOKEN.fullmatch(given):
+        raise InvalidRequest(
+            f"{field_path}: must be a card token of 64 hex digits from tokenize or the widget"
+        )
+    return CardGiven(None, given.lower(), field_path)
+
+
+def _card(
+    path: str, method: Mapping[str, Any], party: Mapping[str, Any], cards: CardLookup | None
+) -> Destination:
+    """A payout to a bank card (PROTOCOL §9): its number, or a card token by either name."""
+    given = card_given(path, method)
+    number, token = given.number, None
+    if number is not None:
         view = CardView.of(number)
     else:
-        if not isinstance(given, str) or not _TOKEN.fullmatch(given):
-            raise InvalidRequest(
-                f"{field_path}: must be a card token of 64 hex digits from tokenize or the widget"
-            )
-        found = cards(given.lower()) if cards else None
+        assert given.token is not None
+        found = cards(given.token) if cards else None
         if found is None:
-            raise NotFound(f"{field_path}: no such card token")
+            raise NotFound(f"{given.path}: no such card token")
         token, view = found.token, found.view
     name = _recipient_name(party, "a card payout", in_parts=False)
     return Destination(
@@ -299,6 +326,21 @@ def _card(
     )
 
 
+def _bank_account(
+    path: str, method: Mapping[str, Any], types: str, systems: tuple[str, ...]
+) -> tuple[dict[str, Any], str]:
+    """``bank_account`` of a destination and its ``system_type``, one of ``systems``
+    (``types``: the destination types the caller takes, as its refusal names them)."""
+    if method.get("type") != "bank_account":
+        raise InvalidRequest(f"{path}.type: must be {types}, got {method.get('type')!r}")
+    bank_account = require_object(f"{path}.bank_account", method.get("bank_account"))
+    system = bank_account.get("system_type")
+    if not isinstance(system, str) or system not in systems:
+        named = " or ".join(f'"{s}"' for s in systems)
+        raise InvalidRequest(f"{path}.bank_account.system_type: must be {named}, got {system!r}")
+    return bank_account, system
+
+
 def _parse_destination(
     path: str,
     value: object,
@@ -311,19 +353,11 @@ def _parse_destination(
     method = require_object(path, value)
     if method.get("type") == "card":
         return _card(path, method, party, cards)
-    if method.get("type") != "bank_account":
-        raise InvalidRequest(
-            f'{path}.type: must be "bank_account" or "card", got {method.get("type")!r}'
-        )
-    bank_account = require_object(f"{path}.bank_account", method.get("bank_account"))
-    system = bank_account.get("system_type")
+    bank_account, system = _bank_account(
+        path, method, '"bank_account" or "card"', ("ru", "faster_payment_system")
+    )
     if system == "faster_payment_system":
         return _faster_payment(f"{path}.bank_account", bank_account, party, members)
-    if system != "ru":
-        raise InvalidRequest(
-            f'{path}.bank_account.system_type: must be "ru" or "faster_payment_system", '
-            f"got {system!r}"
-        )
     ru_path = f"{path}.bank_account.ru"
     ru = require_object(ru_path, bank_account.get("ru"))
     token: TokenizedAccount | None = None
@@ -433,7 +467,7 @@ def parse_payout(
     ``lookup`` resolves ``ru.token`` and ``cards`` a card token; without them every
     token is unknown.
     """
-    dest_field = _destination_field(body, version)
+    dest_field = destination_field(body, version)
     if dest_field not in body:
         raise InvalidRequest(f"{dest_field}: required (where the money goes)")
     if "amount_details" not in body:
@@ -478,20 +512,11 @@ def parse_verification(
 ) -> PayoutRequest:
     """``fps/customer_verification`` (PROTOCOL §9): the phone and the Faster Payments member
     to ask who owns it. A verification is a payout of nothing: amount 0, no fee, no hold."""
-    dest_field = _destination_field(body, version)
+    dest_field = destination_field(body, version)
     if dest_field not in body:
         raise InvalidRequest(f"{dest_field}: required (the phone and the bank to ask)")
     method = require_object(dest_field, body[dest_field])
-    if method.get("type") != "bank_account":
-        raise InvalidRequest(
-            f'{dest_field}.type: must be "bank_account", got {method.get("type")!r}'
-        )
-    bank_account = require_object(f"{dest_field}.bank_account", method.get("bank_account"))
-    system = bank_account.get("system_type")
-    if system != VERIFICATION:
-        raise InvalidRequest(
-            f'{dest_field}.bank_account.system_type: must be "{VERIFICATION}", got {system!r}'
-        )
+    bank_account, _ = _bank_account(dest_field, method, '"bank_account"', (VERIFICATION,))
     path = f"{dest_field}.bank_account.{VERIFICATION}"
     phone, bank_id, member = _phone_at_member(
         path, require_object(path, bank_account.get(VERIFICATION)), members

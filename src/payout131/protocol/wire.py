@@ -67,7 +67,7 @@ def render_payout(payout: Payout, refunds: Sequence[Refund], version: str) -> di
     if payout.finished_at is not None:
         out["finished_at"] = rfc3339(payout.finished_at)
     out[destination_key(version)] = loads_field(payout.destination)
-    if payout.kind != "verification":  # a verification moves no money
+    if payout.moves_money:  # a verification has no amount
         out["amount_details"] = {"amount": payout.amount, "currency": payout.currency}
     outcome = loads_field(payout.outcome) or {}
     if payout.participant_details is not None:

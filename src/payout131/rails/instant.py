@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+from payout131.rails import scenarios
 from payout131.rails.base import UNKNOWN, Order, Status
 
 __all__ = ["InstantRail"]
@@ -20,13 +21,19 @@ class InstantRail:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.submitted: dict[str, int] = {}
+        self._kinds: dict[str, str | None] = {}  # what each reference pays to
 
     def submit(self, order: Order) -> Status:
         with self._lock:
             self.submitted[order.reference] = self.submitted.get(order.reference, 0) + 1
-        return Status("succeeded")
+            self._kinds[order.reference] = scenarios.kind_of(order)
+        return self._paid(order.reference)
 
     def poll(self, reference: str) -> Status:
         with self._lock:
             known = reference in self.submitted
-        return Status("succeeded") if known else UNKNOWN
+        return self._paid(reference) if known else UNKNOWN
+
+    def _paid(self, reference: str) -> Status:
+        """Paid, with what a card payout or a verification tells (as the simulator does)."""
+        return scenarios.outcome(self._kinds.get(reference), reference, Status("succeeded"))

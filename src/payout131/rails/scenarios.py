@@ -15,13 +15,15 @@ back ``return_after_s`` after it succeeded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from typing import Any
 
 from payout131.protocol.cards import with_check_digit
-from payout131.rails.base import Status
+from payout131.rails.base import Order, Status
 
 __all__ = [
+    "CARD_CODES",
     "DESTINATIONS",
     "SCENARIOS",
     "Magic",
@@ -32,8 +34,11 @@ __all__ = [
     "destination_rows",
     "destinations_table",
     "error_codes",
+    "kind_of",
     "markdown_table",
+    "outcome",
     "rows",
+    "transaction_info",
     "verification",
 ]
 
@@ -250,6 +255,9 @@ def by_name(name: str) -> Scenario:
     return _BY_NAME.get(name, ORDINARY)
 
 
+CARD_CODES = ("card_expired", "card_blocked")  # failures only a card payout can have
+
+
 def error_codes() -> tuple[str, ...]:
     """Every error code a scenario ends in, each once."""
     return tuple(dict.fromkeys(s.error_code for s in _BY_NAME.values() if s.error_code))
@@ -305,3 +313,30 @@ def destinations_table() -> str:
             f"| {m.kind} | {value} | {s.summary} | `{s.status}` | `{s.session_status}` | {code} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def kind_of(order: Order) -> str | None:
+    """What an order pays to: ``verify`` (a customer verification), ``card``, ``phone``, or
+    None (a bank account)."""
+    if order.verification:
+        return "verify"
+    return "card" if order.card_masked else "phone" if order.phone else None
+
+
+def transaction_info(reference: str) -> dict[str, str]:
+    """A succeeded card payout's card-network figures, the same on every ask: the
+    retrieval reference number (12 digits) and the issuer's authorisation code (6)."""
+    digest = int.from_bytes(hashlib.sha256(f"card\x00{reference}".encode()).digest()[:8], "big")
+    return {"rrn": f"{digest % 10**12:012d}", "auth_code": f"{digest // 10**12 % 10**6:06d}"}
+
+
+def outcome(kind: str | None, reference: str, status: Status) -> Status:
+    """A simulated success as the bank learns it: a card's carries its ``transaction_info``,
+    a verification's the phone owner's name."""
+    if status.state not in ("succeeded", "returned"):
+        return status
+    if kind == "card":
+        return replace(status, outcome={"transaction_info": transaction_info(reference)})
+    if kind == "verify":
+        return replace(status, outcome={"recipient": dict(FOUND)})
+    return status

@@ -20,7 +20,6 @@ the transfer then stands as forced from that moment, whatever its amount says.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -185,9 +184,7 @@ FORCED_FAILURE = "the outcome was forced in the sandbox"
 
 def _kind(order: Order) -> str | None:
     """What a transfer pays to, as ``simulator_transfers.kind`` keeps it (None: an account)."""
-    if order.verification:
-        return "verify"
-    return "card" if order.card_masked else "phone" if order.phone else None
+    return scenarios.kind_of(order)
 
 
 def _scenario(order: Order) -> scenarios.Scenario:
@@ -206,38 +203,21 @@ def _scenario(order: Order) -> scenarios.Scenario:
     return scenario
 
 
-def transaction_info(reference: str) -> dict[str, str]:
-    """A succeeded card payout's card-network figures, the same on every ask: the
-    retrieval reference number (12 digits) and the issuer's authorisation code (6)."""
-    digest = int.from_bytes(hashlib.sha256(f"card\x00{reference}".encode()).digest()[:8], "big")
-    return {"rrn": f"{digest % 10**12:012d}", "auth_code": f"{digest // 10**12 % 10**6:06d}"}
-
-
 def _told(kind: str | None, reference: str, scenario: str, settles_at: int, now: int) -> Status:
     """What the simulator tells of a transfer that plays ``scenario``."""
-    return _outcome(kind, reference, scenarios.by_name(scenario).status_at(settles_at, now))
-
-
-def _outcome(kind: str | None, reference: str, status: Status) -> Status:
-    """A card transfer's success carries its ``transaction_info``, a verification's the
-    owner's name."""
-    if status.state not in ("succeeded", "returned"):
-        return status
-    if kind == "card":
-        return replace(status, outcome={"transaction_info": transaction_info(reference)})
-    if kind == "verify":
-        return replace(status, outcome={"recipient": dict(scenarios.FOUND)})
-    return status
+    return scenarios.outcome(
+        kind, reference, scenarios.by_name(scenario).status_at(settles_at, now)
+    )
 
 
 def _status(row: Any, now: int) -> Status:
     forced = row.forced
     if forced == "succeeded":
-        return _outcome(row.kind, row.reference, Status("succeeded"))
+        return scenarios.outcome(row.kind, row.reference, Status("succeeded"))
     if forced == "failed":
         code = row.forced_code or "operation_rejected"
         return Status("failed", code, scenarios.by_name(code).description or FORCED_FAILURE)
     if forced == "returned":
         returned = Status("returned", description="the recipient's bank sent the payout back")
-        return _outcome(row.kind, row.reference, returned)
+        return scenarios.outcome(row.kind, row.reference, returned)
     return _told(row.kind, row.reference, row.scenario, int(row.settles_at), now)

@@ -56,6 +56,10 @@ def force(
     if not found or (project_id is not None and found[0].project_id != project_id):
         raise InvalidRequest(f"payout_id: no payout {payout_id(n)}")
     payout = found[0]
+    if error_code in scenarios.CARD_CODES and not wire.loads_field(payout.recipient).get(
+        "card_token"
+    ):
+        raise InvalidRequest(f"error_code: {error_code} is a card's; {payout_id(n)} pays no card")
     if rail != SimulatorRail.name or payout.rail != SimulatorRail.name:
         raise InvalidRequest(
             f"payout_id: {payout_id(n)} is not at the simulator rail; only its outcomes "

@@ -14,7 +14,6 @@ key was free run as usual, and each answer is stored with its key.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,6 @@ from sqlalchemy.engine import Connection
 
 from payout131.errors import ApiError, IdempotencyKeyExists, InvalidRequest
 from payout131.payouts.calls import Serial
-from payout131.protocol.cards import luhn_ok
 from payout131.storage import sql
 from payout131.storage.group_commit import Executor
 from payout131.storage.sql import Sql
@@ -71,28 +69,21 @@ def validate_key(key: str) -> str:
     return key
 
 
-# A card number as a body may carry it: 14 to 19 digits, single spaces allowed between them,
-# not part of a longer number (an account's 20 digits are not one).
-_PAN = re.compile(rb"(?<![0-9])[0-9](?: ?[0-9]){13,18}(?![0-9])")
-
-
-def _may_hold_card(body: bytes) -> bool:
-    numbers = (found.group().replace(b" ", b"").decode() for found in _PAN.finditer(body))
-    return any(luhn_ok(number) for number in numbers)
-
-
 def body_digests(body: bytes, vault: Vault | None) -> tuple[str, ...]:
-    """What a key's body is known by: its SHA-256, or for a body that may carry a card
-    number (PROTOCOL §9), which a plain digest beside the stored answer's BIN and last four
-    digits would give away to a few thousand guesses, its fingerprint under each vault key
-    (the current key's first: the one stored). A replay matches any of them, so a vault
-    rotation does not turn a repeated call into a "different body"."""
-    if vault is not None and _may_hold_card(body):
-        try:
-            return tuple(vault.fingerprints(body, b"idempotency body"))
-        except VaultError:  # no key: the call fails where it seals the card number
-            pass
-    return (hashlib.sha256(body).hexdigest(),)
+    """What a key's body is known by, the first one stored: its fingerprint under each
+    vault key, the current key's first, then its SHA-256. A plain digest kept beside the
+    stored answer would give a card number in the body away (PROTOCOL §9: the answer shows
+    its BIN and last four digits, leaving a few thousand guesses); a fingerprint cannot be
+    computed without the key. A replay matches any of them: the SHA-256 kept by an earlier
+    version, or by a server without a vault key, and a fingerprint under an older key of
+    the ring."""
+    plain = hashlib.sha256(body).hexdigest()
+    if vault is None:
+        return (plain,)
+    try:
+        return (*vault.fingerprints(body, b"idempotency body"), plain)
+    except VaultError:  # no key: what needs one (a card) fails where it seals
+        return (plain,)
 
 
 _CLAIM = Sql(

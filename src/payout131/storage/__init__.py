@@ -21,10 +21,23 @@ class NewerSchema(RuntimeError):
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def _upgrade(config: Config, to: str) -> None:
+    try:
+        command.upgrade(config, to)
+    except CommandError as exc:
+        if "Can't locate revision" not in str(exc):
+            raise
+        raise NewerSchema(
+            f"the database's schema is newer than this payout131 knows ({exc}): "
+            "run the payout131 version that migrated it, or a later one"
+        ) from None
+
+
 def _foreign_keys(conn: Connection, state: str) -> None:
     """Turn SQLite's foreign key enforcement on or off for this connection, outside any
     transaction (where SQLite ignores the pragma). Off while migrating, as SQLite's own
-    procedure for rebuilding a table asks; checked whole before it is turned on again."""
+    procedure for rebuilding a table asks; the migrations' transaction checks them all
+    before it commits (``migrations/env.py``)."""
     assert not conn.in_transaction()
     conn.connection.driver_connection.execute(f"PRAGMA foreign_keys={state}")  # type: ignore[union-attr]
 
@@ -42,21 +55,12 @@ def migrate(url: str | Database, to: str = "head") -> None:
             if sqlite:  # a table rebuilt by a migration is dropped while rows refer to it
                 _foreign_keys(conn, "OFF")
             try:
-                command.upgrade(config, to)
-            except CommandError as exc:
-                if "Can't locate revision" not in str(exc):
-                    raise
-                raise NewerSchema(
-                    f"the database's schema is newer than this payout131 knows ({exc}): "
-                    "run the payout131 version that migrated it, or a later one"
-                ) from None
-            conn.commit()
-            if sqlite:
-                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                _upgrade(config, to)  # on SQLite, checks every foreign key before it commits
                 conn.commit()
-                _foreign_keys(conn, "ON")
-                if broken:
-                    raise RuntimeError(f"the migration left rows without their parents: {broken}")
+            finally:
+                if sqlite:  # the connection goes back to the pool as every other is
+                    conn.rollback()
+                    _foreign_keys(conn, "ON")
     finally:
         if not isinstance(url, Database):
             db.dispose()

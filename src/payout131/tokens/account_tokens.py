@@ -29,7 +29,6 @@ from payout131.protocol import wire
 from payout131.protocol.payout_request import TokenizedAccount, check_bank_account, require_object
 from payout131.protocol.requests import TokenInfoBody, TokenizeBody, given
 from payout131.protocol.validation import mask_account
-from payout131.sandbox import clocks
 from payout131.storage import locks
 from payout131.storage import schema as t
 from payout131.tokens import public_tokens
@@ -77,8 +76,7 @@ def tokenize_by_widget(
     can correct the form and send it again.
     """
     public_token = body.get("public_token")
-    project_id = public_tokens.check_public_token(conn, public_token, now, lock=True)
-    now = clocks.project_now(conn, project_id, now)  # sandbox: its project's time
+    project_id, now = public_tokens.claim(conn, public_token, now)
     bik, account = check_bank_account(body, directory)
     public_tokens.spend(conn, str(public_token), now)
     return tokenize(conn, vault, project_id, bik, account, now)

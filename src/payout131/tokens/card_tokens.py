@@ -30,7 +30,6 @@ from payout131.protocol import wire
 from payout131.protocol.cards import CardView, check_card_number
 from payout131.protocol.payout_request import TokenizedCard, require_object
 from payout131.protocol.requests import TokenInfoBody, TokenizeBody, given
-from payout131.sandbox import clocks
 from payout131.storage import locks
 from payout131.storage import schema as t
 from payout131.tokens import public_tokens
@@ -194,8 +193,7 @@ def tokenize_by_widget(
     """The widget's card form: ``{"public_token", "card_number"}``. The public token is
     spent only when the card is tokenized, so a mistyped number can be corrected."""
     public_token = body.get("public_token")
-    project_id = public_tokens.check_public_token(conn, public_token, now, lock=True)
-    now = clocks.project_now(conn, project_id, now)  # sandbox: its project's time
+    project_id, now = public_tokens.claim(conn, public_token, now)
     number = check_card_number("card_number", body.get("card_number"))
     public_tokens.spend(conn, str(public_token), now)
     return tokenize(conn, vault, project_id, number, now)

@@ -26,10 +26,12 @@ __all__ = [
     "PUBLIC_TOKEN_TTL_S",
     "PublicTokenRefused",
     "check_public_token",
+    "claim",
     "digest",
     "issue_public_token",
     "parse_public_token_request",
     "purge",
+    "spend",
 ]
 
 PUBLIC_TOKEN_TTL_S = 24 * 3600
@@ -92,6 +94,14 @@ def check_public_token(conn: Connection, public_token: object, now: int, lock: b
     if disabled:
         raise PublicTokenRefused("unknown", "public_token: its project is disabled")
     return str(row.project_id)
+
+
+def claim(conn: Connection, public_token: object, now: int) -> tuple[str, int]:
+    """The widget's submit, first step: the project a usable public token belongs to, its
+    row locked, and that project's time (a sandbox project's clock). ``spend`` it once what
+    it was claimed for is made."""
+    project_id = check_public_token(conn, public_token, now, lock=True)
+    return project_id, clocks.project_now(conn, project_id, now)
 
 
 def spend(conn: Connection, public_token: str, now: int) -> None:

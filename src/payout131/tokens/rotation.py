@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Connection
+
 from payout131 import projects
 from payout131.storage import Database, locks
 from payout131.tokens import account_tokens as tokens
@@ -33,13 +35,18 @@ class Rotation:
     retired: list[str]
 
 
+def _reseal_once(conn: Connection, vault: Vault) -> int:
+    """One batch of each kind of sealed value held under an older key, sealed anew."""
+    done = tokens.reseal(conn, vault) + card_tokens.reseal(conn, vault)
+    done += events.reseal(conn, vault)
+    return done + projects.seal_webhook_secrets(conn, vault)
+
+
 def _reseal_all(db: Database, vault: Vault) -> int:
     total = 0
     while True:
         with db.write() as conn:
-            done = tokens.reseal(conn, vault) + card_tokens.reseal(conn, vault)
-            done += events.reseal(conn, vault)
-            done += projects.seal_webhook_secrets(conn, vault)
+            done = _reseal_once(conn, vault)
         total += done
         if not done:
             return total
@@ -59,9 +66,7 @@ def rotate(db: Database, vault: Vault, key: bytes | None = None) -> Rotation:
         resealed += _reseal_all(db, vault)
         with db.write() as conn:
             locks.take(conn, locks.RETIRING)
-            late = tokens.reseal(conn, vault) + card_tokens.reseal(conn, vault)
-            late += events.reseal(conn, vault)
-            late += projects.seal_webhook_secrets(conn, vault)
+            late = _reseal_once(conn, vault)
             resealed += late
             if not late:
                 write_key_file(vault.path, [key])

@@ -59,7 +59,7 @@ def order(
         bank_id=recipient.get("bank_id"),
         card_number=card,
         card_masked=masked,
-        verification=payout.kind == "verification",
+        verification=not payout.moves_money,
     )
 
 
