@@ -147,6 +147,13 @@ def partner(
     ctx.obj = Connection(base_url, project, private_key, bank_public_key, api_version)
 
 
+def _wait_option(seconds: float, text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--wait``: how long a command waits for what the bank tells."""
+    return click.option(
+        "--wait", default=seconds, show_default=True, type=FloatRange(0, 86_400), help=text
+    )
+
+
 # -- one payout ---------------------------------------------------------------------------
 
 
@@ -223,13 +230,7 @@ def _destination(given: dict[str, Any], **ru: Any) -> tuple[Destination, Recipie
 @click.option("--no-confirm", is_flag=True, help="Leave a payout that waits for confirmation.")
 @click.option("--metadata", help="JSON stored with the payout and echoed back.")
 @click.option("--idempotency-key", help="The key of the money-moving call (default: random).")
-@click.option(
-    "--wait",
-    default=120.0,
-    show_default=True,
-    type=FloatRange(0, 86_400),
-    help="Seconds to wait for the outcome.",
-)
+@_wait_option(120.0, "Seconds to wait for the outcome.")
 def pay(
     bik: str | None,
     account: str | None,
@@ -466,13 +467,7 @@ def tokenize(bik: str | None, account: str | None, card: str | None, as_json: bo
 @partner.command()
 @click.option("--phone", required=True, help="The phone (11 digits from 7).")
 @click.option("--bank-id", required=True, help="Its bank: a Faster Payments member id.")
-@click.option(
-    "--wait",
-    default=60.0,
-    show_default=True,
-    type=FloatRange(0, 86_400),
-    help="Seconds to wait for the bank's answer.",
-)
+@_wait_option(60.0, "Seconds to wait for the bank's answer.")
 @_json_option
 def verify(phone: str, bank_id: str, wait: float, as_json: bool) -> None:
     """Ask a Faster Payments member who owns a phone, before paying it
@@ -516,13 +511,7 @@ def verify(phone: str, bank_id: str, wait: float, as_json: bool) -> None:
     type=IntRange(1, 64),
     help="Calls in flight at once.",
 )
-@click.option(
-    "--wait",
-    default=600.0,
-    show_default=True,
-    type=FloatRange(0, 86_400),
-    help="Seconds to wait for outcomes.",
-)
+@_wait_option(600.0, "Seconds to wait for outcomes.")
 @click.option(
     "--fee-bps",
     type=IntRange(0, 10_000),

@@ -13,7 +13,6 @@ payouts carry the token and the mask (first 5 and last 4 digits). Public tokens 
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from payout131.protocol.validation import mask_account
 from payout131.storage import locks
 from payout131.storage import schema as t
 from payout131.tokens import public_tokens
+from payout131.tokens.sealed_rows import SealedRows
 from payout131.tokens.vault import Sealed, Vault, VaultError
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 _TYPE = "bank_account_ru"
-_SHAPE = re.compile(r"[0-9a-f]{64}")  # reliability: what every token looks like
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +84,11 @@ def tokenize_by_widget(
 def _context(token: str, project_id: str, bik: str) -> bytes:
     """What a sealed account is bound to: it opens only in its own row."""
     return f"account_tokens\x00{token}\x00{project_id}\x00{bik}".encode()
+
+
+_ROWS = SealedRows(
+    t.account_tokens, "account_sealed", lambda row: _context(row.token, row.project_id, row.bik)
+)
 
 
 def _account_fields(body: TokenizeBody | TokenInfoBody) -> dict[str, Any]:
@@ -134,22 +138,10 @@ def tokenize(
 
 def find(conn: Connection, project_id: str, token: str) -> AccountToken | None:
     """The project's token; another project's token is as unknown as a made-up one."""
-    if not _SHAPE.fullmatch(token):  # reliability: never query with a NUL (PostgreSQL refuses)
-        return None
-    row = conn.execute(
-        sa.select(t.account_tokens).where(
-            t.account_tokens.c.token == token, t.account_tokens.c.project_id == project_id
-        )
-    ).one_or_none()
+    row = _ROWS.find(conn, project_id, token)
     if row is None:
         return None
-    return AccountToken(
-        row.token,
-        row.project_id,
-        row.bik,
-        row.masked_account,
-        Sealed(row.key_id, row.account_sealed),
-    )
+    return AccountToken(row.token, row.project_id, row.bik, row.masked_account, _ROWS.sealed(row))
 
 
 def lookup(conn: Connection, project_id: str, token: str) -> TokenizedAccount | None:
@@ -186,31 +178,12 @@ def info(conn: Connection, project_id: str, token: str, directory: BikDirectory)
 
 def keys_in_use(conn: Connection) -> dict[str, int]:
     """How many tokens each vault key seals."""
-    rows = conn.execute(
-        sa.select(t.account_tokens.c.key_id, sa.func.count()).group_by(t.account_tokens.c.key_id)
-    )
-    return {str(r[0]): int(r[1]) for r in rows}
+    return _ROWS.keys_in_use(conn)
 
 
 def reseal(conn: Connection, vault: Vault, limit: int = 500) -> int:
     """Seal up to ``limit`` accounts held under an older key with the current one."""
-    current = vault.current_key_id
-    rows = conn.execute(
-        sa.select(t.account_tokens)
-        .where(t.account_tokens.c.key_id != current)
-        .limit(limit)
-        .with_for_update()
-    ).all()
-    for row in rows:
-        context = _context(row.token, row.project_id, row.bik)
-        account = vault.open(Sealed(row.key_id, row.account_sealed), context)
-        sealed = vault.seal(account, context)
-        conn.execute(
-            sa.update(t.account_tokens)
-            .where(t.account_tokens.c.token == row.token)
-            .values(account_sealed=sealed.blob, key_id=sealed.key_id)
-        )
-    return len(rows)
+    return _ROWS.reseal(conn, vault, limit)
 
 
 def payout_account(conn: Connection, vault: Vault | None, payout: Payout) -> str | None:

@@ -15,7 +15,6 @@ handed to the rail.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from payout131.protocol.requests import TokenInfoBody, TokenizeBody, given
 from payout131.storage import locks
 from payout131.storage import schema as t
 from payout131.tokens import public_tokens
+from payout131.tokens.sealed_rows import SealedRows
 from payout131.tokens.vault import Sealed, Vault, VaultError
 
 __all__ = [
@@ -51,8 +51,6 @@ __all__ = [
     "tokenize_by_widget",
 ]
 
-_SHAPE = re.compile(r"[0-9a-f]{64}")
-
 
 @dataclass(frozen=True, slots=True)
 class CardToken:
@@ -65,6 +63,9 @@ class CardToken:
 def _context(token: str, project_id: str) -> bytes:
     """What a sealed number is bound to: it opens only in its own row."""
     return f"card_tokens\x00{token}\x00{project_id}".encode()
+
+
+_ROWS = SealedRows(t.card_tokens, "number_sealed", lambda row: _context(row.token, row.project_id))
 
 
 def tokenize(conn: Connection, vault: Vault, project_id: str, number: str, now: int) -> CardToken:
@@ -90,22 +91,11 @@ def tokenize(conn: Connection, vault: Vault, project_id: str, number: str, now: 
 
 def find(conn: Connection, project_id: str, token: str) -> CardToken | None:
     """The project's card token; another project's is as unknown as a made-up one."""
-    token = token.lower()
-    if not _SHAPE.fullmatch(token):  # reliability: never query with a NUL
-        return None
-    row = conn.execute(
-        sa.select(t.card_tokens).where(
-            t.card_tokens.c.token == token, t.card_tokens.c.project_id == project_id
-        )
-    ).one_or_none()
+    row = _ROWS.find(conn, project_id, token.lower())
     if row is None:
         return None
-    return CardToken(
-        row.token,
-        row.project_id,
-        CardView(row.brand, row.bin, row.last4),
-        Sealed(row.key_id, row.number_sealed),
-    )
+    view = CardView(row.brand, row.bin, row.last4)
+    return CardToken(row.token, row.project_id, view, _ROWS.sealed(row))
 
 
 def number_for(vault: Vault, found: CardToken) -> str:
@@ -121,30 +111,12 @@ def info(conn: Connection, project_id: str, token: str, field: str) -> dict[str,
 
 
 def keys_in_use(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(
-        sa.select(t.card_tokens.c.key_id, sa.func.count()).group_by(t.card_tokens.c.key_id)
-    )
-    return {str(r[0]): int(r[1]) for r in rows}
+    return _ROWS.keys_in_use(conn)
 
 
 def reseal(conn: Connection, vault: Vault, limit: int = 500) -> int:
     """Seal up to ``limit`` card numbers held under an older key with the current one."""
-    rows = conn.execute(
-        sa.select(t.card_tokens)
-        .where(t.card_tokens.c.key_id != vault.current_key_id)
-        .limit(limit)
-        .with_for_update()
-    ).all()
-    for row in rows:
-        context = _context(row.token, row.project_id)
-        number = vault.open(Sealed(row.key_id, row.number_sealed), context)
-        sealed = vault.seal(number, context)
-        conn.execute(
-            sa.update(t.card_tokens)
-            .where(t.card_tokens.c.token == row.token)
-            .values(number_sealed=sealed.blob, key_id=sealed.key_id)
-        )
-    return len(rows)
+    return _ROWS.reseal(conn, vault, limit)
 
 
 def lookup(conn: Connection, project_id: str, token: str) -> TokenizedCard | None:
