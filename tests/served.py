@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -108,9 +109,13 @@ def serve(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
+    tls = "--ssl-certfile" in options  # HTTPS: the test's client trusts that certificate
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    verify: ssl.SSLContext | bool = True
+    if tls:
+        verify = ssl.create_default_context(cafile=options[options.index("--ssl-certfile") + 1])
     try:
-        _wait_until_up(url, process, log)
+        _wait_until_up(url, process, log, verify)
         yield Served(url, home, database_url, env, log, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -121,13 +126,15 @@ def serve(
             process.wait()
 
 
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_up(
+    url: str, process: subprocess.Popen[bytes], log: Path, verify: ssl.SSLContext | bool = True
+) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"payout131 serve exited: {log.read_text()}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/health", timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass

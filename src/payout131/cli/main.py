@@ -34,6 +34,8 @@ COMMANDS = {
     "vault": "payout131.cli.vault_commands:vault",
     "partner": "payout131.cli.partner_commands:partner",
     "purge": "payout131.cli.purge_commands:purge",
+    "backup": "payout131.cli.backup_commands:backup_command",
+    "restore": "payout131.cli.backup_commands:restore_command",
     "demo": "payout131.tools.demo.command:demo",
     "chaos": "payout131.tools.chaos.command:chaos",  # reliability: the crash test
     "bench": "payout131.tools.bench.command:bench",  # benchmarks (docs/benchmarks.md)
@@ -142,15 +144,56 @@ def init(demo: bool) -> None:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Serve HTTPS with this certificate (PEM; the chain after it); needs --ssl-keyfile.",
+)
+@click.option(
+    "--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM)."
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default="",
+    show_default=True,
+    metavar="IPS",
+    help="Reverse proxies (comma-separated addresses, * for any) whose X-Forwarded-For and "
+    "X-Forwarded-Proto are believed; nobody's by default.",
+)
+@click.option(
+    "--root-path",
+    default="",
+    metavar="PREFIX",
+    help="The path prefix a reverse proxy serves the bank under (e.g. /bank) and strips.",
+)
 def serve(
-    host: str, port: int, processes: int, no_worker: bool, no_access_log: bool, log_level: str
+    host: str,
+    port: int,
+    processes: int,
+    no_worker: bool,
+    no_access_log: bool,
+    log_level: str,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+    forwarded_allow_ips: str,
+    root_path: str,
 ) -> None:
-    """Serve the partner API and run the background work (in each process)."""
+    """Serve the partner API and run the background work (in each process).
+
+    Plain HTTP by default; HTTPS with --ssl-certfile and --ssl-keyfile. Behind a reverse
+    proxy (docs/operations.md) name it with --forwarded-allow-ips, and give --root-path if it
+    serves the bank under a path prefix.
+    """
     import uvicorn
 
     from payout131.runtime import Runtime
     from payout131.server.connections import PROTOCOL
 
+    tls = _tls(ssl_certfile, ssl_keyfile)
+    if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+        raise click.BadParameter(
+            "a path like /bank: a leading /, no trailing one", param_hint="--root-path"
+        )
     conf = settings()
     if processes > 1 and conf.database.startswith("sqlite"):
         raise click.UsageError(
@@ -168,8 +211,13 @@ def serve(
         "server_header": False,
         "log_level": log_level,
         "access_log": not no_access_log,
+        "proxy_headers": bool(forwarded_allow_ips),
+        "forwarded_allow_ips": forwarded_allow_ips or None,
+        "root_path": root_path,
+        **tls,
     }
-    where = f"http://{host}:{port} (mode: {conf.mode}, database: {bank.db.dialect}"
+    scheme = "https" if tls else "http"
+    where = f"{scheme}://{host}:{port}{root_path} (mode: {conf.mode}, database: {bank.db.dialect}"
     if processes == 1:
         click.echo(f"payout131 listening on {where})")
         uvicorn.run(bank.app(run_worker=not no_worker), **options)
@@ -179,6 +227,26 @@ def serve(
     os.environ["PAYOUT131_SERVE_LOG_LEVEL"] = log_level
     click.echo(f"payout131 listening on {where}, {processes} processes)")
     uvicorn.run("payout131.runtime:app_from_env", factory=True, workers=processes, **options)
+
+
+def _tls(certfile: str | None, keyfile: str | None) -> dict[str, str]:
+    """uvicorn's TLS options, after the certificate and key were loaded once here, so a
+    wrong pair is one line naming it rather than a traceback from the server."""
+    if certfile is None and keyfile is None:
+        return {}
+    if certfile is None or keyfile is None:
+        raise click.UsageError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        raise click.ClickException(
+            f"--ssl-certfile {certfile} / --ssl-keyfile {keyfile}: not a certificate and its "
+            f"private key in PEM ({reason})"
+        ) from None
+    return {"ssl_certfile": certfile, "ssl_keyfile": keyfile}
 
 
 @main.command("bank-key")
