@@ -92,7 +92,7 @@ def test_a_backup_under_load_restores_whole(
     [
         ("flip", "is damaged"),
         ("text", "not a payout131 backup"),
-        ("foreign", "not a payout131 backup (no manifest)"),
+        ("foreign", "holds 'notes.txt', not a payout131 backup"),
     ],
 )
 def test_a_damaged_or_foreign_backup_is_refused(
@@ -121,3 +121,33 @@ def test_a_damaged_or_foreign_backup_is_refused(
     assert message in refused
     assert len(refused.strip().splitlines()) == 1
     assert not (tmp_path / "fresh" / "bank-private.pem").exists()  # nothing half-restored
+
+
+def test_restore_refuses_what_would_not_stand(bank: Runtime, tmp_path: Path) -> None:
+    """A leftover WAL beside the database, vault keys that are not there, or a PostgreSQL
+    bank's keys into SQLite: each refused before anything is written."""
+    settings = bank.settings
+    env = {"PAYOUT131_HOME": str(settings.home), "PAYOUT131_DATABASE_URL": settings.database}
+    fresh_home = tmp_path / "fresh"
+    fresh = {"PAYOUT131_HOME": str(fresh_home)}
+    keys = (settings.home / "vault.key").read_text().split("\n")
+    env_keys = next(line for line in keys if line and not line.startswith("#"))
+    archive = tmp_path / "env.tar"  # made with the vault keys in the environment
+    run({**env, "PAYOUT131_VAULT_KEY": env_keys}, "backup", str(archive))
+    with tarfile.open(archive) as held:
+        assert "vault.key" not in held.getnames()
+    if not settings.database.startswith("sqlite"):
+        pg_fresh = {**fresh, "PAYOUT131_DATABASE_URL": settings.database}
+        refused = run(pg_fresh, "restore", str(archive), code=1).output
+        assert "was made with the vault keys in PAYOUT131_VAULT_KEY" in refused
+        refused = run(fresh, "restore", str(archive), code=1).output  # SQLite by default
+        assert "holds the keys of a PostgreSQL bank" in refused
+        assert not fresh_home.exists()
+        return
+    refused = run(fresh, "restore", str(archive), code=1).output
+    assert "was made with the vault keys in PAYOUT131_VAULT_KEY" in refused
+    fresh_home.mkdir()
+    (fresh_home / "payout131.db-wal").write_bytes(b"an old bank's pages")
+    refused = run({**fresh, "PAYOUT131_VAULT_KEY": env_keys}, "restore", str(archive), code=1)
+    assert "payout131.db-wal already exist" in refused.output
+    assert sorted(p.name for p in fresh_home.iterdir()) == ["payout131.db-wal"]

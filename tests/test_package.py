@@ -58,17 +58,22 @@ def test_the_wheel_installs_and_runs_in_a_fresh_environment(tmp_path: Path) -> N
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        up = False
+        while not up and time.monotonic() < deadline and server.poll() is None:
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
+                up = httpx.get(f"{url}/health", timeout=1).status_code == 200
             except httpx.TransportError:
                 time.sleep(0.2)
+        assert up, (tmp_path / "serve.log").read_text()
         assert httpx.get(f"{url}/widget/demo").status_code == 200  # the packaged files
         assert httpx.get(f"{url}/openapi.json").json()["openapi"] == "3.1.0"
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
         log.close()
     demo = _run(payout131, "demo", env=env, cwd=away)
     assert "single request" in demo.lower()

@@ -99,9 +99,13 @@ def test_a_wrong_certificate_or_key_is_one_line(tmp_path: Path) -> None:
         assert wrong.output.startswith("Error: --ssl-certfile ")
         assert len(wrong.output.strip().splitlines()) == 1
         assert "Traceback" not in wrong.output
-    slash = runner.invoke(main, ["serve", "--root-path", "bank/"], env=env)
-    assert slash.exit_code == 2
-    assert "a path like /bank" in slash.output
+    for root in ("bank/", "/банк", "/a b"):
+        refused = runner.invoke(main, ["serve", "--root-path", root], env=env)
+        assert refused.exit_code == 2
+        assert "a path like /bank" in refused.output
+    typo = runner.invoke(main, ["serve", "--forwarded-allow-ips", "10.0.0.5,nginx"], env=env)
+    assert typo.exit_code == 2
+    assert "'nginx' is not an IP address or network" in typo.output
 
 
 def _client_seen(log: Path, path: str) -> str:

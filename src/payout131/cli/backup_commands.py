@@ -9,7 +9,7 @@ import click
 from payout131.cli.context import settings
 from payout131.ledger.check import violations
 from payout131.storage import Database, migrate
-from payout131.storage.backups import BackupError, make, restore
+from payout131.storage.backups import BackupError, make, restore, undo
 
 __all__ = ["backup_command", "restore_command"]
 
@@ -47,16 +47,22 @@ def restore_command(file: Path) -> None:
     except (BackupError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"restored {', '.join(restored.members)} into {conf.home}")
-    if restored.database is None:
-        click.echo("restore the PostgreSQL database with pg_restore (docs/operations.md)")
+    if restored.database is None:  # the keys of a PostgreSQL bank
+        click.echo("the database is the one pg_restore filled (docs/operations.md)")
         return
     db = Database(conf.database)
     try:
         migrate(db)
         with db.read() as conn:
             problems = violations(conn)
-    finally:
+    except Exception:
         db.dispose()
+        undo(restored)  # so that it can be tried again, with what it needs
+        raise
+    db.dispose()
     if problems:
-        raise click.ClickException(f"the restored ledger does not balance: {problems[0]}")
+        undo(restored)
+        raise click.ClickException(
+            f"the restored ledger does not balance ({problems[0]}): nothing was kept"
+        )
     click.echo("ledger check: ok")

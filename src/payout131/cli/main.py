@@ -8,8 +8,10 @@ command pays for the imports of all the others.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import logging
 import os
+import re
 from typing import Any
 
 import click
@@ -190,10 +192,12 @@ def serve(
     from payout131.server.connections import PROTOCOL
 
     tls = _tls(ssl_certfile, ssl_keyfile)
-    if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+    if root_path and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", root_path):
         raise click.BadParameter(
-            "a path like /bank: a leading /, no trailing one", param_hint="--root-path"
+            "a path like /bank: a leading /, no trailing one, letters, digits and . _ ~ -",
+            param_hint="--root-path",
         )
+    _check_proxies(forwarded_allow_ips)
     conf = settings()
     if processes > 1 and conf.database.startswith("sqlite"):
         raise click.UsageError(
@@ -229,6 +233,21 @@ def serve(
     uvicorn.run("payout131.runtime:app_from_env", factory=True, workers=processes, **options)
 
 
+def _check_proxies(given: str) -> None:
+    """``--forwarded-allow-ips``: addresses or networks, or ``*``; a typo would otherwise
+    trust nobody without a word."""
+    for item in filter(None, (part.strip() for part in given.split(","))):
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise click.BadParameter(
+                f"{item[:60]!r} is not an IP address or network (or *)",
+                param_hint="--forwarded-allow-ips",
+            ) from None
+
+
 def _tls(certfile: str | None, keyfile: str | None) -> dict[str, str]:
     """uvicorn's TLS options, after the certificate and key were loaded once here, so a
     wrong pair is one line naming it rather than a traceback from the server."""
@@ -238,10 +257,12 @@ def _tls(certfile: str | None, keyfile: str | None) -> dict[str, str]:
         raise click.UsageError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
     import ssl
 
-    try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:  # an encrypted key would ask for its passphrase on the terminal: refused instead
+        context.load_cert_chain(certfile, keyfile, password=lambda: b"")
     except (ssl.SSLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
+        reason = reason or exc.__class__.__name__
         raise click.ClickException(
             f"--ssl-certfile {certfile} / --ssl-keyfile {keyfile}: not a certificate and its "
             f"private key in PEM ({reason})"

@@ -97,7 +97,11 @@ class Card(_Params, frozen=True, omit_defaults=True):
 
     def __repr__(self) -> str:  # never the whole number, in a log or a traceback
         digits = self.number.replace(" ", "")
-        return f"Card({digits[:6]}******{digits[-4:]})"
+        shown = f"{digits[:6]}******{digits[-4:]}" if len(digits) >= 13 else "****"
+        return f"Card({shown})"
+
+    def __rich_repr__(self) -> Any:  # rich (a dependency) prints fields by this
+        yield repr(self)
 
     def to_wire(self) -> dict[str, Any]:
         return {"type": "card", "card": {"type": "bank_card", "bank_card": {"number": self.number}}}

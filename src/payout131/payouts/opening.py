@@ -146,11 +146,6 @@ class _Opening:
     session: Session | None = None  # start: the locked session
     account: Account | None = None
 
-    @property
-    def sealed_card(self) -> str | None:
-        """The card token the payout's card number was sealed under (``_seal_cards``)."""
-        return self.request.destination.card_token
-
 
 def _merged(draft: str, body: Draft) -> dict[str, Any]:
     """The session's draft with the call's payout fields (the later call wins per field;

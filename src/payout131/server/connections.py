@@ -14,9 +14,10 @@ itself, ``400``, when that time is up (``server/bodies.py``), so the grace lets 
 go out first.
 
 A connection is closed the way a client can read its last answer: the server sends its
-half-close (FIN) after the answer and drops what the client still sends for up to
-``_LINGER_S``, so a client that was still sending a refused body gets the ``413`` instead
-of a reset that would throw the answer away.
+half-close (FIN) after the answer and drops what the client still sends for ``_LINGER_S``
+(longer while the answer is still going out, up to ``_LINGER_CAP_S``), so a client that
+was still sending a refused body gets the ``413`` instead of a reset that would throw the
+answer away. Over TLS the connection is closed at once (no half-close there).
 
 ``serve`` runs uvicorn with this protocol (``http=PROTOCOL``); the deadlines come from the
 app's lifespan state (``HEADER_TIMEOUT``, ``BODY_TIMEOUT``), so every process of ``serve
@@ -46,6 +47,7 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 30.0
 _GRACE_S = 1.0
 _LINGER_S = 2.0
+_LINGER_CAP_S = 30.0  # an answer a client does not read in this long is dropped
 _TIMED_OUT = (
     b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
     b"Content-Length: 46\r\nConnection: close\r\n\r\n"
@@ -68,17 +70,35 @@ class _LingeringTransport:
             return
         self._closing = True
         transport = self._transport
-        if not transport.can_write_eof():
+        if not transport.can_write_eof():  # TLS: closed at once, as before
             transport.close()
             return
-        transport.write_eof()  # after the answer still buffered
+        self._loop.call_later(_LINGER_S, self._end, _LINGER_CAP_S)
+        try:
+            transport.write_eof()  # after the answer still buffered
+        except OSError:  # the client is gone already
+            transport.abort()
+            return
         transport.resume_reading()  # to drop what the client still sends
-        self._loop.call_later(_LINGER_S, transport.close)
+
+    def _end(self, left: float) -> None:
+        """Close once the answer has gone out (waiting up to ``left`` more seconds for a
+        client that reads it slowly), then for good."""
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if transport.get_write_buffer_size() and left > 0:
+            self._loop.call_later(_LINGER_S, self._end, left - _LINGER_S)
+            return
+        if left <= 0:
+            transport.abort()  # an answer nobody reads is not kept for ever
+        else:
+            transport.close()
 
     def close_now(self) -> None:
         """Close without lingering: the server is stopping, and waits for its connections."""
         self._closing = True
-        self._transport.close()
+        self._transport.abort()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

@@ -70,15 +70,20 @@ def validate_key(key: str) -> str:
 
 
 def body_digests(body: bytes, vault: Vault | None) -> tuple[str, ...]:
-    """What a key's body is known by, the first one stored: its fingerprint under each
-    vault key, the current key's first, then its SHA-256. A plain digest kept beside the
-    stored answer would give a card number in the body away (PROTOCOL §9: the answer shows
-    its BIN and last four digits, leaving a few thousand guesses); a fingerprint cannot be
-    computed without the key. A replay matches any of them: the SHA-256 kept by an earlier
-    version, or by a server without a vault key, and a fingerprint under an older key of
-    the ring."""
+    """What a key's body is known by, the first one stored: its SHA-256; or, for a body
+    that may name a card (it says ``card`` anywhere: a card destination, a card to
+    tokenize), its fingerprint under each vault key, the current key's first. A plain
+    digest kept beside the stored answer would give the card number away (PROTOCOL §9: the
+    answer shows its BIN and last four digits, leaving a few thousand guesses); a
+    fingerprint cannot be computed without the key. A replay matches any of them, the
+    SHA-256 an earlier version kept included. After a vault rotation retires a key, a card
+    call it fingerprinted no longer replays (README)."""
     plain = hashlib.sha256(body).hexdigest()
-    if vault is None:
+    if vault is None or b"card" not in body.lower():
+        return (plain,)
+    try:
+        return (*vault.fingerprints(body, b"idempotency body"), plain)
+    except (VaultError, OSError, ValueError):  # no usable key: a card fails where it seals
         return (plain,)
     try:
         return (*vault.fingerprints(body, b"idempotency body"), plain)

@@ -32,14 +32,17 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from payout131.settings import Settings
+from payout131.tokens.vault import key_id, parse_keys
 
-__all__ = ["BackupError", "Made", "Restored", "make", "restore"]
+__all__ = ["BackupError", "Made", "Restored", "make", "restore", "undo"]
 
 FORMAT = 1
 DATABASE = "payout131.db"
 MANIFEST = "manifest.json"
 _KEYS = ("bank-private.pem", "bank-public.pem", "vault.key")
 _PRIVATE = 0o600
+_MEMBERS = {MANIFEST, DATABASE, *_KEYS}
+_SIDECARS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
 
 
 class BackupError(Exception):
@@ -58,6 +61,7 @@ class Made:
 class Restored:
     members: list[str]
     database: Path | None
+    written: list[Path]  # what the restore wrote, to take back (``undo``)
 
 
 def _sqlite_path(conf: Settings) -> Path | None:
@@ -65,7 +69,7 @@ def _sqlite_path(conf: Settings) -> Path | None:
     if url.get_backend_name() != "sqlite":
         return None
     if not url.database:
-        raise BackupError(f"{conf.database}: an in-memory SQLite database has nothing to back up")
+        raise BackupError(f"{conf.database}: an in-memory SQLite database has no file")
     return Path(url.database)
 
 
@@ -73,7 +77,7 @@ def _copy_database(source: Path, into: Path) -> str | None:
     """A consistent copy of the live database ``source`` at ``into``; its schema revision."""
     if not source.exists():
         raise BackupError(f"{source}: no database to back up (run `payout131 init` first)")
-    live = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+    live = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
     copy = sqlite3.connect(into)
     try:
         live.backup(copy)  # one step: a snapshot of what was committed when it began
@@ -84,6 +88,29 @@ def _copy_database(source: Path, into: Path) -> str | None:
         copy.close()
         live.close()
     return None if row is None else str(row[0])
+
+
+_SEALED_BY = (  # every column naming the vault key a stored value was sealed with
+    "SELECT key_id FROM account_tokens",
+    "SELECT key_id FROM card_tokens",
+    "SELECT body_key_id FROM events WHERE body_key_id IS NOT NULL",
+    "SELECT webhook_secret_key_id FROM projects WHERE webhook_secret_key_id IS NOT NULL",
+)
+
+
+def _keys_missing(copy: Path, ring: bytes) -> set[str]:
+    """The vault keys the copied database was sealed with that ``ring`` lacks."""
+    held = {key_id(k) for k in parse_keys(ring.decode(), "vault.key")}
+    used: set[str] = set()
+    database = sqlite3.connect(copy)
+    try:
+        for query in _SEALED_BY:
+            used |= {str(row[0]) for row in database.execute(query)}
+    except sqlite3.Error as exc:  # an older schema: the server migrates it when it starts
+        raise BackupError(f"the database is not at this version's schema ({exc})") from None
+    finally:
+        database.close()
+    return used - held
 
 
 def _add(archive: tarfile.TarFile, name: str, data: bytes, made_at: int) -> None:
@@ -110,12 +137,20 @@ def make(conf: Settings, path: Path) -> Made:
             if not key.exists():
                 raise BackupError(f"{key}: missing; a backup without it could not be used")
             members[name] = key.read_bytes()
+        if DATABASE in members and "vault.key" in members:
+            missing = _keys_missing(Path(work) / DATABASE, members["vault.key"])
+            if missing:  # a vault rotation finished between the copy and the key file
+                raise BackupError(
+                    f"the database copy was sealed with vault key(s) {', '.join(sorted(missing))}"
+                    " no longer in vault.key (a rotation ran meanwhile): run the backup again"
+                )
         made_at = int(time.time())
         manifest = {
             "format": FORMAT,
             "made_at": made_at,
             "engine": "sqlite" if database is not None else "postgresql",
             "schema": schema,
+            "vault": "environment" if conf.vault_key else "file",
             "files": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
         }
         temporary = Path(work) / "backup.tar"
@@ -137,7 +172,7 @@ def _read(path: Path) -> tuple[dict[str, object], dict[str, bytes]]:
         with tarfile.open(path, mode="r:") as archive:
             members = {}
             for info in archive.getmembers():
-                if not info.isfile() or "/" in info.name or info.name.startswith("."):
+                if not info.isfile() or info.name not in _MEMBERS:
                     raise BackupError(f"{path}: holds {info.name!r}, not a payout131 backup")
                 handle = archive.extractfile(info)
                 assert handle is not None
@@ -161,37 +196,72 @@ def _read(path: Path) -> tuple[dict[str, object], dict[str, bytes]]:
     return manifest, members
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes) -> Path:
+    """``data`` in a new private file beside ``path``, to be renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE)
+    temporary = path.with_name(f".{path.name}.restoring")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _PRIVATE)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
+    return temporary
 
 
 def restore(conf: Settings, path: Path) -> Restored:
     """Restore the backup at ``path`` into the home (and SQLite database) ``conf`` names,
-    which must not hold a bank yet: nothing is overwritten."""
+    which must not hold a bank yet: nothing is overwritten, and a restore that fails part
+    way takes back what it wrote (``undo``)."""
     manifest, members = _read(path)
     database = _sqlite_path(conf)
-    if manifest.get("engine") == "sqlite" and database is None:
+    engine = manifest.get("engine")
+    if engine == "sqlite" and database is None:
         raise BackupError(
             f"{path} holds a SQLite database and PAYOUT131_DATABASE_URL names PostgreSQL: "
             "restore it with PAYOUT131_DATABASE_URL unset (or a sqlite:/// URL)"
         )
+    if engine == "postgresql" and database is not None:
+        raise BackupError(
+            f"{path} holds the keys of a PostgreSQL bank: set PAYOUT131_DATABASE_URL to the "
+            "database pg_restore filled (docs/operations.md)"
+        )
+    if manifest.get("vault") == "environment" and not conf.vault_key:
+        raise BackupError(
+            f"{path} was made with the vault keys in PAYOUT131_VAULT_KEY: set it to the same "
+            "keys before restoring"
+        )
     targets = {name: conf.home / name for name in members if name != DATABASE}
     if DATABASE in members and database is not None:
         targets[DATABASE] = database
-    taken = [str(p) for p in targets.values() if p.exists()]
-    if database is not None and database.exists():
-        taken.append(str(database))
+    taken = {str(p) for p in targets.values() if p.exists()}
+    if database is not None:
+        taken |= {str(p) for p in _with_sidecars(database) if p.exists()}
     if taken:
         raise BackupError(
-            f"{', '.join(sorted(set(taken)))} already exist: restore into a fresh "
-            "PAYOUT131_HOME (move the old one away first)"
+            f"{', '.join(sorted(taken))} already exist: restore into a fresh "
+            "PAYOUT131_HOME (move the old one away first, with its -wal and -shm files)"
         )
-    for name, target in targets.items():
-        _write(target, members[name])
-    restored_db = targets.get(DATABASE)
-    return Restored(sorted(targets), restored_db)
+    written: list[Path] = []
+    try:
+        staged = {name: _write(target, members[name]) for name, target in targets.items()}
+        for name, temporary in staged.items():
+            os.replace(temporary, targets[name])
+            written.append(targets[name])
+    except OSError as exc:
+        undo(Restored(sorted(targets), None, written))
+        for target in targets.values():
+            target.with_name(f".{target.name}.restoring").unlink(missing_ok=True)
+        raise BackupError(f"cannot restore into {conf.home}: {exc.strerror}") from None
+    return Restored(sorted(targets), targets.get(DATABASE), written)
+
+
+def _with_sidecars(database: Path) -> list[Path]:
+    return [database, *(database.with_name(database.name + s) for s in _SIDECARS)]
+
+
+def undo(restored: Restored) -> None:
+    """Take back a restore that cannot stand (its database did not migrate, or its
+    ledger does not balance), so it can be tried again."""
+    for written in restored.written:
+        for path in _with_sidecars(written) if written == restored.database else [written]:
+            path.unlink(missing_ok=True)

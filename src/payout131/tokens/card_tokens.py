@@ -91,7 +91,7 @@ def tokenize(conn: Connection, vault: Vault, project_id: str, number: str, now: 
 
 def find(conn: Connection, project_id: str, token: str) -> CardToken | None:
     """The project's card token; another project's is as unknown as a made-up one."""
-    row = _ROWS.find(conn, project_id, token.lower())
+    row = _ROWS.find(conn, project_id, token)
     if row is None:
         return None
     view = CardView(row.brand, row.bin, row.last4)

@@ -32,6 +32,7 @@ class SealedRows:
     def find(self, conn: Connection, project_id: str, token: str) -> Any | None:
         """The project's row of ``token``; another project's is as unknown as a made-up
         one."""
+        token = token.lower()
         if not _SHAPE.fullmatch(token):  # reliability: never query with a NUL
             return None
         c = self.table.c
