@@ -89,3 +89,20 @@ def test_metrics_count_deliveries_failures_retries_and_show_the_queue(
 def test_each_app_has_its_own_registry(bank: Runtime) -> None:
     first, second = bank.app(run_worker=False), bank.app(run_worker=False)
     assert first is not second  # no "Duplicated timeseries" from a shared global registry
+
+
+def test_metrics_show_the_money_held_and_the_workers_lag(
+    bank: Runtime, clock: ManualClock, http: httpx.Client, onboard: Onboard
+) -> None:
+    partner = onboard(wallet=10_000)
+    assert scrape(http)[("payout131_worker_oldest_due_seconds", ())] == 0
+    partner.ok("session/init/payout", payout_body(1_000))  # due at once, not yet worked
+    clock.advance(45)
+    waiting = scrape(http)
+    assert waiting[("payout131_worker_oldest_due_seconds", ())] == 45  # the worker is behind
+    held = ("payout131_held_kopecks", (("account", "wallet:acme"), ("project", "acme")))
+    assert waiting[held] == 1_000
+    bank.worker.drain()  # checked: waits for the partner's confirm, the money still held
+    confirmed = scrape(http)
+    assert confirmed[("payout131_worker_oldest_due_seconds", ())] == 0
+    assert confirmed[held] == 1_000

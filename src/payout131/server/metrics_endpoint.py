@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from payout131.clock import Clock
+from payout131.payouts.gauges import MoneyAndWorkCollector
 from payout131.storage import Database
 from payout131.webhooks.metrics import DeliveryStats, WebhookCollector
 
@@ -26,9 +27,11 @@ __all__ = ["endpoint", "registry_for"]
 
 def registry_for(stats: DeliveryStats, db: Database, clock: Clock) -> CollectorRegistry:
     """A new registry with every collector of this process: its webhook deliveries
-    (``stats``) and the queue as the database holds it."""
+    (``stats``), the queue as the database holds it, and the money held and the worker's
+    lag (``payouts/gauges.py``)."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(WebhookCollector(stats, db, clock))
+    registry.register(MoneyAndWorkCollector(db, clock))
     return registry
 
 
