@@ -10,14 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
 import httpx
 
 from payout131.cli import main
-from served import free_port
+from served import _wait_until_up, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,14 +56,7 @@ def test_the_wheel_installs_and_runs_in_a_fresh_environment(tmp_path: Path) -> N
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        up = False
-        while not up and time.monotonic() < deadline and server.poll() is None:
-            try:
-                up = httpx.get(f"{url}/health", timeout=1).status_code == 200
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert up, (tmp_path / "serve.log").read_text()
+        _wait_until_up(url, server, tmp_path / "serve.log")  # or fails showing its log
         assert httpx.get(f"{url}/widget/demo").status_code == 200  # the packaged files
         assert httpx.get(f"{url}/openapi.json").json()["openapi"] == "3.1.0"
     finally:
