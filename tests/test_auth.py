@@ -26,9 +26,10 @@ def test_the_bank131_test_vector_verifies(bank: Runtime, onboard: Onboard) -> No
     partner = onboard()
     partner.key = key  # register the fixture key for this project
     with bank.db.write() as conn:
-        from payout131.projects import update_project
+        from payout131.project_keys import replace_keys
 
-        update_project(conn, partner.project, public_key_pem=(FIXTURES / "public.pem").read_text())
+        pem = (FIXTURES / "public.pem").read_text()
+        replace_keys(conn, partner.project, pem, bank.clock.now())
     bank.projects = type(bank.projects)(bank.db)  # no cached key
     response = partner.http.post(
         "/api/v1/session/create",

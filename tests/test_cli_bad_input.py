@@ -73,6 +73,7 @@ class Home:
             "event_id": "evt_1",
             "file": str(sheet),
             "public_key": str(key),
+            "fingerprint": "sha256:" + "0" * 64,
             "bik": INDIVIDUAL["bik"],
             "account": INDIVIDUAL["account"],
             "full_name": INDIVIDUAL["full_name"],

@@ -17,6 +17,7 @@ from payout131.client import signing
 from payout131.errors import InvalidRequest
 from payout131.ledger.accounts import open_account, wallet_code
 from payout131.payouts import fees
+from payout131.project_keys import KeyUses, ProjectKey, active_keys, replace_keys
 from payout131.protocol.validation import check_full_name, check_inn, check_kpp
 from payout131.storage import Database, locks
 from payout131.storage import schema as t
@@ -71,7 +72,6 @@ _SETTABLE = {
 @dataclass(frozen=True, slots=True)
 class Project:
     id: str
-    public_key_pem: str
     webhook_url: str | None
     single_request: bool
     disabled: bool
@@ -85,13 +85,14 @@ class Project:
     webhook_secret_sealed: bytes | None = field(default=None, repr=False)
     webhook_secret_key_id: str | None = None
     test_clock: int | None = None  # sandbox: the test clock it runs on (docs/sandbox.md)
+    keys: tuple[ProjectKey, ...] = field(default=(), repr=False)  # active, newest first
 
     @classmethod
-    def from_row(cls, row: Any) -> Project:
-        values = {name: row._mapping[name] for name in cls.__slots__}
+    def from_row(cls, row: Any, keys: Iterable[ProjectKey] = ()) -> Project:
+        values = {name: row._mapping[name] for name in cls.__slots__ if name != "keys"}
         if values["webhook_secret_sealed"] is not None:
             values["webhook_secret_sealed"] = bytes(values["webhook_secret_sealed"])
-        return cls(**values)
+        return cls(**values, keys=tuple(keys))
 
     @property
     def standard_webhooks(self) -> bool:
@@ -113,13 +114,11 @@ def check_settings(fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` if each setting is one the bank can run with; else ValueError naming the
     setting and its bounds. Every path that registers or changes a project comes here."""
     fields = dict(fields)
-    unknown = set(fields) - _SETTABLE - {"public_key_pem"}
+    unknown = set(fields) - _SETTABLE
     if unknown:
         raise ValueError(f"unknown project settings: {sorted(unknown)}")
     if fields.get("webhook_secret") is not None:  # the clear column is only ever emptied
         raise ValueError("webhook_secret: kept sealed: set it with set_webhook_secret")
-    if fields.get("public_key_pem") is not None:
-        signing.load_public_key(fields["public_key_pem"].encode())  # a bad key at the door
     if fields.get("webhook_url") is not None:
         try:
             check_webhook_url(fields["webhook_url"])
@@ -149,15 +148,12 @@ def check_settings(fields: dict[str, Any]) -> dict[str, Any]:
 def add_project(
     conn: Connection, project_id: str, public_key_pem: str, now: int, **fields: Any
 ) -> None:
-    """Register a project and open its collateral wallet."""
+    """Register a project with its public key and open its collateral wallet."""
     check_id(project_id)
-    fields = check_settings({**fields, "public_key_pem": public_key_pem})
-    del fields["public_key_pem"]
-    conn.execute(
-        sa.insert(t.projects).values(
-            id=project_id, public_key_pem=public_key_pem, created_at=now, **fields
-        )
-    )
+    signing.load_public_key(public_key_pem.encode())  # a bad key at the door
+    fields = check_settings(fields)
+    conn.execute(sa.insert(t.projects).values(id=project_id, created_at=now, **fields))
+    replace_keys(conn, project_id, public_key_pem, now)
     open_account(conn, wallet_code(project_id), "wallet", project_id, now)
 
 
@@ -227,28 +223,32 @@ def exists(conn: Connection, project_id: str) -> bool:
 
 
 def get_project(conn: Connection, project_id: str) -> Project | None:
-    row = conn.execute(sa.select(t.projects).where(t.projects.c.id == project_id)).one_or_none()
-    return None if row is None else Project.from_row(row)
+    return get_projects(conn, [project_id]).get(project_id)
 
 
 def get_projects(conn: Connection, project_ids: Iterable[str]) -> dict[str, Project]:
-    """The projects with these ids that exist, by id."""
-    rows = conn.execute(sa.select(t.projects).where(t.projects.c.id.in_(sorted(set(project_ids)))))
-    return {row.id: Project.from_row(row) for row in rows}
+    """The projects with these ids that exist, with their active keys, by id."""
+    wanted = sorted(set(project_ids))
+    rows = conn.execute(sa.select(t.projects).where(t.projects.c.id.in_(wanted))).all()
+    keys = active_keys(conn, [row.id for row in rows])
+    return {row.id: Project.from_row(row, keys.get(row.id, ())) for row in rows}
 
 
 class ProjectCache:
     """Projects and their parsed public keys, re-read after ``ttl`` seconds.
 
     Parsing a key costs far more than a verification, and a project is read on every
-    request, so both are cached; a change made by the CLI is seen within ``ttl``.
+    request, so both are cached; a change made by the CLI is seen within ``ttl``. With two
+    active keys (a rotation), the one that verified the project's last call is tried first.
     """
 
     def __init__(self, db: Database, ttl: float = 2.0) -> None:
         self._db, self._ttl = db, ttl
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, Project | None]] = {}
-        self._keys: dict[str, rsa.RSAPublicKey] = {}
+        self._keys: dict[str, rsa.RSAPublicKey | None] = {}
+        self._last: dict[str, str] = {}  # project id → the fingerprint that verified last
+        self.uses = KeyUses(db, lambda: time.time_ns() // 1000)  # wall time, not test clocks
 
     def peek(self, project_id: str) -> tuple[bool, Project | None]:
         """``(True, project)`` if a fresh answer is cached (``None``: no such project), else
@@ -270,10 +270,33 @@ class ProjectCache:
             self._entries[project_id] = (now, project)
         return project
 
-    def public_key(self, project: Project) -> rsa.RSAPublicKey:
-        key = self._keys.get(project.public_key_pem)
-        if key is None:
-            key = signing.load_public_key(project.public_key_pem.encode())
+    def clear(self) -> None:
+        """Forget every cached project: the next call reads its settings and keys afresh."""
+        with self._lock:
+            self._entries.clear()
+
+    def verify(self, project: Project, body: bytes, signature: str) -> str | None:
+        """The fingerprint of the project's active key that signed ``body``, or None."""
+        keys = project.keys
+        if len(keys) > 1 and self._last.get(project.id) == keys[1].fingerprint:
+            keys = (keys[1], keys[0], *keys[2:])
+        for key in keys:
+            public = self._public_key(key)
+            if public is not None and signing.verify(public, body, signature):
+                if len(project.keys) > 1:
+                    self._last[project.id] = key.fingerprint
+                self.uses.note(project.id, key.fingerprint)
+                return key.fingerprint
+        return None
+
+    def _public_key(self, key: ProjectKey) -> rsa.RSAPublicKey | None:
+        if key.public_key_pem not in self._keys:
+            try:
+                public: rsa.RSAPublicKey | None = signing.load_public_key(
+                    key.public_key_pem.encode()
+                )
+            except signing.KeyFormatError:  # only SQL can store one; it verifies nothing
+                public = None
             with self._lock:
-                self._keys[project.public_key_pem] = key
-        return key
+                self._keys[key.public_key_pem] = public
+        return self._keys[key.public_key_pem]

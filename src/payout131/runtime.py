@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -37,7 +38,7 @@ from payout131.settings import Settings
 from payout131.storage import Database, migrate
 from payout131.storage.group_commit import GroupCommit
 from payout131.tokens.vault import Vault
-from payout131.webhooks.bank_key import load_bank_key
+from payout131.webhooks.bank_key import BankSigner
 from payout131.webhooks.dispatcher import DeliveryConfig, Dispatcher
 from payout131.worker.runner import Worker, WorkerConfig
 
@@ -54,12 +55,12 @@ class Runtime:
         db: Database,
         clock: Clock,
         directory: BikDirectory,
-        private_key: rsa.RSAPrivateKey,
+        signer: BankSigner,
         rail: Rail,
         members: FpsDirectory | None = None,
     ) -> None:
         self.settings, self.db, self.clock = settings, db, clock
-        self.directory, self.private_key, self.rail = directory, private_key, rail
+        self.directory, self.signer, self.rail = directory, signer, rail
         self.members = members or FpsDirectory(load_fps_snapshot())  # SBP (PROTOCOL §9)
         self.projects = ProjectCache(db)
         self.vault = Vault(settings.vault_key_path, settings.vault_key)
@@ -85,7 +86,7 @@ class Runtime:
             group_commit=self.group_commit,
             clock=self.clock,
             vault=self.vault,
-            private_key=self.private_key,
+            signer=self.signer,
             config=delivery_config(self.settings),
             on_clocks=on_clocks,
             clocks=self.sandbox,
@@ -102,6 +103,11 @@ class Runtime:
             clocks=self.sandbox,
         )
         return worker, dispatcher
+
+    @property
+    def private_key(self) -> rsa.RSAPrivateKey:
+        """The bank key that signs webhooks now (``webhooks/bank_key.py``)."""
+        return self.signer.keys().signing_key(time.time_ns() // 1000)
 
     def wake_clocks(self) -> None:
         """Ring the test clocks' worker and dispatcher."""
@@ -145,7 +151,7 @@ class Runtime:
                 db=db,
                 clock=clock,
                 directory=directory,
-                private_key=load_bank_key(settings.bank_private_key_path),
+                signer=BankSigner(settings.home),
                 rail=rail or make_rail(settings.rail, options, db, clock),
                 members=members,
             )
@@ -198,7 +204,10 @@ class Runtime:
             limiter=limiter,
             header_timeout_s=self.settings.header_timeout_s,
             body_timeout_s=self.settings.body_timeout_s,
-            background=self.background() if run_worker else self.runners(),
+            background=(
+                *(self.background() if run_worker else self.runners()),
+                self.projects.uses.run,  # when partner keys were last used
+            ),
             on_close=self.close if close else None,
             extra_routes=[
                 Route("/api/v1/fps/banks", fps_banks.__call__, methods=FpsBanks.METHODS),
@@ -212,6 +221,10 @@ class Runtime:
         return metrics_endpoint.registry_for(self.dispatcher.stats, self.db, self.clock)
 
     def close(self) -> None:
+        try:
+            self.projects.uses.flush()
+        except Exception:
+            logging.getLogger("payout131.keys").exception("could not write down key uses")
         self.group_commit.close()
         self.db.dispose()
 

@@ -1,4 +1,4 @@
-"""The ``payout131`` command group and its server-side commands: init, serve, bank-key.
+"""The ``payout131`` command group and its server-side commands: init, serve.
 
 The other commands live in modules of their own and are imported when they are run (or
 listed by ``--help``): ``payout131 partner ...`` never loads the server's storage, and no
@@ -36,6 +36,7 @@ COMMANDS = {
     "vault": "payout131.cli.vault_commands:vault",
     "partner": "payout131.cli.partner_commands:partner",
     "purge": "payout131.cli.purge_commands:purge",
+    "bank-key": "payout131.cli.bank_key_commands:bank_key",  # webhooks' signing key
     "backup": "payout131.cli.backup_commands:backup_command",
     "restore": "payout131.cli.backup_commands:restore_command",
     "demo": "payout131.tools.demo.command:demo",
@@ -268,12 +269,3 @@ def _tls(certfile: str | None, keyfile: str | None) -> dict[str, str]:
             f"private key in PEM ({reason})"
         ) from None
     return {"ssl_certfile": certfile, "ssl_keyfile": keyfile}
-
-
-@main.command("bank-key")
-def bank_key() -> None:
-    """Print the bank's public key (PEM): partners verify webhooks with it."""
-    path = settings().bank_public_key_path
-    if not path.exists():
-        raise click.ClickException(f"no bank key at {path}: run `payout131 init` first")
-    click.echo(path.read_text(), nl=False)

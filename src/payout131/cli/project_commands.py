@@ -9,12 +9,12 @@ from typing import Any
 import click
 from sqlalchemy.exc import IntegrityError
 
-from payout131 import projects
+from payout131 import project_keys, projects
 from payout131.cli.context import settings, write
 from payout131.cli.money import KOPECKS_OPTION, amount_in_kopecks
 from payout131.cli.params import IntRange
 from payout131.cli.payout_sheet import format_rubles
-from payout131.client import signing
+from payout131.cli.project_key_commands import key, read_public_key
 from payout131.sandbox import clocks
 from payout131.tokens.vault import Vault, VaultError
 from payout131.webhooks import standard
@@ -25,6 +25,9 @@ __all__ = ["project"]
 @click.group()
 def project() -> None:
     """Partner projects: who may call the API and with which key."""
+
+
+project.add_command(key)
 
 
 def _settings(
@@ -81,15 +84,6 @@ def _as_option(message: str) -> str:
 
 
 CONFIRM_TIMEOUT_MIN = tuple(s // 60 for s in projects.CONFIRM_TIMEOUT_S)
-
-
-def _read_key(path: Path) -> str:
-    pem = path.read_bytes()
-    try:
-        signing.load_public_key(pem)
-    except signing.KeyFormatError as exc:
-        raise click.BadParameter(f"--public-key {path}: {exc}") from None
-    return pem.decode()
 
 
 _common = [
@@ -151,7 +145,7 @@ def add(
 ) -> None:
     """Register a partner project and its public key."""
     fields = _settings(**options)
-    pem = _read_key(public_key)
+    pem = read_public_key(public_key)
     clock_n = _clock_number(test_clock)
     with write() as (conn, now):
         try:
@@ -186,7 +180,8 @@ def _clock_number(text: str | None) -> int | None:
     "--public-key",
     "public_key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Replace the partner's public key.",
+    help="Replace the partner's keys by this one at once (to rotate without downtime: "
+    "`project key add`, then `project key retire`).",
 )
 @click.option("--single-request/--two-step", default=None, help="Switch single-request mode.")
 @click.option("--disabled/--enabled", default=None, help="Refuse or allow the project's calls.")
@@ -219,21 +214,23 @@ def set_(
     secret = None
     if standard_webhooks:  # docs/webhooks.md
         secret = standard.new_secret()
-    if public_key is not None:
-        fields["public_key_pem"] = _read_key(public_key)
+    pem = None if public_key is None else read_public_key(public_key)
     if single_request is not None:
         fields["single_request"] = single_request
     if disabled is not None:
         fields["disabled"] = disabled
     rebind = clock_n is not None or no_test_clock
-    if not fields and standard_webhooks is None and not rebind:
+    if not fields and standard_webhooks is None and not rebind and pem is None:
         raise click.UsageError("nothing to change: give at least one option")
     changed = sorted(fields) + (["standard_webhooks"] if standard_webhooks is not None else [])
     changed += ["test_clock"] if rebind else []
-    with write() as (conn, _):
+    changed += ["public_key"] if pem is not None else []
+    with write() as (conn, now):
         try:
             if fields:
                 projects.update_project(conn, project_id, **fields)
+            if pem is not None:
+                project_keys.replace_keys(conn, project_id, pem, now)
             if rebind:
                 clocks.bind(conn, project_id, clock_n)
             if standard_webhooks is not None:  # kept sealed by the vault, like accounts
@@ -258,9 +255,11 @@ def show(project_id: str) -> None:
         found = projects.get_project(conn, project_id)
     if found is None:
         raise click.ClickException(f"no project {project_id!r}")
-    hidden = ("public_key_pem", "webhook_secret_sealed", "webhook_secret_key_id")
+    hidden = ("keys", "webhook_secret_sealed", "webhook_secret_key_id")
     data = {name: getattr(found, name) for name in found.__slots__ if name not in hidden}
     data["standard_webhooks"] = found.standard_webhooks
     data["test_clock"] = None if found.test_clock is None else clocks.clock_id(found.test_clock)
-    data["public_key"] = found.public_key_pem
+    data["keys"] = [  # active ones; `project key list` shows the retired too
+        {"fingerprint": k.fingerprint, "public_key": k.public_key_pem} for k in found.keys
+    ]
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))

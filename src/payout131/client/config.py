@@ -16,7 +16,8 @@ are loaded once here (loading costs ~30 ms); they never appear in a repr.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict, TypeVar, Unpack
@@ -29,11 +30,23 @@ from payout131.client.params import ApiVersion
 from payout131.client.retry import Backoff
 from payout131.client.signing import KeyFormatError, load_private_key, load_public_key
 
-__all__ = ["Options", "PrivateKeySource", "PublicKeySource", "Settings", "read_public_key"]
+__all__ = [
+    "BankKeySource",
+    "Options",
+    "PrivateKeySource",
+    "PublicKeySource",
+    "Settings",
+    "read_public_key",
+    "read_public_keys",
+]
 
 K = TypeVar("K", rsa.RSAPrivateKey, rsa.RSAPublicKey)
 PrivateKeySource = bytes | str | os.PathLike[str] | rsa.RSAPrivateKey
 PublicKeySource = bytes | str | os.PathLike[str] | rsa.RSAPublicKey
+BankKeySource = PublicKeySource | Sequence[PublicKeySource]
+"""The bank's key, or its keys: during a rotation ``payout131 bank-key`` publishes two, the
+one signing now and the next; a webhook verifies with either."""
+_PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----.*?-----END [A-Z0-9 ]+-----", re.DOTALL)
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 3
@@ -45,7 +58,7 @@ class Options(TypedDict, total=False):
     base_url: str
     project: str
     private_key: PrivateKeySource
-    bank_public_key: PublicKeySource | None
+    bank_public_key: BankKeySource | None
     api_version: ApiVersion
     timeout: float | httpx.Timeout
     max_retries: int
@@ -60,7 +73,7 @@ class Settings:
     base_url: str
     project: str
     private_key: rsa.RSAPrivateKey = field(repr=False)
-    bank_public_key: rsa.RSAPublicKey | None = field(repr=False)
+    bank_public_keys: tuple[rsa.RSAPublicKey, ...] = field(repr=False)
     api_version: ApiVersion
     timeout: float | httpx.Timeout
     max_retries: int
@@ -85,17 +98,22 @@ class Settings:
             base_url=base_url.rstrip("/"),
             project=_required("project", options.get("project"), env),
             private_key=_private_key(options.get("private_key"), env),
-            bank_public_key=_bank_public_key(options.get("bank_public_key"), env),
+            bank_public_keys=_bank_public_keys(options.get("bank_public_key"), env),
             api_version=api_version,
             timeout=options.get("timeout", DEFAULT_TIMEOUT),
             max_retries=max_retries,
             backoff=options.get("backoff", Backoff()),
         )
 
-    def require_bank_public_key(self) -> rsa.RSAPublicKey:
-        if self.bank_public_key is None:
+    @property
+    def bank_public_key(self) -> rsa.RSAPublicKey | None:
+        """The first of the bank's keys (or None)."""
+        return self.bank_public_keys[0] if self.bank_public_keys else None
+
+    def require_bank_public_keys(self) -> tuple[rsa.RSAPublicKey, ...]:
+        if not self.bank_public_keys:
             raise ConfigurationError(_missing("bank_public_key"))
-        return self.bank_public_key
+        return self.bank_public_keys
 
 
 _ENV = {
@@ -126,11 +144,11 @@ def _private_key(given: PrivateKeySource | None, env: Mapping[str, str]) -> rsa.
     return _key("private_key", source, load_private_key)
 
 
-def _bank_public_key(
-    given: PublicKeySource | None, env: Mapping[str, str]
-) -> rsa.RSAPublicKey | None:
+def _bank_public_keys(
+    given: BankKeySource | None, env: Mapping[str, str]
+) -> tuple[rsa.RSAPublicKey, ...]:
     source = given or env.get(_ENV["bank_public_key"])
-    return read_public_key(source) if source else None
+    return read_public_keys(source) if source else ()
 
 
 def read_public_key(source: PublicKeySource, name: str = "bank_public_key") -> rsa.RSAPublicKey:
@@ -138,6 +156,20 @@ def read_public_key(source: PublicKeySource, name: str = "bank_public_key") -> r
     if isinstance(source, rsa.RSAPublicKey):
         return source
     return _key(name, source, load_public_key)
+
+
+def read_public_keys(
+    source: BankKeySource, name: str = "bank_public_key"
+) -> tuple[rsa.RSAPublicKey, ...]:
+    """Every key in ``source``: a loaded key, a list of sources, or PEM (bytes, text or a
+    path) holding one key or several, one after the other."""
+    if isinstance(source, rsa.RSAPublicKey):
+        return (source,)
+    if isinstance(source, bytes | str | os.PathLike):
+        pem = _pem(name, source)
+        blocks = _PEM_BLOCK.findall(pem) or [pem]  # none: let the loader say what is wrong
+        return tuple(_key(name, block, load_public_key) for block in blocks)
+    return tuple(key for one in source for key in read_public_keys(one, name))
 
 
 def _key(name: str, source: bytes | str | os.PathLike[str], load: Callable[[bytes], K]) -> K:

@@ -226,7 +226,7 @@ class Operations:
 
     def parse_webhook(self, body: bytes, signature: str | None) -> Event:
         """Verify a webhook with the configured ``bank_public_key`` and read its event."""
-        return verify_and_parse(body, signature, self.settings.require_bank_public_key())
+        return verify_and_parse(body, signature, self.settings.require_bank_public_keys())
 
     def _session_call(
         self, action: str, rko: bool, body: dict[str, Any], idempotency_key: str | None

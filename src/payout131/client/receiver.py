@@ -46,7 +46,7 @@ from typing import Any, Protocol
 import anyio.to_thread
 import msgspec
 
-from payout131.client.config import PublicKeySource, read_public_key
+from payout131.client.config import BankKeySource, read_public_keys
 from payout131.client.errors import SignatureError, WebhookError
 from payout131.client.webhooks import Event, verify_and_parse
 
@@ -95,13 +95,13 @@ class WebhookReceiver:
 
     def __init__(
         self,
-        bank_public_key: PublicKeySource,
+        bank_public_key: BankKeySource,
         handlers: Mapping[str, Handler],
         *,
         dedupe: Dedupe | None = None,
         max_body: int = 1 << 20,
     ) -> None:
-        self._key = read_public_key(bank_public_key)
+        self._keys = read_public_keys(bank_public_key)
         self._handlers = dict(handlers)
         self._dedupe: Dedupe = dedupe if dedupe is not None else MemoryDedupe()
         self._max_body = max_body
@@ -138,7 +138,7 @@ class WebhookReceiver:
             return 413, f"the body is over {self._max_body} bytes"
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            event = verify_and_parse(body, headers.get("x-partner-sign"), self._key)
+            event = verify_and_parse(body, headers.get("x-partner-sign"), self._keys)
         except SignatureError as exc:
             logger.warning("webhook refused: %s", exc.description)
             return 401, exc.description

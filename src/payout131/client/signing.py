@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 __all__ = [
     "MIN_KEY_BITS",
     "KeyFormatError",
+    "fingerprint",
     "load_private_key",
     "load_public_key",
     "public_key_pem",
@@ -64,6 +66,16 @@ def public_key_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> bytes:
     return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def fingerprint(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
+    """``sha256:`` and the hex SHA-256 of the key's DER SubjectPublicKeyInfo: how the bank
+    and the partner name a key to each other (``payout131 project key list``)."""
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def sign(key: rsa.RSAPrivateKey, body: bytes) -> str:

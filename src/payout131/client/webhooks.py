@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from payout131.client.config import PublicKeySource, read_public_key
+from payout131.client.config import BankKeySource, read_public_keys
 from payout131.client.errors import SignatureError, WebhookError
 from payout131.client.signing import verify
 from payout131.client.types import ConfirmInformation, Model, Session, read
@@ -70,15 +70,17 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def verify_and_parse(body: bytes, signature: str | None, bank_public_key: PublicKeySource) -> Event:
+def verify_and_parse(body: bytes, signature: str | None, bank_public_key: BankKeySource) -> Event:
     """The event in ``body``, once ``signature`` proves the bank sent exactly these bytes.
 
     Raises :class:`SignatureError` when the signature is missing or wrong (the body is not
     even parsed), :class:`WebhookError` when a signed body is not a JSON event.
-    ``bank_public_key`` is best passed loaded (``read_public_key``): loading costs more than
-    verifying.
+    ``bank_public_key`` is best passed loaded (``read_public_keys``): loading costs more than
+    verifying. It may hold several keys (the bank's current and next, during a rotation):
+    the webhook verifies with any of them.
     """
-    if not verify(read_public_key(bank_public_key), body, signature):
+    keys = read_public_keys(bank_public_key)
+    if not any(verify(key, body, signature) for key in keys):
         raise SignatureError("the webhook's X-PARTNER-SIGN does not verify with the bank's key")
     try:
         data: Any = msgspec.json.decode(body)

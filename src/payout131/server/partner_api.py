@@ -16,7 +16,6 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from payout131.client import signing
 from payout131.clock import Clock
 from payout131.errors import (
     ApiError,
@@ -119,9 +118,10 @@ class PartnerApi:
         signature = request.headers.get("x-partner-sign")
         if not signature:
             raise AuthenticationError("X-PARTNER-SIGN: header required")
-        if not signing.verify(self.projects.public_key(project), raw, signature):
+        if self.projects.verify(project, raw, signature) is None:
             raise AuthenticationError(
-                "X-PARTNER-SIGN: the signature does not match the body and the project's key"
+                "X-PARTNER-SIGN: the signature does not match the body and any of the "
+                "project's active keys"
             )
         if project.disabled:
             raise AuthorizationError(f"project {project.id} is disabled")

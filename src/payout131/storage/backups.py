@@ -6,7 +6,8 @@ A backup is one tar file, readable by its owner only, holding:
   (one read transaction: what was committed when it began, and nothing half-written),
   while the server keeps serving;
 - ``bank-private.pem``, ``bank-public.pem``: the bank's signing key pair (partners verify
-  webhooks with the public key);
+  webhooks with the public key), and during a rotation the next pair and its switch time
+  (``bank-next-private.pem``, ``bank-next-public.pem``, ``bank-key-switch``);
 - ``vault.key``: the account vault's keys (without them no tokenized account or card can
   be paid), unless the keys come from ``PAYOUT131_VAULT_KEY``, which the operator keeps;
 - ``manifest.json``: the format, when it was made, the engine, the schema revision, and
@@ -33,6 +34,7 @@ from sqlalchemy.engine import make_url
 
 from payout131.settings import Settings
 from payout131.tokens.vault import key_id, parse_keys
+from payout131.webhooks import bank_key
 
 __all__ = ["BackupError", "Made", "Restored", "make", "restore", "undo"]
 
@@ -40,8 +42,9 @@ FORMAT = 1
 DATABASE = "payout131.db"
 MANIFEST = "manifest.json"
 _KEYS = ("bank-private.pem", "bank-public.pem", "vault.key")
+_ROTATION = tuple(name for name in bank_key.FILES if name not in _KEYS)  # when there is one
 _PRIVATE = 0o600
-_MEMBERS = {MANIFEST, DATABASE, *_KEYS}
+_MEMBERS = {MANIFEST, DATABASE, *_KEYS, *_ROTATION}
 _SIDECARS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
 
 
@@ -137,6 +140,9 @@ def make(conf: Settings, path: Path) -> Made:
             if not key.exists():
                 raise BackupError(f"{key}: missing; a backup without it could not be used")
             members[name] = key.read_bytes()
+        for name in _ROTATION:
+            if (conf.home / name).exists():
+                members[name] = (conf.home / name).read_bytes()
         if DATABASE in members and "vault.key" in members:
             missing = _keys_missing(Path(work) / DATABASE, members["vault.key"])
             if missing:  # a vault rotation finished between the copy and the key file

@@ -18,7 +18,6 @@ projects = sa.Table(
     "projects",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("public_key_pem", sa.Text, nullable=False),
     sa.Column("webhook_url", sa.Text),
     sa.Column("single_request", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -42,6 +41,21 @@ projects = sa.Table(
     sa.CheckConstraint("idempotency_mode IN ('bank131', 'replay')", name="ck_projects_idem"),
     sa.CheckConstraint("confirm_timeout_s > 0", name="ck_projects_confirm_timeout"),
     sa.Index("ix_projects_test_clock", "test_clock"),
+)
+
+# The public keys a project's calls are verified with (0015): one, or two while the partner
+# rotates its key (``payout131 project key add|retire``). A retired key is kept, for the
+# record; ``last_used_at`` is when a call last verified with the key (written at most every
+# ``project_keys.USE_FLUSH_S`` seconds, off the request path).
+project_keys = sa.Table(
+    "project_keys",
+    metadata,
+    sa.Column("project_id", sa.String(64), sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("fingerprint", sa.String(71), primary_key=True),
+    sa.Column("public_key_pem", sa.Text, nullable=False),
+    sa.Column("added_at", sa.BigInteger, nullable=False),
+    sa.Column("retired_at", sa.BigInteger),
+    sa.Column("last_used_at", sa.BigInteger),
 )
 
 # Every balance lives here. ``balance`` is what the entries sum to; ``held`` is the sum of

@@ -29,15 +29,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import Connection
 
-from payout131.client import signing
 from payout131.clock import Clock
 from payout131.storage import Database
 from payout131.storage.group_commit import GroupCommit
 from payout131.tokens.vault import Vault
 from payout131.webhooks import events, outbox, standard
+from payout131.webhooks.bank_key import BankSigner
 from payout131.webhooks.metrics import DeliveryStats
 from payout131.webhooks.outbox import Job, Outcome
 from payout131.webhooks.plain_sender import PlainHttpSender
@@ -136,7 +135,7 @@ class Dispatcher:
         group_commit: GroupCommit,
         clock: Clock,
         vault: Vault,
-        private_key: rsa.RSAPrivateKey,
+        signer: BankSigner,
         config: DeliveryConfig,
         owner: str | None = None,
         sender: Callable[[int], Sender] = PlainHttpSender,  # benchmarks: httpx for https
@@ -146,7 +145,7 @@ class Dispatcher:
         self.on_clocks = on_clocks  # sandbox: the events of projects on test clocks
         self.clocks = clocks  # sandbox mode: projects may be on test clocks
         self.db, self.group_commit, self.clock = db, group_commit, clock
-        self.vault, self.private_key, self.config = vault, private_key, config
+        self.vault, self.signer, self.config = vault, signer, config
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
         self.schedule = Schedule(config.schedule, config.jitter, config.horizon_s)
         self.wakeup = Doorbell()
@@ -306,7 +305,7 @@ class Dispatcher:
                 secret = None
                 if sealed is not None:
                     secret = standard.open_secret(self.vault, job.project_id, sealed)
-                out.append((job, (body, signing.sign(self.private_key, body), secret)))
+                out.append((job, (body, self.signer.sign(body), secret)))
             except Exception as exc:  # this job fails alone (see _deliver)
                 log.exception("evt_%s: could not prepare the request", job.event_id)
                 out.append((job, exc))
