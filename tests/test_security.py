@@ -216,7 +216,7 @@ def test_served_logs_hold_no_secrets_and_no_banner(
     initialise(Settings(home=home, database_url=database_url), demo=False)
     key = partner_keys[0]
     sender = _register(database_url, "acme", key, webhook_url="http://127.0.0.1:9/hook")
-    env = {"PATH": "/usr/bin:/bin", "PAYOUT131_HOME": str(home)}
+    env = {"PATH": "/usr/bin:/bin", "PAYOUT131_HOME": str(home), "PAYOUT131_LOG_FORMAT": "json"}
     env |= {"PAYOUT131_DATABASE_URL": database_url, "PAYOUT131_WEBHOOK_SCHEDULE": "0,1s"}
     server = ServerProcess(env, tmp_path / "serve.log")
     server.start()
@@ -268,6 +268,7 @@ def test_served_logs_hold_no_secrets_and_no_banner(
                 "/widget/api/tokenize", json={"public_token": public, "card_number": CARDS[2]}
             )
             assert widget.status_code == 200
+            _wait_for_dead_webhooks(call, server.log)
             for path, method in (("/nowhere", "GET"), ("/api/v1/session/status", "GET"),
                                  ("/health", "GET"), ("/openapi.json", "GET"),
                                  ("/metrics", "GET"), ("/widget/", "GET"),
@@ -294,6 +295,54 @@ def test_served_logs_hold_no_secrets_and_no_banner(
     assert not re.search(r"\b\d{20}\b", log.replace(sender, "")), "an account number is logged"
     # any signature, the webhooks' included: RSA-2048 in Base64 is 344 characters
     assert not re.search(r"[A-Za-z0-9+/]{100,}", log), "a signature-like blob is logged"
+    _the_lines_an_operator_searches_by(log, session, carded)
+
+
+def _json_lines(log: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+
+
+def _wait_for_dead_webhooks(call: Any, log: Path) -> None:
+    """Until the webhooks to the closed port have used their two attempts (0, 1 s)."""
+    for _ in range(200):
+        lines = _json_lines(log.read_text(encoding="utf-8", errors="replace"))
+        if any(line.get("status") == "dead" for line in lines):
+            return
+        time.sleep(0.05)
+    raise AssertionError("no webhook went dead")
+
+
+def _the_lines_an_operator_searches_by(log: str, session: str, carded: str) -> None:
+    """PAYOUT131_LOG_FORMAT=json: a request line per call with the partner's ids, codes
+    and latency; a line per payout state change; webhook failures with their status."""
+    lines = _json_lines(log)
+    assert lines, "no JSON log lines"
+    requests = [line for line in lines if line["event"] == "request"]
+    for line in requests:
+        assert {"timestamp", "level", "http_method", "path", "status", "latency_ms"} <= set(line)
+    confirm = next(
+        line
+        for line in requests
+        if line.get("method") == "session/confirm" and line["session"] == session
+    )
+    assert (confirm["project"], confirm["version"], confirm["status"]) == ("acme", "v1", 200)
+    assert confirm["payout"].startswith("po_")
+    assert confirm["error"] is None
+    codes = {(line.get("method"), line["status"], line.get("error")) for line in requests}
+    assert ("session/status", 404, "invalid_request") in codes  # ps_999999
+    assert ("session/status", 401, "authentication_error") in codes
+    assert ("tokenize", 400, "invalid_request") in codes
+    assert (None, 404, "invalid_request") in codes  # /nowhere
+    moves = [line for line in lines if line["event"] == "payout.moved"]
+    for wanted in (session, carded):
+        made = [line["move"] for line in moves if line["session"] == wanted]
+        assert made[:2] == ["check", "confirm"], made
+        assert {line["project"] for line in moves if line["session"] == wanted} == {"acme"}
+    created = [line for line in lines if line["event"] == "payout.created"]
+    assert {line["session"] for line in created} >= {session, carded}
+    failed = [line for line in lines if line["event"] == "webhook.failed"]
+    assert {line["status"] for line in failed} >= {"failed", "dead"}
+    assert all(line["url"] == "http://127.0.0.1:9/hook" for line in failed)
 
 
 def _wait_for_next_action(call: Any, session: str) -> None:

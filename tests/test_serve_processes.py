@@ -6,6 +6,7 @@ running one payout step or sending one webhook event twice (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,6 +67,7 @@ def test_two_processes_share_the_port_and_pay_each_payout_once(
 def _serve_pid(log: Path) -> int:
     """The pid of ``payout131 serve`` (uvicorn's supervisor), from its start-up line."""
     for line in log.read_text().splitlines():
-        if "Started parent process [" in line:
-            return int(line.split("[")[1].split("]")[0])
+        found = re.search(r"Started parent process \[(\d+)\]", line)
+        if found:
+            return int(found.group(1))
     raise AssertionError(f"no supervisor line in {log.read_text()}")

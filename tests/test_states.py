@@ -35,11 +35,11 @@ def test_a_move_from_where_it_does_not_start_is_refused_and_changes_nothing(
     with bank.db.write() as conn:  # a created session cannot be accepted
         statements = store.move_sessions(MOVES["succeed"], [created], now)
         with pytest.raises(IllegalMove, match=f"succeed: \\[{created}\\]"):
-            store.moved(MOVES["succeed"], statements, sql.together(conn, statements))
+            store.moved(conn, MOVES["succeed"], statements, sql.together(conn, statements))
     with bank.db.write() as conn:  # a payout being checked cannot be confirmed
         statements = store.move_payouts(MOVES["confirm"], [PayoutChange(payout, "execute")], now)
         with pytest.raises(IllegalMove):
-            store.moved(MOVES["confirm"], statements, sql.together(conn, statements))
+            store.moved(conn, MOVES["confirm"], statements, sql.together(conn, statements))
     assert _status(bank, t.sessions, created) == "created"
     assert _status(bank, t.payouts, payout) == "in_progress"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 import ssl
 import time
 from pathlib import Path
@@ -109,11 +110,11 @@ def test_a_wrong_certificate_or_key_is_one_line(tmp_path: Path) -> None:
 
 
 def _client_seen(log: Path, path: str) -> str:
-    """The client address the access log shows for the last request to ``path``."""
+    """The client address the request log shows for the last request to ``path``."""
     for _ in range(50):
-        lines = [line for line in log.read_text().splitlines() if f'"GET {path} ' in line]
-        if lines:
-            return lines[-1].split(" - ")[0].rsplit(" ", 1)[-1]
+        found = re.findall(rf"request .*client=(\S+) .*path={re.escape(path)}\b", log.read_text())
+        if found:
+            return str(found[-1])
         time.sleep(0.1)
     raise AssertionError(f"no access line for {path}")
 

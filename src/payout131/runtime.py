@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from payout131 import logs
 from payout131.clock import Clock, SystemClock
 from payout131.directory.bik import BikDirectory
 from payout131.directory.fps import FpsDirectory
@@ -159,9 +160,12 @@ class Runtime:
             db.dispose()
             raise
 
-    def app(self, *, run_worker: bool = True, close: bool = False) -> Starlette:
+    def app(
+        self, *, run_worker: bool = True, close: bool = False, access_log: bool = True
+    ) -> Starlette:
         """The ASGI app; with ``run_worker`` the background work runs in the same process;
-        with ``close`` the app closes the runtime when it shuts down."""
+        with ``close`` the app closes the runtime when it shuts down; with ``access_log``
+        every request is logged (``server/request_log.py``)."""
         limiter = anyio.CapacityLimiter(self.settings.db_threads)
         partner_api = PartnerApi(
             db=self.db,
@@ -214,6 +218,7 @@ class Runtime:
                 *sandbox.routes(),
             ],
             mode=self.settings.mode,
+            access_log=access_log,
         )
 
     def metrics(self) -> CollectorRegistry:
@@ -256,12 +261,11 @@ def delivery_config(settings: Settings) -> DeliveryConfig:
 
 def app_from_env() -> Starlette:
     """The app of one of ``payout131 serve --processes N``'s processes, configured like the
-    command: ``PAYOUT131_*`` settings, ``PAYOUT131_SERVE_WORKER`` (``0``: API only) and
-    ``PAYOUT131_SERVE_LOG_LEVEL``."""
-    logging.basicConfig(
-        level=os.environ.get("PAYOUT131_SERVE_LOG_LEVEL", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    command: ``PAYOUT131_*`` settings, ``PAYOUT131_SERVE_WORKER`` (``0``: API only),
+    ``PAYOUT131_SERVE_ACCESS_LOG`` (``0``: no request lines), ``PAYOUT131_SERVE_LOG_LEVEL``
+    and ``PAYOUT131_LOG_FORMAT``."""
+    logs.configure(os.environ.get("PAYOUT131_SERVE_LOG_LEVEL", "info"))
     runtime = Runtime.open(Settings.from_env())
     run_worker = os.environ.get("PAYOUT131_SERVE_WORKER", "1") != "0"
-    return runtime.app(run_worker=run_worker, close=True)
+    access_log = os.environ.get("PAYOUT131_SERVE_ACCESS_LOG", "1") != "0"
+    return runtime.app(run_worker=run_worker, close=True, access_log=access_log)

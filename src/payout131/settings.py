@@ -37,6 +37,7 @@ class Settings:
     # sandbox (docs/sandbox.md): test clocks and forced outcomes exist only in sandbox mode;
     # an advance fails when a step due on the clock has not completed in this long
     mode: str = "sandbox"
+    log_format: str = "console"  # PAYOUT131_LOG_FORMAT: or json (docs/operations.md)
     clock_step_timeout_s: float = 120.0
     worker_poll_s: float = 0.2
     worker_batch: int = 64
@@ -163,6 +164,12 @@ def _mode(text: str) -> str:
     return text
 
 
+def _log_format(text: str) -> str:
+    if text not in ("console", "json"):
+        raise ValueError(f"no log format {text!r}")
+    return text
+
+
 def _database_url(text: str) -> str:
     if text and not text.startswith(DATABASE_SCHEMES):
         raise ValueError("not a database this server runs on")
@@ -188,6 +195,7 @@ VARIABLES = (
     Variable("PAYOUT131_WIDGET_DEMO_PROJECT", "widget_demo_project", str, "a project id"),
     Variable("PAYOUT131_RAIL", "rail", _rail, f"one of {', '.join(sorted(RAILS))}"),
     Variable("PAYOUT131_MODE", "mode", _mode, "sandbox or production"),
+    Variable("PAYOUT131_LOG_FORMAT", "log_format", _log_format, "console or json"),
     Variable(
         "PAYOUT131_CLOCK_STEP_TIMEOUT", "clock_step_timeout_s", _duration(1, 3600), "1s to 1h"
     ),

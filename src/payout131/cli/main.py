@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
-import logging
 import os
 import re
 from typing import Any
@@ -189,6 +188,7 @@ def serve(
     """
     import uvicorn
 
+    from payout131 import logs
     from payout131.runtime import Runtime
     from payout131.server.connections import PROTOCOL
 
@@ -205,9 +205,7 @@ def serve(
             "--processes needs PostgreSQL (PAYOUT131_DATABASE_URL): SQLite has one writer "
             "at a time, so more processes would only wait for each other"
         )
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(log_level, conf.log_format)
     bank = Runtime.open(conf)  # migrates the store once, before any process serves
     options: dict[str, Any] = {
         "host": host,
@@ -215,7 +213,8 @@ def serve(
         "http": PROTOCOL,  # a deadline for each request's headers (server/connections.py)
         "server_header": False,
         "log_level": log_level,
-        "access_log": not no_access_log,
+        "log_config": None,  # uvicorn's lines go through ours (logs.py)
+        "access_log": False,  # ours, with the partner's ids (server/request_log.py)
         "proxy_headers": bool(forwarded_allow_ips),
         "forwarded_allow_ips": forwarded_allow_ips or None,
         "root_path": root_path,
@@ -225,11 +224,12 @@ def serve(
     where = f"{scheme}://{host}:{port}{root_path} (mode: {conf.mode}, database: {bank.db.dialect}"
     if processes == 1:
         click.echo(f"payout131 listening on {where})")
-        uvicorn.run(bank.app(run_worker=not no_worker), **options)
+        uvicorn.run(bank.app(run_worker=not no_worker, access_log=not no_access_log), **options)
         return
     bank.close()
     os.environ["PAYOUT131_SERVE_WORKER"] = "0" if no_worker else "1"
     os.environ["PAYOUT131_SERVE_LOG_LEVEL"] = log_level
+    os.environ["PAYOUT131_SERVE_ACCESS_LOG"] = "0" if no_access_log else "1"
     click.echo(f"payout131 listening on {where}, {processes} processes)")
     uvicorn.run("payout131.runtime:app_from_env", factory=True, workers=processes, **options)
 

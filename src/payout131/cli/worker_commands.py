@@ -6,7 +6,6 @@ leases keep two processes from running the same step or sending the same event a
 
 from __future__ import annotations
 
-import logging
 import signal
 from typing import TYPE_CHECKING
 
@@ -57,15 +56,15 @@ def worker(
     """Run payout steps and deliver webhooks until SIGTERM or Ctrl-C."""
     from prometheus_client import start_http_server
 
+    from payout131 import logs
     from payout131.runtime import Runtime
     from payout131.server import heap
 
     if not (payouts or webhooks):
         raise click.UsageError("nothing to run: --no-payouts and --no-webhooks together")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    bank = Runtime.open(settings())
+    conf = settings()
+    logs.configure(log_level, conf.log_format)
+    bank = Runtime.open(conf)
     try:
         if metrics_port is not None:
             start_http_server(metrics_port, addr=metrics_host, registry=bank.metrics())

@@ -130,8 +130,8 @@ def confirm(
     session_moves = store.move_sessions(CONFIRM, [p.session_n for p in payouts], now)
     moved = sql.together(conn, [*payout_moves, *session_moves])  # benchmarks: one round trip
     changed = store.listed(
-        store.moved(CONFIRM, session_moves, moved[len(payout_moves) :]),
-        store.moved(CONFIRM, payout_moves, moved[: len(payout_moves)]),
+        store.moved(conn, CONFIRM, session_moves, moved[len(payout_moves) :]),
+        store.moved(conn, CONFIRM, payout_moves, moved[: len(payout_moves)]),
     )
     by_session = {listed.session.n: listed for listed in changed}
     for index, (session, _) in found.items():
@@ -158,7 +158,8 @@ def cancel(
     changed = fail(conn, context, CANCEL, failures, now)
     if created:
         statements = store.move_sessions(CANCEL_CREATED, created, now)
-        for session in store.moved(CANCEL_CREATED, statements, sql.together(conn, statements)):
+        found_rows = sql.together(conn, statements)
+        for session in store.moved(conn, CANCEL_CREATED, statements, found_rows):
             changed[session.n] = Listed(session, ())
     for index, (session, _) in found.items():
         answers[index] = changed[session.n]

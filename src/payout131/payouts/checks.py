@@ -55,8 +55,8 @@ def ready_to_confirm(
     found = sql.together(  # benchmarks: one round trip
         conn, [*payout_moves, *session_moves, (accounts.CODES, paying)]
     )
-    moved = store.moved(CHECK, payout_moves, found[: len(payout_moves)])
-    sessions = store.moved(CHECK, session_moves, found[len(payout_moves) : -1])
+    moved = store.moved(conn, CHECK, payout_moves, found[: len(payout_moves)])
+    sessions = store.moved(conn, CHECK, session_moves, found[len(payout_moves) : -1])
     codes = {int(row.id): str(row.code) for row in found[-1]}
     changed = store.listed(sessions, moved)
     extras: dict[int, dict[str, Any]] = {}

@@ -424,7 +424,7 @@ def start(
             store.insert_payouts(conn, payouts)
             _hold(conn, openings, payouts)
             found = sql.together(conn, moves)
-        sessions = {s.n: s for s in store.moved(START, moves, found)}
+        sessions = {s.n: s for s in store.moved(conn, START, moves, found)}
         for opening, payout in zip(openings, payouts, strict=True):
             answers[opening.index] = Listed(sessions[payout.session_n], ((payout, ()),))
     return every(answers)

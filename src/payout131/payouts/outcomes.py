@@ -57,8 +57,8 @@ def _moved(
     payout_moves = store.move_payouts(move, payouts, now)
     session_moves = store.move_sessions(move, sessions, now, error)
     found = sql.together(conn, [*payout_moves, *session_moves])
-    moved_payouts = store.moved(move, payout_moves, found[: len(payout_moves)])
-    moved_sessions = store.moved(move, session_moves, found[len(payout_moves) :])
+    moved_payouts = store.moved(conn, move, payout_moves, found[: len(payout_moves)])
+    moved_sessions = store.moved(conn, move, session_moves, found[len(payout_moves) :])
     return moved_payouts, moved_sessions
 
 
@@ -143,7 +143,8 @@ def _trouble(conn: Connection, troubled: Sequence[tuple[Payout, str, str]], now:
         for (code, description), sessions in by_error.items()
         for statement in store.move_sessions(TROUBLE, sessions, now, (code, description))
     ]
-    sql.together(conn, statements)  # a session in error already stays as it is
+    found = sql.together(conn, statements)  # a session in error already stays as it is
+    store.note_moved(conn, TROUBLE, [row for rows in found for row in rows])
 
 
 @dataclass(slots=True)

@@ -18,8 +18,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from payout131 import logs
 from payout131.payouts.records import Listed, Payout, Refund, Session
 from payout131.payouts.states import Move
+from payout131.protocol.wire import payout_id, session_id
 from payout131.storage import schema as t
 from payout131.storage import sql
 from payout131.storage.sql import Sql
@@ -60,6 +62,8 @@ def insert_sessions(conn: Connection, sessions: Sequence[Session]) -> None:
 
 def insert_payouts(conn: Connection, payouts: Sequence[Payout]) -> None:
     sql.insert(conn, t.payouts, [p._asdict() for p in payouts])
+    for payout in payouts:
+        _note(conn, "payout.created", None, payout)
 
 
 def insert_refunds(conn: Connection, refunds: Sequence[Refund]) -> None:
@@ -271,15 +275,45 @@ def move_sessions(
     return [(_MOVE_SESSIONS, params)]
 
 
+LOGGER = "payout131.payouts"
+
+
+def _note(conn: Connection, line: str, move: Move | None, row: Payout | Session) -> None:
+    """Log a payout's (or a session's) new state once its transaction commits."""
+    fields: dict[str, Any] = {"move": None if move is None else move.name}
+    if isinstance(row, Payout):
+        fields.update(payout=payout_id(row.n), session=session_id(row.session_n))
+        fields.update(amount=row.amount, kind=row.kind)
+    else:
+        fields["session"] = session_id(row.n)
+    fields.update(project=row.project_id, status=row.status, error=row.error_code)
+    logs.later(conn, LOGGER, line, **fields)
+
+
+def note_moved(conn: Connection, move: Move, rows: Iterable[Payout | Session]) -> None:
+    """Log each row ``move`` moved: a payout's change (its session's goes with it), or a
+    session's when the move moves no payout."""
+    for row in rows:
+        if isinstance(row, Payout):
+            _note(conn, "payout.moved", move, row)
+        elif move.payout is None:
+            _note(conn, "session.moved", move, row)
+
+
 def moved(
-    move: Move, statements: Sequence[Statement], found: Sequence[Sequence[Any]], strict: bool = True
+    conn: Connection,
+    move: Move,
+    statements: Sequence[Statement],
+    found: Sequence[Sequence[Any]],
+    strict: bool = True,
 ) -> list[Any]:
     """The rows ``statements`` moved (their results, ``found``); with ``strict``, every row
-    they named must have moved."""
+    they named must have moved. Each is logged once the transaction commits."""
     rows: list[Any] = []
     for (_, params), result in zip(statements, found, strict=True):
         if strict and len(result) != len(params["numbers"]):
             missing = sorted(set(params["numbers"]) - {row.n for row in result})
             raise IllegalMove(f"{move.name}: {missing} are not where {move.name} starts")
         rows.extend(result)
+    note_moved(conn, move, rows)
     return rows

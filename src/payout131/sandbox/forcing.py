@@ -94,7 +94,8 @@ def force(
     now = clocks.project_now(conn, payout.project_id, wall)
     move = MOVES["watch"] if paid else MOVES["poll"]
     step = Step.WATCH if paid else Step.POLL
-    (moved,) = sql.together(conn, store.move_payouts(move, [PayoutChange(n, step, now)], now))
+    statements = store.move_payouts(move, [PayoutChange(n, step, now)], now)
+    moved = store.moved(conn, move, statements, sql.together(conn, statements), strict=False)
     return next(iter(moved), payout)
 
 

@@ -28,6 +28,7 @@ from payout131.server.connections import (
     HEADER_TIMEOUT,
 )
 from payout131.server.partner_api import JSON, PartnerApi, error_response, unexpected
+from payout131.server.request_log import RequestLog
 
 __all__ = ["create_app"]
 
@@ -70,6 +71,7 @@ def create_app(
     on_close: Callable[[], None] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     mode: str = "sandbox",
+    access_log: bool = True,
 ) -> Starlette:
     """The ASGI app: the partner API, the widget's, ``/health``, ``/openapi.json`` and
     ``/metrics``, and ``extra_routes`` before the bank's methods (``GET /api/v1/fps/banks``,
@@ -77,7 +79,7 @@ def create_app(
     ``background`` runs for as long as the app (the worker, the webhook dispatcher), and
     ``on_close`` when it stops. ``header_timeout_s`` and
     ``body_timeout_s`` are handed to the connections (``server/connections.py``) through
-    the lifespan's state."""
+    the lifespan's state. With ``access_log`` each request is logged (``request_log.py``)."""
     spec = OPENAPI_PATH.read_bytes()  # reliability: the API's description (openapi.py)
 
     async def openapi_json(request: Request) -> Response:
@@ -96,7 +98,7 @@ def create_app(
         if on_close is not None:
             on_close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *extra_routes,  # before the bank's methods' pattern
             Route("/api/{version}/{method:path}", partner_api.__call__, methods=["POST"]),
@@ -108,3 +110,6 @@ def create_app(
         exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
         lifespan=lifespan,
     )
+    if access_log:
+        app.add_middleware(RequestLog)
+    return app

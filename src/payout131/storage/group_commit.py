@@ -46,6 +46,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 from sqlalchemy.engine import Connection, RootTransaction
 
+from payout131 import logs
 from payout131.storage.database import Database
 
 __all__ = ["Executor", "GroupCommit"]
@@ -301,6 +302,7 @@ class GroupCommit:
     ) -> None:
         try:
             transaction.commit()
+            logs.committed(conn)  # the lines of what the group changed (logs.later)
         except BaseException as exc:  # nothing of the group happened
             for job in group:
                 if job.error is None:

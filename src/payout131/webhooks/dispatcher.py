@@ -31,7 +31,9 @@ from dataclasses import dataclass
 import anyio
 from sqlalchemy.engine import Connection
 
+from payout131 import logs
 from payout131.clock import Clock
+from payout131.protocol.wire import session_id
 from payout131.storage import Database
 from payout131.storage.group_commit import GroupCommit
 from payout131.tokens.vault import Vault
@@ -146,6 +148,7 @@ class Dispatcher:
         self.clocks = clocks  # sandbox mode: projects may be on test clocks
         self.db, self.group_commit, self.clock = db, group_commit, clock
         self.vault, self.signer, self.config = vault, signer, config
+        self.log = logs.get("payout131.webhooks")
         self.owner = owner or f"{os.getpid()}-{secrets.token_hex(4)}"
         self.schedule = Schedule(config.schedule, config.jitter, config.horizon_s)
         self.wakeup = Doorbell()
@@ -321,16 +324,20 @@ class Dispatcher:
         )
 
     def _log(self, job: Job, outcome: Outcome, status: str | None) -> None:
-        answer = f"HTTP {outcome.http_status}" if outcome.http_status else outcome.error
+        """``webhook.delivered``, or ``webhook.failed`` with the event's status now
+        (``failed``: retried later; ``dead``: no more attempts)."""
+        fields = {
+            "event_id": f"evt_{job.event_id}",
+            "type": job.type,
+            "project": job.project_id,
+            "session": session_id(job.session_n),
+            "attempt": job.attempt,
+            "url": job.url.partition("?")[0],  # a query may carry the partner's secrets
+            "http_status": outcome.http_status,
+            "latency_ms": round(outcome.duration_us / 1000, 2),
+        }
         if outcome.ok:
-            log.info("evt_%s (%s) delivered to %s", job.event_id, job.type, job.url)
+            self.log.info("webhook.delivered", **fields)
         else:
-            log.warning(
-                "evt_%s (%s) attempt %s to %s: %s; now %s",
-                job.event_id,
-                job.type,
-                job.attempt,
-                job.url,
-                answer,
-                status or "handled elsewhere",
-            )
+            line = self.log.error if status == "dead" else self.log.warning
+            line("webhook.failed", **fields, error=outcome.error, status=status or "elsewhere")

@@ -1,0 +1,175 @@
+"""Logs: what the bank did, one line per thing, for people on a terminal or for machines.
+
+``configure`` sends every log line of the process (ours, uvicorn's, the libraries') through
+one structlog formatter: readable key=value lines by default, one JSON object per line with
+``PAYOUT131_LOG_FORMAT=json``. The lines a gateway's operators search by (docs/operations.md):
+
+- ``request``: one per HTTP request (``server/request_log.py``);
+- ``payout.moved`` / ``session.moved``: one per state change, with the move that made it
+  (``init``, ``confirm``, ``succeed``, ``fail``, ``time_out``, ``refund`` …) and the error
+  code, written only once the change is committed (``later``);
+- ``webhook.delivered`` / ``webhook.failed`` (``status`` ``failed`` or ``dead``).
+
+A line carries ids, codes, amounts and times, never an account or card number, a key, a
+token or a signature (a test greps a whole run's logs for them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["FORMATS", "check_format", "committed", "configure", "get", "later", "track"]
+
+FORMATS = ("console", "json")
+_KEY = "payout131.log.pending"  # in Connection.info: lines waiting for the commit
+_MARKS = "payout131.log.marks"  # savepoints: how many lines each began with
+_lock = threading.Lock()
+
+
+def check_format(value: str | None) -> str:
+    """``PAYOUT131_LOG_FORMAT``: ``console`` (the default) or ``json``; else ValueError."""
+    fmt = (value or "console").strip().lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"PAYOUT131_LOG_FORMAT: {value!r} is not one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def configure(
+    level: str = "info", fmt: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    """Send every log line of the process through one formatter; the format used (``fmt``,
+    else ``PAYOUT131_LOG_FORMAT`` in ``env``)."""
+    if fmt is None:
+        fmt = (os.environ if env is None else env).get("PAYOUT131_LOG_FORMAT")
+    fmt = check_format(fmt)
+    shared: list[Any] = [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    with _lock:
+        structlog.configure(
+            processors=[
+                structlog.stdlib.filter_by_level,
+                *shared,
+                structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            ],
+            logger_factory=structlog.stdlib.LoggerFactory(),
+            wrapper_class=structlog.stdlib.BoundLogger,
+            cache_logger_on_first_use=True,
+        )
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=shared,
+                processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            )
+        )
+        root = logging.getLogger()
+        root.handlers = [handler]
+        root.setLevel(level.upper())
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # theirs go through ours
+            logging.getLogger(name).handlers = []
+            logging.getLogger(name).propagate = True
+    return fmt
+
+
+def _through_logging() -> None:
+    """Until ``configure`` runs (a library use, the tests), lines go to the standard
+    ``logging`` module like any library's: its levels and handlers decide."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.render_to_log_kwargs,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+_through_logging()
+
+
+def get(name: str) -> Any:
+    """A structured logger: ``get("payout131.api").info("request", status=200, ...)``."""
+    return structlog.stdlib.get_logger(name)
+
+
+def later(conn: Connection, name: str, line: str, **fields: Any) -> None:
+    """Log ``line`` (to logger ``name``) once the transaction of ``conn`` commits; never if
+    it, or the savepoint the line was written in, rolls back. The connection's commit calls
+    ``committed`` (``Database.write``, the group commit)."""
+    if not logging.getLogger(name).isEnabledFor(logging.INFO):
+        return  # benchmarks: nothing is gathered at --log-level warning
+    conn.info.setdefault(_KEY, []).append((name, line, fields))
+
+
+def _info(conn: Connection) -> dict[Any, Any] | None:
+    """The connection's info, or None once it is invalidated (asking would reconnect)."""
+    return None if conn.invalidated or conn.closed else conn.info
+
+
+def committed(conn: Connection) -> None:
+    """Write the lines the just-committed transaction of ``conn`` gathered. Never raises:
+    what committed has happened, whatever becomes of its log lines."""
+    info = _info(conn)
+    if info is None:
+        return
+    pending = info.pop(_KEY, None)
+    info.pop(_MARKS, None)
+    for name, line, fields in pending or ():
+        with contextlib.suppress(Exception):  # a commit must never look like a failure
+            get(name).info(line, **fields)
+
+
+def _drop(conn: Connection, *_: Any) -> None:
+    info = _info(conn)
+    if info is not None:
+        info.pop(_KEY, None)
+        info.pop(_MARKS, None)
+
+
+def _savepoint(conn: Connection, name: str) -> None:
+    info = _info(conn)
+    if info is not None:
+        info.setdefault(_MARKS, []).append(len(info.get(_KEY, ())))
+
+
+def _release(conn: Connection, name: str, context: Any) -> None:
+    info = _info(conn)
+    if info is not None and info.get(_MARKS):
+        info[_MARKS].pop()
+
+
+def _undo_savepoint(conn: Connection, name: str, context: Any) -> None:
+    info = _info(conn)
+    if info is not None and info.get(_MARKS):
+        keep = info[_MARKS].pop()
+        del info.get(_KEY, [])[keep:]
+
+
+def track(engine: Engine) -> None:
+    """Keep ``later``'s lines in step with the transactions of ``engine``'s connections."""
+    event.listen(engine, "begin", _drop)
+    event.listen(engine, "rollback", _drop)
+    event.listen(engine, "savepoint", _savepoint)
+    event.listen(engine, "release_savepoint", _release)
+    event.listen(engine, "rollback_savepoint", _undo_savepoint)
