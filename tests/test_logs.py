@@ -95,7 +95,7 @@ def test_a_change_is_logged_only_once_it_commits(
         logging.getLogger("payout131.payouts").setLevel(logging.WARNING)
         with db.write() as conn:  # at --log-level warning nothing is even gathered
             logs.later(conn, "payout131.payouts", "payout.moved", payout="po_7")
-            assert not conn.info.get("payout131.log.pending")
+            assert not conn.info.get("payout131.after_commit")
         logging.getLogger("payout131.payouts").setLevel(logging.NOTSET)
     finally:
         db.dispose()

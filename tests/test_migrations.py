@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,36 @@ def test_a_sqlite_migration_that_would_orphan_rows_is_undone(tmp_path: Path) -> 
         assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0013",)
     finally:
         raw.close()
+
+
+def test_servers_started_at_once_migrate_once(request: pytest.FixtureRequest) -> None:
+    """Several servers starting on one new PostgreSQL database: one migrates under an
+    advisory lock, the others wait for it and find the schema done."""
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    cluster.create_database("m_race")
+    url = cluster.url("m_race")
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            migrate(url)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            failures.append(exc)
+
+    try:
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert failures == []
+        db = Database(url)
+        try:
+            with db.read() as conn:
+                versions = conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+                assert len(versions.all()) == 1  # one migration ran, to the end
+                assert conn.execute(sa.text("SELECT count(*) FROM projects")).scalar_one() == 0
+        finally:
+            db.dispose()
+    finally:
+        cluster.drop_database("m_race")

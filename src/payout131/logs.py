@@ -16,7 +16,6 @@ token or a signature (a test greps a whole run's logs for them).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -25,14 +24,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-__all__ = ["FORMATS", "check_format", "committed", "configure", "get", "later", "track"]
+from payout131.storage import after_commit
+
+__all__ = ["FORMATS", "check_format", "configure", "get", "later"]
 
 FORMATS = ("console", "json")
-_KEY = "payout131.log.pending"  # in Connection.info: lines waiting for the commit
-_MARKS = "payout131.log.marks"  # savepoints: how many lines each began with
 _lock = threading.Lock()
 
 
@@ -115,61 +113,7 @@ def get(name: str) -> Any:
 
 def later(conn: Connection, name: str, line: str, **fields: Any) -> None:
     """Log ``line`` (to logger ``name``) once the transaction of ``conn`` commits; never if
-    it, or the savepoint the line was written in, rolls back. The connection's commit calls
-    ``committed`` (``Database.write``, the group commit)."""
+    it, or the savepoint the line was written in, rolls back (``storage/after_commit.py``)."""
     if not logging.getLogger(name).isEnabledFor(logging.INFO):
         return  # benchmarks: nothing is gathered at --log-level warning
-    conn.info.setdefault(_KEY, []).append((name, line, fields))
-
-
-def _info(conn: Connection) -> dict[Any, Any] | None:
-    """The connection's info, or None once it is invalidated (asking would reconnect)."""
-    return None if conn.invalidated or conn.closed else conn.info
-
-
-def committed(conn: Connection) -> None:
-    """Write the lines the just-committed transaction of ``conn`` gathered. Never raises:
-    what committed has happened, whatever becomes of its log lines."""
-    info = _info(conn)
-    if info is None:
-        return
-    pending = info.pop(_KEY, None)
-    info.pop(_MARKS, None)
-    for name, line, fields in pending or ():
-        with contextlib.suppress(Exception):  # a commit must never look like a failure
-            get(name).info(line, **fields)
-
-
-def _drop(conn: Connection, *_: Any) -> None:
-    info = _info(conn)
-    if info is not None:
-        info.pop(_KEY, None)
-        info.pop(_MARKS, None)
-
-
-def _savepoint(conn: Connection, name: str) -> None:
-    info = _info(conn)
-    if info is not None:
-        info.setdefault(_MARKS, []).append(len(info.get(_KEY, ())))
-
-
-def _release(conn: Connection, name: str, context: Any) -> None:
-    info = _info(conn)
-    if info is not None and info.get(_MARKS):
-        info[_MARKS].pop()
-
-
-def _undo_savepoint(conn: Connection, name: str, context: Any) -> None:
-    info = _info(conn)
-    if info is not None and info.get(_MARKS):
-        keep = info[_MARKS].pop()
-        del info.get(_KEY, [])[keep:]
-
-
-def track(engine: Engine) -> None:
-    """Keep ``later``'s lines in step with the transactions of ``engine``'s connections."""
-    event.listen(engine, "begin", _drop)
-    event.listen(engine, "rollback", _drop)
-    event.listen(engine, "savepoint", _savepoint)
-    event.listen(engine, "release_savepoint", _release)
-    event.listen(engine, "rollback_savepoint", _undo_savepoint)
+    after_commit.later(conn, lambda: get(name).info(line, **fields))

@@ -33,6 +33,7 @@ from payout131.server.app import create_app
 from payout131.server.fps_api import FpsBanks
 from payout131.server.handlers import Handlers
 from payout131.server.partner_api import PartnerApi
+from payout131.server.request_log import RequestStats
 from payout131.server.sandbox_api import SandboxApi
 from payout131.server.widget_api import WidgetApi, widget_app
 from payout131.settings import Settings
@@ -66,6 +67,7 @@ class Runtime:
         self.projects = ProjectCache(db)
         self.vault = Vault(settings.vault_key_path, settings.vault_key)
         self.group_commit = GroupCommit(db)  # benchmarks: API writes share commits
+        self.request_stats = RequestStats()  # /metrics: the requests this process answered
         self.context = Context(directory, self.vault, self.members)
         self.sandbox = settings.mode == "sandbox"
         # the payout worker and the webhook dispatcher; in sandbox mode (docs/sandbox.md) a
@@ -219,11 +221,14 @@ class Runtime:
             ],
             mode=self.settings.mode,
             access_log=access_log,
+            request_stats=self.request_stats,
         )
 
     def metrics(self) -> CollectorRegistry:
         """A registry of this process's metrics (``/metrics``, ``worker --metrics-port``)."""
-        return metrics_endpoint.registry_for(self.dispatcher.stats, self.db, self.clock)
+        return metrics_endpoint.registry_for(
+            self.dispatcher.stats, self.db, self.clock, self.request_stats, self.group_commit
+        )
 
     def close(self) -> None:
         try:

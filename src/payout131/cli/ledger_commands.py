@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import click
 from sqlalchemy.engine import Connection
 
@@ -89,12 +93,43 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("check")
-def check() -> None:
+@click.option(
+    "--textfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the outcome for Prometheus (node_exporter's textfile collector): "
+    "payout131_ledger_check_violations and ..._last_run_timestamp_seconds.",
+)
+def check(textfile: Path | None) -> None:
     """Recompute every balance from the entries; exit 1 on any violation."""
+    if textfile is not None and (not textfile.name or textfile.is_dir()):
+        raise click.BadParameter(f"{str(textfile)!r} is not a file name", param_hint="--textfile")
+    if textfile is not None and not textfile.parent.is_dir():
+        raise click.BadParameter(f"{textfile.parent}: no such directory", param_hint="--textfile")
     with database() as db, db.read() as conn:
         problems = violations(conn)
+    if textfile is not None:
+        _write_textfile(textfile, len(problems))
     for problem in problems:
         click.echo(f"VIOLATION {problem}", err=True)
     if problems:
         raise SystemExit(1)
     click.echo("ledger ok: every transaction balances and every balance matches its entries")
+
+
+def _write_textfile(path: Path, problems: int) -> None:
+    """The check's outcome in Prometheus' text format, replacing ``path`` whole (the
+    collector never reads half a file)."""
+    text = (
+        "# HELP payout131_ledger_check_violations Violations the last ledger check found.\n"
+        "# TYPE payout131_ledger_check_violations gauge\n"
+        f"payout131_ledger_check_violations {problems}\n"
+        "# HELP payout131_ledger_check_last_run_timestamp_seconds When the last check ran.\n"
+        "# TYPE payout131_ledger_check_last_run_timestamp_seconds gauge\n"
+        f"payout131_ledger_check_last_run_timestamp_seconds {time.time():.3f}\n"
+    )
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise click.ClickException(f"--textfile {path}: {exc.strerror}") from None

@@ -2,6 +2,8 @@
 
 - ``payout131_held_kopecks{project, account}``: money held for payouts not yet paid or
   released, per partner account (``ledger_accounts.held``, which the database keeps);
+- ``payout131_holds_outstanding{project}``: how many holds are active (payouts whose money
+  is held), per project;
 - ``payout131_worker_oldest_due_seconds``: how long the oldest payout step that is due has
   waited for the worker (0 when none is due): a worker that stopped or falls behind shows
   here first. Projects on test clocks are left out (their time is not the wall's).
@@ -27,7 +29,7 @@ class MoneyAndWorkCollector(Collector):
         self.db, self.clock = db, clock
 
     def collect(self) -> Iterator[Metric]:
-        a, p, proj = t.ledger_accounts, t.payouts, t.projects
+        a, p, proj, h = t.ledger_accounts, t.payouts, t.projects, t.holds
         now = self.clock.now()
         on_wall = sa.select(proj.c.id).where(proj.c.test_clock.is_(None))
         with self.db.read() as conn:
@@ -35,6 +37,13 @@ class MoneyAndWorkCollector(Collector):
                 sa.select(a.c.project_id, a.c.code, a.c.held)
                 .where(a.c.project_id.is_not(None))
                 .order_by(a.c.code)
+            ).all()
+            holds = conn.execute(
+                sa.select(a.c.project_id, sa.func.count())
+                .select_from(h.join(a, h.c.account_id == a.c.id))
+                .where(h.c.status == "active", a.c.project_id.is_not(None))
+                .group_by(a.c.project_id)
+                .order_by(a.c.project_id)
             ).all()
             oldest = conn.execute(
                 sa.select(sa.func.min(p.c.work_at)).where(
@@ -49,6 +58,14 @@ class MoneyAndWorkCollector(Collector):
         for project_id, code, amount in held:
             gauge.add_metric([str(project_id), str(code)], int(amount))
         yield gauge
+        outstanding = GaugeMetricFamily(
+            "payout131_holds_outstanding",
+            "Active holds (payouts whose money is held), per project.",
+            labels=["project"],
+        )
+        for project_id, count in holds:
+            outstanding.add_metric([str(project_id)], int(count))
+        yield outstanding
         lag = (now - int(oldest)) / 1_000_000 if oldest is not None else 0.0
         yield GaugeMetricFamily(
             "payout131_worker_oldest_due_seconds",

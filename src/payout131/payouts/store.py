@@ -21,9 +21,10 @@ from sqlalchemy.engine import Connection
 from payout131 import logs
 from payout131.payouts.records import Listed, Payout, Refund, Session
 from payout131.payouts.states import Move
+from payout131.payouts.tallies import CHANGES
 from payout131.protocol.wire import payout_id, session_id
+from payout131.storage import after_commit, sql
 from payout131.storage import schema as t
-from payout131.storage import sql
 from payout131.storage.sql import Sql
 
 __all__ = [
@@ -279,7 +280,8 @@ LOGGER = "payout131.payouts"
 
 
 def _note(conn: Connection, line: str, move: Move | None, row: Payout | Session) -> None:
-    """Log a payout's (or a session's) new state once its transaction commits."""
+    """Log a payout's (or a session's) new state, and count a payout's, once its
+    transaction commits."""
     fields: dict[str, Any] = {"move": None if move is None else move.name}
     if isinstance(row, Payout):
         fields.update(payout=payout_id(row.n), session=session_id(row.session_n))
@@ -288,6 +290,9 @@ def _note(conn: Connection, line: str, move: Move | None, row: Payout | Session)
         fields["session"] = session_id(row.n)
     fields.update(project=row.project_id, status=row.status, error=row.error_code)
     logs.later(conn, LOGGER, line, **fields)
+    if isinstance(row, Payout):
+        counted = CHANGES.labels(fields["move"] or "created", row.status, row.error_code or "")
+        after_commit.later(conn, counted.inc)
 
 
 def note_moved(conn: Connection, move: Move, rows: Iterable[Payout | Session]) -> None:

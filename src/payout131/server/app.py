@@ -28,7 +28,7 @@ from payout131.server.connections import (
     HEADER_TIMEOUT,
 )
 from payout131.server.partner_api import JSON, PartnerApi, error_response, unexpected
-from payout131.server.request_log import RequestLog
+from payout131.server.request_log import RequestLog, RequestStats
 
 __all__ = ["create_app"]
 
@@ -72,6 +72,7 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
     mode: str = "sandbox",
     access_log: bool = True,
+    request_stats: RequestStats | None = None,
 ) -> Starlette:
     """The ASGI app: the partner API, the widget's, ``/health``, ``/openapi.json`` and
     ``/metrics``, and ``extra_routes`` before the bank's methods (``GET /api/v1/fps/banks``,
@@ -79,7 +80,8 @@ def create_app(
     ``background`` runs for as long as the app (the worker, the webhook dispatcher), and
     ``on_close`` when it stops. ``header_timeout_s`` and
     ``body_timeout_s`` are handed to the connections (``server/connections.py``) through
-    the lifespan's state. With ``access_log`` each request is logged (``request_log.py``)."""
+    the lifespan's state. Each request is counted in ``request_stats`` and, with
+    ``access_log``, logged (``request_log.py``)."""
     spec = OPENAPI_PATH.read_bytes()  # reliability: the API's description (openapi.py)
 
     async def openapi_json(request: Request) -> Response:
@@ -110,6 +112,5 @@ def create_app(
         exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
         lifespan=lifespan,
     )
-    if access_log:
-        app.add_middleware(RequestLog)
+    app.add_middleware(RequestLog, stats=request_stats or RequestStats(), log=access_log)
     return app

@@ -16,8 +16,12 @@ from starlette.responses import Response
 
 from payout131.clock import Clock
 from payout131.payouts.gauges import MoneyAndWorkCollector
+from payout131.payouts.tallies import CHANGES
+from payout131.server.request_log import RequestStats
 from payout131.storage import Database
+from payout131.storage.group_commit import GroupCommit
 from payout131.webhooks.metrics import DeliveryStats, WebhookCollector
+from payout131.worker.rail_steps import RAIL_ANSWERS, RAIL_SUBMISSIONS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -25,13 +29,28 @@ if TYPE_CHECKING:
 __all__ = ["endpoint", "registry_for"]
 
 
-def registry_for(stats: DeliveryStats, db: Database, clock: Clock) -> CollectorRegistry:
-    """A new registry with every collector of this process: its webhook deliveries
-    (``stats``), the queue as the database holds it, and the money held and the worker's
-    lag (``payouts/gauges.py``)."""
+def registry_for(
+    stats: DeliveryStats,
+    db: Database,
+    clock: Clock,
+    requests: RequestStats | None = None,
+    group_commit: GroupCommit | None = None,
+) -> CollectorRegistry:
+    """A new registry with every collector of this process: its requests (``requests``),
+    its group commit's sizes and waits, its payout changes and rail calls, its webhook
+    deliveries (``stats``), the queue as the database holds it, and the money held and the
+    worker's lag (``payouts/gauges.py``). docs/operations.md lists them all."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(WebhookCollector(stats, db, clock))
     registry.register(MoneyAndWorkCollector(db, clock))
+    for counter in (CHANGES, RAIL_SUBMISSIONS, RAIL_ANSWERS):  # this process's, shared
+        registry.register(counter)
+    if requests is not None:
+        registry.register(requests.requests)
+        registry.register(requests.latency)
+    if group_commit is not None:
+        registry.register(group_commit.sizes)
+        registry.register(group_commit.waits)
     return registry
 
 

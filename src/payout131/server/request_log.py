@@ -1,4 +1,4 @@
-"""One log line per HTTP request, with what an operator searches by.
+"""One log line per HTTP request, with what an operator searches by, and its metrics.
 
 Every request: ``http_method``, ``path`` (never the query), ``status``, ``latency_ms`` and the
 client's address. A partner API call adds its ``method`` and ``version``, the ``project``
@@ -6,6 +6,11 @@ and ``idempotency_key`` it sent, the ``session`` and ``payout`` the answer names
 ``error`` code of a refusal. These are read from the request's headers and the first bytes
 of the answer, so no endpoint has to remember to log: nothing is answered unlogged.
 Values are ids and codes only; an answer's other bytes are searched, never written.
+
+``RequestStats`` counts the same requests for ``/metrics``: ``payout131_api_requests_total``
+by ``method`` (a partner API method's name; else ``widget``, ``sandbox``, ``health``,
+``metrics``, ``openapi`` or ``other``: never a path a client made up), ``status`` and
+``error`` code, and ``payout131_api_request_duration_seconds`` by ``method``.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import re
 import time
 from typing import Any
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payout131 import logs
+from payout131.protocol.methods import METHODS
 
-__all__ = ["RequestLog"]
+__all__ = ["RequestLog", "RequestStats"]
 
 _API = re.compile(r"/api/(v\d+)/(.+)$")  # after any --root-path prefix
 _SESSION = re.compile(rb'"(ps_\d{1,19})"|\b(ps_\d{1,19})\b')
@@ -26,6 +33,43 @@ _PAYOUT = re.compile(rb'"(po_\d{1,19})"|\b(po_\d{1,19})\b')
 _CODE = re.compile(rb'"code"\s*:\s*"([a-z0-9_]{1,64})"')
 _LOOK = 4096  # bytes of an answer searched for its ids and error code
 _HEADER_MAX = 128  # longer header values are cut
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_AREAS = {"widget", "health", "metrics", "openapi.json"}
+
+
+class RequestStats:
+    """This process's request counters; registered nowhere until ``/metrics`` exposes them."""
+
+    def __init__(self) -> None:
+        self.requests = Counter(
+            "payout131_api_requests",
+            "HTTP requests answered, by API method, status and error code.",
+            ["method", "status", "error"],
+            registry=None,
+        )
+        self.latency = Histogram(
+            "payout131_api_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer, by API method.",
+            ["method"],
+            buckets=_BUCKETS,
+            registry=None,
+        )
+
+    def count(self, method: str, status: int, error: str | None, seconds: float) -> None:
+        self.requests.labels(method, str(status), error or "").inc()
+        self.latency.labels(method).observe(seconds)
+
+
+def _area(path: str, api: re.Match[str] | None) -> str:
+    """The ``method`` label: a known API method's name, or the part of the server."""
+    if api is not None:
+        return api.group(2) if api.group(2) in METHODS else "other"
+    if "/api/sandbox/" in path:
+        return "sandbox"
+    first = path.strip("/").split("/", 1)[0]
+    if first in _AREAS:
+        return first.removesuffix(".json")
+    return "other"
 
 
 def _first(pattern: re.Pattern[bytes], data: bytes) -> str | None:
@@ -43,10 +87,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestLog:
-    """ASGI middleware: the ``request`` line of every HTTP request (``payout131.api``)."""
+    """ASGI middleware: the ``request`` line of every HTTP request (``payout131.api``),
+    unless ``log`` is off, and its counts in ``stats``."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, stats: RequestStats, log: bool = True) -> None:
+        self.app, self.stats, self.logging = app, stats, log
         self.log = logs.get("payout131.api")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,6 +116,11 @@ class RequestLog:
 
     def _line(self, scope: Scope, status: int, head: bytes, seconds: float) -> None:
         path = scope.get("path", "")
+        api = _API.search(path)
+        error = _first(_CODE, head) if status >= 400 else None
+        self.stats.count(_area(path, api), status, error, seconds)
+        if not self.logging:
+            return
         fields: dict[str, Any] = {
             "http_method": scope.get("method"),
             "path": path,
@@ -78,7 +128,6 @@ class RequestLog:
             "latency_ms": round(seconds * 1000, 2),
             "client": (scope.get("client") or (None,))[0],
         }
-        api = _API.search(path)
         if api is not None:
             fields.update(
                 method=api.group(2),
@@ -90,7 +139,7 @@ class RequestLog:
             fields.update(
                 session=_first(_SESSION, head),
                 payout=_first(_PAYOUT, head),
-                error=_first(_CODE, head) if status >= 400 else None,
+                error=error,
             )
         level = "warning" if status >= 500 else "info"
         getattr(self.log, level)("request", **fields)

@@ -42,6 +42,9 @@ def _foreign_keys(conn: Connection, state: str) -> None:
     conn.connection.driver_connection.execute(f"PRAGMA foreign_keys={state}")  # type: ignore[union-attr]
 
 
+_MIGRATION_LOCK = 131_000_015  # PostgreSQL: the advisory lock a migration holds
+
+
 def migrate(url: str | Database, to: str = "head") -> None:
     """Bring the schema at ``url`` up to the newest migration, or to revision ``to``
     (idempotent)."""
@@ -54,6 +57,8 @@ def migrate(url: str | Database, to: str = "head") -> None:
             sqlite = db.engine.dialect.name == "sqlite"
             if sqlite:  # a table rebuilt by a migration is dropped while rows refer to it
                 _foreign_keys(conn, "OFF")
+            else:  # servers started at once: one migrates, the others wait and find it done
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             try:
                 _upgrade(config, to)  # on SQLite, checks every foreign key before it commits
                 conn.commit()

@@ -22,8 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from payout131 import logs
-from payout131.storage import loop_io
+from payout131.storage import after_commit, loop_io
 from payout131.storage.loop_io import LoopConnection
 
 __all__ = ["Database", "normalise_url"]
@@ -139,7 +138,7 @@ class Database:
             self.engine = sa.create_engine(self.url, pool_size=pool_size, max_overflow=pool_size)
             _ping_when_idle(self.engine)
             _loop_connections(self.engine)
-        logs.track(self.engine)  # lines logged when what they tell of commits
+        after_commit.track(self.engine)  # log lines and counts wait for the commit
         self.dialect: str = self.engine.dialect.name
 
     @property
@@ -177,7 +176,7 @@ class Database:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
-            logs.committed(conn)  # the lines of what it changed (logs.later)
+            after_commit.run(conn)  # the log lines and counts of what it changed
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -39,14 +39,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 import anyio
+from prometheus_client import Histogram
 from sqlalchemy.engine import Connection, RootTransaction
 
-from payout131 import logs
+from payout131.storage import after_commit
 from payout131.storage.database import Database
 
 __all__ = ["Executor", "GroupCommit"]
@@ -57,6 +59,8 @@ U = TypeVar("U")
 Executor = Callable[[Connection, list[Any]], list[Any]]
 RETRYABLE = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock, serialization failure
 RETRIES = 3
+_SIZES = (1, 2, 4, 8, 16, 32, 64)
+_WAITS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class _Job(Generic[T]):
@@ -68,6 +72,7 @@ class _Job(Generic[T]):
         "item",
         "lead",
         "loop",
+        "queued",
         "result",
         "tries",
         "wake",
@@ -75,6 +80,7 @@ class _Job(Generic[T]):
 
     def __init__(self, executor: Executor, item: Any) -> None:
         self.executor, self.item = executor, item
+        self.queued = time.perf_counter()
         self.tries = 0
         self.wake = threading.Event()
         self.lead = False
@@ -116,6 +122,19 @@ class GroupCommit:
         self._leaders = ThreadPoolExecutor(2, thread_name_prefix="group-commit")
         self.groups = 0  # commits made, for the curious (metrics, tests)
         self.jobs = 0
+        # /metrics: how many jobs shared each commit, and how long a job waited for its own
+        self.sizes = Histogram(
+            "payout131_group_commit_jobs",
+            "Jobs (API calls, worker steps) committed together in one transaction.",
+            buckets=_SIZES,
+            registry=None,
+        )
+        self.waits = Histogram(
+            "payout131_group_commit_wait_seconds",
+            "Time from a job's arrival at the group commit to its outcome (its commit's end).",
+            buckets=_WAITS,
+            registry=None,
+        )
 
     @property
     def waiting(self) -> int:
@@ -246,10 +265,15 @@ class GroupCommit:
             with self._lock:  # counted before any caller hears of its outcome
                 self.groups += 1
                 self.jobs += len(group)
+            self.sizes.observe(len(group))
             if not handed:
                 self._hand_off()
             again = [j for j in group if _retryable(j)]
-            _finish([job for job in group if job not in again])
+            finished = [job for job in group if job not in again]
+            ended = time.perf_counter()
+            for job in finished:
+                self.waits.observe(ended - job.queued)
+            _finish(finished)
             if again:
                 self._enqueue(again, front=True)
 
@@ -302,7 +326,7 @@ class GroupCommit:
     ) -> None:
         try:
             transaction.commit()
-            logs.committed(conn)  # the lines of what the group changed (logs.later)
+            after_commit.run(conn)  # the log lines and counts of what the group changed
         except BaseException as exc:  # nothing of the group happened
             for job in group:
                 if job.error is None:

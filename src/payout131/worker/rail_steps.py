@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from prometheus_client import Counter
 from sqlalchemy.engine import Connection
 
 from payout131.payouts.records import Payout
@@ -25,9 +26,21 @@ from payout131.tokens import account_tokens, card_tokens
 from payout131.tokens.vault import Vault
 from payout131.worker.claims import Claimed
 
-__all__ = ["RAIL_STEPS", "ask", "order", "orders"]
+__all__ = ["RAIL_ANSWERS", "RAIL_STEPS", "RAIL_SUBMISSIONS", "ask", "order", "orders"]
 
 log = logging.getLogger("payout131.work")
+
+# /metrics: what this process asked the rail, and what it answered (``state``: pending,
+# succeeded, failed, returned, unknown …)
+RAIL_SUBMISSIONS = Counter(
+    "payout131_rail_submissions", "Payouts submitted to the rail.", ["rail"], registry=None
+)
+RAIL_ANSWERS = Counter(
+    "payout131_rail_answers",
+    "The rail's answers to submissions and polls, by the state they tell.",
+    ["rail", "state"],
+    registry=None,
+)
 
 RAIL_STEPS = (Step.EXECUTE, Step.POLL, Step.WATCH)
 
@@ -104,4 +117,8 @@ def ask(rail: Rail, steps: Sequence[Claimed], orders: dict[int, Order]) -> dict[
     else:
         submitted = [rail.submit(orders[n]) for n in unsent]
     answers.update(zip(unsent, submitted, strict=True))
+    if unsent:
+        RAIL_SUBMISSIONS.labels(rail.name).inc(len(unsent))
+    for status in answers.values():
+        RAIL_ANSWERS.labels(rail.name, status.state).inc()
     return answers
