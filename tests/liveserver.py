@@ -15,8 +15,9 @@ from payout131.server.connections import PROTOCOL
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 and yield its base URL; stop it on exit."""
+def serve(app: Any, **options: Any) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 and yield its base URL; stop it on exit. ``options`` go
+    to uvicorn (``root_path``, ``forwarded_allow_ips``: as ``payout131 serve`` passes them)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -28,6 +29,7 @@ def serve(app: Any) -> Iterator[str]:
         server_header=False,
         lifespan="on",
         http=PROTOCOL,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -101,3 +101,25 @@ def test_a_change_is_logged_only_once_it_commits(
         db.dispose()
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [line["payout"] for line in lines] == ["po_1", "po_2", "po_4", "po_6"]
+
+
+def _fails_holding(card_number: str, signature: str) -> None:
+    raise ValueError("the request could not be handled")
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_traceback_shows_no_local_variable(
+    fmt: str, restored: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A frame's locals may hold a card number or a signature: no format prints them."""
+    logs.configure("info", fmt)
+    number, signature = "4111" + "1111" * 3, "c2lnbmF0dXJl" * 30  # as a request would bring
+    try:
+        _fails_holding(number, signature)
+    except ValueError:
+        logging.getLogger("payout131.server").exception("unhandled error on %s", "/api")
+    err = capsys.readouterr().err
+    assert "the request could not be handled" in err  # the traceback is there
+    assert "_fails_holding" in err
+    assert "4111111111111111" not in err
+    assert "c2lnbmF0dXJl" not in err

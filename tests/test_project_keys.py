@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
@@ -18,6 +19,7 @@ from payout131.cli import main
 from payout131.client import signing
 from payout131.runtime import Runtime
 from payout131.storage import Database, migrate
+from served import serve
 
 
 class Cli:
@@ -166,3 +168,24 @@ def test_migration_0015_moves_each_project_key_with_its_fingerprint(
         db.dispose()
         if engine == "postgresql":
             request.getfixturevalue("pg_cluster").drop_database("m_0015")
+
+
+def test_a_stopping_server_writes_down_the_last_uses(
+    database_url: str, tmp_path: Path, partner_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    """`last used` is written every 30 s, and once more when the server stops: an operator
+    never sees as idle a key that signed a call just before a restart."""
+    with serve(tmp_path, database_url) as served:
+        served.register("acme", partner_keys[0])
+        raw = b"{}"
+        signature = signing.sign(partner_keys[0], raw)
+        headers = {"X-PARTNER-PROJECT": "acme", "X-PARTNER-SIGN": signature}
+        answer = httpx.post(f"{served.url}/api/v1/wallet/balance", content=raw, headers=headers)
+        assert answer.status_code == 200, answer.text
+    db = Database(database_url)
+    try:
+        with db.read() as conn:
+            (key,) = project_keys.list_keys(conn, "acme")
+    finally:
+        db.dispose()
+    assert key.last_used_at is not None

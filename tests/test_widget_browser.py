@@ -27,10 +27,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+import liveserver
 from banking import Onboard
 from partner import ORGANISATION, Partner
 from payout131.protocol.validation import generate_account
 from payout131.runtime import Runtime
+from prefix_proxy import prefix_proxy
 from test_tokens import event_bodies
 
 pytestmark = pytest.mark.browser
@@ -287,3 +289,37 @@ def test_recipient_tokenizes_a_card_and_the_partner_pays_it(
     bank.worker.drain()
     [finished] = event_bodies(bank, session_id)
     assert finished["session"]["payments"][0]["status"] == "succeeded"
+
+
+def test_the_widget_and_the_api_work_behind_a_proxy_under_a_path_prefix(
+    bank: Runtime, onboard: Onboard, browser: WebDriver
+) -> None:
+    """A proxy serves the bank under /bank and strips the prefix (`serve --root-path /bank
+    --forwarded-allow-ips ...`, docs/operations.md): the demo page, its assets and its calls,
+    and the partner's signed calls, all go through it; the log and metrics name them."""
+    partner = onboard(account=1_000_000)
+    app = bank.app(run_worker=False)
+    with (
+        liveserver.serve(app, root_path="/bank", forwarded_allow_ips="127.0.0.1") as inner,
+        liveserver.serve(prefix_proxy("/bank", inner)) as outer,
+        httpx.Client(base_url=f"{outer}/bank") as proxied,
+    ):
+        assert httpx.get(f"{outer}/widget/demo").status_code == 404  # only under the prefix
+        behind = Partner(proxied, partner.project, partner.key)
+        behind.account = partner.account
+        token = public_token(behind)
+        browser.get(f"{outer}/bank/widget/demo?public_token={token}&lang=en")
+        wait_for(browser, lambda b: b.find_element(By.NAME, "bik"))
+        browser.find_element(By.NAME, "bik").send_keys(BIK)
+        assert bank_name(browser)  # the BIK lookup went through the proxy
+        browser.find_element(By.NAME, "account").send_keys(ACCOUNT, Keys.ENTER)
+        kind, result = callback(browser)
+        assert kind == "onSuccess", result
+        ru = {k: v for k, v in ORGANISATION.items() if k not in ("bik", "account")}
+        body = behind.rko_body(250_000, {**ru, "token": result["token"]})
+        assert behind.ok("session/init/payout/rko", body)["session"]["id"].startswith("ps_")
+        metrics = proxied.get("/metrics").text
+    for method in ("token", "session/init/payout/rko"):
+        assert f'payout131_api_requests_total{{error="",method="{method}",status="200"}}' in metrics
+    counted = [line for line in metrics.splitlines() if line.startswith("payout131_api_requests")]
+    assert any('method="widget",status="200"' in line for line in counted), counted

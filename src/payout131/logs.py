@@ -60,7 +60,12 @@ def configure(
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
         shared.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(),
+            # a plain traceback: Rich's would print each frame's local variables, and a
+            # frame may hold a request body with a card number, or a signature
+            exception_formatter=structlog.dev.plain_traceback,
+        )
     with _lock:
         structlog.configure(
             processors=[

@@ -222,8 +222,14 @@ class KeyUses:
             .values(last_used_at=sa.bindparam("at"))
         )
         params = [{"p": p, "f": f, "at": at} for (p, f), at in sorted(pending.items())]
-        with self._db.write() as conn:
-            conn.execute(statement, params)
+        try:
+            with self._db.write() as conn:
+                conn.execute(statement, params)
+        except BaseException:  # kept for the next flush, with any newer use noted since
+            with self._lock:
+                for key, at in pending.items():
+                    self._pending[key] = max(at, self._pending.get(key, at))
+            raise
         return len(params)
 
     async def run(self) -> None:

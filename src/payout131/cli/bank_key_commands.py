@@ -16,7 +16,7 @@ from payout131.cli.context import settings
 from payout131.client import signing
 from payout131.clock import rfc3339
 from payout131.webhooks import bank_key as keyring
-from payout131.webhooks.bank_key import BankKeys, RotationError
+from payout131.webhooks.bank_key import PublishedKeys, RotationError
 
 __all__ = ["bank_key"]
 
@@ -29,9 +29,9 @@ def _when(micros: int) -> str:
     return rfc3339(micros)[:19] + "Z"
 
 
-def _keys() -> BankKeys:
+def _keys() -> PublishedKeys:
     try:
-        return keyring.load_bank_keys(settings().home)
+        return keyring.load_published(settings().home)
     except (FileNotFoundError, RotationError, signing.KeyFormatError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -75,7 +75,7 @@ def status(as_json: bool) -> None:
         "current": signing.fingerprint(keys.current),
         "next": None if keys.next is None else signing.fingerprint(keys.next),
         "switch_at": None if keys.switch_at is None else _when(keys.switch_at),
-        "switched": keys.pending and signs is keys.next,
+        "switched": keys.next is not None and signs is keys.next,
     }
     if as_json:
         click.echo(json.dumps(out, indent=2))

@@ -11,6 +11,7 @@ import importlib
 import ipaddress
 import os
 import re
+import signal
 from typing import Any
 
 import click
@@ -224,7 +225,14 @@ def serve(
     where = f"{scheme}://{host}:{port}{root_path} (mode: {conf.mode}, database: {bank.db.dialect}"
     if processes == 1:
         click.echo(f"payout131 listening on {where})")
-        uvicorn.run(bank.app(run_worker=not no_worker, access_log=not no_access_log), **options)
+        # uvicorn stops on SIGTERM, then raises it again once stopped: here that ends the
+        # command cleanly, through the close that writes what memory still holds (when
+        # partner keys were last used)
+        signal.signal(signal.SIGTERM, _stopped)
+        try:
+            uvicorn.run(bank.app(run_worker=not no_worker, access_log=not no_access_log), **options)
+        finally:
+            bank.close()
         return
     bank.close()
     os.environ["PAYOUT131_SERVE_WORKER"] = "0" if no_worker else "1"
@@ -232,6 +240,10 @@ def serve(
     os.environ["PAYOUT131_SERVE_ACCESS_LOG"] = "0" if no_access_log else "1"
     click.echo(f"payout131 listening on {where}, {processes} processes)")
     uvicorn.run("payout131.runtime:app_from_env", factory=True, workers=processes, **options)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _check_proxies(given: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from payout131 import project_keys
-from payout131.cli.context import write
+from payout131.cli.context import database, write
 from payout131.client import signing
 from payout131.clock import rfc3339
 
@@ -44,7 +44,7 @@ def key() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_(project_id: str, as_json: bool) -> None:
     """Every key of the project: fingerprint, active or retired, added, last used."""
-    with write() as (conn, _):
+    with database() as db, db.read() as conn:
         keys = project_keys.list_keys(conn, project_id)
     if not keys:
         raise click.ClickException(f"no project {project_id!r}")

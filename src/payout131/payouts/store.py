@@ -297,7 +297,10 @@ def _note(conn: Connection, line: str, move: Move | None, row: Payout | Session)
 
 def note_moved(conn: Connection, move: Move, rows: Iterable[Payout | Session]) -> None:
     """Log each row ``move`` moved: a payout's change (its session's goes with it), or a
-    session's when the move moves no payout."""
+    session's when the move moves no payout. A move that only reschedules the rail's next
+    question (``poll``, ``watch``) changes no state, and is not logged."""
+    if move.reschedules:
+        return
     for row in rows:
         if isinstance(row, Payout):
             _note(conn, "payout.moved", move, row)

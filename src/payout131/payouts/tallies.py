@@ -3,7 +3,7 @@
 ``payout131_payout_changes_total{move, status, error}`` counts each payout state change
 once its transaction commits (``storage/after_commit.py``): ``move`` is ``created`` for a
 new payout, else the move that made the change (``check``, ``confirm``, ``succeed``,
-``fail``, ``time_out``, ``refund`` …, ``payouts/states.py``); ``error`` its code, or empty.
+``fail``, ``time_out``, ``refund``, ``payouts/states.py``); ``error`` its code, or empty.
 The rail's outcomes are its ``succeed`` and ``fail`` moves. Counters are per process, as
 Prometheus expects: ``rate()`` and ``sum`` over the processes give the bank's.
 """

@@ -27,7 +27,7 @@ from payout131.protocol.methods import METHODS
 
 __all__ = ["RequestLog", "RequestStats"]
 
-_API = re.compile(r"/api/(v\d+)/(.+)$")  # after any --root-path prefix
+_API = re.compile(r"^/api/(v\d+)/(.+)$")
 _SESSION = re.compile(rb'"(ps_\d{1,19})"|\b(ps_\d{1,19})\b')
 _PAYOUT = re.compile(rb'"(po_\d{1,19})"|\b(po_\d{1,19})\b')
 _CODE = re.compile(rb'"code"\s*:\s*"([a-z0-9_]{1,64})"')
@@ -100,6 +100,8 @@ class RequestLog:
             return
         started = time.perf_counter()
         status, head = 500, bytearray()  # 500: the app raised before it answered
+        # read now: a mounted app (the widget) moves its prefix into root_path as it routes
+        where = (scope.get("path", ""), scope.get("root_path", ""))
 
         async def sending(message: Message) -> None:
             nonlocal status
@@ -112,13 +114,16 @@ class RequestLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            self._line(scope, status, bytes(head), time.perf_counter() - started)
+            self._line(scope, where, status, bytes(head), time.perf_counter() - started)
 
-    def _line(self, scope: Scope, status: int, head: bytes, seconds: float) -> None:
-        path = scope.get("path", "")
-        api = _API.search(path)
+    def _line(
+        self, scope: Scope, where: tuple[str, str], status: int, head: bytes, seconds: float
+    ) -> None:
+        path, root = where  # root: a proxy's prefix (serve --root-path), if any
+        inside = path[len(root) :] if root and path.startswith(root) else path
+        api = _API.search(inside)
         error = _first(_CODE, head) if status >= 400 else None
-        self.stats.count(_area(path, api), status, error, seconds)
+        self.stats.count(_area(inside, api), status, error, seconds)
         if not self.logging:
             return
         fields: dict[str, Any] = {

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from payout131.client import signing
 from payout131.settings import Settings
 from payout131.tokens.vault import key_id, parse_keys
 from payout131.webhooks import bank_key
@@ -116,6 +117,23 @@ def _keys_missing(copy: Path, ring: bytes) -> set[str]:
     return used - held
 
 
+def _check_pairs(members: dict[str, bytes]) -> None:
+    """Each private bank key read is the one its public file publishes: a rotation step
+    (``bank-key finish``) that ran while the files were read would leave them mismatched."""
+    pairs = [(bank_key.PRIVATE, bank_key.PUBLIC), (bank_key.NEXT_PRIVATE, bank_key.NEXT_PUBLIC)]
+    for private, public in pairs:
+        if (private in members) != (public in members) or (
+            private in members
+            and signing.public_key_pem(signing.load_private_key(members[private]))
+            != signing.public_key_pem(signing.load_public_key(members[public]))
+        ):
+            raise BackupError(
+                f"{private} and {public} do not match (a bank-key rotation step ran while "
+                "the backup read them): run the backup again; if this persists, finish or "
+                "cancel the rotation (payout131 bank-key status)"
+            )
+
+
 def _add(archive: tarfile.TarFile, name: str, data: bytes, made_at: int) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(data), _PRIVATE, made_at
@@ -143,6 +161,7 @@ def make(conf: Settings, path: Path) -> Made:
         for name in _ROTATION:
             if (conf.home / name).exists():
                 members[name] = (conf.home / name).read_bytes()
+        _check_pairs(members)
         if DATABASE in members and "vault.key" in members:
             missing = _keys_missing(Path(work) / DATABASE, members["vault.key"])
             if missing:  # a vault rotation finished between the copy and the key file
@@ -240,6 +259,7 @@ def restore(conf: Settings, path: Path) -> Restored:
     if DATABASE in members and database is not None:
         targets[DATABASE] = database
     taken = {str(p) for p in targets.values() if p.exists()}
+    taken |= {str(conf.home / n) for n in bank_key.FILES if (conf.home / n).exists()}
     if database is not None:
         taken |= {str(p) for p in _with_sidecars(database) if p.exists()}
     if taken:

@@ -125,7 +125,7 @@ class GroupCommit:
         # /metrics: how many jobs shared each commit, and how long a job waited for its own
         self.sizes = Histogram(
             "payout131_group_commit_jobs",
-            "Jobs (API calls, worker steps) committed together in one transaction.",
+            "Jobs (API calls, worker steps) run together in one transaction, one commit.",
             buckets=_SIZES,
             registry=None,
         )

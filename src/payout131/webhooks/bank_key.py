@@ -33,11 +33,13 @@ __all__ = [
     "FILES",
     "BankKeys",
     "BankSigner",
+    "PublishedKeys",
     "RotationError",
     "cancel",
     "ensure_bank_keys",
     "finish",
     "load_bank_keys",
+    "load_published",
     "parse_at",
     "reschedule",
     "rotate",
@@ -110,12 +112,6 @@ class BankKeys:
             return self.next
         return self.current
 
-    def published(self, now_us: int) -> list[rsa.RSAPrivateKey]:
-        """The keys partners should trust: the signing one first, then the other."""
-        first = self.signing_key(now_us)
-        others = [k for k in (self.current, self.next) if k is not None and k is not first]
-        return [first, *others]
-
     @property
     def pending(self) -> bool:
         return self.next is not None and self.switch_at is not None
@@ -131,6 +127,41 @@ def _read_switch(home: Path) -> int | None:
         return parse_at(text, 0)
     except ValueError:
         raise RotationError(f"{path}: {text[:40]!r} is not an RFC 3339 time") from None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedKeys:
+    """The public halves a home publishes (``bank-key`` reads only these, so it needs no
+    access to the private keys): the current key, and during a rotation the next one
+    with its switch time."""
+
+    current: rsa.RSAPublicKey
+    next: rsa.RSAPublicKey | None = None
+    switch_at: int | None = None
+
+    def signing_key(self, now_us: int) -> rsa.RSAPublicKey:
+        if self.next is not None and self.switch_at is not None and now_us >= self.switch_at:
+            return self.next
+        return self.current
+
+    def published(self, now_us: int) -> list[rsa.RSAPublicKey]:
+        """The keys partners should trust: the signing one first, then the other."""
+        first = self.signing_key(now_us)
+        others = [k for k in (self.current, self.next) if k is not None and k is not first]
+        return [first, *others]
+
+
+def load_published(home: Path) -> PublishedKeys:
+    """The public keys in ``home``; FileNotFoundError before ``payout131 init``."""
+    public = home / PUBLIC
+    if not public.exists():
+        raise FileNotFoundError(f"no bank key at {public}: run `payout131 init` first")
+    current = signing.load_public_key(public.read_bytes())
+    switch_at = _read_switch(home)
+    next_path = home / NEXT_PUBLIC
+    if switch_at is None or not next_path.exists():
+        return PublishedKeys(current)
+    return PublishedKeys(current, signing.load_public_key(next_path.read_bytes()), switch_at)
 
 
 def load_bank_keys(home: Path) -> BankKeys:
@@ -208,7 +239,10 @@ def parse_at(text: str, now_us: int) -> int:
         ) from None
     if when.tzinfo is None:
         raise ValueError(f"{text[:40]!r}: give the offset (Z for UTC, or +03:00)")
-    return int(when.astimezone(UTC).timestamp() * 1_000_000)
+    try:
+        return int(when.astimezone(UTC).timestamp() * 1_000_000)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{text[:40]!r}: a time before the year 9999, please") from None
 
 
 def _when(micros: int) -> str:
