@@ -7,8 +7,11 @@ home that already holds a bank, are refused in one line."""
 from __future__ import annotations
 
 import io
+import os
+import sqlite3
 import tarfile
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,8 @@ from partner import payout_body
 from payout131.cli import main
 from payout131.ledger.check import violations
 from payout131.runtime import Runtime
-from payout131.storage import Database
+from payout131.settings import Settings
+from payout131.storage import Database, backups
 from payout131.tokens import account_tokens
 from payout131.tokens.vault import Vault
 from test_tokens import tokenize
@@ -151,3 +155,31 @@ def test_restore_refuses_what_would_not_stand(bank: Runtime, tmp_path: Path) -> 
     refused = run({**fresh, "PAYOUT131_VAULT_KEY": env_keys}, "restore", str(archive), code=1)
     assert "payout131.db-wal already exist" in refused.output
     assert sorted(p.name for p in fresh_home.iterdir()) == ["payout131.db-wal"]
+
+
+def test_a_large_database_is_streamed_never_held_in_memory(tmp_path: Path) -> None:
+    """A 48 MB database goes into the backup and back out through files: the process's
+    Python allocations stay far below its size (they held it twice before)."""
+    home = tmp_path / "home"
+    env = {"PAYOUT131_HOME": str(home)}
+    run(env, "init")
+    database = home / "payout131.db"
+    with sqlite3.connect(database) as conn:  # ballast the bank never reads
+        conn.execute("CREATE TABLE ballast (b BLOB)")
+        conn.executemany("INSERT INTO ballast VALUES (?)", [(os.urandom(1 << 20),)] * 48)
+    conf = Settings(home=home)
+    archive = tmp_path / "bank.tar"
+    tracemalloc.start()
+    try:
+        backups.make(conf, archive)
+        _, made_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        restored = backups.restore(Settings(home=tmp_path / "fresh"), archive)
+        _, restored_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert archive.stat().st_size > 48 << 20
+    assert restored.database is not None
+    assert restored.database.stat().st_size == database.stat().st_size
+    assert made_peak < 8 << 20, made_peak
+    assert restored_peak < 8 << 20, restored_peak

@@ -45,6 +45,7 @@ MANIFEST = "manifest.json"
 _KEYS = ("bank-private.pem", "bank-public.pem", "vault.key")
 _ROTATION = tuple(name for name in bank_key.FILES if name not in _KEYS)  # when there is one
 _PRIVATE = 0o600
+_SMALL = 1 << 20  # a key file or the manifest is far smaller; a larger one is no backup
 _MEMBERS = {MANIFEST, DATABASE, *_KEYS, *_ROTATION}
 _SIDECARS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database
 
@@ -147,10 +148,9 @@ def make(conf: Settings, path: Path) -> Made:
     schema = None
     database = _sqlite_path(conf)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".backup-") as work:
-        if database is not None:
-            copy = Path(work) / DATABASE
+        copy = Path(work) / DATABASE
+        if database is not None:  # copied to a file and streamed from it: never in memory
             schema = _copy_database(database, copy)
-            members[DATABASE] = copy.read_bytes()
         for name in _KEYS:
             key = conf.home / name
             if name == "vault.key" and conf.vault_key:
@@ -162,46 +162,63 @@ def make(conf: Settings, path: Path) -> Made:
             if (conf.home / name).exists():
                 members[name] = (conf.home / name).read_bytes()
         _check_pairs(members)
-        if DATABASE in members and "vault.key" in members:
-            missing = _keys_missing(Path(work) / DATABASE, members["vault.key"])
+        if database is not None and "vault.key" in members:
+            missing = _keys_missing(copy, members["vault.key"])
             if missing:  # a vault rotation finished between the copy and the key file
                 raise BackupError(
                     f"the database copy was sealed with vault key(s) {', '.join(sorted(missing))}"
                     " no longer in vault.key (a rotation ran meanwhile): run the backup again"
                 )
         made_at = int(time.time())
+        files = {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}
+        if database is not None:
+            with copy.open("rb") as held:
+                files[DATABASE] = hashlib.file_digest(held, "sha256").hexdigest()
         manifest = {
             "format": FORMAT,
             "made_at": made_at,
             "engine": "sqlite" if database is not None else "postgresql",
             "schema": schema,
             "vault": "environment" if conf.vault_key else "file",
-            "files": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
+            "files": files,
         }
         temporary = Path(work) / "backup.tar"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE)
         with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w") as archive:
             _add(archive, MANIFEST, json.dumps(manifest, indent=2).encode(), made_at)
+            if database is not None:
+                info = tarfile.TarInfo(DATABASE)
+                info.size, info.mode, info.mtime = copy.stat().st_size, _PRIVATE, made_at
+                with copy.open("rb") as held:
+                    archive.addfile(info, held)
             for name, data in members.items():
                 _add(archive, name, data, made_at)
             archive.close()
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
-    return Made(path, sorted(members), database is not None, schema)
+    names = sorted([*members, *([DATABASE] if database is not None else [])])
+    return Made(path, names, database is not None, schema)
 
 
 def _read(path: Path) -> tuple[dict[str, object], dict[str, bytes]]:
-    """The manifest and the members of the backup at ``path``, every checksum checked."""
+    """The manifest and the small members (the keys) of the backup at ``path``, their
+    checksums checked; the database is left in the archive (``_stage_database``)."""
     try:
         with tarfile.open(path, mode="r:") as archive:
-            members = {}
+            members: dict[str, bytes] = {}
+            names = set()
             for info in archive.getmembers():
-                if not info.isfile() or info.name not in _MEMBERS:
+                if not info.isfile() or info.name not in _MEMBERS or info.name in names:
                     raise BackupError(f"{path}: holds {info.name!r}, not a payout131 backup")
+                names.add(info.name)
+                if info.name == DATABASE:
+                    continue
                 handle = archive.extractfile(info)
                 assert handle is not None
-                members[info.name] = handle.read()
+                members[info.name] = handle.read(_SMALL + 1)
+                if len(members[info.name]) > _SMALL:
+                    raise BackupError(f"{path}: {info.name} is too large for what it should be")
     except tarfile.TarError:
         raise BackupError(f"{path}: not a payout131 backup (not a tar archive)") from None
     except OSError as exc:
@@ -213,12 +230,39 @@ def _read(path: Path) -> tuple[dict[str, object], dict[str, bytes]]:
         raise BackupError(f"{path}: not a payout131 backup (no manifest)") from None
     if manifest.get("format") != FORMAT:
         raise BackupError(f"{path}: backup format {manifest.get('format')!r}, this reads {FORMAT}")
-    if set(files) != set(members):
+    if set(files) != names - {MANIFEST}:
         raise BackupError(f"{path}: its members are not the ones its manifest lists")
     for name, data in members.items():
         if hashlib.sha256(data).hexdigest() != files[name]:
             raise BackupError(f"{path}: {name} is damaged (its checksum does not match)")
+    manifest["database"] = files.get(DATABASE)  # its digest, checked while it is staged
     return manifest, members
+
+
+def _stage_database(path: Path, target: Path, digest: str) -> Path:
+    """The backup's database, streamed into a new private file beside ``target`` (to be
+    renamed into place) and checked against ``digest`` on the way."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.restoring")
+    hashed = hashlib.sha256()
+    try:
+        with tarfile.open(path, mode="r:") as archive:
+            handle = archive.extractfile(DATABASE)
+            assert handle is not None
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _PRIVATE)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := handle.read(1 << 20):
+                    hashed.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+    except (tarfile.TarError, KeyError):
+        temporary.unlink(missing_ok=True)
+        raise BackupError(f"{path}: its database cannot be read from the archive") from None
+    if hashed.hexdigest() != digest:
+        temporary.unlink(missing_ok=True)
+        raise BackupError(f"{path}: {DATABASE} is damaged (its checksum does not match)")
+    return temporary
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -255,8 +299,9 @@ def restore(conf: Settings, path: Path) -> Restored:
             f"{path} was made with the vault keys in PAYOUT131_VAULT_KEY: set it to the same "
             "keys before restoring"
         )
-    targets = {name: conf.home / name for name in members if name != DATABASE}
-    if DATABASE in members and database is not None:
+    targets = {name: conf.home / name for name in members}
+    digest = manifest.get("database")
+    if isinstance(digest, str) and database is not None:
         targets[DATABASE] = database
     taken = {str(p) for p in targets.values() if p.exists()}
     taken |= {str(conf.home / n) for n in bank_key.FILES if (conf.home / n).exists()}
@@ -269,7 +314,10 @@ def restore(conf: Settings, path: Path) -> Restored:
         )
     written: list[Path] = []
     try:
-        staged = {name: _write(target, members[name]) for name, target in targets.items()}
+        staged: dict[str, Path] = {}
+        if DATABASE in targets:  # first: a damaged database stops the restore here
+            staged[DATABASE] = _stage_database(path, targets[DATABASE], str(digest))
+        staged |= {name: _write(targets[name], data) for name, data in members.items()}
         for name, temporary in staged.items():
             os.replace(temporary, targets[name])
             written.append(targets[name])
