@@ -37,6 +37,7 @@ __all__ = [
     "exists",
     "get_project",
     "get_projects",
+    "list_projects",
     "seal_webhook_secrets",
     "set_webhook_secret",
     "update_project",
@@ -224,6 +225,13 @@ def exists(conn: Connection, project_id: str) -> bool:
 
 def get_project(conn: Connection, project_id: str) -> Project | None:
     return get_projects(conn, [project_id]).get(project_id)
+
+
+def list_projects(conn: Connection) -> list[Project]:
+    """Every project, by id."""
+    ids = conn.execute(sa.select(t.projects.c.id).order_by(t.projects.c.id)).scalars().all()
+    found = get_projects(conn, ids)
+    return [found[i] for i in ids]
 
 
 def get_projects(conn: Connection, project_ids: Iterable[str]) -> dict[str, Project]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -39,6 +40,39 @@ def open_(project_id: str, number: str | None) -> None:
         except ApiError as exc:
             raise click.BadParameter(exc.description) from None
     click.echo(number)
+
+
+@account.command("list")
+@click.option("--project", help="Only this project's accounts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (amounts in kopecks).")
+def list_(project: str | None, as_json: bool) -> None:
+    """Every account: the bank's own, each project's wallet and settlement accounts, with
+    balance, held and available."""
+    if project is not None and not projects.PROJECT_ID.fullmatch(project):
+        raise click.BadParameter(f"{project[:80]!r} is no project id", param_hint="--project")
+    with database() as db, db.read() as conn:
+        found = accounts.list_accounts(conn, project)
+    if project is not None and not found:
+        raise click.ClickException(f"no project {project!r} (or it has no account)")
+    if as_json:
+        out = [
+            {
+                "account": a.code,
+                "kind": a.kind,
+                "project": a.project_id,
+                "balance": a.balance,
+                "held": a.held,
+                "available": a.balance - a.held,
+            }
+            for a in found
+        ]
+        click.echo(json.dumps(out, indent=2))
+        return
+    for a in found:
+        click.echo(
+            f"{a.code:<28} {a.kind:<10} {a.project_id or '-':<16} balance {show(a.balance)}  "
+            f"held {show(a.held)}  available {show(a.balance - a.held)}"
+        )
 
 
 @account.command("topup")

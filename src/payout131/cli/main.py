@@ -27,6 +27,7 @@ COMMANDS = {
     "account": "payout131.cli.ledger_commands:account",
     "wallet": "payout131.cli.ledger_commands:wallet",
     "ledger": "payout131.cli.ledger_commands:ledger_group",
+    "payouts": "payout131.cli.payout_commands:payouts",  # an operator's view of payouts
     "bik": "payout131.cli.bik_commands:bik",
     "fps": "payout131.cli.fps_commands:fps",  # the SBP member directory
     "simulate": "payout131.cli.simulate_commands:simulate",

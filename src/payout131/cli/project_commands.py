@@ -10,7 +10,7 @@ import click
 from sqlalchemy.exc import IntegrityError
 
 from payout131 import project_keys, projects
-from payout131.cli.context import settings, write
+from payout131.cli.context import database, settings, write
 from payout131.cli.money import KOPECKS_OPTION, amount_in_kopecks
 from payout131.cli.params import IntRange
 from payout131.cli.payout_sheet import format_rubles
@@ -245,6 +245,35 @@ def set_(
 def _vault() -> Vault:
     conf = settings()
     return Vault(conf.vault_key_path, conf.vault_key)
+
+
+@project.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_(as_json: bool) -> None:
+    """Every project: its mode, state, webhook URL and active keys."""
+    with database() as db, db.read() as conn:
+        found = projects.list_projects(conn)
+    rows: list[dict[str, Any]] = [
+        {
+            "id": p.id,
+            "single_request": p.single_request,
+            "disabled": p.disabled,
+            "webhook_url": p.webhook_url,
+            "keys": [k.fingerprint for k in p.keys],
+            "test_clock": None if p.test_clock is None else clocks.clock_id(p.test_clock),
+        }
+        for p in found
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        mode = "single-request" if row["single_request"] else "two-step"
+        state = "disabled" if row["disabled"] else "enabled"
+        click.echo(
+            f"{row['id']:<24} {state:<8} {mode:<14} keys {len(row['keys'])}  "
+            f"webhooks {row['webhook_url'] or '-'}"
+        )
 
 
 @project.command("show")

@@ -80,6 +80,16 @@ def open_account(conn: Connection, code: str, kind: str, project_id: str | None,
     return int(result.scalar_one())
 
 
+def list_accounts(conn: Connection, project_id: str | None = None) -> list[Account]:
+    """Every ledger account (or a project's), the bank's own first, then by code."""
+    a = t.ledger_accounts
+    query = sa.select(a.c.id, a.c.code, a.c.kind, a.c.project_id, a.c.balance, a.c.held)
+    if project_id is not None:
+        query = query.where(a.c.project_id == project_id)
+    rows = conn.execute(query.order_by(a.c.project_id.is_not(None), a.c.project_id, a.c.code))
+    return [Account(*row) for row in rows]
+
+
 def account_id(conn: Connection, code: str) -> int | None:
     found = conn.execute(
         sa.select(t.ledger_accounts.c.id).where(t.ledger_accounts.c.code == code)

@@ -87,6 +87,7 @@ ledger_transactions = sa.Table(
     sa.Column("payout_n", sa.BigInteger),
     sa.Column("memo", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_ledger_transactions_payout", "payout_n"),  # a payout's story (0016)
 )
 
 ledger_entries = sa.Table(
@@ -189,7 +190,7 @@ payouts = sa.Table(
     ),
     sa.UniqueConstraint("session_n", name="uq_payouts_session"),
     sa.Index("ix_payouts_work", "work_at"),
-    sa.Index("ix_payouts_project", "project_id"),
+    sa.Index("ix_payouts_project_n", "project_id", "n"),  # a project's, newest first (0016)
     sa.Index(  # sandbox: what is due on a clock (its projects' payouts still at work)
         "ix_payouts_project_work",
         "project_id",
@@ -198,6 +199,13 @@ payouts = sa.Table(
         sqlite_where=sa.text("work IS NOT NULL"),
     ),
     sa.Index("ix_payouts_rail_reference", "rail_reference", unique=True),  # rails: callbacks
+    sa.Index(  # payout131 payouts list --error CODE (0016): failed payouts only
+        "ix_payouts_error",
+        "error_code",
+        "n",
+        postgresql_where=sa.text("error_code IS NOT NULL"),
+        sqlite_where=sa.text("error_code IS NOT NULL"),
+    ),
 )
 
 # The outbox: each row is one webhook, written in the transaction of the change it

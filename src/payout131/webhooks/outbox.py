@@ -17,6 +17,7 @@ event again and changes it only while this worker still holds the lease.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "Job",
     "Outcome",
     "claim",
+    "excerpt",
     "purge",
     "record",
     "replay",
@@ -44,6 +46,18 @@ __all__ = [
 
 SNIPPET_BYTES = 500
 WAITING = ("pending", "failed")
+_LONG_NUMBER = re.compile(r"\d{6,}(\d{4})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def excerpt(answer: bytes) -> str:
+    """What is kept of a receiver's answer: its first ``SNIPPET_BYTES``, with any run of ten
+    or more digits masked but its last four (a receiver that echoes the webhook would echo
+    an account number) and control characters made spaces (no terminal escapes, one line)."""
+    text = answer[:SNIPPET_BYTES].decode("utf-8", "replace")
+    text = _LONG_NUMBER.sub(lambda m: "*" * (len(m.group(0)) - 4) + m.group(1), text)
+    return _CONTROL.sub(" ", text)
+
 
 e = t.events
 

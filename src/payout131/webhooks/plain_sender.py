@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from payout131.webhooks.http1 import framing
-from payout131.webhooks.outbox import SNIPPET_BYTES, Outcome
+from payout131.webhooks.outbox import SNIPPET_BYTES, Outcome, excerpt
 from payout131.webhooks.sender import HttpxSender
 
 __all__ = ["PlainHttpSender"]
@@ -98,7 +98,7 @@ class PlainHttpSender:
         return Outcome(
             http_status=status,
             error=None,
-            response=snippet.decode("utf-8", "replace"),
+            response=excerpt(snippet),
             duration_us=round((time.monotonic() - started) * 1_000_000),
             retry_after=retry_after,
         )

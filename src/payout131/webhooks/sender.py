@@ -17,7 +17,7 @@ from typing import Protocol
 import anyio
 import httpx
 
-from payout131.webhooks.outbox import SNIPPET_BYTES, Outcome
+from payout131.webhooks.outbox import SNIPPET_BYTES, Outcome, excerpt
 
 __all__ = ["HttpxSender", "Sender"]
 
@@ -96,7 +96,7 @@ class HttpxSender:
         return Outcome(
             http_status=status,
             error=error,
-            response=snippet[:SNIPPET_BYTES].decode("utf-8", "replace"),
+            response=excerpt(snippet),
             duration_us=round((time.monotonic() - started) * 1_000_000),
             retry_after=retry_after,
         )
