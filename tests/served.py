@@ -118,12 +118,19 @@ def serve(
         _wait_until_up(url, process, log, verify)
         yield Served(url, home, database_url, env, log, process.pid)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 20)
+
+
+def stop(process: subprocess.Popen[bytes], seconds: float) -> None:
+    """SIGTERM ``process`` unless it ended, wait up to ``seconds``, then kill it."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_until_up(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import click
 import httpx
 
 from payout131.cli import main
-from served import _wait_until_up, free_port
+from served import _wait_until_up, free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,12 +59,7 @@ def test_the_wheel_installs_and_runs_in_a_fresh_environment(tmp_path: Path) -> N
         assert httpx.get(f"{url}/widget/demo").status_code == 200  # the packaged files
         assert httpx.get(f"{url}/openapi.json").json()["openapi"] == "3.1.0"
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, 30)
         log.close()
     demo = _run(payout131, "demo", env=env, cwd=away)
     assert "single request" in demo.lower()

@@ -33,6 +33,7 @@ from payout131.ledger.accounts import wallet_code
 from payout131.rails import scenarios
 from payout131.storage import Database
 from payout131.storage import schema as t
+from served import stop
 
 BIN = Path(sys.executable).parent / "payout131"
 PAYOUTS = 50
@@ -76,13 +77,7 @@ def server(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[by
         wait_for("the server to listen", listening)
         yield process, f"http://127.0.0.1:{port}"
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, 10)
 
 
 def run_cli(env: dict[str, str], *args: str) -> str:

@@ -33,6 +33,7 @@ from payout131.storage import Database
 from payout131.storage import schema as t
 from payout131.webhooks import events
 from payout131.webhooks.bank_key import ensure_bank_keys
+from served import stop
 from webhook_receiver import Receiver, receiving
 
 pytestmark = pytest.mark.timeout(180)
@@ -92,13 +93,7 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
     try:
         yield running
     finally:
-        if running.poll() is None:
-            running.send_signal(signal.SIGTERM)
-            try:
-                running.wait(15)
-            except subprocess.TimeoutExpired:
-                running.kill()
-                running.wait()
+        stop(running, 15)
 
 
 def worker(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "from_micros", "rfc3339"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "from_micros", "rfc3339", "rfc3339_seconds"]
 
 
 class Clock:
@@ -42,3 +42,8 @@ def rfc3339(micros: int) -> str:
     seconds, fraction = divmod(micros, 1_000_000)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return f"{stamp}.{fraction:06d}Z"
+
+
+def rfc3339_seconds(micros: int) -> str:
+    """``2025-02-20T08:42:35Z``: to the second, for people (the CLI's tables and lines)."""
+    return rfc3339(micros)[:19] + "Z"

@@ -184,9 +184,8 @@ def replace_keys(conn: Connection, project_id: str, pem: str, now: int) -> Proje
         )
         .values(retired_at=now)
     )
-    if any(key.fingerprint == fingerprint and key.active for key in list_keys(conn, project_id)):
-        return next(key for key in list_keys(conn, project_id) if key.fingerprint == fingerprint)
-    return add_key(conn, project_id, pem, now)
+    kept = [k for k in list_keys(conn, project_id) if k.fingerprint == fingerprint and k.active]
+    return kept[0] if kept else add_key(conn, project_id, pem, now)
 
 
 class KeyUses:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import Connection
 
 from payout131.client import signing
+from payout131.clock import SystemClock
 from payout131.errors import InvalidRequest
 from payout131.ledger.accounts import open_account, wallet_code
 from payout131.payouts import fees
@@ -151,7 +152,6 @@ def add_project(
 ) -> None:
     """Register a project with its public key and open its collateral wallet."""
     check_id(project_id)
-    signing.load_public_key(public_key_pem.encode())  # a bad key at the door
     fields = check_settings(fields)
     conn.execute(sa.insert(t.projects).values(id=project_id, created_at=now, **fields))
     replace_keys(conn, project_id, public_key_pem, now)
@@ -227,19 +227,23 @@ def get_project(conn: Connection, project_id: str) -> Project | None:
     return get_projects(conn, [project_id]).get(project_id)
 
 
+def _with_keys(conn: Connection, query: sa.Select[Any]) -> list[Project]:
+    """The projects ``query`` selects, each with its active keys."""
+    rows = conn.execute(query).all()
+    keys = active_keys(conn, [row.id for row in rows])
+    return [Project.from_row(row, keys.get(row.id, ())) for row in rows]
+
+
 def list_projects(conn: Connection) -> list[Project]:
     """Every project, by id."""
-    ids = conn.execute(sa.select(t.projects.c.id).order_by(t.projects.c.id)).scalars().all()
-    found = get_projects(conn, ids)
-    return [found[i] for i in ids]
+    return _with_keys(conn, sa.select(t.projects).order_by(t.projects.c.id))
 
 
 def get_projects(conn: Connection, project_ids: Iterable[str]) -> dict[str, Project]:
     """The projects with these ids that exist, with their active keys, by id."""
     wanted = sorted(set(project_ids))
-    rows = conn.execute(sa.select(t.projects).where(t.projects.c.id.in_(wanted))).all()
-    keys = active_keys(conn, [row.id for row in rows])
-    return {row.id: Project.from_row(row, keys.get(row.id, ())) for row in rows}
+    found = _with_keys(conn, sa.select(t.projects).where(t.projects.c.id.in_(wanted)))
+    return {project.id: project for project in found}
 
 
 class ProjectCache:
@@ -256,7 +260,7 @@ class ProjectCache:
         self._entries: dict[str, tuple[float, Project | None]] = {}
         self._keys: dict[str, rsa.RSAPublicKey | None] = {}
         self._last: dict[str, str] = {}  # project id → the fingerprint that verified last
-        self.uses = KeyUses(db, lambda: time.time_ns() // 1000)  # wall time, not test clocks
+        self.uses = KeyUses(db, SystemClock().now)  # wall time, not test clocks
 
     def peek(self, project_id: str) -> tuple[bool, Project | None]:
         """``(True, project)`` if a fresh answer is cached (``None``: no such project), else

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -110,7 +109,7 @@ class Runtime:
     @property
     def private_key(self) -> rsa.RSAPrivateKey:
         """The bank key that signs webhooks now (``webhooks/bank_key.py``)."""
-        return self.signer.keys().signing_key(time.time_ns() // 1000)
+        return self.signer.keys().signing_key(SystemClock().now())
 
     def wake_clocks(self) -> None:
         """Ring the test clocks' worker and dispatcher."""

@@ -8,25 +8,16 @@ with it; ``finish`` then drops the old one.
 from __future__ import annotations
 
 import json
-import time
 
 import click
 
 from payout131.cli.context import settings
 from payout131.client import signing
-from payout131.clock import rfc3339
+from payout131.clock import SystemClock, rfc3339_seconds
 from payout131.webhooks import bank_key as keyring
 from payout131.webhooks.bank_key import PublishedKeys, RotationError
 
 __all__ = ["bank_key"]
-
-
-def _now() -> int:
-    return time.time_ns() // 1000
-
-
-def _when(micros: int) -> str:
-    return rfc3339(micros)[:19] + "Z"
 
 
 def _keys() -> PublishedKeys:
@@ -38,7 +29,7 @@ def _keys() -> PublishedKeys:
 
 def _at(text: str) -> int:
     try:
-        return keyring.parse_at(text, _now())
+        return keyring.parse_at(text, SystemClock().now())
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--at") from None
 
@@ -59,7 +50,7 @@ def bank_key(ctx: click.Context) -> None:
     rotation both are printed, the one signing now first."""
     if ctx.invoked_subcommand is not None:
         return
-    now = _now()
+    now = SystemClock().now()
     for key in _keys().published(now):
         click.echo(signing.public_key_pem(key).decode(), nl=False)
 
@@ -68,13 +59,13 @@ def bank_key(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(as_json: bool) -> None:
     """Which key signs now, and the rotation under way: fingerprints and the switch time."""
-    keys, now = _keys(), _now()
+    keys, now = _keys(), SystemClock().now()
     signs = keys.signing_key(now)
     out = {
         "signing": signing.fingerprint(signs),
         "current": signing.fingerprint(keys.current),
         "next": None if keys.next is None else signing.fingerprint(keys.next),
-        "switch_at": None if keys.switch_at is None else _when(keys.switch_at),
+        "switch_at": None if keys.switch_at is None else rfc3339_seconds(keys.switch_at),
         "switched": keys.next is not None and signs is keys.next,
     }
     if as_json:
@@ -102,7 +93,7 @@ def rotate(at: str) -> None:
         raise click.ClickException(str(exc)) from None
     assert keys.next is not None
     click.echo(
-        f"next key {signing.fingerprint(keys.next)} signs webhooks from {_when(when)}; "
+        f"next key {signing.fingerprint(keys.next)} signs webhooks from {rfc3339_seconds(when)}; "
         "give partners both keys now (`payout131 bank-key`)"
     )
 
@@ -116,7 +107,7 @@ def switch(at: str) -> None:
         keyring.reschedule(settings().home, when)
     except (RotationError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"the next key signs webhooks from {_when(when)}")
+    click.echo(f"the next key signs webhooks from {rfc3339_seconds(when)}")
 
 
 @bank_key.command("cancel")

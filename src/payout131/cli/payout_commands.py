@@ -19,7 +19,7 @@ from payout131 import projects
 from payout131.cli.context import database
 from payout131.cli.params import IntRange
 from payout131.cli.payout_sheet import format_rubles
-from payout131.clock import rfc3339
+from payout131.clock import rfc3339_seconds
 from payout131.payouts import listing
 from payout131.payouts.states import PayoutStatus
 from payout131.sandbox.clocks import parse_moment
@@ -30,7 +30,7 @@ _CODE = re.compile(r"[a-z0-9_]{1,64}")
 
 
 def _when(micros: int | None) -> str:
-    return "" if micros is None else rfc3339(micros)[:19] + "Z"
+    return "" if micros is None else rfc3339_seconds(micros)
 
 
 def _time(text: str | None, option: str) -> int | None:

@@ -15,13 +15,13 @@ import click
 from payout131 import project_keys
 from payout131.cli.context import database, write
 from payout131.client import signing
-from payout131.clock import rfc3339
+from payout131.clock import rfc3339_seconds
 
 __all__ = ["key"]
 
 
 def _when(micros: int | None) -> str:
-    return "never" if micros is None else rfc3339(micros)[:19] + "Z"
+    return "never" if micros is None else rfc3339_seconds(micros)
 
 
 def read_public_key(path: Path, option: str = "--public-key") -> str:

@@ -14,7 +14,7 @@ import click
 
 from payout131.cli.context import database, settings, write
 from payout131.cli.params import IntRange
-from payout131.clock import rfc3339
+from payout131.clock import rfc3339_seconds
 from payout131.projects import get_project
 from payout131.tokens.vault import Vault, VaultError
 from payout131.webhooks import history, outbox
@@ -24,7 +24,7 @@ __all__ = ["webhooks"]
 
 
 def _when(micros: int | None) -> str:
-    return "" if micros is None else rfc3339(micros)[:19] + "Z"
+    return "" if micros is None else rfc3339_seconds(micros)
 
 
 def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

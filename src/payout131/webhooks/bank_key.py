@@ -19,20 +19,23 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payout131.client import signing
-from payout131.clock import rfc3339
+from payout131.clock import SystemClock, rfc3339_seconds
 
 __all__ = [
     "FILES",
     "BankKeys",
     "BankSigner",
+    "Keys",
     "PublishedKeys",
     "RotationError",
     "cancel",
@@ -57,10 +60,6 @@ log = logging.getLogger("payout131.webhooks")
 
 class RotationError(Exception):
     """A rotation step that cannot be taken now; the message says why and what to do."""
-
-
-def _wall_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _new_key_pem() -> tuple[bytes, bytes]:
@@ -97,24 +96,40 @@ def ensure_bank_keys(private_path: Path, public_path: Path) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class BankKeys:
-    """The keys a home holds: the current pair, and during a rotation the next one with
-    the time (µs, wall) it takes over."""
+K = TypeVar("K", rsa.RSAPrivateKey, rsa.RSAPublicKey)
 
-    current: rsa.RSAPrivateKey
-    next: rsa.RSAPrivateKey | None = None
+
+@dataclass(frozen=True, slots=True)
+class Keys(Generic[K]):
+    """The keys a home holds (private: ``BankKeys``; their public halves: ``PublishedKeys``):
+    the current one, and during a rotation the next one with the time (µs, wall) it takes
+    over."""
+
+    current: K
+    next: K | None = None
     switch_at: int | None = None
 
-    def signing_key(self, now_us: int) -> rsa.RSAPrivateKey:
+    def signing_key(self, now_us: int) -> K:
         """The key that signs a webhook sent at ``now_us``."""
         if self.next is not None and self.switch_at is not None and now_us >= self.switch_at:
             return self.next
         return self.current
 
+    def published(self, now_us: int) -> list[K]:
+        """The keys partners should trust: the signing one first, then the other."""
+        keys = [self.signing_key(now_us)]
+        keys += [k for k in (self.current, self.next) if k is not None and k is not keys[0]]
+        return keys
+
     @property
     def pending(self) -> bool:
         return self.next is not None and self.switch_at is not None
+
+
+BankKeys = Keys[rsa.RSAPrivateKey]
+PublishedKeys = Keys[rsa.RSAPublicKey]
+"""The public halves a home publishes: ``bank-key`` reads only these, so it needs no access
+to the private keys."""
 
 
 def _read_switch(home: Path) -> int | None:
@@ -129,55 +144,31 @@ def _read_switch(home: Path) -> int | None:
         raise RotationError(f"{path}: {text[:40]!r} is not an RFC 3339 time") from None
 
 
-@dataclass(frozen=True, slots=True)
-class PublishedKeys:
-    """The public halves a home publishes (``bank-key`` reads only these, so it needs no
-    access to the private keys): the current key, and during a rotation the next one
-    with its switch time."""
-
-    current: rsa.RSAPublicKey
-    next: rsa.RSAPublicKey | None = None
-    switch_at: int | None = None
-
-    def signing_key(self, now_us: int) -> rsa.RSAPublicKey:
-        if self.next is not None and self.switch_at is not None and now_us >= self.switch_at:
-            return self.next
-        return self.current
-
-    def published(self, now_us: int) -> list[rsa.RSAPublicKey]:
-        """The keys partners should trust: the signing one first, then the other."""
-        first = self.signing_key(now_us)
-        others = [k for k in (self.current, self.next) if k is not None and k is not first]
-        return [first, *others]
+def _load(home: Path, current: str, following: str, load: Callable[[bytes], K]) -> Keys[K]:
+    """The keys in files ``current`` and ``following`` of ``home``; FileNotFoundError before
+    ``payout131 init``. A next key with no switch time (a rotation written part way) is
+    left out."""
+    path = home / current
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no bank key at {path}: run `payout131 init` first (PAYOUT131_HOME)"
+        )
+    first = load(path.read_bytes())
+    switch_at = _read_switch(home)
+    next_path = home / following
+    if switch_at is None or not next_path.exists():
+        return Keys(first)
+    return Keys(first, load(next_path.read_bytes()), switch_at)
 
 
 def load_published(home: Path) -> PublishedKeys:
-    """The public keys in ``home``; FileNotFoundError before ``payout131 init``."""
-    public = home / PUBLIC
-    if not public.exists():
-        raise FileNotFoundError(f"no bank key at {public}: run `payout131 init` first")
-    current = signing.load_public_key(public.read_bytes())
-    switch_at = _read_switch(home)
-    next_path = home / NEXT_PUBLIC
-    if switch_at is None or not next_path.exists():
-        return PublishedKeys(current)
-    return PublishedKeys(current, signing.load_public_key(next_path.read_bytes()), switch_at)
+    """The public keys in ``home``."""
+    return _load(home, PUBLIC, NEXT_PUBLIC, signing.load_public_key)
 
 
 def load_bank_keys(home: Path) -> BankKeys:
-    """The keys in ``home``; FileNotFoundError before ``payout131 init``. A next pair with
-    no switch time (a rotation written part way) is left out."""
-    private = home / PRIVATE
-    if not private.exists():
-        raise FileNotFoundError(
-            f"no bank key at {private}: run `payout131 init` first (PAYOUT131_HOME)"
-        )
-    current = signing.load_private_key(private.read_bytes())
-    switch_at = _read_switch(home)
-    next_path = home / NEXT_PRIVATE
-    if switch_at is None or not next_path.exists():
-        return BankKeys(current)
-    return BankKeys(current, signing.load_private_key(next_path.read_bytes()), switch_at)
+    """The private keys in ``home``."""
+    return _load(home, PRIVATE, NEXT_PRIVATE, signing.load_private_key)
 
 
 class BankSigner:
@@ -223,7 +214,7 @@ class BankSigner:
         return self._keys
 
     def sign(self, body: bytes) -> str:
-        return signing.sign(self.keys().signing_key(_wall_us()), body)
+        return signing.sign(self.keys().signing_key(SystemClock().now()), body)
 
 
 def parse_at(text: str, now_us: int) -> int:
@@ -245,12 +236,8 @@ def parse_at(text: str, now_us: int) -> int:
         raise ValueError(f"{text[:40]!r}: a time before the year 9999, please") from None
 
 
-def _when(micros: int) -> str:
-    return rfc3339(micros)[:19] + "Z"
-
-
 def _write_switch(home: Path, at_us: int) -> None:
-    _write_private(home / SWITCH, (_when(at_us) + "\n").encode())
+    _write_private(home / SWITCH, (rfc3339_seconds(at_us) + "\n").encode())
 
 
 def _remove_next(home: Path) -> None:
@@ -261,15 +248,15 @@ def _remove_next(home: Path) -> None:
 
 def finish(home: Path, now_us: int | None = None) -> BankKeys:
     """Make the next pair the current one, once it signs; RotationError before that."""
-    now_us = _wall_us() if now_us is None else now_us
+    now_us = SystemClock().now() if now_us is None else now_us
     keys = load_bank_keys(home)
     if not keys.pending:
         raise RotationError("no rotation to finish: `payout131 bank-key rotate --at TIME`")
     assert keys.switch_at is not None
     if now_us < keys.switch_at:
         raise RotationError(
-            f"the next key signs from {_when(keys.switch_at)} only: finish after that, or "
-            "move the switch with `payout131 bank-key switch --at TIME`"
+            f"the next key signs from {rfc3339_seconds(keys.switch_at)} only: finish after "
+            "that, or move the switch with `payout131 bank-key switch --at TIME`"
         )
     # in this order a server that looks part way signs with the next key all along
     os.replace(home / NEXT_PUBLIC, home / PUBLIC)
@@ -281,18 +268,20 @@ def finish(home: Path, now_us: int | None = None) -> BankKeys:
 def rotate(home: Path, at_us: int, now_us: int | None = None) -> BankKeys:
     """Make the next key pair, to sign webhooks from ``at_us``; a rotation that has switched
     already is finished first. RotationError while another waits for its switch."""
-    now_us = _wall_us() if now_us is None else now_us
+    now_us = SystemClock().now() if now_us is None else now_us
     keys = load_bank_keys(home)
     if keys.pending:
         assert keys.switch_at is not None
         if now_us < keys.switch_at:
             raise RotationError(
-                f"a rotation waits for its switch at {_when(keys.switch_at)}: move it with "
-                "`payout131 bank-key switch --at TIME` or drop it with `bank-key cancel`"
+                f"a rotation waits for its switch at {rfc3339_seconds(keys.switch_at)}: move it "
+                "with `payout131 bank-key switch --at TIME` or drop it with `bank-key cancel`"
             )
         finish(home, now_us)
     if at_us < now_us - 60_000_000:
-        raise RotationError(f"--at {_when(at_us)} is in the past: give a later time, or now")
+        raise RotationError(
+            f"--at {rfc3339_seconds(at_us)} is in the past: give a later time, or now"
+        )
     _remove_next(home)  # what a rotation written part way left
     private, public = _new_key_pem()
     _write_private(home / NEXT_PRIVATE, private)
@@ -303,32 +292,34 @@ def rotate(home: Path, at_us: int, now_us: int | None = None) -> BankKeys:
 
 def reschedule(home: Path, at_us: int, now_us: int | None = None) -> BankKeys:
     """Move the switch of the waiting rotation to ``at_us``."""
-    now_us = _wall_us() if now_us is None else now_us
+    now_us = SystemClock().now() if now_us is None else now_us
     keys = load_bank_keys(home)
     if not keys.pending:
         raise RotationError("no rotation waits: `payout131 bank-key rotate --at TIME`")
     assert keys.switch_at is not None
     if now_us >= keys.switch_at:
         raise RotationError(
-            f"the next key has signed since {_when(keys.switch_at)}: it cannot be moved back; "
-            "`payout131 bank-key finish` completes the rotation"
+            f"the next key has signed since {rfc3339_seconds(keys.switch_at)}: it cannot be "
+            "moved back; `payout131 bank-key finish` completes the rotation"
         )
     if at_us < now_us - 60_000_000:
-        raise RotationError(f"--at {_when(at_us)} is in the past: give a later time, or now")
+        raise RotationError(
+            f"--at {rfc3339_seconds(at_us)} is in the past: give a later time, or now"
+        )
     _write_switch(home, at_us)
     return load_bank_keys(home)
 
 
 def cancel(home: Path, now_us: int | None = None) -> BankKeys:
     """Drop the waiting rotation's next key pair, before its switch."""
-    now_us = _wall_us() if now_us is None else now_us
+    now_us = SystemClock().now() if now_us is None else now_us
     keys = load_bank_keys(home)
     if not keys.pending:
         raise RotationError("no rotation waits")
     assert keys.switch_at is not None
     if now_us >= keys.switch_at:
         raise RotationError(
-            f"the next key has signed since {_when(keys.switch_at)}: finish the rotation "
+            f"the next key has signed since {rfc3339_seconds(keys.switch_at)}: finish the rotation "
             "(`payout131 bank-key finish`), or start another"
         )
     _remove_next(home)
