@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from browsers import browser, chromium  # noqa: F401 (fixtures: the browser tests')
 from pgcluster import PgCluster, PgClusterError
 
 ENGINES = ["sqlite", "postgresql"]

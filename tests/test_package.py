@@ -57,6 +57,8 @@ def test_the_wheel_installs_and_runs_in_a_fresh_environment(tmp_path: Path) -> N
         url = f"http://127.0.0.1:{port}"
         _wait_until_up(url, server, tmp_path / "serve.log")  # or fails showing its log
         assert httpx.get(f"{url}/widget/demo").status_code == 200  # the packaged files
+        assert "operator add" in httpx.get(f"{url}/console/").text  # the console's templates
+        assert httpx.get(f"{url}/console/static/console.css").status_code == 200
         assert httpx.get(f"{url}/openapi.json").json()["openapi"] == "3.1.0"
     finally:
         stop(server, 30)

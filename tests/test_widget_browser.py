@@ -11,24 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
 
 import liveserver
 from banking import Onboard
+from browsers import wait_for
 from partner import ORGANISATION, Partner
 from payout131.protocol.validation import generate_account
 from payout131.runtime import Runtime
@@ -37,52 +32,10 @@ from test_tokens import event_bodies
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=900,1000",
-)
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "widget.png"
 BIK = "044525974"
 ACCOUNT = generate_account(BIK, "40702810", sequence=3_141_592)
 WRONG_KEY = ACCOUNT[:-1] + str((int(ACCOUNT[-1]) + 1) % 10)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[WebDriver]:
-    """One browser for the run, driven by the Debian chromedriver (nothing is downloaded)."""
-    for program in (CHROMIUM, CHROMEDRIVER):
-        if not program.exists():
-            pytest.fail(
-                f"{program} is missing: the browser tests need Debian's chromium and "
-                "chromium-driver (apt-get install chromium chromium-driver)",
-                pytrace=False,
-            )
-    profile = tempfile.mkdtemp(prefix="payout131-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture
-def browser(chromium: WebDriver) -> WebDriver:
-    chromium.set_window_size(900, 1000)
-    return chromium
 
 
 def public_token(partner: Partner) -> str:
@@ -93,10 +46,6 @@ def public_token(partner: Partner) -> str:
 def open_demo(browser: WebDriver, http: httpx.Client, token: str, lang: str = "en") -> None:
     browser.get(f"{http.base_url}/widget/demo?public_token={token}&lang={lang}")
     wait_for(browser, lambda b: b.find_element(By.NAME, "bik"))
-
-
-def wait_for(browser: WebDriver, condition: Any, timeout: float = 10) -> Any:
-    return WebDriverWait(browser, timeout).until(condition)
 
 
 def field_error(browser: WebDriver, name: str) -> str:

@@ -13,11 +13,12 @@ from typing import Any
 import anyio
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from payout131 import logs
 from payout131.clock import Clock, SystemClock
+from payout131.console.app import console_app
 from payout131.directory.bik import BikDirectory
 from payout131.directory.fps import FpsDirectory
 from payout131.directory.fps import load_snapshot as load_fps_snapshot
@@ -111,6 +112,12 @@ class Runtime:
         """The bank key that signs webhooks now (``webhooks/bank_key.py``)."""
         return self.signer.keys().signing_key(SystemClock().now())
 
+    def wake_all(self) -> None:
+        """Ring every worker and dispatcher (after an operator's action gave them work)."""
+        self.worker.wakeup.set()
+        self.dispatcher.wakeup.set()
+        self.wake_clocks()
+
     def wake_clocks(self) -> None:
         """Ring the test clocks' worker and dispatcher."""
         self.clock_worker.wakeup.set()
@@ -162,11 +169,17 @@ class Runtime:
             raise
 
     def app(
-        self, *, run_worker: bool = True, close: bool = False, access_log: bool = True
-    ) -> Starlette:
+        self,
+        *,
+        run_worker: bool = True,
+        close: bool = False,
+        access_log: bool = True,
+        console_port: int | None = None,
+    ) -> ASGIApp:
         """The ASGI app; with ``run_worker`` the background work runs in the same process;
         with ``close`` the app closes the runtime when it shuts down; with ``access_log``
-        every request is logged (``server/request_log.py``)."""
+        every request is logged (``server/request_log.py``). The console (when on) is at
+        ``/console/``, or, given ``console_port``, only on the address with that port."""
         limiter = anyio.CapacityLimiter(self.settings.db_threads)
         partner_api = PartnerApi(
             db=self.db,
@@ -202,8 +215,24 @@ class Runtime:
             body_timeout_s=self.settings.body_timeout_s,
             limiter=limiter,
         )
+        console = (
+            console_app(
+                db=self.db,
+                clock=self.clock,
+                vault=self.vault,
+                mode=self.settings.mode,
+                partner_api=partner_api,
+                advancer=self.advancer,
+                rail=self.rail.name,
+                wake=self.wake_all,
+            )
+            if self.settings.console_on
+            else None
+        )
         return create_app(
             partner_api=partner_api,
+            console=console,
+            console_port=console_port,
             widget=widget_app(widget),
             metrics_registry=self.metrics(),
             limiter=limiter,
@@ -263,13 +292,20 @@ def delivery_config(settings: Settings) -> DeliveryConfig:
     )
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> ASGIApp:
     """The app of one of ``payout131 serve --processes N``'s processes, configured like the
     command: ``PAYOUT131_*`` settings, ``PAYOUT131_SERVE_WORKER`` (``0``: API only),
-    ``PAYOUT131_SERVE_ACCESS_LOG`` (``0``: no request lines), ``PAYOUT131_SERVE_LOG_LEVEL``
+    ``PAYOUT131_SERVE_ACCESS_LOG`` (``0``: no request lines), ``PAYOUT131_SERVE_CONSOLE_PORT``
+    (the console's own port), ``PAYOUT131_SERVE_LOG_LEVEL``
     and ``PAYOUT131_LOG_FORMAT``."""
     logs.configure(os.environ.get("PAYOUT131_SERVE_LOG_LEVEL", "info"))
     runtime = Runtime.open(Settings.from_env())
     run_worker = os.environ.get("PAYOUT131_SERVE_WORKER", "1") != "0"
     access_log = os.environ.get("PAYOUT131_SERVE_ACCESS_LOG", "1") != "0"
-    return runtime.app(run_worker=run_worker, close=True, access_log=access_log)
+    port = os.environ.get("PAYOUT131_SERVE_CONSOLE_PORT", "")
+    return runtime.app(
+        run_worker=run_worker,
+        close=True,
+        access_log=access_log,
+        console_port=int(port) if port.isdigit() else None,
+    )

@@ -38,6 +38,9 @@ class Settings:
     # an advance fails when a step due on the clock has not completed in this long
     mode: str = "sandbox"
     log_format: str = "console"  # PAYOUT131_LOG_FORMAT: or json (docs/operations.md)
+    # the operator console at /console/ (docs/console.md): PAYOUT131_CONSOLE; unset, it is
+    # on in sandbox mode and off in production until enabled
+    console: bool | None = None
     clock_step_timeout_s: float = 120.0
     worker_poll_s: float = 0.2
     worker_batch: int = 64
@@ -74,6 +77,10 @@ class Settings:
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'payout131.db').resolve()}"
+
+    @property
+    def console_on(self) -> bool:
+        return self.mode == "sandbox" if self.console is None else self.console
 
     @property
     def bank_private_key_path(self) -> Path:
@@ -196,6 +203,7 @@ VARIABLES = (
     Variable("PAYOUT131_RAIL", "rail", _rail, f"one of {', '.join(sorted(RAILS))}"),
     Variable("PAYOUT131_MODE", "mode", _mode, "sandbox or production"),
     Variable("PAYOUT131_LOG_FORMAT", "log_format", _log_format, "console or json"),
+    Variable("PAYOUT131_CONSOLE", "console", _flag, "0 or 1"),
     Variable(
         "PAYOUT131_CLOCK_STEP_TIMEOUT", "clock_step_timeout_s", _duration(1, 3600), "1s to 1h"
     ),

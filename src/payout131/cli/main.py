@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import signal
+import socket
 from typing import Any
 
 import click
@@ -38,6 +39,8 @@ COMMANDS = {
     "partner": "payout131.cli.partner_commands:partner",
     "purge": "payout131.cli.purge_commands:purge",
     "bank-key": "payout131.cli.bank_key_commands:bank_key",  # webhooks' signing key
+    "operator": "payout131.cli.operator_commands:operator",  # the console's (docs/console.md)
+    "audit": "payout131.cli.operator_commands:audit_group",
     "backup": "payout131.cli.backup_commands:backup_command",
     "restore": "payout131.cli.backup_commands:restore_command",
     "demo": "payout131.tools.demo.command:demo",
@@ -170,6 +173,18 @@ def init(demo: bool) -> None:
     metavar="PREFIX",
     help="The path prefix a reverse proxy serves the bank under (e.g. /bank) and strips.",
 )
+@click.option(
+    "--console-port",
+    type=IntRange(1, 65535),
+    help="Serve the operator console (docs/console.md) on its own address with this port, "
+    "and not on the API's.",
+)
+@click.option(
+    "--console-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --console-port: the address the console listens on.",
+)
 def serve(
     host: str,
     port: int,
@@ -181,12 +196,15 @@ def serve(
     ssl_keyfile: str | None,
     forwarded_allow_ips: str,
     root_path: str,
+    console_port: int | None,
+    console_host: str,
 ) -> None:
     """Serve the partner API and run the background work (in each process).
 
     Plain HTTP by default; HTTPS with --ssl-certfile and --ssl-keyfile. Behind a reverse
     proxy (docs/operations.md) name it with --forwarded-allow-ips, and give --root-path if it
-    serves the bank under a path prefix.
+    serves the bank under a path prefix. The operator console is at /console/ (on in sandbox
+    mode; PAYOUT131_CONSOLE=1 in production), or on its own address with --console-port.
     """
     import uvicorn
 
@@ -207,6 +225,13 @@ def serve(
             "--processes needs PostgreSQL (PAYOUT131_DATABASE_URL): SQLite has one writer "
             "at a time, so more processes would only wait for each other"
         )
+    if console_port is not None and not conf.console_on:
+        raise click.UsageError(
+            "--console-port: the console is off (PAYOUT131_MODE=production): turn it on with "
+            "PAYOUT131_CONSOLE=1"
+        )
+    if console_port == port and console_host == host:
+        raise click.UsageError("--console-port: give the console an address of its own")
     logs.configure(log_level, conf.log_format)
     bank = Runtime.open(conf)  # migrates the store once, before any process serves
     options: dict[str, Any] = {
@@ -224,6 +249,10 @@ def serve(
     }
     scheme = "https" if tls else "http"
     where = f"{scheme}://{host}:{port}{root_path} (mode: {conf.mode}, database: {bank.db.dialect}"
+    extra = [] if console_port is None else [_listen(console_host, console_port, bank.close)]
+    if conf.console_on:
+        at = f"{scheme}://{console_host}:{console_port}" if extra else f"{scheme}://{host}:{port}"
+        where += f", console: {at}{root_path}/console/"
     if processes == 1:
         click.echo(f"payout131 listening on {where})")
         # uvicorn stops on SIGTERM, then raises it again once stopped: here that ends the
@@ -231,7 +260,14 @@ def serve(
         # partner keys were last used)
         signal.signal(signal.SIGTERM, _stopped)
         try:
-            uvicorn.run(bank.app(run_worker=not no_worker, access_log=not no_access_log), **options)
+            app = bank.app(
+                run_worker=not no_worker, access_log=not no_access_log, console_port=console_port
+            )
+            if not extra:
+                uvicorn.run(app, **options)
+            else:
+                config = uvicorn.Config(app, **options)
+                uvicorn.Server(config).run(sockets=[config.bind_socket(), *extra])
         finally:
             bank.close()
         return
@@ -239,8 +275,31 @@ def serve(
     os.environ["PAYOUT131_SERVE_WORKER"] = "0" if no_worker else "1"
     os.environ["PAYOUT131_SERVE_LOG_LEVEL"] = log_level
     os.environ["PAYOUT131_SERVE_ACCESS_LOG"] = "0" if no_access_log else "1"
+    os.environ["PAYOUT131_SERVE_CONSOLE_PORT"] = str(console_port or "")
     click.echo(f"payout131 listening on {where}, {processes} processes)")
-    uvicorn.run("payout131.runtime:app_from_env", factory=True, workers=processes, **options)
+    if not extra:
+        uvicorn.run("payout131.runtime:app_from_env", factory=True, workers=processes, **options)
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "payout131.runtime:app_from_env", factory=True, workers=processes, **options
+    )
+    Multiprocess(config, sockets=[config.bind_socket(), *extra]).run()
+
+
+def _listen(host: str, port: int, close: Any) -> socket.socket:
+    """The console's own listening socket, or one line saying why it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:
+        close()
+        raise click.ClickException(
+            f"--console-host/--console-port {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _stopped(signum: int, frame: object) -> None:

@@ -30,6 +30,9 @@ class Filter:
     error: str | None = None
     since: int | None = None  # created at or after (µs)
     until: int | None = None  # created before (µs)
+    amount_min: int | None = None  # kopecks, inclusive
+    amount_max: int | None = None
+    bank: str | None = None  # the destination's bank: a BIK, an SBP member id, a card brand
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +117,18 @@ def list_payouts(
         query = query.where(p.c.created_at >= where.since)
     if where.until is not None:
         query = query.where(p.c.created_at < where.until)
+    if where.amount_min is not None:
+        query = query.where(p.c.amount >= where.amount_min)
+    if where.amount_max is not None:
+        query = query.where(p.c.amount <= where.amount_max)
+    if where.bank is not None:  # the recipient is JSON text: its quoted value, then exactly
+        query = query.where(p.c.recipient.contains(json.dumps(where.bank), autoescape=True))
     if before is not None:
         query = query.where(p.c.n < before)
     rows = conn.execute(query.order_by(p.c.n.desc()).limit(limit + 1)).all()
     lines = [_line(row) for row in rows[:limit]]
+    if where.bank is not None:
+        lines = [line for line in lines if line.bank == where.bank]
     return lines, (rows[limit - 1].n if len(rows) > limit else None)
 
 

@@ -14,8 +14,9 @@ import anyio
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payout131.errors import InvalidRequest, NotFound
 from payout131.protocol.openapi import PATH as OPENAPI_PATH
@@ -73,7 +74,9 @@ def create_app(
     mode: str = "sandbox",
     access_log: bool = True,
     request_stats: RequestStats | None = None,
-) -> Starlette:
+    console: ASGIApp | None = None,
+    console_port: int | None = None,
+) -> ASGIApp:
     """The ASGI app: the partner API, the widget's, ``/health``, ``/openapi.json`` and
     ``/metrics``, and ``extra_routes`` before the bank's methods (``GET /api/v1/fps/banks``,
     the sandbox's ``/api/sandbox/...``);
@@ -81,7 +84,9 @@ def create_app(
     ``on_close`` when it stops. ``header_timeout_s`` and
     ``body_timeout_s`` are handed to the connections (``server/connections.py``) through
     the lifespan's state. Each request is counted in ``request_stats`` and, with
-    ``access_log``, logged (``request_log.py``)."""
+    ``access_log``, logged (``request_log.py``). The operator ``console`` is mounted at
+    ``/console`` (and ``/`` leads there); given ``console_port``, it is served only on the
+    listening address with that port, which serves nothing else (``serve --console-port``)."""
     spec = OPENAPI_PATH.read_bytes()  # reliability: the API's description (openapi.py)
 
     async def openapi_json(request: Request) -> Response:
@@ -100,8 +105,16 @@ def create_app(
         if on_close is not None:
             on_close()
 
+    console_routes: list[BaseRoute] = []
+    if console is not None:
+        console_routes = [
+            Mount("/console", console),  # docs/console.md
+            Route("/", _to_console, methods=["GET"]),
+        ]
+    stats = request_stats or RequestStats()
     app = Starlette(
         routes=[
+            *(console_routes if console_port is None else ()),
             *extra_routes,  # before the bank's methods' pattern
             Route("/api/{version}/{method:path}", partner_api.__call__, methods=["POST"]),
             Route("/health", _health(mode), methods=["GET"]),
@@ -112,5 +125,28 @@ def create_app(
         exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
         lifespan=lifespan,
     )
-    app.add_middleware(RequestLog, stats=request_stats or RequestStats(), log=access_log)
-    return app
+    app.add_middleware(RequestLog, stats=stats, log=access_log)
+    if console_port is None or console is None:
+        return app
+    alone = Starlette(routes=console_routes, exception_handlers={404: _not_found, 405: _not_found})
+    alone.add_middleware(RequestLog, stats=stats, log=access_log)
+    return ByPort(app, alone, console_port)
+
+
+async def _to_console(request: Request) -> Response:
+    return RedirectResponse(request.scope.get("root_path", "") + "/console/", status_code=307)
+
+
+class ByPort:
+    """The app for each listening address: ``other`` on the one with port ``port``, ``main``
+    on every other (and for the lifespan)."""
+
+    def __init__(self, main: ASGIApp, other: ASGIApp, port: int) -> None:
+        self.main, self.other, self.port = main, other, port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if scope["type"] != "lifespan" and server is not None and server[1] == self.port:
+            await self.other(scope, receive, send)
+        else:
+            await self.main(scope, receive, send)

@@ -131,7 +131,29 @@ class PartnerApi:
         version, name = self._method(request)
         raw = await read_body(request, self.max_body_bytes, self.body_timeout_s)
         project = await self.authenticate(request, raw)
-        key = request.headers.get("x-partner-idempotency-key")
+        status, out = await self.call(
+            project,
+            version,
+            name,
+            raw,
+            key=request.headers.get("x-partner-idempotency-key"),
+            submerchant=request.headers.get("x-partner-submerchant"),
+        )
+        return Response(out, status_code=status, media_type=JSON)
+
+    async def call(
+        self,
+        project: Project,
+        version: str,
+        name: str,
+        raw: bytes,
+        *,
+        key: str | None = None,
+        submerchant: str | None = None,
+    ) -> tuple[int, bytes]:
+        """Run method ``name`` of API ``version`` for ``project`` (already authenticated)
+        on the body ``raw``; the answer's HTTP status and bytes. ApiError for a refusal.
+        The console's sandbox panel makes its test payouts through this."""
         method = METHODS[name]
         call = PartnerCall(
             project=project,
@@ -139,13 +161,13 @@ class PartnerApi:
             rko=method.rko,
             now=await self.now(project),
             body=requests.decode(raw, method.body),
-            submerchant=request.headers.get("x-partner-submerchant"),
+            submerchant=submerchant,
         )
         if not method.mutating:
             out = await self.db.read_async(
                 lambda conn: self.handlers.read(conn, name, call), self.read_limiter
             )
-            return Response(out, media_type=JSON)
+            return 200, out
         status = 200
         if key is None:  # benchmarks: waits for its group commit, no thread
             out = await self.group_commit.run_async(self.handlers.executors[name], call)
@@ -156,7 +178,7 @@ class PartnerApi:
         elif self.handlers.wakes_worker(name):
             self.wake_worker()
         self.wake_dispatcher()  # it may have committed webhook events
-        return Response(out, status_code=status, media_type=JSON)
+        return status, out
 
     async def now(self, project: Project) -> int:
         """The project's time: the wall's, or its test clock's (docs/sandbox.md)."""

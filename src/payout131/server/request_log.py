@@ -8,8 +8,8 @@ of the answer, so no endpoint has to remember to log: nothing is answered unlogg
 Values are ids and codes only; an answer's other bytes are searched, never written.
 
 ``RequestStats`` counts the same requests for ``/metrics``: ``payout131_api_requests_total``
-by ``method`` (a partner API method's name; else ``widget``, ``sandbox``, ``health``,
-``metrics``, ``openapi`` or ``other``: never a path a client made up), ``status`` and
+by ``method`` (a partner API method's name; else ``widget``, ``sandbox``, ``console``,
+``health``, ``metrics``, ``openapi`` or ``other``: never a path a client made up), ``status`` and
 ``error`` code, and ``payout131_api_request_duration_seconds`` by ``method``.
 """
 
@@ -34,7 +34,7 @@ _CODE = re.compile(rb'"code"\s*:\s*"([a-z0-9_]{1,64})"')
 _LOOK = 4096  # bytes of an answer searched for its ids and error code
 _HEADER_MAX = 128  # longer header values are cut
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_AREAS = {"widget", "health", "metrics", "openapi.json"}
+_AREAS = {"widget", "health", "metrics", "openapi.json", "console"}
 
 
 class RequestStats:
@@ -122,8 +122,9 @@ class RequestLog:
         path, root = where  # root: a proxy's prefix (serve --root-path), if any
         inside = path[len(root) :] if root and path.startswith(root) else path
         api = _API.search(inside)
-        error = _first(_CODE, head) if status >= 400 else None
-        self.stats.count(_area(inside, api), status, error, seconds)
+        area = _area(inside, api)
+        error = _first(_CODE, head) if status >= 400 and area != "console" else None
+        self.stats.count(area, status, error, seconds)
         if not self.logging:
             return
         fields: dict[str, Any] = {
@@ -140,7 +141,7 @@ class RequestLog:
                 project=_header(scope, b"x-partner-project"),
                 idempotency_key=_header(scope, b"x-partner-idempotency-key"),
             )
-        if api is not None or status >= 400:
+        if api is not None or (status >= 400 and area != "console"):  # the console's: HTML
             fields.update(
                 session=_first(_SESSION, head),
                 payout=_first(_PAYOUT, head),

@@ -415,3 +415,57 @@ test_clocks = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.CheckConstraint("status IN ('ready', 'advancing', 'failed')", name="ck_test_clocks_status"),
 )
+
+# ---------------------------------------------------------------------------------------
+# The operator console (docs/console.md): who may enter, their logins, what they did.
+# ---------------------------------------------------------------------------------------
+
+# An operator signs in to the console with a name and a password (``payout131 operator
+# add``); only the password's Argon2id hash is kept. ``failures`` counts the failed sign-ins
+# since the last good one; past the limit the operator is locked until ``locked_until``.
+operators = sa.Table(
+    "operators",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(8), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", sa.BigInteger),
+    sa.CheckConstraint("role IN ('viewer', 'admin')", name="ck_operators_role"),
+)
+
+# A console sign-in: the browser holds a random token in a cookie, the store its SHA-256
+# (a stolen copy of the store opens no console), the form token every form must carry,
+# and when it ends (signed out, or idle past ``console/logins.IDLE_S``).
+console_logins = sa.Table(
+    "console_logins",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column(
+        "operator",
+        sa.String(64),
+        sa.ForeignKey("operators.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("seen_at", sa.BigInteger, nullable=False),
+    sa.Column("ended_at", sa.BigInteger),
+    sa.Index("ix_console_logins_operator", "operator"),
+)
+
+# What operators did, in the console or with the CLI: who, what, on what, the state before
+# and after (JSON), and when. Rows are only ever added.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("operator", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.Text, nullable=False, server_default=""),
+    sa.Column("before", sa.Text),
+    sa.Column("after", sa.Text),
+    sa.Column("address", sa.String(64)),
+)

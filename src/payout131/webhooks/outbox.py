@@ -38,6 +38,7 @@ __all__ = [
     "Outcome",
     "claim",
     "excerpt",
+    "mask_numbers",
     "purge",
     "record",
     "replay",
@@ -54,9 +55,13 @@ def excerpt(answer: bytes) -> str:
     """What is kept of a receiver's answer: its first ``SNIPPET_BYTES``, with any run of ten
     or more digits masked but its last four (a receiver that echoes the webhook would echo
     an account number) and control characters made spaces (no terminal escapes, one line)."""
-    text = answer[:SNIPPET_BYTES].decode("utf-8", "replace")
-    text = _LONG_NUMBER.sub(lambda m: "*" * (len(m.group(0)) - 4) + m.group(1), text)
+    text = mask_numbers(answer[:SNIPPET_BYTES].decode("utf-8", "replace"))
     return _CONTROL.sub(" ", text)
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every run of ten or more digits masked but its last four."""
+    return _LONG_NUMBER.sub(lambda m: "*" * (len(m.group(0)) - 4) + m.group(1), text)
 
 
 e = t.events

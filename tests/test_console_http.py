@@ -1,0 +1,363 @@
+"""The console over real HTTP, on both engines: who may enter and what each may do.
+
+A form posted without its token is refused, a cookie kept after signing out opens
+nothing, a viewer's action is refused and changes nothing, repeated failures lock an
+operator, and every action is in the audit log with the state before and after. Bad
+filters get a page naming the field; no page shows an account number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from banking import Onboard
+from console_client import PASSWORD, ConsoleUser, add_operator, alert
+from liveserver import serve
+from partner import INDIVIDUAL, payout_body
+from payout131.cli import main
+from payout131.clock import ManualClock
+from payout131.console import audit, logins, operators
+from payout131.ledger import accounts
+from payout131.projects import get_project
+from payout131.runtime import Runtime
+from payout131.settings import Settings
+from served import free_port
+from served import serve as serve_command
+
+
+@pytest.fixture
+def user(http: httpx.Client) -> Iterator[ConsoleUser]:
+    person = ConsoleUser(str(http.base_url))
+    yield person
+    person.close()
+
+
+def _audit(bank: Runtime) -> list[audit.Entry]:
+    with bank.db.read() as conn:
+        return audit.list_entries(conn, limit=100)[0]
+
+
+def test_with_no_operator_the_console_says_how_to_make_one_and_shows_nothing(
+    bank: Runtime, user: ConsoleUser
+) -> None:
+    for path in ("/", "/payouts", "/projects", "/login"):
+        page = user.get(path)
+        assert page.status_code == 503
+        assert "payout131 operator add NAME --role admin" in page.text
+        assert "<table" not in page.text
+        assert "Sign in</button>" not in page.text
+
+
+def test_sign_in_sets_a_strict_cookie_and_a_cookie_kept_after_sign_out_opens_nothing(
+    bank: Runtime, user: ConsoleUser
+) -> None:
+    add_operator(bank, "alice", "admin")
+    assert user.get("/payouts").headers["location"] == "/console/login?next=%2Fpayouts"
+    answer = user.sign_in("alice")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/"
+    cookie = next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("payout131_console=")
+    )
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain HTTP here: set over HTTPS (test_console_browser)
+    page = user.get("/")
+    assert page.status_code == 200
+    assert "alice (admin)" in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    token = user.http.cookies["payout131_console"]
+    csrf = user.csrf()
+
+    out = user.post("/logout", {})
+    assert out.status_code == 303
+    assert "/console/login" in out.headers["location"]
+    stale = {"payout131_console": token}
+    kept = httpx.Client(base_url=user.http.base_url, cookies=stale, follow_redirects=False)
+    with kept:
+        assert kept.get("/console/").status_code == 303  # back to the sign-in page
+        change = kept.post("/console/projects/x/disable", data={"csrf": csrf})
+        assert change.status_code == 401
+        assert "not signed in" in alert(change)
+    assert [e.action for e in _audit(bank)][:2] == ["sign_out", "sign_in"]
+
+
+def test_forms_without_their_token_are_refused_and_change_nothing(
+    bank: Runtime, user: ConsoleUser, onboard: Onboard
+) -> None:
+    onboard("acme")
+    add_operator(bank, "alice", "admin")
+    user.sign_in("alice")
+    for form in ({"webhook_url": "https://evil.example/hook"},
+                 {"webhook_url": "https://evil.example/hook", "csrf": "forged"}):  # fmt: skip
+        refused = user.post("/projects/acme", form, csrf=False)
+        assert refused.status_code == 403
+        assert "form's token is missing or stale" in alert(refused)
+    with bank.db.read() as conn:
+        found = get_project(conn, "acme")
+    assert found is not None
+    assert found.webhook_url is None
+    # the sign-in form has its own token, tied to a cookie
+    other = httpx.Client(base_url=user.http.base_url, follow_redirects=False)
+    with other:
+        blind = other.post("/console/login", data={"name": "alice", "password": PASSWORD})
+        assert blind.status_code == 403
+        assert "payout131_console=" not in str(blind.headers)
+
+
+def test_a_viewer_reads_but_every_action_is_refused_and_an_admins_is_audited(
+    bank: Runtime, http: httpx.Client, onboard: Onboard
+) -> None:
+    onboard("acme")
+    add_operator(bank, "vera", "viewer")
+    add_operator(bank, "alice", "admin")
+    viewer, admin = ConsoleUser(str(http.base_url)), ConsoleUser(str(http.base_url))
+    viewer.sign_in("vera")
+    admin.sign_in("alice")
+    page = viewer.get("/projects/acme")
+    assert page.status_code == 200
+    assert "Only an admin may change a project" in page.text
+    url = "https://partner.example/hooks"
+    for path, form in (
+        ("/projects/acme", {"webhook_url": url}),
+        ("/projects/acme/disable", {}),
+        ("/webhooks/resend-dead", {"project": "acme"}),
+        ("/projects", {"project_id": "new", "public_key": "x"}),
+    ):
+        refused = viewer.post(path, form)
+        assert refused.status_code == 403, path
+        assert "vera is a viewer: only an admin may do this" in alert(refused)
+    with bank.db.read() as conn:
+        unchanged = get_project(conn, "acme")
+    assert unchanged is not None
+    assert unchanged.webhook_url is None
+    assert not unchanged.disabled
+
+    done = admin.post(
+        "/projects/acme", {"webhook_url": url, "confirm_timeout_min": "60", "fee_bps": "25"}
+    )
+    assert done.status_code == 303, alert(done)
+    assert "settings saved" in admin.get("/projects/acme", note="settings saved").text
+    with bank.db.read() as conn:
+        changed = get_project(conn, "acme")
+    assert changed is not None
+    assert changed.webhook_url == url
+    assert changed.confirm_timeout_s == 3600
+    assert changed.fee_bps == 25
+    entry = _audit(bank)[0]
+    assert (entry.operator, entry.action, entry.target) == ("alice", "project.change", "acme")
+    assert entry.before["webhook_url"] is None
+    assert entry.after["webhook_url"] == url
+    assert entry.before["confirm_timeout_s"] == 14400
+    assert entry.after["fee_bps"] == 25
+    assert entry.address == "127.0.0.1"
+    assert "project.change" in admin.get("/audit").text
+
+    bad = admin.post("/projects/acme", {"webhook_url": "ftp://x", "fee_bps": "99999"})
+    assert bad.status_code == 400
+    assert "fee_bps" in alert(bad)
+    bad = admin.post("/projects/acme", {"webhook_url": "ftp://nowhere"})
+    assert bad.status_code == 400
+    assert alert(bad).startswith("webhook_url:")
+    viewer.close()
+    admin.close()
+
+
+def test_repeated_failures_lock_an_operator_until_the_lock_ends(
+    bank: Runtime, user: ConsoleUser, clock: ManualClock
+) -> None:
+    add_operator(bank, "alice", "admin")
+    for _ in range(operators.MAX_FAILURES - 1):
+        failed = user.sign_in("alice", "wrong password!")
+        assert failed.status_code == 401
+        assert alert(failed) == "wrong name or password"
+    locked = user.sign_in("alice", "wrong password!")
+    assert "too many failed sign-ins: locked for 15 more minute(s)" in alert(locked)
+    right = user.sign_in("alice")  # the right password, while locked
+    assert right.status_code == 401
+    assert "locked" in alert(right)
+    assert "payout131_console=" not in str(right.headers.get_list("set-cookie"))
+    nobody = user.sign_in("mallory", "anything at all")
+    assert alert(nobody) == "wrong name or password"  # the same answer as a wrong password
+    clock.advance(operators.LOCK_S + 1)
+    assert user.sign_in("alice").status_code == 303
+    assert "sign_in.locked" in [e.action for e in _audit(bank)]
+
+
+def test_a_sign_in_idle_too_long_ends(bank: Runtime, user: ConsoleUser, clock: ManualClock) -> None:
+    add_operator(bank, "alice", "viewer")
+    user.sign_in("alice")
+    clock.advance(logins.IDLE_S - 60)
+    assert user.get("/").status_code == 200  # a request keeps it alive
+    clock.advance(logins.IDLE_S - 60)
+    assert user.get("/").status_code == 200
+    clock.advance(logins.IDLE_S + 1)
+    assert user.get("/").status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ({"since": "yesterday"}, "since:"),
+        ({"since": "2026-12-07T10:00", "until": "2026-12-07T09:00"}, "since: must be earlier"),
+        ({"min": "1e5"}, "min:"),
+        ({"min": "20", "max": "10"}, "min: must not be above max"),
+        ({"status": "lost"}, "status: one of"),
+        ({"project": "<script>"}, "project:"),
+        ({"bank": "x" * 40}, "bank:"),
+        ({"error": "a;b"}, "error:"),
+        ({"before": "-1"}, "before:"),
+        ({"id": "evt_1"}, "id:"),
+    ],
+)
+def test_bad_filters_get_a_page_naming_the_field(
+    bank: Runtime, user: ConsoleUser, query: dict[str, str], names: str
+) -> None:
+    add_operator(bank, "alice", "viewer")
+    user.sign_in("alice")
+    page = user.get("/payouts", **query)
+    assert page.status_code == 400
+    assert alert(page).startswith(names)
+    assert "<script>" not in page.text.split("</header>", 1)[1]  # escaped, never markup
+
+
+def test_the_console_shows_no_account_number_and_exports_what_it_lists(
+    bank: Runtime, user: ConsoleUser, onboard: Onboard
+) -> None:
+    acme = onboard("acme", wallet=1_000_000, single_request=True, webhook_url="http://127.0.0.1:9/")
+    sessions = [acme.ok("session/init/payout", payout_body(10_000 + i))["session"]["id"]
+                for i in range(3)]  # fmt: skip
+    bank.worker.drain()
+    bank.dispatcher.drain()
+    add_operator(bank, "alice", "viewer")
+    user.sign_in("alice")
+    number = INDIVIDUAL["account"]
+    pages = [user.get(path) for path in (
+        "/", "/payouts", f"/payouts/{sessions[0]}", "/webhooks", "/webhooks/evt_1",
+        "/accounts", "/accounts/wallet:acme", "/audit", "/sandbox",
+    )]  # fmt: skip
+    for page in pages:
+        assert page.status_code == 200, page.url
+        assert number not in page.text
+        assert number[:10] not in page.text
+    story = pages[2].text.split('id="story"', 1)[1]
+    assert "*" * 16 + number[-4:] in story  # the webhook body, masked
+    assert story.index("session.created") < story.index("hold.placed") < story.index("webhook")
+
+    exported = user.get("/payouts.csv", project="acme")
+    assert exported.headers["content-disposition"] == 'attachment; filename="payouts.csv"'
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert sorted(r["session"] for r in rows) == sorted(sessions)
+    assert {r["bank"] for r in rows} == {INDIVIDUAL["bik"]}
+    listed = user.get("/payouts", min="100.01", max="100.01", bank=INDIVIDUAL["bik"])
+    assert re.findall(r"ps_\d+", listed.text) == [sessions[1]] * 2 or sessions[1] in listed.text
+    assert sessions[0] not in listed.text
+    assert sessions[2] not in listed.text
+    statement = user.get("/accounts/wallet:acme/statement.csv")
+    lines = list(csv.DictReader(io.StringIO(statement.text)))
+    assert int(lines[0]["balance_after"]) == 1_000_000  # oldest first: the top-up
+    running = 0
+    for row in lines:  # each line's balance is the one before it plus its amount
+        running += int(row["amount"])
+        assert int(row["balance_after"]) == running
+    with bank.db.read() as conn:
+        wallet = accounts.find(conn, ["wallet:acme"])["wallet:acme"]
+    assert running == wallet.balance
+    assert len(lines) > 1
+
+
+def test_the_console_is_off_in_production_until_enabled(
+    bank_settings: Settings, clock: ManualClock
+) -> None:
+    production = replace(bank_settings, mode="production")
+    for settings, on in ((production, False), (replace(production, console=True), True)):
+        bank = Runtime.open(settings, clock=clock)
+        try:
+            with serve(bank.app(run_worker=False)) as url:
+                page = httpx.get(f"{url}/console/login")
+                root = httpx.get(f"{url}/")
+        finally:
+            bank.close()
+        if on:
+            assert page.status_code == 503
+            assert root.status_code == 307
+        else:
+            assert page.status_code == 404
+            assert root.status_code == 404
+            assert "no such endpoint" in page.json()["error"]["description"]
+
+
+def test_serve_puts_the_console_on_its_own_address(
+    tmp_path: pytest.TempPathFactory, database_url: str
+) -> None:
+    port = free_port()
+    with serve_command(tmp_path, database_url, "--console-port", str(port)) as served:  # type: ignore[arg-type]
+        api, console = served.url, f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{console}/console/login").status_code == 503  # no operator yet
+        assert httpx.get(f"{api}/console/login").status_code == 404
+        assert httpx.get(f"{console}/health").status_code == 404
+        assert httpx.get(f"{api}/health").status_code == 200
+        assert f"console: {console}/console/" in served.log.read_text()
+
+
+def test_operators_and_the_audit_log_from_the_terminal(bank: Runtime) -> None:
+    env = {
+        "PAYOUT131_HOME": str(bank.settings.home),
+        "PAYOUT131_DATABASE_URL": bank.settings.database,
+    }
+
+    def run(*args: str, given: str = "", code: int = 0) -> str:
+        result = CliRunner().invoke(main, list(args), env=env, input=given)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    assert "operator alice added (admin)" in run(
+        "operator", "add", "alice", "--role", "admin", given=PASSWORD + "\n"
+    )
+    assert "12 to 1024 characters" in run(
+        "operator", "add", "bob", "--role", "viewer", given="short\n", code=1
+    )
+    assert "exists" in run(
+        "operator", "add", "alice", "--role", "viewer", given=PASSWORD + "\n", code=1
+    )
+    assert "operator name" in run(
+        "operator", "add", "bad name", "--role", "viewer", given=PASSWORD + "\n", code=2
+    )
+    with bank.db.write() as conn:  # fmt: skip
+        for _ in range(operators.MAX_FAILURES):
+            operators.sign_in(conn, "alice", "wrong password!", bank.clock.now())
+    assert "locked until" in run("operator", "list")
+    run("operator", "password", "alice", given="another long password\n")
+    listed = json.loads(run("operator", "list", "--json"))
+    assert listed == [
+        {
+            "name": "alice",
+            "role": "admin",
+            "created_at": listed[0]["created_at"],
+            "locked_until": None,
+        }
+    ]
+    with bank.db.write() as conn:
+        assert operators.sign_in(conn, "alice", "another long password", bank.clock.now()).operator
+    assert "no operator 'zed'" in run("operator", "remove", "zed", code=1)
+    run("operator", "remove", "alice")
+    entries = json.loads(run("audit", "list", "--json"))["entries"]
+    assert [e["action"] for e in entries] == [
+        "operator.remove",
+        "operator.password",
+        "operator.add",
+    ]
+    assert entries[0]["operator"].startswith("cli")
+    assert entries[0]["before"] == {"role": "admin"}
+    assert "operator.add  alice" in run("audit", "list", "--action", "operator.add")
