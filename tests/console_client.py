@@ -27,8 +27,8 @@ def alert(page: httpx.Response) -> str:
 
 
 class ConsoleUser:
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, follow_redirects=False, timeout=30)
+    def __init__(self, url: str, verify: Any = True) -> None:
+        self.http = httpx.Client(base_url=url, follow_redirects=False, timeout=30, verify=verify)
 
     def close(self) -> None:
         self.http.close()
@@ -41,6 +41,8 @@ class ConsoleUser:
         return self.http.post("/console/login", data=form)
 
     def get(self, path: str, **params: Any) -> httpx.Response:
+        if not params:  # a query written in the path stays as written
+            return self.http.get(f"/console{path}")
         return self.http.get(f"/console{path}", params=params)
 
     def csrf(self) -> str:

@@ -696,6 +696,20 @@ def test_purge_empties_a_large_store_of_what_is_done_and_keeps_the_rest(
                 for i in range(3_100)
             ],
         )
+        conn.execute(
+            t.session_calls.insert(),
+            [
+                {
+                    "session_n": i,
+                    "project_id": "acme",
+                    "method": "session/confirm",
+                    "version": "v1",
+                    "status": 200,
+                    "at": old if i < 2_000 else recent,
+                }
+                for i in range(2_500)
+            ],
+        )
     env = {
         "PAYOUT131_HOME": str(bank.settings.home),
         "PAYOUT131_DATABASE_URL": bank.settings.database,
@@ -705,6 +719,7 @@ def test_purge_empties_a_large_store_of_what_is_done_and_keeps_the_rest(
     assert done.output.splitlines() == [
         f"webhook events: {old_events + 100} purged",
         "idempotency keys: 8000 purged",
+        "recorded calls: 2000 purged",
         "public tokens: 3000 purged",
     ]
 
@@ -716,5 +731,6 @@ def test_purge_empties_a_large_store_of_what_is_done_and_keeps_the_rest(
     assert count(t.webhook_attempts) == kept_events + 100  # each event's attempts went with it
     assert count(t.idempotency_keys) == 500
     assert count(t.public_tokens) == 100
+    assert count(t.session_calls) == 500
     again = CliRunner().invoke(main, ["purge"], env=env)
     assert "webhook events: 0 purged" in again.output

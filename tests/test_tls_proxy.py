@@ -23,8 +23,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from console_client import PASSWORD, ConsoleUser
 from partner import Partner
 from payout131.cli import main
+from payout131.clock import SystemClock
+from payout131.console import operators
+from payout131.storage import Database
 from served import serve
 
 
@@ -73,6 +77,19 @@ def test_serve_https_with_a_self_signed_certificate(
             partner = Partner(http, "acme", partner_keys[0])
             session = partner.ok("session/create")["session"]
             assert session["status"] == "created"
+        db = Database(served.database_url)  # the console's cookie is Secure over HTTPS
+        try:
+            with db.write() as conn:
+                operators.add(conn, "alice", "admin", PASSWORD, SystemClock().now())
+        finally:
+            db.dispose()
+        user = ConsoleUser(served.url, verify=trusted)
+        signed = user.sign_in("alice")
+        user.close()
+        cookie = signed.headers["set-cookie"]
+        assert cookie.startswith("payout131_console=")
+        assert "Secure" in cookie
+        assert "HttpOnly" in cookie
         plain = served.url.replace("https://", "http://")
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{plain}/health", timeout=5)
@@ -126,6 +143,7 @@ def test_forwarded_headers_only_from_trusted_proxies(
     options = ("--forwarded-allow-ips", "127.0.0.1") if trusted else ()
     with serve(tmp_path, database_url, *options) as served:
         forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
-        assert httpx.get(f"{served.url}/health", headers=forwarded).status_code == 200
-        seen = _client_seen(served.log, "/health")
+        # a path only this request asks for (serve's start-up polls /health)
+        assert httpx.get(f"{served.url}/openapi.json", headers=forwarded).status_code == 200
+        seen = _client_seen(served.log, "/openapi.json")
     assert seen.startswith("203.0.113.7" if trusted else "127.0.0.1"), seen

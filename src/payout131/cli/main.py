@@ -46,6 +46,7 @@ COMMANDS = {
     "demo": "payout131.tools.demo.command:demo",
     "chaos": "payout131.tools.chaos.command:chaos",  # reliability: the crash test
     "bench": "payout131.tools.bench.command:bench",  # benchmarks (docs/benchmarks.md)
+    "console-bench": "payout131.tools.console_bench:console_bench",  # docs/console.md
 }
 
 
@@ -230,8 +231,8 @@ def serve(
             "--console-port: the console is off (PAYOUT131_MODE=production): turn it on with "
             "PAYOUT131_CONSOLE=1"
         )
-    if console_port == port and console_host == host:
-        raise click.UsageError("--console-port: give the console an address of its own")
+    if console_port == port:  # the app tells the console's address from the API's by port
+        raise click.UsageError("--console-port: give the console a port of its own")
     logs.configure(log_level, conf.log_format)
     bank = Runtime.open(conf)  # migrates the store once, before any process serves
     options: dict[str, Any] = {

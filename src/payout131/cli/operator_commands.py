@@ -7,6 +7,7 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from payout131.cli.context import database, write
 from payout131.cli.params import IntRange
-from payout131.clock import rfc3339_seconds
+from payout131.clock import SystemClock, rfc3339_seconds
 from payout131.console import audit, operators
 
 __all__ = ["audit_group", "operator"]
@@ -126,6 +127,11 @@ def list_(as_json: bool) -> None:
     """Every operator: role, since when, locked or not."""
     with database() as db, db.read() as conn:
         found = operators.list_operators(conn)
+    now = SystemClock().now()
+    found = [  # a lock that has ended is no lock
+        replace(o, locked_until=None) if o.locked_until and o.locked_until <= now else o
+        for o in found
+    ]
     if as_json:
         out = [
             {

@@ -24,6 +24,7 @@ from payout131.clock import rfc3339_seconds
 from payout131.console import audit
 from payout131.console.web import Refusal, Seen, Web, kopecks
 from payout131.errors import ApiError
+from payout131.protocol.validation import id_number
 from payout131.protocol.wire import dumps
 from payout131.sandbox import clocks, forcing
 from payout131.sandbox.advance import Advancer, Refused
@@ -269,6 +270,8 @@ class Actions:
             )
         if found is None:
             raise Refusal(f"project: no project {project_id[:70]!r}")
+        if found.disabled:  # as the partner's own call would be refused
+            raise Refusal(f"project: {project_id} is disabled: enable it first")
         return found
 
     async def advance(self, seen: Seen, form: FormData) -> Response:
@@ -307,7 +310,7 @@ class Actions:
             self.wake()
             return self.advancer.wait(n, ADVANCE_WAIT_S), None
 
-        clock, _ = await self.web.run(run)
+        clock, _ = await self.web.run_slow(run)
         note = f"{clock.id}: {clock.status}, at {rfc3339_seconds(clock.frozen_time)}"
         return self.web.go(seen.request, "/sandbox", note=note)
 
@@ -316,9 +319,9 @@ class Actions:
         text = str(form.get("payout_id", "")).strip()
         outcome = str(form.get("outcome", ""))
         code = str(form.get("error_code", "")).strip() or None
-        if not text.startswith("po_") or not text[3:].isdigit() or len(text) > 21:
+        n = id_number(text[3:]) if text.startswith("po_") else None
+        if n is None:
             raise Refusal(f"payout_id: {text[:40]!r} is not a payout id like po_12")
-        n = int(text[3:])
 
         def change(conn: Connection) -> tuple[Any, Any]:
             try:

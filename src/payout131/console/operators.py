@@ -16,6 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Connection
 
+from payout131.storage import Database
 from payout131.storage import schema as t
 
 __all__ = [
@@ -25,12 +26,14 @@ __all__ = [
     "Operator",
     "SignIn",
     "add",
+    "check",
     "check_name",
     "check_password",
     "exist",
     "list_operators",
     "remove",
     "set_password",
+    "settle",
     "sign_in",
 ]
 
@@ -153,24 +156,33 @@ def _matches(stored: str, password: str) -> bool:
         return False
 
 
-def sign_in(conn: Connection, name: str, password: str, now: int) -> SignIn:
-    """Check a name and password, counting failures and locking past the limit; the caller
-    commits what this wrote even when the answer is a refusal."""
+def check(db: Database, name: str, password: str) -> tuple[Operator | None, bool]:
+    """The operator ``name`` names (None if none) and whether ``password`` is theirs. The
+    hash is checked outside any transaction (Argon2 takes tens of milliseconds: no write
+    waits for it), and an unknown name is hashed too, so the time tells nothing."""
+    row = None
+    if name and len(password) <= MAX_PASSWORD:
+        with db.read() as conn:
+            row = conn.execute(sa.select(t.operators).where(t.operators.c.name == name)).first()
+    if row is None:
+        _matches(_NOBODY, password[:MAX_PASSWORD])
+        return None, False
+    return _operator(row), _matches(str(row.password_hash), password)
+
+
+def settle(conn: Connection, name: str, matched: bool, now: int) -> SignIn:
+    """Count a checked sign-in, under the operator's row lock: refused while locked; a
+    match clears the count; a miss adds one, and the ``MAX_FAILURES``-th locks."""
     o = t.operators
     wrong = "wrong name or password"
-    row = conn.execute(sa.select(o).where(o.c.name == name)).first() if name else None
-    if row is None or len(password) > MAX_PASSWORD:
-        _matches(_NOBODY, password[:MAX_PASSWORD])
+    row = conn.execute(sa.select(o).where(o.c.name == name).with_for_update()).first()
+    if row is None:
         return SignIn(None, wrong)
     found = _operator(row)
     if found.locked_until is not None and found.locked_until > now:
         return SignIn(None, _locked(found.locked_until, now))
-    if _matches(str(row.password_hash), password):
+    if matched:
         conn.execute(o.update().where(o.c.name == name).values(failures=0, locked_until=None))
-        if _HASHER.check_needs_rehash(str(row.password_hash)):
-            conn.execute(
-                o.update().where(o.c.name == name).values(password_hash=_HASHER.hash(password))
-            )
         return SignIn(found)
     failures = (0 if found.locked_until is not None else found.failures) + 1
     if failures >= MAX_FAILURES:
@@ -179,6 +191,15 @@ def sign_in(conn: Connection, name: str, password: str, now: int) -> SignIn:
         return SignIn(None, _locked(until, now), locked_now=True)
     conn.execute(o.update().where(o.c.name == name).values(failures=failures, locked_until=None))
     return SignIn(None, wrong)
+
+
+def sign_in(db: Database, name: str, password: str, now: int) -> SignIn:
+    """``check`` then ``settle``, each in its own transaction (for commands and tests)."""
+    found, matched = check(db, name, password)
+    if found is None:
+        return SignIn(None, "wrong name or password")
+    with db.write() as conn:
+        return settle(conn, name, matched, now)
 
 
 def _locked(until: int, now: int) -> str:

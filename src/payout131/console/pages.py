@@ -255,7 +255,7 @@ class Pages:
 
         return self.web.render(seen, "accounts.html", accounts=await self.web.run(read))
 
-    def _statement(self, seen: Seen, limit: int) -> Any:
+    def _statement(self, seen: Seen, limit: int, oldest_first: bool = False) -> Any:
         code = seen.request.path_params["code"]
         q = seen.request.query_params
         since, until = moment(q.get("since", ""), "since"), moment(q.get("until", ""), "until")
@@ -267,7 +267,13 @@ class Pages:
             if found is None:
                 raise Refusal(f"no account {code[:70]!r}", 404)
             lines, cursor = screens.entries(
-                conn, found.id, since=since, until=until, limit=limit, before=before
+                conn,
+                found.id,
+                since=since,
+                until=until,
+                limit=limit,
+                before=before,
+                oldest_first=oldest_first,
             )
         return found, lines, cursor
 
@@ -279,17 +285,24 @@ class Pages:
         )
 
     async def statement_csv(self, seen: Seen) -> Response:
-        found, lines, _cursor = await self.web.run(self._statement, seen, CSV_MAX)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(("entry", "at", "kind", "memo", "payout", "amount", "balance_after"))
-        for e in reversed(lines):  # a statement reads oldest first
-            payout = "" if e.payout_n is None else f"po_{e.payout_n}"
-            when = datetime.fromtimestamp(e.at / 1e6, UTC).isoformat()
-            writer.writerow((e.id, when, e.kind, e.memo, payout, e.amount, e.balance_after))
-        name = f"statement-{found.code.replace(':', '-')}.csv"
+        """The entries in the dates given, oldest first, at most ``CSV_MAX``; a statement
+        cut there is named ``…-partial.csv`` (narrow the dates for the rest)."""
+
+        def build() -> tuple[str, str]:
+            found, lines, cursor = self._statement(seen, CSV_MAX, oldest_first=True)
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(("entry", "at", "kind", "memo", "payout", "amount", "balance_after"))
+            for e in lines:
+                payout = "" if e.payout_n is None else f"po_{e.payout_n}"
+                when = datetime.fromtimestamp(e.at / 1e6, UTC).isoformat()
+                writer.writerow((e.id, when, e.kind, e.memo, payout, e.amount, e.balance_after))
+            cut = "-partial" if cursor is not None else ""
+            return out.getvalue(), f"statement-{found.code.replace(':', '-')}{cut}.csv"
+
+        text, name = await self.web.run(build)
         headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
-        return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+        return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
 
     # -- audit, sandbox ------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """What the console's screens show, beyond the payout lists and stories (``listing.py``):
 the overview's figures, an account's statement with its running balance, an event's body.
 
-Every query here is one the console runs as the operator opens a page, so each reads a
-bounded number of rows through an index (docs/console.md gives their times on a store of
-1,000,000 payouts).
+Every query here is one the console runs as the operator opens a page: each reads through
+an index, most of them a page's rows and no more (docs/console.md, "How fast", gives their
+times on a store of 1,000,000 payouts).
 """
 
 from __future__ import annotations
@@ -32,46 +32,50 @@ __all__ = [
 
 
 def payouts_since(conn: Connection, since: int) -> list[tuple[str, str | None, int, int]]:
-    """``(status, error code, count, kopecks)`` of the payouts created at or after ``since``.
+    """``(status, error code, count, kopecks)`` of the payouts created in the day from
+    ``since``, of projects on wall time (a test clock's payouts carry its own times).
 
-    The payouts are found newest first by number and the walk stops at the first one
-    created before ``since`` (payout numbers grow with time), so it reads only today's.
-    """
+    Payout numbers grow with wall time, so the first of the day is found by bisecting the
+    numbers (each probe one primary-key read) and only the day's payouts are read."""
     p = t.payouts
-    first = conn.execute(
-        sa.select(sa.func.min(p.c.n)).where(p.c.n > _last_before(conn, since))
-    ).scalar()
-    if first is None:
-        return []
+    clocked = sa.select(t.projects.c.id).where(t.projects.c.test_clock.is_not(None))
+    first = _first_since(conn, since, clocked)
     rows = conn.execute(
         sa.select(p.c.status, p.c.error_code, sa.func.count(), sa.func.sum(p.c.amount))
-        .where(p.c.n >= first, p.c.created_at >= since)
+        .where(
+            p.c.n >= first,
+            p.c.created_at >= since,
+            p.c.created_at < since + 86_400_000_000,
+            p.c.project_id.not_in(clocked),
+        )
         .group_by(p.c.status, p.c.error_code)
         .order_by(p.c.status, p.c.error_code)
     ).all()
     return [(row[0], row[1], int(row[2]), int(row[3] or 0)) for row in rows]
 
 
-def _last_before(conn: Connection, since: int) -> int:
-    """The number of a payout created before ``since`` with none but later ones after it,
-    found by bisecting the payout numbers (each probe one primary-key read); 0 if none."""
+def _first_since(conn: Connection, since: int, clocked: Any) -> int:
+    """A payout number at or below the first wall-time payout created at or after
+    ``since``: the bisection keeps ``low`` created before it, and probes skip payouts of
+    projects on test clocks."""
     p = t.payouts
     top = conn.execute(sa.select(sa.func.max(p.c.n))).scalar()
-    if top is None:
-        return 0
-    low, high = 0, int(top)  # low: created before since (or 0); high: not known to be
+    low, high = 0, int(top or 0) + 1  # low: before since (or 0); high: at or after, or past
     while high - low > 1:
         middle = (low + high) // 2
         row = conn.execute(
-            sa.select(p.c.n, p.c.created_at).where(p.c.n >= middle).order_by(p.c.n).limit(1)
+            sa.select(p.c.n, p.c.created_at)
+            .where(p.c.n >= middle, p.c.n < high, p.c.project_id.not_in(clocked))
+            .order_by(p.c.n)
+            .limit(1)
         ).first()
-        if row is None or row.n >= high:
+        if row is None:
             high = middle
         elif row.created_at < since:
             low = int(row.n)
-        else:
-            high = int(row.n)
-    return low
+        else:  # none in [middle, row.n), and from row.n on all at or after since
+            high = middle
+    return low + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +125,16 @@ def entries(
     until: int | None = None,
     limit: int = 100,
     before: int | None = None,
+    oldest_first: bool = False,
 ) -> tuple[list[Entry], int | None]:
-    """The account's entries newest first (created in ``[since, until)``, below entry id
-    ``before``), each with the running balance; and the next page's cursor."""
+    """The account's entries created in ``[since, until)``, newest first below entry id
+    ``before`` (or, ``oldest_first``, the first ``limit``), each with the account's balance
+    just after it; and the next page's cursor (None: no more).
+
+    The balance after an entry is the account's balance less every later entry: the sum
+    of those after the page (one indexed sum, which grows with how far back the page is)
+    and, within the page, of every entry between its rows, those the time filter left
+    out included."""
     e, x, a = t.ledger_entries, t.ledger_transactions, t.ledger_accounts
     query = (
         sa.select(e.c.id, e.c.amount, x.c.kind, x.c.memo, x.c.payout_n, x.c.created_at)
@@ -136,31 +147,44 @@ def entries(
         query = query.where(x.c.created_at >= since)
     if until is not None:
         query = query.where(x.c.created_at < until)
-    rows = conn.execute(query.order_by(e.c.id.desc()).limit(limit + 1)).all()
+    order = e.c.id.asc() if oldest_first else e.c.id.desc()
+    rows = conn.execute(query.order_by(order).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = sorted(rows[:limit], key=lambda row: row.id, reverse=True)
     if not rows:
         return [], None
+    top, bottom = rows[0].id, rows[-1].id
     balance = conn.execute(sa.select(a.c.balance).where(a.c.id == account)).scalar_one()
-    newer = conn.execute(  # what the entries after the page's first moved
+    later = conn.execute(
         sa.select(sa.func.coalesce(sa.func.sum(e.c.amount), 0)).where(
-            e.c.account_id == account, e.c.id > rows[0].id
+            e.c.account_id == account, e.c.id > top
         )
     ).scalar_one()
-    running = int(balance) - int(newer)
-    out = []
-    for row in rows[:limit]:
-        out.append(
-            Entry(
-                id=int(row.id),
-                at=int(row.created_at),
-                kind=row.kind,
-                memo=row.memo,
-                payout_n=row.payout_n,
-                amount=int(row.amount),
-                balance_after=running,
-            )
+    between = conn.execute(  # every entry of the page's span, shown or not, newest first
+        sa.select(e.c.id, e.c.amount)
+        .where(e.c.account_id == account, e.c.id >= bottom, e.c.id <= top)
+        .order_by(e.c.id.desc())
+    ).all()
+    after: dict[int, int] = {}
+    running = int(balance) - int(later)
+    for entry_id, amount in between:
+        after[int(entry_id)] = running
+        running -= int(amount)
+    out = [
+        Entry(
+            id=int(row.id),
+            at=int(row.created_at),
+            kind=row.kind,
+            memo=row.memo,
+            payout_n=row.payout_n,
+            amount=int(row.amount),
+            balance_after=after[int(row.id)],
         )
-        running -= int(row.amount)
-    return out, (out[-1].id if len(rows) > limit else None)
+        for row in rows
+    ]
+    if oldest_first:
+        out.reverse()
+    return out, (out[-1].id if more else None)
 
 
 def event_body(conn: Connection, vault: Vault, event: Any) -> str:

@@ -8,13 +8,15 @@ inline scripts and caching. ``pages.py`` holds the screens, ``actions.py`` what 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import anyio
 import jinja2
@@ -25,6 +27,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from payout131.clock import Clock, rfc3339_seconds
 from payout131.console import audit, logins, operators
 from payout131.console.logins import Login
+from payout131.console.operators import SignIn
 from payout131.storage import Database
 
 __all__ = ["Refusal", "Web", "kopecks", "moment"]
@@ -33,6 +36,9 @@ T = TypeVar("T")
 
 COOKIE = "payout131_console"
 FORM_COOKIE = "payout131_console_form"  # the sign-in form's token, before any sign-in
+NOTE_COOKIE = "payout131_console_note"  # what an action tells the page it leads to, once
+THROTTLE_FAILURES = 20  # failed sign-ins from one address within THROTTLE_S ...
+THROTTLE_S = 15 * 60  # ... and it must wait: guessing is slow, and locks few operators
 MAX_FORM_BYTES = 64 * 1024
 HEADERS = {
     "Content-Security-Policy": (
@@ -62,9 +68,15 @@ def rubles(kopecks: int | None) -> str:
     return f"{sign}{whole:,}.{part:02d}".replace(",", "\u202f")
 
 
+def typed(kopecks: int) -> str:
+    """An amount as a form field holds it: ``1500.50``, no separators."""
+    whole, part = divmod(kopecks, 100)
+    return f"{whole}.{part:02d}"
+
+
 def kopecks(text: str, field: str) -> int | None:
-    """A ruble amount typed in a form (``1500``, ``1500.50``) in kopecks; None if empty."""
-    text = text.strip().replace(" ", "").replace(",", ".")
+    """A ruble amount typed in a form (``1500``, ``1 500,50``) in kopecks; None if empty."""
+    text = "".join(text.split()).replace(",", ".")  # any space, a narrow no-break one too
     if not text:
         return None
     try:
@@ -110,31 +122,37 @@ class Web:
 
     def __init__(self, db: Database, clock: Clock, *, mode: str) -> None:
         self.db, self.clock, self.mode = db, clock, mode
-        self.limiter = anyio.CapacityLimiter(4)
+        self.limiter = anyio.CapacityLimiter(8)  # pages and actions
+        self.slow = anyio.CapacityLimiter(2)  # what waits long (a clock's advance)
+        self.throttle = Throttle(THROTTLE_FAILURES, THROTTLE_S)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("payout131.console", "templates"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-        self.templates.globals.update(rubles=rubles, when=_when, mode=mode)
+        self.templates.globals.update(rubles=rubles, typed=typed, when=_when, mode=mode)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` (which uses the store) on a worker thread."""
         return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self.limiter)
+
+    async def run_slow(self, fn: Callable[..., T], *args: Any) -> T:
+        """``run`` for what may wait long, on threads of its own (pages stay quick)."""
+        return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self.slow)
 
     # -- answers -------------------------------------------------------------------------
 
     def render(self, seen: Seen, template: str, code: int = 200, **context: Any) -> Response:
         request = seen.request
         base = request.scope.get("root_path", "")
+        note = unquote(request.cookies.get(NOTE_COOKIE, ""))[:300]
         html = self.templates.get_template(template).render(
-            base=base,
-            login=seen.login,
-            note=request.query_params.get("note", "")[:300],
-            path=request.url.path,
-            **context,
+            base=base, login=seen.login, note=note, path=request.url.path, **context
         )
-        return HTMLResponse(html, status_code=code, headers=HEADERS)
+        answer = HTMLResponse(html, status_code=code, headers=HEADERS)
+        if note:  # shown once
+            answer.delete_cookie(NOTE_COOKIE, path=self._path(request))
+        return answer
 
     async def missing(self, request: Request, exc: Exception) -> Response:
         """No such page (404), or not with this HTTP method (405)."""
@@ -145,16 +163,17 @@ class Web:
     def refused(self, seen: Seen, refusal: Refusal) -> Response:
         return self.render(seen, "refused.html", refusal.status, message=refusal.message)
 
-    @staticmethod
-    def go(request: Request, path: str, note: str = "", **query: Any) -> Response:
-        """A redirect (303: the browser GETs it) to ``path`` under the console."""
+    def go(self, request: Request, path: str, note: str = "", **query: Any) -> Response:
+        """A redirect (303: the browser GETs it) to ``path`` under the console; ``note`` is
+        shown once by the page it leads to (in a cookie: no link can put words there)."""
         params = {k: v for k, v in query.items() if v not in (None, "")}
-        if note:
-            params["note"] = note
         target = request.scope.get("root_path", "") + path
         if params:
             target += "?" + urlencode(params)
-        return RedirectResponse(target, status_code=303, headers=HEADERS)
+        answer = RedirectResponse(target, status_code=303, headers=HEADERS)
+        if note:
+            self._cookie(request, answer, NOTE_COOKIE, quote(note[:300]), 60)
+        return answer
 
     # -- who is looking --------------------------------------------------------------------
 
@@ -185,6 +204,8 @@ class Web:
                 return self.go(request, "/login", next=_next(request))
             seen = Seen(request, login)
             try:
+                _printable(request.query_params.multi_items())
+                _printable(request.path_params.items())
                 return await handler(seen)
             except Refusal as refusal:
                 return self.refused(seen, refusal)
@@ -206,6 +227,7 @@ class Web:
                 )
             seen = Seen(request, login)
             try:
+                _printable(request.path_params.items())
                 form = await self.form(request)
                 if not logins.same(str(form.get("csrf", "")), login.csrf):
                     raise Refusal(
@@ -229,7 +251,9 @@ class Web:
         kind = request.headers.get("content-type", "")
         if not kind.startswith("application/x-www-form-urlencoded"):
             raise Refusal("a form is sent as application/x-www-form-urlencoded", 415)
-        return await request.form(max_files=0, max_fields=100)
+        form = await request.form(max_files=0, max_fields=100)
+        _printable((name, str(value)) for name, value in form.multi_items())
+        return form
 
     # -- signing in and out ----------------------------------------------------------------
 
@@ -253,9 +277,20 @@ class Web:
             stale = Refusal("the sign-in form's token is missing or stale: reload the page", 403)
             return self.refused(seen, stale)
         name, password = str(form.get("name", ""))[:64], str(form.get("password", ""))
-        address = request.client.host if request.client else None
+        address = request.client.host if request.client else "unknown"
+        wait = self.throttle.wait(address, time.monotonic())
+        if wait:
+            minutes = max(1, round(wait / 60))
+            return self.refused(
+                seen,
+                Refusal(
+                    f"too many failed sign-ins from {address}: try again in {minutes} minute(s)",
+                    429,
+                ),
+            )
         result, token = await self.run(self._check, name, password, address)
         if token is None:
+            self.throttle.failed(address, time.monotonic())
             return self.render(
                 seen,
                 "login.html",
@@ -270,12 +305,19 @@ class Web:
         answer.delete_cookie(FORM_COOKIE, path=self._path(request))
         return answer
 
-    def _check(
-        self, name: str, password: str, address: str | None
-    ) -> tuple[operators.SignIn, str | None]:
+    def _check(self, name: str, password: str, address: str) -> tuple[SignIn, str | None]:
+        """The sign-in's outcome, and the new sign-in's token if it succeeded. The password
+        is hashed before the write transaction (no write waits for Argon2)."""
+        try:
+            operators.check_name(name)
+        except ValueError:  # never a query with a name no operator can have
+            name = ""
+        found, matched = operators.check(self.db, name, password)
+        if found is None:
+            return SignIn(None, "wrong name or password"), None
         now = self.clock.now()
         with self.db.write() as conn:  # a refusal's count and lock commit too
-            result = operators.sign_in(conn, name, password, now)
+            result = operators.settle(conn, name, matched, now)
             if result.operator is None:
                 if result.locked_now:
                     audit.record(
@@ -302,6 +344,7 @@ class Web:
         await self.run(end)
         answer = self.go(request, "/login", note="signed out")
         answer.delete_cookie(COOKIE, path=self._path(request))
+        answer.headers["Clear-Site-Data"] = '"cache", "storage"'  # nothing kept in the browser
         return answer
 
     def _path(self, request: Request) -> str:
@@ -317,6 +360,43 @@ class Web:
             httponly=True,
             samesite="strict",
         )
+
+
+class Throttle:
+    """Failed sign-ins per client address: past ``limit`` within ``window_s`` the address
+    waits. Kept in memory (each process its own), for at most ``MAX_ADDRESSES``."""
+
+    MAX_ADDRESSES = 10_000
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.failures: dict[str, deque[float]] = {}
+
+    def wait(self, address: str, now: float) -> float:
+        """Seconds ``address`` must wait before it may try again (0: it may)."""
+        found = self.failures.get(address)
+        if found is None:
+            return 0.0
+        while found and found[0] <= now - self.window_s:
+            found.popleft()
+        if len(found) < self.limit:
+            return 0.0
+        return found[0] + self.window_s - now
+
+    def failed(self, address: str, now: float) -> None:
+        if address not in self.failures and len(self.failures) >= self.MAX_ADDRESSES:
+            oldest = min(
+                self.failures, key=lambda a: self.failures[a][-1] if self.failures[a] else 0
+            )
+            del self.failures[oldest]
+        self.failures.setdefault(address, deque()).append(now)
+
+
+def _printable(items: Iterable[tuple[str, str]]) -> None:
+    """Refuse a value with a NUL or another control character (no store keeps them)."""
+    for name, value in items:
+        if any(ord(c) < 32 and c not in "\r\n\t" for c in value):
+            raise Refusal(f"{name[:40]}: a control character is not allowed here")
 
 
 def _when(micros: int | None) -> str:

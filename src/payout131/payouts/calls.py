@@ -55,6 +55,7 @@ class PartnerCall(Generic[B]):
     now: int
     body: B
     submerchant: str | None = None
+    idempotency_key: str | None = None  # the call's, if it sent one (call_record.py)
 
 
 class Serial(RuntimeError):

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from payout131.payouts import call_record
 from payout131.payouts.records import VERIFICATION
 from payout131.protocol.wire import payout_id, session_id
 from payout131.storage import schema as t
@@ -171,6 +172,20 @@ def story(conn: Connection, text: str) -> tuple[Line, list[Moment]] | None:
             "payout.created",
             {"amount": line.amount, "fee": line.fee, "destination": line.destination},
         ),
+    ]
+    moments += [
+        Moment(
+            c.at,
+            "call",
+            {
+                "method": c.method,
+                "version": c.version,
+                "idempotency_key": c.idempotency_key,
+                "status": c.status,
+                "error": c.error,
+            },
+        )
+        for c in call_record.for_session(conn, row.session_n)
     ]
     moments += _holds(conn, row.n) + _ledger(conn, row.n) + _webhooks(conn, row.session_n)
     if line.finished_at is not None:

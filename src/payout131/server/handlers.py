@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from payout131.errors import ApiError, InvalidRequest
 from payout131.ledger import accounts
-from payout131.payouts import answers, opening, reads
+from payout131.payouts import answers, call_record, opening, reads
 from payout131.payouts.calls import Context, PartnerCall
 from payout131.payouts.records import Listed
 from payout131.protocol import validation, wire
@@ -150,11 +150,13 @@ class _Executor:
     """A write method's use case for a group of calls, each answer rendered (the bytes the
     partner gets) or its refusal."""
 
-    def __init__(self, write: Mutation, context: Context) -> None:
-        self.write, self.context = write, context
+    def __init__(self, name: str, write: Mutation, context: Context) -> None:
+        self.name, self.write, self.context = name, write, context
 
     def __call__(self, conn: Connection, calls: list[PartnerCall[Any]]) -> list[Any]:
         out = self.write.use_case(conn, self.context, calls)
+        if self.write.sessions:  # with what they changed (the console's story)
+            call_record.record(conn, self.name, calls, out)
         return [
             answer
             if isinstance(answer, Exception)
@@ -171,7 +173,7 @@ class Handlers:
     def __init__(self, context: Context) -> None:
         assert set(WRITES) | set(READS) == set(METHODS), "every method is a write or a read"
         self.context = context
-        self.executors = {name: _Executor(write, context) for name, write in WRITES.items()}
+        self.executors = {name: _Executor(name, write, context) for name, write in WRITES.items()}
         self.keyed = {name: Keyed(name, executor) for name, executor in self.executors.items()}
 
     def read(self, conn: Connection, name: str, call: PartnerCall[Any]) -> bytes:

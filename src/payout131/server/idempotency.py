@@ -85,10 +85,6 @@ def body_digests(body: bytes, vault: Vault | None) -> tuple[str, ...]:
         return (*vault.fingerprints(body, b"idempotency body"), plain)
     except (VaultError, OSError, ValueError):  # no usable key: a card fails where it seals
         return (plain,)
-    try:
-        return (*vault.fingerprints(body, b"idempotency body"), plain)
-    except VaultError:  # no key: what needs one (a card) fails where it seals
-        return (plain,)
 
 
 _CLAIM = Sql(

@@ -162,6 +162,7 @@ class PartnerApi:
             now=await self.now(project),
             body=requests.decode(raw, method.body),
             submerchant=submerchant,
+            idempotency_key=key,
         )
         if not method.mutating:
             out = await self.db.read_async(

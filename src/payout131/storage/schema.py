@@ -469,3 +469,20 @@ audit_log = sa.Table(
     sa.Column("after", sa.Text),
     sa.Column("address", sa.String(64)),
 )
+
+# The calls that touched a session (``payouts/call_record.py``), written with what they
+# changed; kept as long as idempotency keys (``payout131 purge``).
+session_calls = sa.Table(
+    "session_calls",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("session_n", sa.BigInteger, nullable=False),
+    sa.Column("project_id", sa.String(64), nullable=False),
+    sa.Column("method", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(4), nullable=False),
+    sa.Column("idempotency_key", sa.String(255)),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Index("ix_session_calls_session", "session_n"),
+)
