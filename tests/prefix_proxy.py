@@ -18,8 +18,10 @@ _HOP = {
 }
 
 
-def prefix_proxy(prefix: str, upstream: str) -> Any:
-    """An ASGI app forwarding ``{prefix}/…`` to ``{upstream}/…``; anything else is 404."""
+def prefix_proxy(prefix: str, upstream: str, proto: str = "http") -> Any:
+    """An ASGI app forwarding ``{prefix}/…`` to ``{upstream}/…``; anything else is 404.
+    ``proto``: the scheme it tells upstream the client used (``https``: as a proxy that
+    ends TLS does)."""
     client = httpx.AsyncClient(base_url=upstream, timeout=30)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -43,7 +45,7 @@ def prefix_proxy(prefix: str, upstream: str) -> Any:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP]
         headers += [
             (b"x-forwarded-for", scope["client"][0].encode()),
-            (b"x-forwarded-proto", b"http"),
+            (b"x-forwarded-proto", proto.encode()),
         ]
         query = scope.get("query_string", b"").decode()
         target = (path[len(prefix) :] or "/") + (f"?{query}" if query else "")

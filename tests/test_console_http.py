@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -32,6 +33,7 @@ from payout131.payouts import listing
 from payout131.projects import get_project
 from payout131.runtime import Runtime
 from payout131.settings import Settings
+from prefix_proxy import prefix_proxy
 from served import free_port
 from served import serve as serve_command
 
@@ -468,3 +470,36 @@ def test_a_disabled_project_gets_no_test_payout(
     made = user.post("/sandbox/payout", form)
     assert made.status_code == 303, alert(made)
     assert made.headers["location"].startswith("/console/payouts/ps_")
+
+
+def test_the_console_behind_a_proxy_under_a_path_prefix(bank: Runtime) -> None:
+    """``serve --root-path /bank --forwarded-allow-ips …`` behind a proxy that strips
+    /bank and says the client came over HTTPS: every link, redirect and cookie names the
+    prefix, and the cookie is Secure."""
+    add_operator(bank, "alice", "viewer")
+    app = bank.app(run_worker=False)
+    with (
+        serve(app, root_path="/bank", forwarded_allow_ips="127.0.0.1") as inner,
+        serve(prefix_proxy("/bank", inner, proto="https")) as outer,
+    ):
+        # the client speaks HTTPS to the proxy: its cookies go back though this leg is HTTP
+        page = httpx.get(f"{outer}/bank/console/login")
+        assert "Secure" in page.headers["set-cookie"]
+        form_cookie = page.headers["set-cookie"].split(";", 1)[0]
+        token = re.search(r'name="form_token" value="([^"]+)"', page.text)
+        assert token is not None
+        form = {"form_token": token.group(1), "name": "alice", "password": PASSWORD}
+        signed = httpx.post(
+            f"{outer}/bank/console/login", data=form, headers={"Cookie": form_cookie}
+        )
+        assert signed.status_code == 303
+        assert signed.headers["location"] == "/bank/console/"
+        cookie = signed.headers["set-cookie"]
+        assert "Path=/bank/console" in cookie
+        assert "Secure" in cookie
+        assert "HttpOnly" in cookie
+        session = cookie.split(";", 1)[0]
+        listed = httpx.get(f"{outer}/bank/console/payouts", headers={"Cookie": session})
+        assert listed.status_code == 200
+        assert 'href="/bank/console/static/console.css"' in listed.text
+        assert 'action="/bank/console/logout"' in listed.text

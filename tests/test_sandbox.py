@@ -347,6 +347,18 @@ def test_the_cli_forces_an_outcome(sandbox: Sandbox, partner_keys: list[rsa.RSAP
     bank = sandbox.partner("acme", partner_keys[0], None)  # on wall time: forcing works too
     session = _pay(bank, "slow_success")
     (payout,) = bank.status(session).payouts
+    db = Database(sandbox.served.database_url)
+    try:  # forcing needs the payout at the simulator: the server's worker sends it there
+        for _ in range(200):
+            with db.read() as conn:
+                at = conn.execute(
+                    sa.select(t.payouts.c.rail).where(t.payouts.c.n == int(payout.id[3:]))
+                ).scalar()
+            if at is not None:
+                break
+            time.sleep(0.05)
+    finally:
+        db.dispose()
     result = CliRunner().invoke(
         main,
         ["simulate", "fail", payout.id, "--code", "operation_rejected", "--json"],

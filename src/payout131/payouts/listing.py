@@ -189,7 +189,12 @@ def story(conn: Connection, text: str) -> tuple[Line, list[Moment]] | None:
     ]
     moments += _holds(conn, row.n) + _ledger(conn, row.n) + _webhooks(conn, row.session_n)
     if line.finished_at is not None:
-        detail = {"status": line.status, "error": line.error, "rail": row.rail}
+        detail = {
+            "status": line.status,
+            "error": line.error,
+            "rail": row.rail,
+            "reference": row.rail_reference,  # the rail's own id of the transfer
+        }
         moments.append(Moment(line.finished_at, "payout.finished", detail))
     moments.sort(key=lambda m: m.at)
     return line, moments
