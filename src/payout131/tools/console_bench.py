@@ -265,18 +265,20 @@ def _pages(n: int, now: int) -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
-def _time(fn: Callable[[], Any]) -> tuple[float, float]:
-    """Median and worst of ``REPEAT`` runs, in milliseconds (after one to warm up)."""
+def _time(fn: Callable[[], Any], repeat: int = REPEAT) -> tuple[float, float]:
+    """Median and worst of ``repeat`` runs, in milliseconds (after one to warm up)."""
     fn()
     spans = []
-    for _ in range(REPEAT):
+    for _ in range(repeat):
         began = time.perf_counter()
         fn()
         spans.append((time.perf_counter() - began) * 1000)
     return statistics.median(spans), max(spans)
 
 
-def measure(url: str, env: dict[str, str], db_url: str, n: int, now: int) -> list[dict[str, Any]]:
+def measure(
+    url: str, env: dict[str, str], db_url: str, n: int, now: int, repeat: int = REPEAT
+) -> list[dict[str, Any]]:
     from payout131.payouts import listing
     from payout131.storage import Database
 
@@ -297,7 +299,7 @@ def measure(url: str, env: dict[str, str], db_url: str, n: int, now: int) -> lis
                 if answer.status_code != 200:
                     raise click.ClickException(f"{path}: HTTP {answer.status_code}")
 
-            median, worst = _time(get)
+            median, worst = _time(get, repeat)
             out.append({"what": what, "kind": "page", "median_ms": median, "max_ms": worst})
     db = Database(db_url)
     try:
@@ -319,7 +321,7 @@ def measure(url: str, env: dict[str, str], db_url: str, n: int, now: int) -> lis
                 with db.read() as conn:
                     query(conn)
 
-            median, worst = _time(run)
+            median, worst = _time(run, repeat)
             out.append({"what": what, "kind": "query", "median_ms": median, "max_ms": worst})
     finally:
         db.dispose()
@@ -333,7 +335,7 @@ def measure(url: str, env: dict[str, str], db_url: str, n: int, now: int) -> lis
         def command(args: list[str] = args) -> None:
             subprocess.run([payout131, *args], env=env, check=True, capture_output=True)
 
-        median, worst = _time(command)
+        median, worst = _time(command, repeat)
         out.append({"what": what, "kind": "command", "median_ms": median, "max_ms": worst})
     return out
 
@@ -402,11 +404,20 @@ def _served(env: dict[str, str], port: int) -> Iterator[str]:
     show_default=True,
     help="How many payouts to preload.",
 )
+@click.option(
+    "--repeat",
+    type=IntRange(1, 50),
+    default=REPEAT,
+    show_default=True,
+    help="Times each page is asked for (after one to warm up).",
+)
 @click.option("--json", "json_path", type=OutputFile(), help="Also write the figures here.")
-def console_bench(engines: tuple[str, ...], payouts: int, json_path: Path | None) -> None:
+def console_bench(
+    engines: tuple[str, ...], payouts: int, repeat: int, json_path: Path | None
+) -> None:
     """Time every console page and list command on a store of --payouts payouts.
 
-    Each figure is the median (and worst) of 5 requests after one to warm up; a page or
+    Each figure is the median (and worst) of --repeat requests after one to warm up; a page or
     query over 300 ms is marked. Preloading a million payouts takes a few minutes.
     """
     from payout131.cli.setup import initialise
@@ -427,7 +438,7 @@ def console_bench(engines: tuple[str, ...], payouts: int, json_path: Path | None
                     "PAYOUT131_DATABASE_URL": db_url,
                 }
                 with _served(env, _free_port()) as url:
-                    figures = measure(url, env, db_url, payouts, facts["now"])
+                    figures = measure(url, env, db_url, payouts, facts["now"], repeat)
             report["engines"][engine] = {"preload_s": facts["preload_s"], "figures": figures}
             click.echo(f"\n{engine}, {payouts:,} payouts (preloaded in {facts['preload_s']} s)")
             click.echo(f"  {'what':<44} {'median ms':>10} {'max ms':>8}")
