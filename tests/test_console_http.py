@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -27,9 +28,11 @@ from partner import INDIVIDUAL, payout_body
 from payout131 import projects
 from payout131.cli import main
 from payout131.clock import ManualClock, SystemClock
-from payout131.console import audit, logins, operators
+from payout131.console import audit, logins, operators, web
+from payout131.errors import SessionWrongState
 from payout131.ledger import accounts
-from payout131.payouts import listing
+from payout131.payouts import call_record, listing
+from payout131.payouts.calls import PartnerCall
 from payout131.projects import get_project
 from payout131.runtime import Runtime
 from payout131.settings import Settings
@@ -410,19 +413,28 @@ def test_a_story_names_the_calls_that_touched_its_session_and_nothing_else(
     assert "session_wrong_state" in story
 
 
-def test_an_address_that_fails_too_often_waits_whatever_name_it_tries(
+def test_an_address_that_tries_one_name_too_often_waits_and_others_do_not(
     bank: Runtime, user: ConsoleUser
 ) -> None:
     add_operator(bank, "alice", "admin")
-    for i in range(20):  # other names each time: no operator is locked by them
-        assert user.sign_in(f"guess{i}", "not the password").status_code == 401
-    waited = user.sign_in("alice")  # even the right password, from this address
+    for _ in range(web.THROTTLE_PER_NAME):  # a name no operator has: nothing locks
+        assert user.sign_in("mallory", "not the password").status_code == 401
+    waited = user.sign_in("mallory", "not the password")
     assert waited.status_code == 429
     assert "too many failed sign-ins from 127.0.0.1" in alert(waited)
-    with bank.db.read() as conn:
-        found = operators.get(conn, "alice")
-    assert found is not None
-    assert found.locked_until is None
+    assert user.sign_in("alice").status_code == 303  # another name: not held up
+
+
+def test_the_throttle_counts_tries_per_key_within_its_window() -> None:
+    throttle = web.Throttle(limit=3, window_s=60)
+    for at in (0.0, 1.0, 2.0):
+        assert throttle.wait("10.0.0.1", at) == 0
+        throttle.tried("10.0.0.1", at)
+    assert throttle.wait("10.0.0.1", 30.0) == pytest.approx(30.0)  # the first ages out at 60
+    assert throttle.wait("10.0.0.2", 30.0) == 0
+    assert throttle.wait("10.0.0.1", 60.5) == 0
+    throttle.forget("10.0.0.1")
+    assert "10.0.0.1" not in throttle.tries
 
 
 @pytest.mark.parametrize(
@@ -494,7 +506,9 @@ def test_the_console_behind_a_proxy_under_a_path_prefix(bank: Runtime) -> None:
         )
         assert signed.status_code == 303
         assert signed.headers["location"] == "/bank/console/"
-        cookie = signed.headers["set-cookie"]
+        (cookie,) = [
+            c for c in signed.headers.get_list("set-cookie") if c.startswith("payout131_console=")
+        ]
         assert "Path=/bank/console" in cookie
         assert "Secure" in cookie
         assert "HttpOnly" in cookie
@@ -503,3 +517,31 @@ def test_the_console_behind_a_proxy_under_a_path_prefix(bank: Runtime) -> None:
         assert listed.status_code == 200
         assert 'href="/bank/console/static/console.css"' in listed.text
         assert 'action="/bank/console/logout"' in listed.text
+
+
+def test_a_group_of_several_projects_records_each_refusal_on_its_own_project(
+    bank: Runtime, onboard: Onboard
+) -> None:
+    """One group commit may run several projects' calls: a refusal is recorded only on a
+    session of the project that called, each one (two naming one session included)."""
+    acme, other = onboard("acme", wallet=100_000), onboard("other", wallet=100_000)
+    mine = acme.ok("session/create")["session"]["id"]
+    theirs = other.ok("session/create")["session"]["id"]
+    with bank.db.read() as conn:
+        found = {p.id: p for p in projects.list_projects(conn)}
+
+    def call(project: str, session: str) -> PartnerCall[Any]:
+        body = SimpleNamespace(session_id=session)
+        return PartnerCall(found[project], "v1", False, bank.clock.now(), body)
+
+    refusal = SessionWrongState("not now")
+    calls = [call("other", mine), call("acme", mine), call("acme", mine), call("other", theirs)]
+    with bank.db.write() as conn:
+        call_record.record(conn, "session/confirm", calls, [refusal] * 4)
+    with bank.db.read() as conn:
+        on_mine = call_record.for_session(conn, int(mine[3:]))
+        on_theirs = call_record.for_session(conn, int(theirs[3:]))
+    refused_mine = [c for c in on_mine if c.method == "session/confirm"]
+    refused_theirs = [c for c in on_theirs if c.method == "session/confirm"]
+    assert [(c.status, c.error) for c in refused_mine] == [(400, "session_wrong_state")] * 2
+    assert len(refused_theirs) == 1

@@ -348,14 +348,13 @@ def test_the_cli_forces_an_outcome(sandbox: Sandbox, partner_keys: list[rsa.RSAP
     session = _pay(bank, "slow_success")
     (payout,) = bank.status(session).payouts
     db = Database(sandbox.served.database_url)
-    try:  # forcing needs the payout at the simulator: the server's worker sends it there
+    try:  # forcing needs the transfer at the simulator: the server's worker sends it there
+        x = t.simulator_transfers
         for _ in range(200):
             with db.read() as conn:
-                at = conn.execute(
-                    sa.select(t.payouts.c.rail).where(t.payouts.c.n == int(payout.id[3:]))
-                ).scalar()
-            if at is not None:
-                break
+                at = conn.execute(sa.select(x.c.reference).where(x.c.payout_id == payout.id))
+                if at.first() is not None:
+                    break
             time.sleep(0.05)
     finally:
         db.dispose()

@@ -156,23 +156,25 @@ def _matches(stored: str, password: str) -> bool:
         return False
 
 
-def check(db: Database, name: str, password: str) -> tuple[Operator | None, bool]:
-    """The operator ``name`` names (None if none) and whether ``password`` is theirs. The
-    hash is checked outside any transaction (Argon2 takes tens of milliseconds: no write
-    waits for it), and an unknown name is hashed too, so the time tells nothing."""
+def check(db: Database, name: str, password: str) -> tuple[Operator | None, str | None]:
+    """The operator ``name`` names (None if none) and, if ``password`` is theirs, the hash
+    it matched (for ``settle``). The hash is checked outside any transaction (Argon2 takes
+    tens of milliseconds: no write waits for it), and an unknown name is hashed too."""
     row = None
     if name and len(password) <= MAX_PASSWORD:
         with db.read() as conn:
             row = conn.execute(sa.select(t.operators).where(t.operators.c.name == name)).first()
     if row is None:
         _matches(_NOBODY, password[:MAX_PASSWORD])
-        return None, False
-    return _operator(row), _matches(str(row.password_hash), password)
+        return None, None
+    stored = str(row.password_hash)
+    return _operator(row), (stored if _matches(stored, password) else None)
 
 
-def settle(conn: Connection, name: str, matched: bool, now: int) -> SignIn:
+def settle(conn: Connection, name: str, matched: str | None, now: int) -> SignIn:
     """Count a checked sign-in, under the operator's row lock: refused while locked; a
-    match clears the count; a miss adds one, and the ``MAX_FAILURES``-th locks."""
+    match (``matched``: the hash it matched, still the operator's) clears the count; a
+    miss adds one, and the ``MAX_FAILURES``-th locks."""
     o = t.operators
     wrong = "wrong name or password"
     row = conn.execute(sa.select(o).where(o.c.name == name).with_for_update()).first()
@@ -181,7 +183,7 @@ def settle(conn: Connection, name: str, matched: bool, now: int) -> SignIn:
     found = _operator(row)
     if found.locked_until is not None and found.locked_until > now:
         return SignIn(None, _locked(found.locked_until, now))
-    if matched:
+    if matched is not None and matched == row.password_hash:  # not changed meanwhile
         conn.execute(o.update().where(o.c.name == name).values(failures=0, locked_until=None))
         return SignIn(found)
     failures = (0 if found.locked_until is not None else found.failures) + 1

@@ -160,16 +160,24 @@ def entries(
             e.c.account_id == account, e.c.id > top
         )
     ).scalar_one()
-    between = conn.execute(  # every entry of the page's span, shown or not, newest first
-        sa.select(e.c.id, e.c.amount)
+    # what the entries after each of the page's rows moved, within the page's span: every
+    # entry there counts, those the time filter left out included; only the page's rows
+    # come back
+    moved = (
+        sa.func.coalesce(sa.func.sum(e.c.amount).over(order_by=e.c.id.desc(), rows=(None, -1)), 0)
+    ).label("moved")
+    span = (
+        sa.select(e.c.id, moved)
         .where(e.c.account_id == account, e.c.id >= bottom, e.c.id <= top)
-        .order_by(e.c.id.desc())
-    ).all()
-    after: dict[int, int] = {}
-    running = int(balance) - int(later)
-    for entry_id, amount in between:
-        after[int(entry_id)] = running
-        running -= int(amount)
+        .subquery()
+    )
+    shown = [int(row.id) for row in rows]
+    after = {
+        int(entry_id): int(balance) - int(later) - int(total)
+        for entry_id, total in conn.execute(
+            sa.select(span.c.id, span.c.moved).where(span.c.id.in_(shown))
+        )
+    }
     out = [
         Entry(
             id=int(row.id),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -37,8 +37,12 @@ T = TypeVar("T")
 COOKIE = "payout131_console"
 FORM_COOKIE = "payout131_console_form"  # the sign-in form's token, before any sign-in
 NOTE_COOKIE = "payout131_console_note"  # what an action tells the page it leads to, once
-THROTTLE_FAILURES = 20  # failed sign-ins from one address within THROTTLE_S ...
-THROTTLE_S = 15 * 60  # ... and it must wait: guessing is slow, and locks few operators
+# sign-ins tried from one address within THROTTLE_S, past which it waits: for one name
+# (more than the lockout's 5, so a real operator is locked first), and for all names (an
+# SSH tunnel or an untrusted proxy makes every operator one address: a loose limit)
+THROTTLE_PER_NAME = 10
+THROTTLE_PER_ADDRESS = 100
+THROTTLE_S = 15 * 60
 MAX_FORM_BYTES = 64 * 1024
 HEADERS = {
     "Content-Security-Policy": (
@@ -124,7 +128,9 @@ class Web:
         self.db, self.clock, self.mode = db, clock, mode
         self.limiter = anyio.CapacityLimiter(8)  # pages and actions
         self.slow = anyio.CapacityLimiter(2)  # what waits long (a clock's advance)
-        self.throttle = Throttle(THROTTLE_FAILURES, THROTTLE_S)
+        self.per_name = Throttle(THROTTLE_PER_NAME, THROTTLE_S)
+        self.per_address = Throttle(THROTTLE_PER_ADDRESS, THROTTLE_S)
+        self.hashing = anyio.CapacityLimiter(2)  # Argon2: 64 MiB and tens of ms a check
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("payout131.console", "templates"),
             autoescape=True,
@@ -278,7 +284,8 @@ class Web:
             return self.refused(seen, stale)
         name, password = str(form.get("name", ""))[:64], str(form.get("password", ""))
         address = request.client.host if request.client else "unknown"
-        wait = self.throttle.wait(address, time.monotonic())
+        now = time.monotonic()
+        wait = max(self.per_name.wait((address, name), now), self.per_address.wait(address, now))
         if wait:
             minutes = max(1, round(wait / 60))
             return self.refused(
@@ -288,9 +295,16 @@ class Web:
                     429,
                 ),
             )
-        result, token = await self.run(self._check, name, password, address)
-        if token is None:
-            self.throttle.failed(address, time.monotonic())
+        # counted before the hash is checked (parallel tries cannot slip past), taken back
+        # if it succeeds
+        self.per_name.tried((address, name), now)
+        self.per_address.tried(address, now)
+        result, token = await anyio.to_thread.run_sync(
+            partial(self._check, name, password, address), limiter=self.hashing
+        )
+        if token is not None:
+            self.per_name.forget((address, name))
+        else:
             return self.render(
                 seen,
                 "login.html",
@@ -363,18 +377,19 @@ class Web:
 
 
 class Throttle:
-    """Failed sign-ins per client address: past ``limit`` within ``window_s`` the address
-    waits. Kept in memory (each process its own), for at most ``MAX_ADDRESSES``."""
+    """Sign-in tries per key (an address, or an address and a name): past ``limit`` within
+    ``window_s`` the key waits. Kept in memory (each process its own), for at most
+    ``MAX_KEYS`` keys, the oldest dropped first."""
 
-    MAX_ADDRESSES = 10_000
+    MAX_KEYS = 10_000
 
     def __init__(self, limit: int, window_s: float) -> None:
         self.limit, self.window_s = limit, window_s
-        self.failures: dict[str, deque[float]] = {}
+        self.tries: dict[Hashable, deque[float]] = {}
 
-    def wait(self, address: str, now: float) -> float:
-        """Seconds ``address`` must wait before it may try again (0: it may)."""
-        found = self.failures.get(address)
+    def wait(self, key: Hashable, now: float) -> float:
+        """Seconds ``key`` must wait before it may try again (0: it may)."""
+        found = self.tries.get(key)
         if found is None:
             return 0.0
         while found and found[0] <= now - self.window_s:
@@ -383,13 +398,13 @@ class Throttle:
             return 0.0
         return found[0] + self.window_s - now
 
-    def failed(self, address: str, now: float) -> None:
-        if address not in self.failures and len(self.failures) >= self.MAX_ADDRESSES:
-            oldest = min(
-                self.failures, key=lambda a: self.failures[a][-1] if self.failures[a] else 0
-            )
-            del self.failures[oldest]
-        self.failures.setdefault(address, deque()).append(now)
+    def tried(self, key: Hashable, now: float) -> None:
+        if key not in self.tries and len(self.tries) >= self.MAX_KEYS:
+            del self.tries[next(iter(self.tries))]
+        self.tries.setdefault(key, deque()).append(now)
+
+    def forget(self, key: Hashable) -> None:
+        self.tries.pop(key, None)
 
 
 def _printable(items: Iterable[tuple[str, str]]) -> None:

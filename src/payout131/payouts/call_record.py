@@ -61,23 +61,25 @@ def record(
     conn: Connection, method: str, calls: Sequence[PartnerCall[Any]], answers: Sequence[Any]
 ) -> None:
     """Write down each call of a group that reached a session: one answered with the
-    session, or refused by a session of its own project that its body names."""
+    session, or refused by a session of the calling project that its body names (a group
+    may hold several projects' calls: each refusal is matched to its own project)."""
     rows: list[dict[str, Any]] = []
-    refused: dict[int, tuple[PartnerCall[Any], ApiError]] = {}
+    refused: list[tuple[int, PartnerCall[Any], ApiError]] = []
     for call, answer in zip(calls, answers, strict=True):
         if isinstance(answer, Listed):
             rows.append(_row(answer.session.n, method, call, 200, None))
         elif isinstance(answer, ApiError) and (n := _named(call)) is not None:
-            refused[n] = (call, answer)
+            refused.append((n, call, answer))
     if refused:
         s = t.sessions
-        project = next(iter(refused.values()))[0].project.id  # a group is one project's
-        theirs = conn.execute(
-            sa.select(s.c.n).where(s.c.n.in_(list(refused)), s.c.project_id == project)
-        ).scalars()
-        for n in theirs:
-            call, error = refused[n]
-            rows.append(_row(n, method, call, error.status, error.code))
+        owners = dict(
+            conn.execute(
+                sa.select(s.c.n, s.c.project_id).where(s.c.n.in_({n for n, _, _ in refused}))
+            ).all()
+        )
+        for n, call, error in refused:
+            if owners.get(n) == call.project.id:
+                rows.append(_row(n, method, call, error.status, error.code))
     sql.many(conn, _INSERT, rows)
 
 

@@ -49,7 +49,10 @@ def _foreign_keys(conn: Connection, state: str) -> None:
 
 _MIGRATION_LOCK = 131_000_015  # PostgreSQL: the advisory lock a migration holds
 # the newest revision: each migration's file starts with its revision id (0001, 0002, ...)
-HEAD = max(path.name[:4] for path in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+HEAD = max(  # None where the files are not at hand: then alembic is always asked
+    (path.name[:4] for path in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")),
+    default=None,
+)
 
 
 def _current(db: Database) -> str | None:
@@ -67,8 +70,10 @@ def migrate(url: str | Database, to: str = "head") -> None:
     (idempotent)."""
     db = url if isinstance(url, Database) else Database(url)
     try:
-        if to == "head" and _current(db) == HEAD:  # every command asks: answered without
-            return  # loading the migrations (a tenth of a second of a command's start)
+        # every command asks: when the store is current, answered without loading the
+        # migrations (a tenth of a second of a command's start)
+        if to == "head" and HEAD is not None and _current(db) == HEAD:
+            return
         from alembic.config import Config
 
         config = Config()

@@ -126,6 +126,7 @@ def preload(db_url: str, home: Path, n: int, echo: Callable[[str], None]) -> dic
                     "sessions": ("n", "sessions_n_seq"),
                     "payouts": ("n", "payouts_n_seq"),
                     "ledger_transactions": ("id", "ledger_transaction_ids"),
+                    "events": ("id", "events_id_seq"),
                 }.items():
                     conn.exec_driver_sql(
                         f"SELECT setval('{sequence}', (SELECT max({column}) FROM {table}))"  # noqa: S608
@@ -166,7 +167,7 @@ def _write(
             "destination": json.dumps({"type": "bank_account"}), "recipient": recipient,
             "error_code": r["error"], "rail": "simulator", "rail_reference": f"sim-{n}",
             "created_at": at, "updated_at": finished, "finished_at": finished if done else None,
-            "work": None if done else "execute", "work_at": None if done else at,
+            "work": None, "work_at": None,  # the worker leaves the store as loaded
         })  # fmt: skip
         holds.append({
             "account_id": wallets[project], "payout_n": n, "amount": r["amount"],
