@@ -20,6 +20,15 @@ def add_operator(bank: Runtime, name: str, role: str, password: str = PASSWORD) 
         operators.add(conn, name, role, password, bank.clock.now())
 
 
+def sign_in(bank: Runtime, name: str, password: str, now: int) -> operators.SignIn:
+    """A sign-in as the console makes one: the hash checked, then counted."""
+    found, matched = operators.check(bank.db, name, password)
+    if found is None:
+        return operators.SignIn(None, "wrong name or password")
+    with bank.db.write() as conn:
+        return operators.settle(conn, name, matched, now)
+
+
 def alert(page: httpx.Response) -> str:
     """The refusal a page shows (its ``role="alert"`` text), unescaped; "" if none."""
     found = re.search(r'role="alert">([^<]*)<', page.text)

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from banking import Onboard
-from console_client import PASSWORD, ConsoleUser, add_operator, alert
+from console_client import PASSWORD, ConsoleUser, add_operator, alert, sign_in
 from liveserver import serve
 from partner import INDIVIDUAL, payout_body
 from payout131 import projects
@@ -358,7 +358,7 @@ def test_operators_and_the_audit_log_from_the_terminal(bank: Runtime) -> None:
         "operator", "add", "bad name", "--role", "viewer", given=PASSWORD + "\n", code=2
     )
     for _ in range(operators.MAX_FAILURES):  # on the wall's time, as the command reads it
-        operators.sign_in(bank.db, "alice", "wrong password!", SystemClock().now())
+        sign_in(bank, "alice", "wrong password!", SystemClock().now())
     assert "locked until" in run("operator", "list")
     run("operator", "password", "alice", given="another long password\n")
     listed = json.loads(run("operator", "list", "--json"))
@@ -370,7 +370,7 @@ def test_operators_and_the_audit_log_from_the_terminal(bank: Runtime) -> None:
             "locked_until": None,
         }
     ]
-    assert operators.sign_in(bank.db, "alice", "another long password", bank.clock.now()).operator
+    assert sign_in(bank, "alice", "another long password", bank.clock.now()).operator
     assert "no operator 'zed'" in run("operator", "remove", "zed", code=1)
     run("operator", "remove", "alice")
     entries = json.loads(run("audit", "list", "--json"))["entries"]

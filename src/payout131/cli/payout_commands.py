@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 from typing import Any
 
@@ -25,8 +24,6 @@ from payout131.payouts.states import PayoutStatus
 from payout131.sandbox.clocks import parse_moment
 
 __all__ = ["payouts"]
-
-_CODE = re.compile(r"[a-z0-9_]{1,64}")
 
 
 def _when(micros: int | None) -> str:
@@ -75,7 +72,7 @@ def list_(
         raise click.UsageError("give --json or --csv, not both")
     if project is not None and not projects.PROJECT_ID.fullmatch(project):
         raise click.BadParameter(f"{project[:80]!r} is no project id", param_hint="--project")
-    if error is not None and not _CODE.fullmatch(error):
+    if error is not None and not listing.ERROR_CODE.fullmatch(error):
         raise click.BadParameter(
             f"{error[:80]!r}: an error code is lowercase letters, digits and _",
             param_hint="--error",

@@ -34,7 +34,6 @@ __all__ = [
     "remove",
     "set_password",
     "settle",
-    "sign_in",
 ]
 
 ROLES = ("viewer", "admin")  # a viewer reads; an admin also acts
@@ -193,15 +192,6 @@ def settle(conn: Connection, name: str, matched: str | None, now: int) -> SignIn
         return SignIn(None, _locked(until, now), locked_now=True)
     conn.execute(o.update().where(o.c.name == name).values(failures=failures, locked_until=None))
     return SignIn(None, wrong)
-
-
-def sign_in(db: Database, name: str, password: str, now: int) -> SignIn:
-    """``check`` then ``settle``, each in its own transaction (for commands and tests)."""
-    found, matched = check(db, name, password)
-    if found is None:
-        return SignIn(None, "wrong name or password")
-    with db.write() as conn:
-        return settle(conn, name, matched, now)
 
 
 def _locked(until: int, now: int) -> str:

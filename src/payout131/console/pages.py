@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.responses import Response, StreamingResponse
 
 from payout131 import projects
@@ -23,7 +22,6 @@ from payout131.payouts import listing
 from payout131.payouts.states import PayoutStatus
 from payout131.rails import scenarios
 from payout131.sandbox import clocks
-from payout131.storage import schema as t
 from payout131.tokens.vault import Vault
 from payout131.webhooks import history
 
@@ -75,8 +73,8 @@ class Pages:
         if status is not None and status not in PAYOUT_STATUSES:
             raise Refusal(f"status: one of {', '.join(PAYOUT_STATUSES)}")
         error = q.get("error", "").strip() or None
-        if error is not None and not (error.isascii() and error.replace("_", "a").isalnum()):
-            raise Refusal("error: an error code is letters, digits and _")
+        if error is not None and not listing.ERROR_CODE.fullmatch(error):
+            raise Refusal("error: an error code is lowercase letters, digits and _")
         since, until = moment(q.get("since", ""), "since"), moment(q.get("until", ""), "until")
         if since is not None and until is not None and since >= until:
             raise Refusal("since: must be earlier than until")
@@ -161,7 +159,7 @@ class Pages:
                 line, moments = found
                 events = [
                     (event, screens.event_body(conn, self.vault, event))
-                    for event in _session_events(conn, int(line.session[3:]))
+                    for event in history.session_events(conn, int(line.session[3:]))
                 ]
                 return line, moments, events
 
@@ -338,12 +336,6 @@ class Pages:
             outcomes=scenarios.rows(),
             destinations=scenarios.destination_rows(),
         )
-
-
-def _session_events(conn: Any, session_n: int) -> list[Any]:
-    e = t.events
-    ids = conn.execute(sa.select(e.c.id).where(e.c.session_n == session_n).order_by(e.c.id))
-    return [history.get_event(conn, int(n)) for (n,) in ids]
 
 
 def _clock_choices(conn: Any, mode: str) -> list[tuple[str, str]]:

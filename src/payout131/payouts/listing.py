@@ -10,6 +10,7 @@ and its bank (BIK, Faster Payments member or card brand).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,7 +22,9 @@ from payout131.payouts.records import VERIFICATION
 from payout131.protocol.wire import payout_id, session_id
 from payout131.storage import schema as t
 
-__all__ = ["Filter", "Line", "Moment", "list_payouts", "parse_id", "story"]
+__all__ = ["ERROR_CODE", "Filter", "Line", "Moment", "list_payouts", "parse_id", "story"]
+
+ERROR_CODE = re.compile(r"[a-z0-9_]{1,64}")  # what a filter by error code may name
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,17 @@ def get_event(conn: Connection, event_id: int) -> Any:
     return conn.execute(query).one_or_none()
 
 
+def session_events(conn: Connection, session_n: int) -> list[Any]:
+    """A session's events, oldest first, each as ``get_event`` gives it."""
+    query = (
+        sa.select(*_columns(), e.c.body, e.c.body_key_id)
+        .join(t.projects, t.projects.c.id == e.c.project_id)
+        .where(e.c.session_n == session_n)
+        .order_by(e.c.id)
+    )
+    return list(conn.execute(query).all())
+
+
 def attempts(conn: Connection, event_id: int) -> list[Any]:
     """Every attempt to deliver the event, oldest first."""
     a = t.webhook_attempts
