@@ -74,3 +74,11 @@ def _sqlite_database(directory: Path) -> str:
 
 
 pytest_plugins = ["banking"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` first. ``--dist worksteal`` (scripts/test) gives each worker a
+    run of the list and lets an idle one take tests from another's: the slow ones start
+    at once, on the first worker, and the rest is shared out around them, instead of one
+    of them starting last and finishing alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort

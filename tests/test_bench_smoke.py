@@ -26,6 +26,7 @@ SCENARIOS = {
 }
 
 
+@pytest.mark.slow
 def test_quick_bench_runs_every_scenario_on_both_engines_without_errors(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(

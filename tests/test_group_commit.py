@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from banking import Onboard
+from grouped import in_one_group
 from partner import payout_body
 from payout131.errors import InvalidRequest
 from payout131.ledger import accounts, book
@@ -24,6 +25,7 @@ from payout131.ledger.check import violations
 from payout131.runtime import Runtime
 from payout131.storage import schema as t
 from payout131.storage.group_commit import GroupCommit
+from payout131.storage.outages import unavailable
 
 FUNDS = 1_000_000
 
@@ -281,35 +283,8 @@ def test_an_executor_does_a_batch_and_a_failed_batch_runs_again_alone(
                 out.append(book.topup(conn, wallet, amount, 0))
         return out
 
-    def together(amounts: list[int]) -> list[Any]:
-        """The jobs, queued while a first job holds the group, so that they share one."""
-        release, entered = threading.Event(), threading.Event()
-        results: list[Any] = [None] * len(amounts)
-
-        def hold(conn: Connection) -> None:
-            entered.set()
-            release.wait(30)
-
-        def call(i: int) -> None:
-            try:
-                results[i] = group.run(topups, amounts[i])
-            except Exception as exc:  # noqa: BLE001 (the outcome under test)
-                results[i] = exc
-
-        holder = threading.Thread(target=group.call, args=(hold,))
-        holder.start()
-        assert entered.wait(30)
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(amounts))]
-        for thread in threads:
-            thread.start()
-        _wait_for(lambda: group.waiting == len(amounts), "the queue")
-        release.set()
-        for thread in [holder, *threads]:
-            thread.join(30)
-        return results
-
-    first = together([100, 7, 200])
-    second = together([300, 13, 400])
+    first = in_one_group(group, topups, [100, 7, 200])
+    second = in_one_group(group, topups, [300, 13, 400])
     assert isinstance(first[1], InvalidRequest)
     assert all(isinstance(r, int) for r in (first[0], first[2], *second))
     assert batches[0] == [7, 100, 200]  # one call for the three
@@ -317,4 +292,35 @@ def test_an_executor_does_a_batch_and_a_failed_batch_runs_again_alone(
     assert sorted(batches[2:]) == [[13], [300], [400]]
     with bank.db.read() as conn:
         assert accounts.balance(conn, wallet).balance == 100 + 200 + 300 + 13 + 400
+        assert violations(conn) == []
+
+
+def test_a_connection_broken_under_one_job_fails_the_whole_group(
+    bank: Runtime, wallet: int
+) -> None:
+    """A failover breaks the connection while the jobs of a failed batch run one by one:
+    none of the group commits, the jobs already done included, and every job gets the
+    break (an outage: 503 to a partner), not the driver's complaint about the broken
+    transaction. The next group gets a new connection."""
+    group = GroupCommit(bank.db)
+
+    def topups(conn: Connection, amounts: list[int]) -> list[Any]:
+        if 13 in amounts and len(amounts) > 1:
+            raise RuntimeError("the batch fails: each runs again alone")
+        if amounts == [13]:
+            if bank.db.is_sqlite:  # a file does not fail over: break it by hand
+                conn.invalidate()
+                raise sa.exc.DisconnectionError("the connection broke")
+            conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return [book.topup(conn, wallet, amount, 0) for amount in amounts]
+
+    with bank.db.read() as conn:
+        before = accounts.balance(conn, wallet).balance
+    results = in_one_group(group, topups, [300, 13, 400])
+    assert all(isinstance(r, Exception) and unavailable(r) for r in results), results
+    with bank.db.read() as conn:
+        assert accounts.balance(conn, wallet).balance == before
+    assert group.run(topups, 500)  # a new connection
+    with bank.db.read() as conn:
+        assert accounts.balance(conn, wallet).balance == before + 500
         assert violations(conn) == []

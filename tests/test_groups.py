@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from typing import Any
 
 import sqlalchemy as sa
 
 from banking import Onboard, event_bytes
+from grouped import in_one_group
 from partner import ORGANISATION, Partner, destination, payout_body
 from payout131.clock import ManualClock
 from payout131.errors import ApiError
@@ -36,38 +35,6 @@ from payout131.storage.group_commit import Executor, GroupCommit
 
 ORGANISATION_ACCOUNT = {"bik": ORGANISATION["bik"], "account": ORGANISATION["account"]}
 MISSING = validation.generate_account(BANK_BIK, "40702810")  # well formed, opened by nobody
-
-
-def in_one_group(group: GroupCommit, executor: Executor, items: list[Any]) -> list[Any]:
-    """Each item's outcome, the items queued while a first job holds the group commit, so
-    that they run as one group."""
-    release, entered = threading.Event(), threading.Event()
-    results: list[Any] = [None] * len(items)
-
-    def hold(conn: Any) -> None:
-        entered.set()
-        release.wait(30)
-
-    def call(i: int) -> None:
-        try:
-            results[i] = group.run(executor, items[i])
-        except ApiError as exc:
-            results[i] = exc
-
-    holder = threading.Thread(target=group.call, args=(hold,))
-    holder.start()
-    assert entered.wait(30)
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(items))]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    while group.waiting < len(items):
-        assert time.monotonic() < deadline, "the calls never queued"
-        time.sleep(0.005)
-    release.set()
-    for thread in [holder, *threads]:
-        thread.join(30)
-    return results
 
 
 def one_by_one(group: GroupCommit, executor: Executor, items: list[Any]) -> list[Any]:

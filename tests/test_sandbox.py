@@ -411,6 +411,7 @@ def test_production_mode_refuses_every_sandbox_call(
             assert "sandbox mode" in result.output
 
 
+@pytest.mark.slow
 def test_a_killed_server_loses_nothing_of_an_advance_and_runs_nothing_twice(
     tmp_path: Path, database_url: str, partner_keys: list[rsa.RSAPrivateKey]
 ) -> None:

@@ -13,6 +13,7 @@ HTTP status it is answered with. The description always names the field and the 
     ├── IdempotencyKeyExists      400 idempotency_key_already_exists
     ├── InsufficientBalance       400 insufficient_wallet_balance
     └── InternalError             500 internal_error: our fault, details only in our log
+        └── StoreUnavailable      503 internal_error: the database out of reach for a moment
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidRequest",
     "NotFound",
     "SessionWrongState",
+    "StoreUnavailable",
 ]
 
 
@@ -90,3 +92,11 @@ class InsufficientBalance(ApiError):
 class InternalError(ApiError):
     code = "internal_error"
     status = 500
+
+
+class StoreUnavailable(InternalError):
+    """[ours] The database could not be reached or lost the connection (a failover, a
+    restart): 503 with the code every partner already handles, and ``Retry-After``."""
+
+    status = 503
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}

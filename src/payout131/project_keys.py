@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from payout131.client import signing
 from payout131.storage import Database
 from payout131.storage import schema as t
+from payout131.storage.outages import log_failure
 
 __all__ = [
     "MAX_ACTIVE",
@@ -237,5 +238,5 @@ class KeyUses:
             await asyncio.sleep(USE_FLUSH_S)
             try:
                 await asyncio.to_thread(self.flush)
-            except Exception:
-                log.exception("could not write down when partner keys were last used")
+            except Exception as exc:  # noqa: BLE001 (logged; written with the next flush)
+                log_failure(log, exc, "could not write down when partner keys were last used")

@@ -33,6 +33,7 @@ from payout131.sandbox import clocks
 from payout131.sandbox.clocks import TestClock
 from payout131.storage import Database
 from payout131.storage import schema as t
+from payout131.storage.outages import log_failure
 
 __all__ = ["Advancer", "Refused"]
 
@@ -273,8 +274,8 @@ class Advancer:
         async def finish(n: int) -> None:
             try:
                 await anyio.to_thread.run_sync(self.run, n, abandon_on_cancel=True)
-            except Exception:  # the database may be back at the next look
-                log.exception("running test clock %s failed; trying again", n)
+            except Exception as exc:  # noqa: BLE001 (logged; the database may be back)
+                log_failure(log, exc, "running test clock %s failed; trying again", n)
             finally:
                 running.discard(n)
                 self.wakeup.set()
@@ -284,8 +285,9 @@ class Advancer:
                 while True:
                     try:
                         waiting = await anyio.to_thread.run_sync(self.advancing)
-                    except Exception:  # the database may be back at the next look
-                        log.exception("looking for test clock advances failed; trying again")
+                    except Exception as exc:  # noqa: BLE001 (logged; the database may be back)
+                        message = "looking for test clock advances failed; trying again"
+                        log_failure(log, exc, message)
                         waiting = []
                     for n in set(waiting) - running:
                         running.add(n)

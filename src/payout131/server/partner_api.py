@@ -24,6 +24,7 @@ from payout131.errors import (
     IdentificationError,
     InternalError,
     NotFound,
+    StoreUnavailable,
 )
 from payout131.payouts.calls import PartnerCall
 from payout131.projects import Project, ProjectCache
@@ -37,6 +38,7 @@ from payout131.server.handlers import Handlers
 from payout131.server.idempotency import KeyedCall, KeyTaken
 from payout131.storage import Database
 from payout131.storage.group_commit import GroupCommit
+from payout131.storage.outages import first_line, unavailable
 
 __all__ = ["JSON", "PartnerApi", "error_response", "unexpected"]
 
@@ -46,11 +48,29 @@ READS_AT_ONCE = 2  # SQLite: threads; PostgreSQL: greenlets on the loop
 
 
 def error_response(exc: ApiError) -> Response:
-    headers = exc.headers if isinstance(exc, BodyRefused) else None
+    headers = exc.headers if isinstance(exc, BodyRefused | StoreUnavailable) else None
     return Response(dumps(exc.envelope()), exc.status, headers, media_type=JSON)
 
 
+UNAVAILABLE = "the database is unavailable for a moment (a failover or restart), so whether "
+KEYED = (
+    f"{UNAVAILABLE}this call took effect is not known: send it again with the same "
+    "X-PARTNER-IDEMPOTENCY-KEY (it runs at most once)"
+)
+KEYLESS = (
+    f"{UNAVAILABLE}this call took effect is not known, and it was sent without an "
+    "X-PARTNER-IDEMPOTENCY-KEY: before sending it again, check that it did not (session/status "
+    "of the session it named, or the webhooks); send calls with a key to be able to retry them"
+)
+
+
 def unexpected(request: Request, exc: Exception) -> Response:
+    """A failure that is not the caller's: 503 while the store is out of reach (one log
+    line: it is expected during a failover), else 500 with the traceback logged."""
+    if unavailable(exc):
+        log.warning("%s: the database is unavailable: %s", request.url.path, first_line(exc))
+        keyed = bool(request.headers.get("x-partner-idempotency-key"))
+        return error_response(StoreUnavailable(KEYED if keyed else KEYLESS))
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     failure = InternalError("the server failed to process the request; it was logged")
     return error_response(failure)

@@ -26,12 +26,13 @@ from starlette.staticfiles import StaticFiles
 
 from payout131.clock import Clock
 from payout131.directory.bik import LIQUIDATION, BankEntry, BikDirectory
-from payout131.errors import ApiError, InternalError, NotFound
+from payout131.errors import ApiError, NotFound
 from payout131.projects import get_project
 from payout131.protocol import validation
 from payout131.protocol.requests import parse_body
 from payout131.protocol.wire import dumps
 from payout131.server.bodies import read_body
+from payout131.server.partner_api import unexpected
 from payout131.storage import Database
 from payout131.tokens import account_tokens as tokens
 from payout131.tokens import card_tokens, public_tokens
@@ -58,17 +59,16 @@ def _json(
 
 
 def _guarded(endpoint: Endpoint) -> Endpoint:
-    """Errors as the Bank 131 envelope; anything unexpected logged and answered 500."""
+    """Errors as the Bank 131 envelope; anything unexpected answered as the partner API
+    answers it (``partner_api.unexpected``)."""
 
     async def guarded(request: Request) -> Response:
         try:
             return await endpoint(request)
         except ApiError as exc:
             return _json(exc.envelope(), exc.status, getattr(exc, "headers", None))
-        except Exception:
-            log.exception("widget call %s failed", request.url.path)
-            failure = InternalError("the server failed to process the request; it was logged")
-            return _json(failure.envelope(), failure.status)
+        except Exception as exc:  # noqa: BLE001 (answered as the partner API answers)
+            return unexpected(request, exc)
 
     return guarded
 

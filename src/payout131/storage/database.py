@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from payout131.storage import after_commit, loop_io
 from payout131.storage.loop_io import LoopConnection
+from payout131.storage.outages import read_only
 
 __all__ = ["Database", "normalise_url"]
 
@@ -127,6 +128,17 @@ def _loop_connections(engine: Engine) -> None:
         return LoopConnection.connect(*cargs, **cparams)
 
 
+def _drop_when_gone(engine: Engine) -> None:
+    """A connection that reached a server no longer taking writes (an old primary, now a
+    replica: possible for a moment through a proxy during a failover) is dropped from the
+    pool with every older one, as a broken connection is, so the next try connects anew."""
+
+    @event.listens_for(engine, "handle_error")
+    def _gone(context: Any) -> None:
+        if read_only(context.original_exception):
+            context.is_disconnect = True
+
+
 class Database:
     """The store behind every use case: ``write()`` and ``read()`` transactions."""
 
@@ -137,6 +149,7 @@ class Database:
         else:
             self.engine = sa.create_engine(self.url, pool_size=pool_size, max_overflow=pool_size)
             _ping_when_idle(self.engine)
+            _drop_when_gone(self.engine)
             _loop_connections(self.engine)
         after_commit.track(self.engine)  # log lines and counts wait for the commit
         self.dialect: str = self.engine.dialect.name

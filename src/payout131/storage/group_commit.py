@@ -19,7 +19,11 @@ batch, with every other job of the group, run again one at a time, each in a sav
 its own so that a second failure undoes only itself. (A job may therefore run more than
 once before it commits; executors are functions of the database and of the items, which
 is all any of them is.) A job succeeded only if the group's commit succeeded; if the
-commit fails, every job of the group gets that error (none of their writes happened).
+commit fails, every job of the group gets that error: as a rule none of their writes
+happened, but if the connection broke while committing, the commit is in doubt (the
+idempotency keys and leases written with the work make sending it again safe). A
+connection that breaks while the group runs fails every job with the break, refusals
+included: they were decided on writes that will never commit.
 
 Callers on an event loop use ``run_async``: their job waits in the same queue, but no thread
 of theirs waits with it; when such a job is to lead, a thread of the group commit's own
@@ -47,6 +51,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 from prometheus_client import Histogram
 from sqlalchemy.engine import Connection, RootTransaction
+from sqlalchemy.exc import DisconnectionError
 
 from payout131.storage import after_commit
 from payout131.storage.database import Database
@@ -304,7 +309,9 @@ class GroupCommit:
                 try:
                     with conn.begin_nested():
                         (outcome,) = job.executor(conn, [job.item])
-                except Exception as exc:  # noqa: BLE001 (undone; handed back to its caller)
+                except Exception as exc:
+                    if conn.invalidated:  # the connection broke: none of the group commits
+                        raise DisconnectionError(f"the connection broke: {exc}") from exc
                     job.error = exc
                     continue
                 if isinstance(outcome, Exception):
@@ -314,8 +321,9 @@ class GroupCommit:
             return conn, transaction
         except BaseException as exc:  # the connection itself failed
             conn.close()
+            broken = isinstance(exc, DisconnectionError)  # every outcome was decided on it
             for job in group:
-                if job.error is None:
+                if job.error is None or broken:
                     job.error, job.result = exc, None
             if not isinstance(exc, Exception):
                 raise
@@ -325,11 +333,14 @@ class GroupCommit:
         self, group: list[_Job[Any]], conn: Connection, transaction: RootTransaction
     ) -> None:
         try:
+            if conn.invalidated:  # broke under a job that made it its outcome: nothing commits
+                raise DisconnectionError("the connection to the database broke in the group")
             transaction.commit()
             after_commit.run(conn)  # the log lines and counts of what the group changed
-        except BaseException as exc:  # nothing of the group happened
+        except BaseException as exc:  # nothing of the group happened, or it is in doubt
+            broken = isinstance(exc, DisconnectionError)
             for job in group:
-                if job.error is None:
+                if job.error is None or broken:
                     job.error, job.result = exc, None
             if not isinstance(exc, Exception):
                 raise

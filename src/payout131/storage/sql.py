@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any, Generic, TypeVar, overload
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection
@@ -308,5 +309,13 @@ def _pipelined(conn: Connection, driver: Any, postgresql: bool) -> Iterator[None
         with driver.pipeline() as opened:
             conn.info[_PIPELINE] = opened
             yield
+    except BaseException:
+        if driver.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF:
+            # left in pipeline mode with results unread (its connection failed
+            # mid-pipeline, a failover): not even a ROLLBACK can be sent on it. Closed,
+            # SQLAlchemy takes it for the broken connection it is and drops it, where it
+            # would otherwise try to reset it and log the failure with a traceback
+            driver.close()
+        raise
     finally:
         conn.info.pop(_PIPELINE, None)

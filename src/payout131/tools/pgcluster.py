@@ -42,6 +42,7 @@ __all__ = [
     "ClusterError",
     "clean_environment",
     "find_bindir",
+    "make_root",
     "server_owner",
 ]
 
@@ -109,7 +110,7 @@ class Cluster:
 
     def create(self) -> None:
         """initdb, configure and start; on any failure, nothing is left behind."""
-        self.root = _make_root(self.owner, self.prefix, self.in_ram)
+        self.root = make_root(self.owner, self.prefix, self.in_ram)
         try:
             sync = () if self.durable else ("--no-sync",)  # a throwaway needs no flush
             self._run("initdb", "--pgdata", self.data_dir, *INITDB_OPTIONS, *sync)
@@ -328,7 +329,7 @@ def clean_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("PG")}
 
 
-def _make_root(owner: pwd.struct_passwd | None, prefix: str, in_ram: bool) -> Path:
+def make_root(owner: pwd.struct_passwd | None, prefix: str, in_ram: bool) -> Path:
     """A fresh directory for data, socket and log that `owner` owns and can reach."""
     root = Path(tempfile.mkdtemp(prefix=prefix, dir=_base_dir(in_ram)))
     root.chmod(0o755)

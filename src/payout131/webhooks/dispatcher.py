@@ -36,6 +36,7 @@ from payout131.clock import Clock
 from payout131.protocol.wire import session_id
 from payout131.storage import Database
 from payout131.storage.group_commit import GroupCommit
+from payout131.storage.outages import log_failure
 from payout131.tokens.vault import Vault
 from payout131.webhooks import events, outbox, standard
 from payout131.webhooks.bank_key import BankSigner
@@ -188,10 +189,10 @@ class Dispatcher:
                     settled = self._settled
                     try:
                         jobs = await self._claim(room) if room > 0 else []
-                    except Exception:  # the database may be back at the next poll
+                    except Exception as exc:  # the database may be back at the next poll
                         if not forever:
                             raise
-                        log.exception("claiming webhook events failed; trying again")
+                        log_failure(log, exc, "claiming webhook events failed; trying again")
                         jobs = []
                     for job, prepared in jobs:
                         self._in_flight[job.project_id] += 1
@@ -257,10 +258,9 @@ class Dispatcher:
                 self._settled += 1
             self.stats.observe(outcome, status)
             self._log(job, outcome, status)
-        except Exception:  # the lease expires and the event is sent again
-            log.exception(
-                "evt_%s: delivery attempt %s failed unexpectedly", job.event_id, job.attempt
-            )
+        except Exception as exc:  # noqa: BLE001 (logged; the lease expires, it is sent again)
+            message = "evt_%s: delivery attempt %s failed unexpectedly"
+            log_failure(log, exc, message, job.event_id, job.attempt)
         finally:
             if not freed:
                 self._free(job)

@@ -34,6 +34,7 @@ from payout131.projects import get_projects
 from payout131.rails import Rail, Status
 from payout131.storage import Database, sql
 from payout131.storage.group_commit import GroupCommit
+from payout131.storage.outages import log_failure
 from payout131.storage.sql import Sql
 from payout131.worker import claims, rail_steps
 from payout131.worker.claims import Claimed
@@ -120,9 +121,9 @@ class Worker:
         is tried again then)."""
         try:
             self.run_steps(step, steps)
-        except Exception:  # e.g. a database outage
+        except Exception as exc:  # noqa: BLE001 (logged; e.g. a database outage)
             which = f"po_{steps[0].payout.n}" if len(steps) == 1 else f"a batch of {len(steps)}"
-            log.exception("payout %s: step %s failed; it will be retried", which, step)
+            log_failure(log, exc, "payout %s: step %s failed; it will be retried", which, step)
             return False
         return True
 
@@ -188,8 +189,8 @@ class Worker:
         while True:
             try:
                 done = await anyio.to_thread.run_sync(self.run_once)
-            except Exception:  # reliability: the database may be back at the next poll
-                log.exception("claiming payout steps failed; trying again")
+            except Exception as exc:  # noqa: BLE001 (logged; the database may be back)
+                log_failure(log, exc, "claiming payout steps failed; trying again")
                 done = 0
             if not done:
                 await anyio.to_thread.run_sync(self.wakeup.wait, self.config.poll_s)

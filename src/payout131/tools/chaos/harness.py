@@ -18,12 +18,10 @@ payouts and webhooks at the clock's time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,7 +31,6 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payout131 import projects
@@ -47,11 +44,21 @@ from payout131.settings import Settings
 from payout131.storage import Database
 from payout131.storage import schema as t
 from payout131.tools.chaos.load import Load, Partner
-from payout131.tools.chaos.processes import PAYOUT131, PostgresCluster, ServerProcess, free_port
+from payout131.tools.chaos.processes import PostgresCluster, ServerProcess, count_in, ledger_check
 from payout131.tools.chaos.receiver import Receiver
 from payout131.tools.chaos.verify import Record, Verdict, verify
 
-__all__ = ["CLOCKED", "Plan", "Report", "run"]
+__all__ = [
+    "CLOCKED",
+    "SINGLE",
+    "TWO_STEP",
+    "Plan",
+    "Report",
+    "caught_up",
+    "register",
+    "run",
+    "server_env",
+]
 
 TWO_STEP, SINGLE, CLOCKED = "chaos-two-step", "chaos-single", "chaos-clocked"
 ADVANCE_EVERY_S = 0.5  # how often the clocked partner moves its clock during the run
@@ -164,47 +171,11 @@ class _Run:
         initialise(Settings(home=self.home, database_url=self.url), demo=False)
         bank_key = signing.load_public_key((self.home / "bank-public.pem").read_bytes())
         receiver = Receiver(bank_key, random.Random(f"{plan.seed}:receiver"))  # noqa: S311
-        hook_port = free_port()
-        hooks = uvicorn.Server(
-            uvicorn.Config(
-                receiver.app(), host="127.0.0.1", port=hook_port, log_level="warning",
-                lifespan="off", access_log=False,
-            )
-        )  # fmt: skip
-        hook_task = asyncio.create_task(hooks.serve())
-        partners = self._register(f"http://127.0.0.1:{hook_port}/hook")
-        server = ServerProcess(self._env(), self.workdir / "serve.log")
-        await asyncio.to_thread(server.start)
-        load = Load(server.url, partners, plan.seed)
-        await load.tokenize()
-        stop = asyncio.Event()
-        flows = (
-            [asyncio.create_task(load.flow(partners[TWO_STEP], n, stop)) for n in range(plan.flows)]
-            + [
-                asyncio.create_task(load.flow(partners[SINGLE], plan.flows + n, stop))
-                for n in range(max(1, plan.flows // 2))
-            ]
-            + [
-                asyncio.create_task(load.flow(partners[CLOCKED], 2 * plan.flows + n, stop))
-                for n in range(max(1, plan.flows // 3))
-            ]
-        )
-        flows.append(asyncio.create_task(self._advance_repeatedly(server, partners, stop)))
-        deciders = [asyncio.create_task(load.decide(receiver.ready)) for _ in range(4)]
-        try:
-            await self._crash_repeatedly(server)
-            stop.set()
-            moved = await asyncio.to_thread(self._clock_moved)
-            await asyncio.gather(*flows)
-            caught_up_at = await self._quiesce(server, receiver, load)
-        finally:
-            stop.set()
-            for task in deciders:
-                task.cancel()
-            await asyncio.gather(*deciders, return_exceptions=True)
-            await asyncio.to_thread(server.stop)
-            hooks.should_exit = True
-            await hook_task
+        async with receiver.listening() as hook:
+            partners, self.opening, clock_n = register(self.url, hook, clocked=True)
+            assert clock_n is not None
+            self.clock = clock_n
+            caught_up_at, moved, load, server = await self._load(partners, receiver)
         db = Database(self.url)
         try:
             with db.read() as conn:
@@ -233,52 +204,53 @@ class _Run:
         if receiver.forged:
             self.report.notes.append(f"{receiver.forged} webhooks failed verification")
         figures["server starts"] = server.starts
-        figures["tracebacks in the server log"] = _count(server.log, "Traceback")
+        figures["tracebacks in the server log"] = count_in(server.log, "Traceback")
         self.report.restarts = server.starts - 1
         self.report.seconds = time.monotonic() - started
         if self.report.passed and self.plan.workdir is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return self.report
 
-    def _env(self) -> dict[str, str]:
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PAYOUT131_")}
-        return (
-            inherited
-            | SERVER_ENV
-            | {
-                "PAYOUT131_HOME": str(self.home),
-                "PAYOUT131_DATABASE_URL": self.url,
-            }
+    async def _load(
+        self, partners: dict[str, Partner], receiver: Receiver
+    ) -> tuple[int, int, Load, ServerProcess]:
+        """Serve, load and crash, then wait until caught up: the moment it was seen caught
+        up, the milliseconds the clock moved during the crashes, the load, the server."""
+        plan = self.plan
+        server = ServerProcess(self._env(), self.workdir / "serve.log")
+        await asyncio.to_thread(server.start)
+        load = Load([server.url], partners, plan.seed)
+        await load.tokenize()
+        stop = asyncio.Event()
+        flows = (
+            [asyncio.create_task(load.flow(partners[TWO_STEP], n, stop)) for n in range(plan.flows)]
+            + [
+                asyncio.create_task(load.flow(partners[SINGLE], plan.flows + n, stop))
+                for n in range(max(1, plan.flows // 2))
+            ]
+            + [
+                asyncio.create_task(load.flow(partners[CLOCKED], 2 * plan.flows + n, stop))
+                for n in range(max(1, plan.flows // 3))
+            ]
         )
-
-    def _register(self, hook: str) -> dict[str, Partner]:
-        """The two partners, with keys, funds and the receiver as their webhook URL."""
-        partners: dict[str, Partner] = {}
-        db = Database(self.url)
-        now = SystemClock().now()
+        flows.append(asyncio.create_task(self._advance_repeatedly(server, partners, stop)))
+        deciders = [asyncio.create_task(load.decide(receiver.ready)) for _ in range(4)]
         try:
-            with db.write() as conn:
-                self.clock = clocks.create(conn, "chaos", now, now).n
-                for project, single in ((TWO_STEP, False), (SINGLE, True), (CLOCKED, True)):
-                    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-                    projects.add_project(
-                        conn, project, signing.public_key_pem(key).decode(), now,
-                        webhook_url=f"{hook}/{project}", single_request=single,
-                        idempotency_mode="replay", legal_name=f'ООО "{project}"',
-                        inn="7707083893", kpp="773601001",
-                    )  # fmt: skip
-                    number = accounts.open_settlement_account(conn, project, now)
-                    wallet = SINGLE_WALLET if project == SINGLE else FUNDS
-                    for code, funds in ((number, FUNDS), (wallet_code(project), wallet)):
-                        account = accounts.account_id(conn, code)
-                        assert account is not None
-                        book.topup(conn, account, funds, now)
-                        self.opening[code] = funds
-                    partners[project] = Partner(project, key, number, single)
-                clocks.bind(conn, CLOCKED, self.clock)
+            await self._crash_repeatedly(server)
+            stop.set()
+            moved = await asyncio.to_thread(self._clock_moved)
+            await asyncio.gather(*flows)
+            caught_up_at = await self._quiesce(server, receiver, load)
         finally:
-            db.dispose()
-        return partners
+            stop.set()
+            for task in deciders:
+                task.cancel()
+            await asyncio.gather(*deciders, return_exceptions=True)
+            await asyncio.to_thread(server.stop)
+        return caught_up_at, moved, load, server
+
+    def _env(self) -> dict[str, str]:
+        return server_env(self.home, self.url)
 
     async def _crash_repeatedly(self, server: ServerProcess) -> None:
         plan = self.plan
@@ -366,7 +338,7 @@ class _Run:
                         final
                         and idle
                         and clock_state == "done"
-                        and await asyncio.to_thread(_caught_up, db, checked_at)
+                        and await asyncio.to_thread(caught_up, db, checked_at)
                     ):
                         return checked_at
                     await asyncio.sleep(0.25)
@@ -376,16 +348,56 @@ class _Run:
             db.dispose()
 
     def _ledger_check(self) -> None:
-        done = subprocess.run(
-            [str(PAYOUT131), "ledger", "check"],
-            env=self._env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        self.report.verdict.figures["`payout131 ledger check` exit status"] = done.returncode
-        if done.returncode != 0:
-            self.report.notes.append(f"payout131 ledger check: {done.stdout}{done.stderr}")
+        status, output = ledger_check(self._env())
+        self.report.verdict.figures["`payout131 ledger check` exit status"] = status
+        if status != 0:
+            self.report.notes.append(f"payout131 ledger check: {output}")
+
+
+def server_env(home: Path, url: str) -> dict[str, str]:
+    """The environment of a ``payout131 serve`` (or other command) of a run: ours without
+    any PAYOUT131_ variable, then ``SERVER_ENV``, the home and the store."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("PAYOUT131_")}
+    return inherited | SERVER_ENV | {"PAYOUT131_HOME": str(home), "PAYOUT131_DATABASE_URL": url}
+
+
+def register(
+    url: str, hook: str, *, clocked: bool
+) -> tuple[dict[str, Partner], dict[str, int], int | None]:
+    """The partners, with keys, funds and ``hook``/PROJECT as their webhook URL: the
+    two-step one, the single-request one whose wallet runs out, and when ``clocked`` the
+    one on a new test clock. Also each account's opening funds (by ledger code) and the
+    clock's number."""
+    partners: dict[str, Partner] = {}
+    opening: dict[str, int] = {}
+    db = Database(url)
+    now = SystemClock().now()
+    clock = None
+    names = (TWO_STEP, SINGLE, CLOCKED) if clocked else (TWO_STEP, SINGLE)
+    try:
+        with db.write() as conn:
+            for project in names:
+                key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                projects.add_project(
+                    conn, project, signing.public_key_pem(key).decode(), now,
+                    webhook_url=f"{hook}/{project}", single_request=project != TWO_STEP,
+                    idempotency_mode="replay", legal_name=f'ООО "{project}"',
+                    inn="7707083893", kpp="773601001",
+                )  # fmt: skip
+                number = accounts.open_settlement_account(conn, project, now)
+                wallet = SINGLE_WALLET if project == SINGLE else FUNDS
+                for code, funds in ((number, FUNDS), (wallet_code(project), wallet)):
+                    account = accounts.account_id(conn, code)
+                    assert account is not None
+                    book.topup(conn, account, funds, now)
+                    opening[code] = funds
+                partners[project] = Partner(project, key, number, project != TWO_STEP)
+            if clocked:
+                clock = clocks.create(conn, "chaos", now, now).n
+                clocks.bind(conn, CLOCKED, clock)
+    finally:
+        db.dispose()
+    return partners, opening, clock
 
 
 def _clock_state(db: Database, n: int) -> str:
@@ -398,7 +410,8 @@ def _clock_state(db: Database, n: int) -> str:
         return "done" if clocks.next_due(conn, n) is None else "more"
 
 
-def _caught_up(db: Database, now: int) -> bool:
+def caught_up(db: Database, now: int) -> bool:
+    """No payout step of a wall-time project due by ``now``, no webhook event waiting."""
     p, e, j = t.payouts, t.events, t.projects
     on_wall = sa.select(j.c.id).where(j.c.test_clock.is_(None))
     with db.read() as conn:
@@ -411,9 +424,3 @@ def _caught_up(db: Database, now: int) -> bool:
             sa.select(sa.func.count()).where(e.c.status.in_(("pending", "failed")))
         ).scalar_one()
     return int(due) == 0 and int(waiting) == 0
-
-
-def _count(path: Path, needle: str) -> int:
-    with contextlib.suppress(FileNotFoundError):
-        return path.read_text(encoding="utf-8", errors="replace").count(needle)
-    return 0

@@ -75,6 +75,8 @@ class Answer:
     status: int | None
     response: dict[str, Any] | None
     tries: int
+    at: float = 0.0  # when the last answer came (wall clock, seconds)
+    server: int = 0  # which of the load's servers gave it
 
     @property
     def code(self) -> str | None:
@@ -92,7 +94,7 @@ class Answer:
 
 @dataclass
 class Load:
-    url: str
+    urls: list[str]  # the servers; a call that gets no answer from one tries the next
     partners: dict[str, Partner]
     seed: int
     cancel_rate: float = 0.1
@@ -113,9 +115,19 @@ class Load:
         return f"{prefix}-{n}"
 
     async def call(
-        self, http: httpx.AsyncClient, partner: Partner, method: str, body: dict[str, Any], key: str
+        self,
+        http: httpx.AsyncClient,
+        partner: Partner,
+        method: str,
+        body: dict[str, Any],
+        key: str,
+        home: int = 0,
+        *,
+        stay: bool = False,
     ) -> Answer:
-        """Post until answered (retrying lost answers and server errors), or give up."""
+        """Post until answered (retrying lost answers and server errors), or give up. The
+        first try goes to server ``home``, each retry to the next one, as a partner behind
+        a load balancer would see it; or, with ``stay``, to ``home`` again."""
         raw = json.dumps(body, ensure_ascii=False).encode()
         headers = {
             "Content-Type": "application/json",
@@ -127,10 +139,14 @@ class Load:
         tries, wait = 0, 0.05
         status: int | None = None
         response: dict[str, Any] | None = None
+        server = home
         while time.monotonic() < deadline:
+            server = (home + (0 if stay else tries)) % len(self.urls)
             tries += 1
             try:
-                answer = await http.post(f"/api/v1/{method}", content=raw, headers=headers)
+                answer = await http.post(
+                    f"{self.urls[server]}/api/v1/{method}", content=raw, headers=headers
+                )
             except httpx.TransportError:
                 pass
             else:
@@ -141,14 +157,16 @@ class Load:
             wait = min(wait * 2, 1.0)
         else:
             status = None  # no definite answer: in doubt
-        done = Answer(method, partner.project, key, body, status, response, tries)
+        done = Answer(
+            method, partner.project, key, body, status, response, tries, time.time(), server
+        )
         self.answers.append(done)
         return done
 
     async def tokenize(self) -> None:
         """Each partner tokenizes the recipient's account once: a share of the payouts go to
         the token, so their ``ready_to_confirm`` bodies are stored sealed by the vault."""
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
+        async with httpx.AsyncClient(timeout=30) as http:
             for partner in self.partners.values():
                 ask = {"bik": RECIPIENT["bik"], "account": RECIPIENT["account"]}
                 body = {"type": "bank_account_ru", "bank_account_ru": ask}
@@ -196,23 +214,24 @@ class Load:
         the session first and start it in a second call. Each flow draws from its own
         generator, seeded by the run's seed and the flow's number."""
         rng = random.Random(f"{self.seed}:flow:{number}")  # noqa: S311 (a test plan)
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
+        async with httpx.AsyncClient(timeout=30) as http:
             while not stop.is_set():
                 rko = rng.random() < 0.5
                 suffix = "/rko" if rko else ""
                 key = self._key(f"{partner.project}-{number}")
                 body = self.payout_body(partner, rko, key, rng)
                 if partner.single_request or rng.random() < 0.7:
-                    await self.call(http, partner, f"session/init/payout{suffix}", body, key)
+                    method = f"session/init/payout{suffix}"
+                    await self.call(http, partner, method, body, key, number)
                     continue
+                create = {"metadata": {"chaos": key}}
                 created = await self.call(
-                    http, partner, f"session/create{suffix}", {"metadata": {"chaos": key}}, key
+                    http, partner, f"session/create{suffix}", create, key, number
                 )
                 if created.session is not None:
                     start = {"session_id": created.session["id"], **body}
-                    await self.call(
-                        http, partner, f"session/start/payout{suffix}", start, f"{key}-start"
-                    )
+                    method = f"session/start/payout{suffix}"
+                    await self.call(http, partner, method, start, f"{key}-start", number)
 
     async def decide(self, ready: asyncio.Queue[tuple[str, str]]) -> None:
         """Confirm or cancel each session the receiver hands over, forever (cancel to stop).
@@ -220,7 +239,8 @@ class Load:
         A ``ready_to_confirm`` delivered twice is decided twice, under the same key: the
         second call gets the first answer back.
         """
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
+        async with httpx.AsyncClient(timeout=30) as http:
+            decided = 0
             while True:
                 project, session_id = await ready.get()
                 self.deciding += 1
@@ -228,6 +248,8 @@ class Load:
                     partner = self.partners[project]
                     method = "session/cancel" if self.cancels(session_id) else "session/confirm"
                     key = f"{method.rsplit('/', 1)[1]}-{session_id}"
-                    await self.call(http, partner, method, {"session_id": session_id}, key)
+                    body = {"session_id": session_id}
+                    await self.call(http, partner, method, body, key, decided)
+                    decided += 1
                 finally:
                     self.deciding -= 1

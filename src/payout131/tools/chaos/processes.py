@@ -21,7 +21,14 @@ import httpx
 
 from payout131.tools.pgcluster import Cluster
 
-__all__ = ["PostgresCluster", "ProcessError", "ServerProcess", "free_port"]
+__all__ = [
+    "PostgresCluster",
+    "ProcessError",
+    "ServerProcess",
+    "count_in",
+    "free_port",
+    "ledger_check",
+]
 
 PAYOUT131 = Path(sys.executable).with_name("payout131")
 
@@ -113,3 +120,23 @@ class PostgresCluster(Cluster):
             prefix="payout131-chaos-pg-",
             timeout=timeout,
         )
+
+
+def ledger_check(env: Mapping[str, str]) -> tuple[int, str]:
+    """``payout131 ledger check`` on the store ``env`` names: its exit status and output."""
+    done = subprocess.run(
+        [str(PAYOUT131), "ledger", "check"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def count_in(path: Path, needle: str) -> int:
+    """How many times ``needle`` occurs in the file (0 if there is none)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").count(needle)
+    except FileNotFoundError:
+        return 0

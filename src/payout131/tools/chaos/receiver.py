@@ -9,13 +9,16 @@ per-session ordering are exercised too. A verified ``ready_to_confirm`` puts its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -23,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from payout131.client import signing
+from payout131.tools.chaos.processes import free_port
 
 __all__ = ["Delivery", "Receiver"]
 
@@ -52,6 +56,24 @@ class Receiver:
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/hook/{project}", self._hook, methods=["POST"])])
+
+    @contextlib.asynccontextmanager
+    async def listening(self) -> AsyncIterator[str]:
+        """Serve on a free loopback port for the block; yields the hook URL's stem (the
+        project's name follows it)."""
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.app(), host="127.0.0.1", port=port, log_level="warning",
+                lifespan="off", access_log=False,
+            )
+        )  # fmt: skip
+        task = asyncio.create_task(server.serve())
+        try:
+            yield f"http://127.0.0.1:{port}/hook"
+        finally:
+            server.should_exit = True
+            await task
 
     async def _hook(self, request: Request) -> Response:
         try:

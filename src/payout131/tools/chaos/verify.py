@@ -35,10 +35,15 @@ from payout131.storage import schema as t
 from payout131.tools.chaos.load import CARD, Answer
 from payout131.tools.chaos.receiver import Delivery
 
-__all__ = ["Record", "Verdict", "verify"]
+__all__ = ["KINDS", "Record", "Verdict", "verify"]
 
 PARTNER_ENDED = {"session_cancelled_by_partner", "confirm_timeout"}  # never reached the rail
 MAKES_PAYOUT = ("session/init/payout", "session/start/payout")
+# The kinds of problem the failover figures count (``Verdict.kinds``): an answer or webhook
+# the store does not bear out (``lost``), a request or payout done twice (``double``), an
+# event never acknowledged (``undelivered``) or sent ahead of an earlier one (``order``);
+# everything else is ``other``.
+KINDS = ("lost", "double", "undelivered", "order", "other")
 
 
 @dataclass
@@ -46,10 +51,13 @@ class Verdict:
     problems: list[str] = field(default_factory=list)
     figures: Counter[str] = field(default_factory=Counter)
 
-    def fail(self, problem: str) -> None:
+    kinds: Counter[str] = field(default_factory=Counter)  # problems by KINDS
+
+    def fail(self, problem: str, kind: str = "other") -> None:
         if len(self.problems) < 200:
             self.problems.append(problem)
         self.figures["problems"] += 1
+        self.kinds[kind] += 1
 
 
 @dataclass
@@ -181,23 +189,37 @@ def _answers(verdict: Verdict, store: _Store, answers: list[Answer]) -> None:
             continue
         row = store.sessions.get(answered["id"])
         if row is None or row.project_id != a.project:
-            verdict.fail(f"{a.method} {a.key}: answered {answered['id']}, which is not stored")
+            verdict.fail(
+                f"{a.method} {a.key}: answered {answered['id']}, which is not stored", "lost"
+            )
+            continue
+        asked = a.body.get("metadata", {}).get("chaos") if "metadata" in a.body else None
+        if asked is not None and _chaos_key(row) != asked:  # its number went to another
+            verdict.fail(
+                f"{a.method} {a.key}: answered {answered['id']}, which now holds the session "
+                f"of {_chaos_key(row)}",
+                "lost",
+            )
             continue
         payout = store.payouts.get(int(row.n))
         if a.method.startswith(MAKES_PAYOUT):
             amount = a.body["amount_details"]["amount"]
             if payout is None or int(payout.amount) != amount:
-                verdict.fail(f"{a.method} {a.key}: {answered['id']} has no payout of {amount}")
+                verdict.fail(
+                    f"{a.method} {a.key}: {answered['id']} has no payout of {amount}", "lost"
+                )
             elif answered["payments"][0]["id"] != f"po_{payout.n}":
                 verdict.fail(f"{a.method} {a.key}: answered another payout id")
         elif a.method == "session/confirm" and (
             payout is None or payout.status == "pending" or payout.error_code in PARTNER_ENDED
         ):
-            verdict.fail(f"confirm of {answered['id']} answered 200 but did not take effect")
+            verdict.fail(
+                f"confirm of {answered['id']} answered 200 but did not take effect", "lost"
+            )
         elif a.method == "session/cancel" and (
             payout is None or payout.error_code != "session_cancelled_by_partner"
         ):
-            verdict.fail(f"cancel of {answered['id']} answered 200 but did not take effect")
+            verdict.fail(f"cancel of {answered['id']} answered 200 but did not take effect", "lost")
     made: Counter[str | None] = Counter()
     for session_id, row in store.sessions.items():
         key = _chaos_key(row)
@@ -206,7 +228,7 @@ def _answers(verdict: Verdict, store: _Store, answers: list[Answer]) -> None:
             verdict.fail(f"{session_id} is stored but no partner asked for it")
     for key, count in made.items():
         if count > 1:
-            verdict.fail(f"{count} sessions were made for the one request {key}")
+            verdict.fail(f"{count} sessions were made for the one request {key}", "double")
 
 
 def _refusal(verdict: Verdict, store: _Store, a: Answer) -> None:
@@ -259,7 +281,9 @@ def _payouts(
             if p.project_id not in two_step or p.work != "expire":
                 verdict.fail(f"{name}: pending with work {p.work} in project {p.project_id}")
             if f"ps_{session_n}" in decided:
-                verdict.fail(f"{name}: pending although its confirm or cancel was answered 200")
+                verdict.fail(
+                    f"{name}: pending although its confirm or cancel was answered 200", "lost"
+                )
         else:
             f["payouts still at the rail"] += 1
             expected = ("active", 0, session.status if session.status == "error" else "in_progress")
@@ -267,7 +291,10 @@ def _payouts(
             if p.work is None or (p.work_at is not None and int(p.work_at) <= due_by):
                 verdict.fail(f"{name}: in progress with work {p.work} due and not done")
         if (hold, paid, session.status) != expected:
-            verdict.fail(f"{name} {p.status}: hold {hold}, paid {paid}x, session {session.status}")
+            kind = "double" if paid > 1 or len(holds) > 1 else "other"
+            verdict.fail(
+                f"{name} {p.status}: hold {hold}, paid {paid}x, session {session.status}", kind
+            )
         if int(p.n) in store.refunded and p.status != "succeeded":
             verdict.fail(f"{name}: refunded but {p.status}")
 
@@ -280,7 +307,7 @@ def _rail(verdict: Verdict, store: _Store) -> None:
         f["rail submissions"] += sum(int(r.submissions) for r in rows)
         f["rail transfers"] += len(rows)
         if len(rows) > 1:
-            verdict.fail(f"{name}: the rail holds {len(rows)} transfers")
+            verdict.fail(f"{name}: the rail holds {len(rows)} transfers", "double")
         if rows and rows[0].reference != p.rail_reference:
             verdict.fail(f"{name}: the rail's transfer is not under the payout's reference")
         decided_by_rail = p.status == "succeeded" or (
@@ -308,7 +335,7 @@ def _events(
     f["deliveries"] = len(deliveries)
     f["deliveries answered 500 by the receiver"] = sum(d.answered != 200 for d in deliveries)
     for event_id in by_event.keys() - stored.keys():
-        verdict.fail(f"evt_{event_id}: delivered but never stored (an uncommitted change)")
+        verdict.fail(f"evt_{event_id}: delivered but never stored (an uncommitted change)", "lost")
     acked: dict[int, float] = {}
     for event_id, e in stored.items():
         got = by_event.get(event_id, [])
@@ -318,14 +345,17 @@ def _events(
             # falling due later), the server may have stopped before sending it: later work,
             # not lost work; every event written before that moment must have arrived
             if int(e.created_at) <= times.get(e.project_id, now):
-                verdict.fail(f"evt_{event_id} ({e.type}, ps_{e.session_n}): never acknowledged")
+                verdict.fail(
+                    f"evt_{event_id} ({e.type}, ps_{e.session_n}): never acknowledged",
+                    "undelivered",
+                )
             else:
                 f["events written after the run caught up, not yet sent"] += 1
             continue
         acked[event_id] = min(oks)
         f["events acknowledged more than once"] += len(oks) > 1
         if len({d.digest for d in got}) != 1:
-            verdict.fail(f"evt_{event_id}: attempts carried different bytes")
+            verdict.fail(f"evt_{event_id}: attempts carried different bytes", "lost")
         if e.status != "delivered":
             verdict.fail(f"evt_{event_id}: acknowledged but stored as {e.status}")
     sessions: dict[int, list[int]] = defaultdict(list)
@@ -335,12 +365,15 @@ def _events(
         for earlier, later in itertools.pairwise(ids):
             first_try = min((d.at for d in by_event.get(later, [])), default=None)
             if earlier in acked and first_try is not None and first_try < acked[earlier]:
-                verdict.fail(f"ps_{session_n}: evt_{later} was sent before evt_{earlier} arrived")
+                verdict.fail(
+                    f"ps_{session_n}: evt_{later} was sent before evt_{earlier} arrived", "order"
+                )
         kinds = [stored[i].type for i in ids]
         payout = store.payouts.get(session_n)
         finished = kinds.count("payment_finished")
         if payout is not None and payout.status in ("succeeded", "failed") and finished != 1:
-            verdict.fail(f"ps_{session_n}: {finished} payment_finished events")
+            kind = "double" if finished > 1 else "undelivered"
+            verdict.fail(f"ps_{session_n}: {finished} payment_finished events", kind)
 
 
 def _balances(verdict: Verdict, store: _Store, opening: dict[str, int]) -> None:
