@@ -79,9 +79,11 @@ def test_a_connection_back_a_moment_ago_is_not_pinged_and_a_failure_renews_the_p
         first = _backend(db)
         _terminate(postgresql_url, first)
         monkeypatch.setattr(database, "PING_IDLE_S", 3600.0)
-        with pytest.raises(sa.exc.OperationalError) as failed:
+        with pytest.raises(sa.exc.DisconnectionError) as failed:  # storage.outages.check
             _backend(db)
-        assert failed.value.connection_invalidated
+        cause = failed.value.__cause__
+        assert isinstance(cause, sa.exc.OperationalError)
+        assert cause.connection_invalidated
         assert _backend(db) != first
     finally:
         db.dispose()

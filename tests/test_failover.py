@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -29,7 +30,7 @@ ZERO = ("acknowledged_lost", "double_executions", "undelivered_events", "out_of_
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(0 if FULL else 400)
+@pytest.mark.timeout(0 if FULL else 600)
 def test_failover_under_load_loses_nothing(tmp_path: Path) -> None:
     missing = missing_programs()
     if missing:
@@ -39,13 +40,17 @@ def test_failover_under_load_loses_nothing(tmp_path: Path) -> None:
     command = [str(PAYOUT131), "chaos", "--scenario", "failover", *size, "--seed", SEED,
                "--json", str(figures_file)]  # fmt: skip
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     ) as run:
         try:
-            stdout, stderr = run.communicate(timeout=None if FULL else 360)
+            stdout, stderr = run.communicate(timeout=None if FULL else 420)
         except subprocess.TimeoutExpired:
-            run.terminate()  # the harness stops its cluster and servers on SIGTERM
-            stdout, stderr = run.communicate(timeout=60)
+            os.killpg(run.pid, signal.SIGTERM)  # the harness stops its cluster on SIGTERM
+            try:
+                stdout, stderr = run.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGKILL)
+                stdout, stderr = run.communicate()
             pytest.fail(f"the failover run took too long:\n{stdout[-3000:]}{stderr[-3000:]}")
     done = subprocess.CompletedProcess(command, run.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]

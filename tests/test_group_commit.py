@@ -24,8 +24,10 @@ from payout131.ledger import accounts, book
 from payout131.ledger.check import violations
 from payout131.runtime import Runtime
 from payout131.storage import schema as t
+from payout131.storage import sql
 from payout131.storage.group_commit import GroupCommit
 from payout131.storage.outages import unavailable
+from payout131.storage.sql import Sql
 
 FUNDS = 1_000_000
 
@@ -295,8 +297,9 @@ def test_an_executor_does_a_batch_and_a_failed_batch_runs_again_alone(
         assert violations(conn) == []
 
 
+@pytest.mark.parametrize("through", ["sqlalchemy", "driver"])
 def test_a_connection_broken_under_one_job_fails_the_whole_group(
-    bank: Runtime, wallet: int
+    bank: Runtime, wallet: int, through: str
 ) -> None:
     """A failover breaks the connection while the jobs of a failed batch run one by one:
     none of the group commits, the jobs already done included, and every job gets the
@@ -311,7 +314,11 @@ def test_a_connection_broken_under_one_job_fails_the_whole_group(
             if bank.db.is_sqlite:  # a file does not fail over: break it by hand
                 conn.invalidate()
                 raise sa.exc.DisconnectionError("the connection broke")
-            conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            kill = "SELECT pg_terminate_backend(pg_backend_pid())"
+            if through == "sqlalchemy":  # SQLAlchemy sees the break and invalidates
+                conn.execute(sa.text(kill))
+            else:  # as most writes go: straight to the driver (storage.outages.check)
+                sql.run(conn, Sql(kill))
         return [book.topup(conn, wallet, amount, 0) for amount in amounts]
 
     with bank.db.read() as conn:

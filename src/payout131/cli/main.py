@@ -90,8 +90,9 @@ def _foreseen(exc: Exception) -> str | None:
     from payout131.sandbox.clocks import ClocksInProduction
     from payout131.storage import NewerSchema
 
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-        lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    # (a DisconnectionError: the connection broke mid-way, storage.outages.check)
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError):
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         return f"the database cannot be used: {(lines or [type(exc).__name__])[0][:300]}"
     if isinstance(exc, NewerSchema | OSError | ClocksInProduction):
         return " ".join(str(exc).split())[:300] or type(exc).__name__

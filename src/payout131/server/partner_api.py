@@ -64,13 +64,18 @@ KEYLESS = (
 )
 
 
-def unexpected(request: Request, exc: Exception) -> Response:
+BROWSER = f"{UNAVAILABLE}this step took effect is not known: try again in a few seconds"
+
+
+def unexpected(request: Request, exc: Exception, *, partner: bool = True) -> Response:
     """A failure that is not the caller's: 503 while the store is out of reach (one log
-    line: it is expected during a failover), else 500 with the traceback logged."""
+    line: it is expected during a failover), else 500 with the traceback logged. Its
+    advice is for a partner's integration, or (``partner`` False) for the widget's page."""
     if unavailable(exc):
         log.warning("%s: the database is unavailable: %s", request.url.path, first_line(exc))
         keyed = bool(request.headers.get("x-partner-idempotency-key"))
-        return error_response(StoreUnavailable(KEYED if keyed else KEYLESS))
+        text = (KEYED if keyed else KEYLESS) if partner else BROWSER
+        return error_response(StoreUnavailable(text))
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     failure = InternalError("the server failed to process the request; it was logged")
     return error_response(failure)

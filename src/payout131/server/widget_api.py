@@ -68,7 +68,7 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
         except ApiError as exc:
             return _json(exc.envelope(), exc.status, getattr(exc, "headers", None))
         except Exception as exc:  # noqa: BLE001 (answered as the partner API answers)
-            return unexpected(request, exc)
+            return unexpected(request, exc, partner=False)
 
     return guarded
 

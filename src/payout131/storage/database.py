@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from payout131.storage import after_commit, loop_io
+from payout131.storage import after_commit, loop_io, outages
 from payout131.storage.loop_io import LoopConnection
 from payout131.storage.outages import read_only
 
@@ -188,7 +188,11 @@ class Database:
             if self.is_sqlite:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
-                yield conn
+                try:
+                    yield conn
+                except Exception as exc:
+                    outages.check(conn, exc)  # a broken connection: dropped, not rolled back
+                    raise
             after_commit.run(conn)  # the log lines and counts of what it changed
 
     @contextmanager
@@ -203,7 +207,11 @@ class Database:
             if not self.is_sqlite:
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
-                yield conn
+                try:
+                    yield conn
+                except Exception as exc:
+                    outages.check(conn, exc)
+                    raise
 
     def dispose(self) -> None:
         self.engine.dispose()

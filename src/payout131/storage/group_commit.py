@@ -53,7 +53,7 @@ from prometheus_client import Histogram
 from sqlalchemy.engine import Connection, RootTransaction
 from sqlalchemy.exc import DisconnectionError
 
-from payout131.storage import after_commit
+from payout131.storage import after_commit, outages
 from payout131.storage.database import Database
 
 __all__ = ["Executor", "GroupCommit"]
@@ -309,9 +309,8 @@ class GroupCommit:
                 try:
                     with conn.begin_nested():
                         (outcome,) = job.executor(conn, [job.item])
-                except Exception as exc:
-                    if conn.invalidated:  # the connection broke: none of the group commits
-                        raise DisconnectionError(f"the connection broke: {exc}") from exc
+                except Exception as exc:  # noqa: BLE001 (undone; handed back to its caller)
+                    outages.check(conn, exc)  # broken: none of the group commits
                     job.error = exc
                     continue
                 if isinstance(outcome, Exception):
@@ -335,10 +334,14 @@ class GroupCommit:
         try:
             if conn.invalidated:  # broke under a job that made it its outcome: nothing commits
                 raise DisconnectionError("the connection to the database broke in the group")
-            transaction.commit()
+            try:
+                transaction.commit()
+            except Exception as exc:
+                outages.check(conn, exc)  # broken while committing: the commit is in doubt
+                raise
             after_commit.run(conn)  # the log lines and counts of what the group changed
         except BaseException as exc:  # nothing of the group happened, or it is in doubt
-            broken = isinstance(exc, DisconnectionError)
+            broken = isinstance(exc, DisconnectionError) or outages.unavailable(exc)
             for job in group:
                 if job.error is None or broken:
                     job.error, job.result = exc, None
@@ -362,6 +365,7 @@ def _optimistic(conn: Connection, group: list[_Job[Any]]) -> bool:
         try:
             outcomes = executor(conn, [job.item for job in jobs])
         except Exception as exc:  # noqa: BLE001 (rolled back; run again, or handed back)
+            outages.check(conn, exc)  # a broken connection fails the whole group
             for job in group:
                 job.error = None
             if len(jobs) == 1:

@@ -12,8 +12,9 @@ import logging
 
 import psycopg
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
 
-__all__ = ["first_line", "log_failure", "read_only", "unavailable"]
+__all__ = ["check", "first_line", "log_failure", "read_only", "unavailable"]
 
 
 # PostgreSQL's answers that say "not here, not now" rather than "no": the connection broke
@@ -39,11 +40,31 @@ def unavailable(error: BaseException) -> bool:
     if not isinstance(cause, psycopg.Error):
         return False
     state = cause.sqlstate
-    if state is None:  # libpq's own: no connection made, or the one in use broke
+    if state is None:  # libpq's own: a connection attempt that failed (else see ``check``)
         pgconn = cause.pgconn
-        broken = pgconn is None or pgconn.status == psycopg.pq.ConnStatus.BAD
-        return isinstance(cause, psycopg.OperationalError) and broken
+        return pgconn is not None and pgconn.status == psycopg.pq.ConnStatus.BAD
     return state in _GONE_STATES or (state.startswith("08") and state not in _NOT_GONE)
+
+
+def check(conn: Connection, error: BaseException) -> None:
+    """After ``error`` escaped work on ``conn``: if the connection can no longer be used
+    (psycopg finds it broken or closed, a failure left it in pipeline mode with results
+    unread, or it reached a server no longer taking writes), drop it from the pool and
+    raise ``DisconnectionError`` from ``error``, which ``unavailable`` recognises. Call it
+    before the transaction is rolled back: a connection stuck in pipeline mode cannot
+    even do that, and the pool would log its failure to reset it."""
+    if conn.invalidated:
+        raise sa_exc.DisconnectionError(f"the connection broke: {first_line(error)}") from error
+    try:
+        driver = conn.connection.dbapi_connection
+    except sa_exc.SQLAlchemyError:
+        return
+    if not isinstance(driver, psycopg.Connection):
+        return  # SQLite: a file, not a connection that breaks
+    stuck = driver.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF
+    if driver.broken or driver.closed or stuck or read_only(error):
+        conn.invalidate(error if isinstance(error, Exception) else None)
+        raise sa_exc.DisconnectionError(f"the connection broke: {first_line(error)}") from error
 
 
 def read_only(error: BaseException) -> bool:

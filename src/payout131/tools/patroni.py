@@ -60,7 +60,8 @@ PROGRAMS = {"patroni": "patroni", "etcd": "etcd-server", "haproxy": "haproxy"}
 # LOOP_WAIT; DCS and PostgreSQL calls are retried for RETRY_TIMEOUT. TTL bounds how long a
 # primary whose Patroni died keeps the lead (Patroni needs TTL > LOOP_WAIT + 2 x RETRY).
 TTL, LOOP_WAIT, RETRY_TIMEOUT = 10, 1, 4
-HEALTH_CHECK_MS = 500  # HAProxy asks every node's /primary this often; 2 misses: down
+HEALTH_CHECK_MS = 500  # HAProxy asks every node's /primary this often (each answer may take
+# up to 2 s: Patroni's REST API is slow on a busy machine); 2 misses: down
 # libpq: give up on a node that does not answer in 3 s; notice a machine that vanished in
 # ~11 s while waiting for an answer (keepalives), 10 s while sending (tcp_user_timeout)
 CONNECT = (
@@ -417,7 +418,7 @@ class PatroniCluster:
         config = self.root / "haproxy.cfg"
         config.write_text(
             "global\n    maxconn 1000\n"
-            "defaults\n    mode tcp\n    timeout connect 3s\n"
+            "defaults\n    mode tcp\n    timeout connect 3s\n    timeout check 2s\n"
             "    timeout client 1h\n    timeout server 1h\n    retries 1\n"
             f"listen primary\n    bind 127.0.0.1:{self.proxy_port}\n"
             "    option httpchk OPTIONS /primary\n    http-check expect status 200\n"
