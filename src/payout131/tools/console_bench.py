@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payout131.cli.params import IntRange, OutputFile
 from payout131.storage import schema as t
+from payout131.tools.chaos.processes import answers_health, free_port, stop
 
 __all__ = ["console_bench"]
 
@@ -352,13 +352,6 @@ def _bank(engine: str, workdir: Path) -> Iterator[str]:
         yield cluster.url()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _served(env: dict[str, str], port: int) -> Iterator[str]:
     payout131 = str(Path(sys.executable).with_name("payout131"))
@@ -370,24 +363,11 @@ def _served(env: dict[str, str], port: int) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise click.ClickException("payout131 serve did not start")
-            time.sleep(0.1)
+        if not answers_health(url, server, 60):
+            raise click.ClickException("payout131 serve did not start")
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, 30)
 
 
 @click.command("console-bench")
@@ -438,7 +418,7 @@ def console_bench(
                     "PAYOUT131_HOME": str(home),
                     "PAYOUT131_DATABASE_URL": db_url,
                 }
-                with _served(env, _free_port()) as url:
+                with _served(env, free_port()) as url:
                     figures = measure(url, env, db_url, payouts, facts["now"], repeat)
             report["engines"][engine] = {"preload_s": facts["preload_s"], "figures": figures}
             click.echo(f"\n{engine}, {payouts:,} payouts (preloaded in {facts['preload_s']} s)")

@@ -36,12 +36,14 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import psycopg
 
+from payout131.tools.chaos.processes import answers_health, stop
 from payout131.tools.pgcluster import (
     SUPERUSER,
     ClusterError,
@@ -173,12 +175,12 @@ class PatroniCluster:
         """Stop every process (PostgreSQL immediately: its data is about to go) and remove
         the root."""
         for process in [self._proxy] + [node.process for node in self.nodes]:
-            _stop(process)
+            stop(process, 10)
         for node in self.nodes:
             pid = node.postmaster_pid
             if pid is not None:
                 _signal(pid, signal.SIGKILL)
-        _stop(self._etcd)
+        stop(self._etcd, 10)
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- where things are
@@ -278,18 +280,8 @@ class PatroniCluster:
         node = self._node(name)
         if node.process is not None and node.process.poll() is None:
             return
-        owner = self.owner
-        with node.log.open("ab") as out:
-            node.process = subprocess.Popen(
-                [_program("patroni") or "patroni", str(node.config)],
-                cwd=self.root,
-                env=_patroni_environment(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                user=owner.pw_uid if owner else None,
-                group=owner.pw_gid if owner else None,
-                extra_groups=[] if owner else None,
-            )
+        command = [_program("patroni") or "patroni", str(node.config)]
+        node.process = self._spawn(command, node.log, _patroni_environment())
 
     def switchover(self, leader: str) -> str:
         """A planned switchover from ``leader`` to its synchronous standby (in synchronous
@@ -385,29 +377,18 @@ class PatroniCluster:
     def _start_etcd(self) -> None:
         client = f"http://127.0.0.1:{self.etcd_port}"
         peer = f"http://127.0.0.1:{self.etcd_peer_port}"
-        owner = self.owner
-        with (self.root / "etcd.log").open("ab") as out:
-            self._etcd = subprocess.Popen(
-                [_program("etcd") or "etcd", "--name", "etcd1",
-                 "--data-dir", str(self.root / "etcd"),
-                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"etcd1={peer}", "--initial-cluster-state", "new",
-                 "--unsafe-no-fsync"],
-                cwd=self.root, env=clean_environment(), stdout=out, stderr=subprocess.STDOUT,
-                user=owner.pw_uid if owner else None, group=owner.pw_gid if owner else None,
-                extra_groups=[] if owner else None,
-            )  # fmt: skip
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{client}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self._etcd.poll() is not None:
-                break
-            time.sleep(0.1)
+        self._etcd = self._spawn(
+            [_program("etcd") or "etcd", "--name", "etcd1",
+             "--data-dir", str(self.root / "etcd"),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"etcd1={peer}", "--initial-cluster-state", "new",
+             "--unsafe-no-fsync"],
+            self.root / "etcd.log",
+            clean_environment(),
+        )  # fmt: skip
+        if answers_health(client, self._etcd, self.timeout):
+            return
         raise ClusterError(f"etcd did not start; see {self.root / 'etcd.log'}")
 
     def _start_proxy(self) -> None:
@@ -426,14 +407,8 @@ class PatroniCluster:
             " on-marked-down shutdown-sessions\n"
             f"{servers}\n"
         )
-        with (self.root / "haproxy.log").open("ab") as out:
-            self._proxy = subprocess.Popen(
-                [_program("haproxy") or "haproxy", "-db", "-f", str(config)],
-                cwd=self.root,
-                env=clean_environment(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        command = [_program("haproxy") or "haproxy", "-db", "-f", str(config)]
+        self._proxy = self._spawn(command, self.root / "haproxy.log", clean_environment())
         # HAProxy counts a server up until its checks say otherwise: wait for them
         time.sleep(3 * HEALTH_CHECK_MS / 1000)
         deadline = time.monotonic() + self.timeout
@@ -449,6 +424,21 @@ class PatroniCluster:
                 break
             time.sleep(0.2)
         raise ClusterError(f"HAProxy did not lead to the primary; see {self.root}/haproxy.log")
+
+    def _spawn(self, command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """``command`` in the root, as the server's owner, its output appended to ``log``."""
+        owner = self.owner
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                command,
+                cwd=self.root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                user=owner.pw_uid if owner else None,
+                group=owner.pw_gid if owner else None,
+                extra_groups=[] if owner else None,
+            )
 
     def _superuser(self, where: str) -> psycopg.Connection[Any]:
         host, port = where.split(":")
@@ -481,14 +471,3 @@ def _lag(value: Any) -> int | None:
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,9 +26,11 @@ __all__ = [
     "PostgresCluster",
     "ProcessError",
     "ServerProcess",
+    "answers_health",
     "count_in",
     "free_port",
     "ledger_check",
+    "stop",
 ]
 
 PAYOUT131 = Path(sys.executable).with_name("payout131")
@@ -35,6 +38,34 @@ PAYOUT131 = Path(sys.executable).with_name("payout131")
 
 class ProcessError(RuntimeError):
     """A process did not start, or did not answer in time."""
+
+
+def answers_health(url: str, process: subprocess.Popen[Any], timeout: float) -> bool:
+    """Whether ``url``/health answers 200 within ``timeout`` seconds; False at once if
+    ``process`` (the one that should answer) has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def stop(process: subprocess.Popen[Any] | None, seconds: float) -> None:
+    """SIGTERM ``process`` unless it has ended, wait up to ``seconds``, then SIGKILL."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:
@@ -76,16 +107,10 @@ class ServerProcess:
 
     def _wait_until_up(self, timeout: float) -> None:
         assert self._process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise ProcessError(f"payout131 serve exited; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        if answers_health(self.url, self._process, timeout):
+            return
+        if self._process.poll() is not None:
+            raise ProcessError(f"payout131 serve exited; see {self.log}")
         raise ProcessError(f"payout131 serve did not answer in {timeout:g} s; see {self.log}")
 
     def kill(self) -> None:
@@ -96,13 +121,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         """SIGTERM and wait; SIGKILL if it does not stop within 20 s."""
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        stop(self._process, 20)
 
 
 class PostgresCluster(Cluster):
