@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from payout131.tools.bench import bound, report
+from payout131.tools.bench import bound
 from payout131.tools.bench.usage import busy_share, cpu_seconds, machine_cpu, tree_cpu_seconds
 
 FIXTURES = Path(__file__).parents[2] / "shared/fixtures/signing"
@@ -86,23 +86,3 @@ def test_the_floor_adds_each_cost_as_often_as_a_payout_needs_it() -> None:
     assert two_step["floor_cpu_ms_per_payout"] == (4 * 50 + 7 * 40 + 3 * 300 + 4 * 20) / 1000
     status = bound.attainable("status_read", COSTS, ceiling_per_s=1000.0)
     assert status["floor_cpu_ms_per_payout"] == (50 + 20) / 1000
-
-
-def test_a_ratio_target_out_of_reach_is_missed_and_says_so() -> None:
-    figures = {
-        "ratio_to_ceiling": 0.1,
-        "attainable_ratio": 0.37,
-        "attainable_ratio_storage_free": 0.55,
-    }
-    missed = report._ratio("single_request", figures)
-    assert not missed.met
-    assert "out of this machine's reach" in missed.note
-    assert "would reach 0.37 (0.55 were its storage free too)" in missed.note
-    assert missed.as_dict()["note"] == missed.note
-    # within reach but not reached: missed, no excuse
-    plain = report._ratio("single_request", {"ratio_to_ceiling": 0.1, "attainable_ratio": 0.8})
-    assert not plain.met
-    assert plain.note == ""
-    assert "note" not in plain.as_dict()
-    met = report._ratio("two_step", {"ratio_to_ceiling": 0.6, "attainable_ratio": 0.4})
-    assert met.met

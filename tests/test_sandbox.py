@@ -274,9 +274,11 @@ def test_outcomes_are_forced_on_payouts_waiting_at_the_rail(
         bank.sandbox.succeed(ids[0])
     with pytest.raises(SessionWrongStateError, match="already come back"):
         bank.sandbox.return_payout(ids[2])
-    bank.sandbox.return_payout(ids[0])  # a paid payout comes back
+    assert bank.status(waiting[0]).payouts[0].refunds == []
+    bank.sandbox.return_payout(ids[0])  # a paid payout comes back, even after it was read
     bank.sandbox.advance(seconds=1)
     assert sandbox.events(waiting[0]) == ["payment_finished", "payment_refunded"]
+    assert len(bank.status(waiting[0]).payouts[0].refunds) == 1  # no answer kept from before
     with pytest.raises(InvalidRequestError, match="no payout"):
         other.sandbox.succeed(ids[0])  # another project's payout is not found
     with pytest.raises(InvalidRequestError, match="error_code: one of"):

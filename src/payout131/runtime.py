@@ -185,7 +185,7 @@ class Runtime:
             db=self.db,
             group_commit=self.group_commit,
             projects=self.projects,
-            handlers=Handlers(self.context),
+            handlers=Handlers(self.context, returns_forced=self.sandbox),
             clock=self.clock,
             max_body_bytes=self.settings.max_body_bytes,
             body_timeout_s=self.settings.body_timeout_s,

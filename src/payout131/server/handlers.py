@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from payout131.errors import ApiError, InvalidRequest
 from payout131.ledger import accounts
-from payout131.payouts import answers, call_record, opening, reads
+from payout131.payouts import access, answers, call_record, opening, reads
 from payout131.payouts.calls import Context, PartnerCall
 from payout131.payouts.records import Listed
 from payout131.protocol import validation, wire
@@ -29,6 +29,7 @@ from payout131.protocol.requests import (
     WalletBalanceBody,
     given,
 )
+from payout131.server.final_answers import FinalAnswers
 from payout131.server.idempotency import Keyed
 from payout131.tokens import account_tokens, card_tokens, public_tokens
 
@@ -75,10 +76,6 @@ def _tokenize(
     bik, account = account_tokens.parse_tokenize_request(call.body, context.directory)
     made = account_tokens.tokenize(conn, context.vault, call.project.id, bik, account, call.now)
     return wire.tokenize_answer(made.token, {"masked_account": made.masked_account})
-
-
-def _status(conn: Connection, context: Context, call: PartnerCall[Any]) -> dict[str, Any]:
-    return wire.session_answer(reads.status(conn, call), call.version)
 
 
 def _wallet_balance(
@@ -138,8 +135,8 @@ WRITES: dict[str, Mutation] = {
     "token": Mutation(_each(_public_token), sessions=False),
     "tokenize": Mutation(_each(_tokenize), sessions=False),
 }
+STATUS = "session/status"  # a read of its own: its answer may be kept (final_answers.py)
 READS: dict[str, Read] = {
-    "session/status": _status,
     "wallet/balance": _wallet_balance,
     "report/account_balance": _account_balance,
     "token/info": _token_info,
@@ -170,14 +167,33 @@ class _Executor:
 class Handlers:
     """Every method bound to what its use case looks things up in."""
 
-    def __init__(self, context: Context) -> None:
-        assert set(WRITES) | set(READS) == set(METHODS), "every method is a write or a read"
+    def __init__(self, context: Context, returns_forced: bool = True) -> None:
+        every = set(WRITES) | set(READS) | {STATUS}
+        assert every == set(METHODS), "every method is a write or a read"
         self.context = context
+        self.final = FinalAnswers(returns_forced)  # sandbox mode: returns can be forced
         self.executors = {name: _Executor(name, write, context) for name, write in WRITES.items()}
         self.keyed = {name: Keyed(name, executor) for name, executor in self.executors.items()}
 
+    def kept(self, name: str, call: PartnerCall[Any]) -> bytes | None:
+        """The answer of a read that can no longer change, if this process kept it; the
+        caller's refusal if it is not theirs to read."""
+        if name != STATUS:
+            return None
+        n = access.session_number(call.body.session_id)
+        found = self.final.get(n, call.version)
+        if found is None:
+            return None
+        access.check_owner(found[0], n, call.project.id)
+        return found[1]
+
     def read(self, conn: Connection, name: str, call: PartnerCall[Any]) -> bytes:
-        return wire.dumps(READS[name](conn, self.context, call))
+        if name != STATUS:
+            return wire.dumps(READS[name](conn, self.context, call))
+        found = reads.status(conn, call)
+        out = wire.dumps(wire.session_answer(found, call.version))
+        self.final.keep(found, call.version, out)
+        return out
 
     def wakes_worker(self, name: str) -> bool:
         return name in WRITES and WRITES[name].wakes_worker

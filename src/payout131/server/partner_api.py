@@ -190,6 +190,9 @@ class PartnerApi:
             idempotency_key=key,
         )
         if not method.mutating:
+            kept = self.handlers.kept(name, call)  # a session that can no longer change
+            if kept is not None:
+                return 200, kept
             out = await self.db.read_async(
                 lambda conn: self.handlers.read(conn, name, call), self.read_limiter
             )

@@ -91,7 +91,7 @@ def _scale(
 @click.option(
     "--scale",
     callback=_scale,
-    help="SMALL:LARGE stored sessions to compare CPU per payout at (default 1000:100000 in a "
+    help="SMALL:LARGE stored sessions to compare CPU per payout at (default 1000:1000000 in a "
     "full run, off with --quick); 'off' to skip.",
 )
 @click.option(
@@ -165,7 +165,7 @@ def bench(
         count=count or 1_000_000,
         grace_s=grace,
         preload=preload,
-        scale=scale if scale_given else (None if quick else (1_000, 100_000)),
+        scale=scale if scale_given else (None if quick else (1_000, 1_000_000)),
         split_worker=split_worker,
         processes=processes,
         pin=pin,

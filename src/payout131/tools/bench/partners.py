@@ -23,15 +23,16 @@ from payout131 import projects
 from payout131.clock import SystemClock
 from payout131.ledger import accounts, book
 from payout131.payouts.states import PayoutStatus, SessionStatus
-from payout131.storage import Database
+from payout131.storage import Database, sql
 from payout131.storage import schema as t
+from payout131.storage.sql import Sql
 from payout131.tools.bench.load import RECIPIENT
 
 __all__ = ["FUNDS", "BenchPartner", "preload", "register", "settle", "stored_sessions"]
 
 FUNDS = 10**15  # kopecks on every account: no scenario ever runs short
 PRELOAD_AMOUNT = 10_000
-_BATCH = 2_000
+_BATCH = 500  # rows a transaction: the ledger's balance triggers slow down on long ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ def preload(db: Database, partner: BenchPartner, count: int) -> None:
     while done < count:
         size = min(_BATCH, count - done)
         with db.write() as conn:
-            _batch(conn, partner.project, account, size, done)
+            _batch(conn, partner.project, account, size)
         done += size
 
 
@@ -134,68 +135,38 @@ def _destination() -> tuple[str, str]:
     return msgspec.json.encode(destination).decode(), msgspec.json.encode(recipient).decode()
 
 
-def _batch(conn: Connection, project: str, account: int, size: int, offset: int) -> None:
+# finished single-request payouts, made by the database itself: the batch's sessions
+# counted out by a recursive query, then a payout and a delivered event for each
+_SESSIONS = Sql(
+    """WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < :size)
+    INSERT INTO sessions (project_id, api_version, rko, status, draft, created_at, updated_at)
+    SELECT :project, 'v1', :rko, :status, '{}', :now, :now FROM g RETURNING n"""
+)
+_PAYOUTS = Sql(
+    """INSERT INTO payouts (session_n, project_id, status, amount, currency, account_id,
+    destination, recipient, rail, rail_reference, created_at, updated_at, finished_at, fee)
+    SELECT n, project_id, :status, :amount, 'rub', :account, :destination, :recipient,
+    'simulator', 'preload-' || n, :now, :now, :now, 0 FROM sessions WHERE n = ANY(:numbers)
+    RETURNING n"""
+)
+_EVENTS = Sql(
+    """INSERT INTO events (project_id, session_n, type, body, status, attempts,
+    next_attempt_at, created_at, delivered_at)
+    SELECT project_id, n, 'payment_finished', :body, 'delivered', 1, :now, :now, :now
+    FROM sessions WHERE n = ANY(:numbers)"""
+)
+_BODY = b'{"type":"payment_finished","session":{"preloaded":true}}'
+
+
+def _batch(conn: Connection, project: str, account: int, size: int) -> None:
     now = SystemClock().now()
     destination, recipient = _destination()
-    session_ns = list(
-        conn.execute(
-            sa.insert(t.sessions).returning(t.sessions.c.n, sort_by_parameter_order=True),
-            [
-                {
-                    "project_id": project,
-                    "api_version": "v1",
-                    "rko": True,
-                    "status": SessionStatus.ACCEPTED,
-                    "draft": "{}",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for _ in range(size)
-            ],
-        ).scalars()
-    )
-    payout_ns = list(
-        conn.execute(
-            sa.insert(t.payouts).returning(t.payouts.c.n, sort_by_parameter_order=True),
-            [
-                {
-                    "session_n": n,
-                    "project_id": project,
-                    "status": PayoutStatus.SUCCEEDED,
-                    "amount": PRELOAD_AMOUNT,
-                    "currency": "rub",
-                    "account_id": account,
-                    "destination": destination,
-                    "recipient": recipient,
-                    "rail": "simulator",
-                    "rail_reference": f"preload-{offset + i}-{n}",
-                    "created_at": now,
-                    "updated_at": now,
-                    "finished_at": now,
-                    "fee": 0,
-                }
-                for i, n in enumerate(session_ns)
-            ],
-        ).scalars()
-    )
+    made = {"size": size, "project": project, "rko": True, "status": SessionStatus.ACCEPTED}
+    session_ns = [row.n for row in sql.rows(conn, _SESSIONS, made | {"now": now})]
+    paid = {"status": PayoutStatus.SUCCEEDED, "amount": PRELOAD_AMOUNT, "account": account}
+    paid |= {"destination": destination, "recipient": recipient, "now": now}
+    payout_ns = [row.n for row in sql.rows(conn, _PAYOUTS, paid | {"numbers": session_ns})]
     # the money moves through the ledger, as a payout's would: held, then posted
     book.place_holds(conn, [book.Hold(account, p, PRELOAD_AMOUNT) for p in payout_ns], now)
     book.post_holds(conn, [book.Posting(p, 0) for p in payout_ns], now)
-    body = b'{"type":"payment_finished","session":{"preloaded":true}}'
-    conn.execute(
-        sa.insert(t.events),
-        [
-            {
-                "project_id": project,
-                "session_n": n,
-                "type": "payment_finished",
-                "body": body,
-                "status": "delivered",
-                "attempts": 1,
-                "next_attempt_at": now,
-                "created_at": now,
-                "delivered_at": now,
-            }
-            for n in session_ns
-        ],
-    )
+    sql.run(conn, _EVENTS, {"body": _BODY, "now": now, "numbers": session_ns})

@@ -1,12 +1,12 @@
 """The benchmark's verdict: targets, the terminal table and the JSON document.
 
-``ratio_to_ceiling`` is a scenario's end-to-end rate divided by its ceiling, where the
-ceiling is the lower of the HTTP ceiling per payout (``GET /health`` requests per second
-divided by the HTTP exchanges a payout needs) and the storage ceiling per payout (durable
-commits per second divided by the commits a payout needs); see docs/benchmarks.md.
-Beside it stands ``attainable_ratio``, the highest ratio this machine allows any server
-(``bound.py``): a ratio target above it is reported as missed, and named as out of this
-machine's reach.
+The main target is ``share_of_attainable``: a scenario's end-to-end rate over the most any
+server could carry on this machine, measured in the same run (``bound.py``). Reported
+beside it, ``ratio_to_ceiling`` is the rate over the lower of the HTTP ceiling per payout
+(``GET /health`` requests per second divided by the HTTP exchanges a payout needs) and the
+storage ceiling per payout (durable commits per second divided by the commits a payout
+needs), with ``attainable_ratio``, the highest ratio this machine allows any server; see
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from payout131.tools.bench.harness import EngineReport
 
 __all__ = ["Target", "as_json", "print_table", "targets"]
 
-TARGET_ENGINE = "postgresql"
 INIT, CONFIRM, STATUS = "session/init/payout", "session/confirm", "session/status"
 
 
@@ -32,11 +31,9 @@ class Target:
     wanted: str
     value: float | int | str | None
     met: bool
-    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        found = {"name": self.name, "wanted": self.wanted, "value": self.value, "met": self.met}
-        return found | ({"note": self.note} if self.note else {})
+        return {"name": self.name, "wanted": self.wanted, "value": self.value, "met": self.met}
 
 
 def _at_least(name: str, value: float | None, floor: float) -> Target:
@@ -47,67 +44,51 @@ def _at_most(name: str, value: float | None, ceiling: float) -> Target:
     return Target(name, f"<= {ceiling:g}", value, value is not None and value <= ceiling)
 
 
-RATIO = 0.5
-
-
-def _ratio(scenario: str, figures: dict[str, Any]) -> Target:
-    """The ratio target, with what this machine allows when that is less than the target."""
-    target = _at_least(f"{scenario} ratio to ceiling", figures["ratio_to_ceiling"], RATIO)
-    allowed = figures.get("attainable_ratio")
-    if target.met or allowed is None or allowed >= RATIO:
-        return target
-    note = (
-        f"out of this machine's reach: a server costing no CPU beyond the ceilings' own "
-        f"exchanges and commits and the protocol's RSA work would reach {allowed:g}"
-    )
-    free = figures.get("attainable_ratio_storage_free")
-    if free is not None:
-        note += f" ({free:g} were its storage free too)"
-    return Target(target.name, target.wanted, target.value, False, note)
+SHARE = 0.5  # of the attainable rate
+P99_MS = {INIT: 25.0, CONFIRM: 25.0, STATUS: 5.0}  # at half of the maximum rate
+WEBHOOK_P99_MS = 100.0  # commit to receipt, at half rate
+GROWTH = 0.2  # CPU per payout, large store against small
+LATENCIES = {"single_request": (INIT,), "two_step": (INIT, CONFIRM), "status_read": (STATUS,)}
 
 
 def targets(reports: list[EngineReport]) -> list[Target]:
-    """The issue's targets for the figures that were measured (speed: PostgreSQL only)."""
+    """The targets of docs/benchmarks.md for the figures that were measured, on every
+    engine: no errors, a clean ledger, half of the attainable rate (``bound.py``), the
+    half-rate tails, and CPU per payout that does not grow with the store. The ratio to
+    the ceiling is reported beside them, not a target: ``attainable_ratio`` shows how far
+    below 1 this machine keeps it for any server."""
     found: list[Target] = []
     for report in reports:
         engine = report.engine
-        for scenario, figures in report.scenarios.items():
-            found.append(
-                Target(
-                    f"{engine} {scenario} errors", "== 0", figures["errors"], figures["errors"] == 0
-                )
-            )
+        for scenario, measured in report.scenarios.items():
+            errors = measured["errors"]
+            found.append(Target(f"{engine} {scenario} errors", "== 0", errors, errors == 0))
         check = report.ledger_check.get("exit_status")
         found.append(Target(f"{engine} ledger check", "exit 0", check, check == 0))
-        if engine != TARGET_ENGINE:
-            continue
-        s = report.scenarios
-        for scenario, floor in (("single_request", 500), ("two_step", 250)):
-            if scenario not in s:
+        for scenario, methods in LATENCIES.items():
+            figures = report.scenarios.get(scenario)
+            if figures is None:
                 continue
-            figures = s[scenario]
-            found.append(_at_least(f"{scenario} payouts/s", figures["payouts_per_s"], floor))
-            found.append(_ratio(scenario, figures))
-            found.append(
-                _at_most(f"{scenario} {INIT} p99 ms at half rate", figures["p99_ms"].get(INIT), 25)
-            )
-            delay = figures["webhook_delay_ms"]
-            found.append(
-                _at_most(
-                    f"{scenario} webhook commit-to-receipt p99 ms at half rate",
-                    delay["p99"] if delay else None,
-                    250,
+            name = f"{engine} {scenario}"
+            share = figures.get("share_of_attainable")
+            found.append(_at_least(f"{name} share of the attainable rate", share, SHARE))
+            for method in methods:
+                p99 = figures["p99_ms"].get(method)
+                found.append(_at_most(f"{name} {method} p99 ms at half rate", p99, P99_MS[method]))
+            if scenario != "status_read":
+                delay = figures["webhook_delay_ms"]
+                found.append(
+                    _at_most(
+                        f"{name} webhook commit-to-receipt p99 ms at half rate",
+                        delay["p99"] if delay else None,
+                        WEBHOOK_P99_MS,
+                    )
                 )
-            )
-        if "two_step" in s:
-            p99 = s["two_step"]["p99_ms"].get(CONFIRM)
-            found.append(_at_most(f"two_step {CONFIRM} p99 ms at half rate", p99, 25))
-        if "status_read" in s:
-            p99 = s["status_read"]["p99_ms"].get(STATUS)
-            found.append(_at_most(f"status_read {STATUS} p99 ms at half rate", p99, 10))
         if report.scale is not None:
             growth = report.scale.get("cpu_growth")
-            found.append(_at_most("CPU per payout growth, large vs small store", growth, 0.2))
+            sizes = f"{report.scale['small']['stored_sessions']:,} to "
+            sizes += f"{report.scale['large']['stored_sessions']:,} sessions"
+            found.append(_at_most(f"{engine} CPU per payout growth, {sizes}", growth, GROWTH))
     return found
 
 
@@ -131,6 +112,10 @@ def as_json(
         "targets": [t.as_dict() for t in found],
         "targets_met": all(t.met for t in found),
     }
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 def _ms(value: float | None) -> str:
@@ -166,6 +151,7 @@ def print_table(reports: list[EngineReport], found: list[Target], console: Conso
         "in flight",
         "ceiling/s",
         "ratio",
+        "share",
         "errors",
         "CPU ms/payout",
         "init p99",
@@ -186,6 +172,7 @@ def print_table(reports: list[EngineReport], found: list[Target], console: Conso
                 str(f["concurrency"]),
                 f"{f['ceiling_payouts_per_s']:.0f}",
                 f"{f['ratio_to_ceiling']:.2f}" if f["ratio_to_ceiling"] is not None else "—",
+                _share(f.get("share_of_attainable")),
                 str(f["errors"]),
                 f"{f['cpu_ms_per_payout']:.2f}",
                 _ms(p99.get(INIT)),
@@ -220,7 +207,6 @@ def print_table(reports: list[EngineReport], found: list[Target], console: Conso
     if missed:
         console.print("[bold red]targets missed:[/]")
         for t in missed:
-            note = f"; {t.note}" if t.note else ""
-            console.print(f"  {t.name}: {t.value} (wanted {t.wanted}{note})")
+            console.print(f"  {t.name}: {t.value} (wanted {t.wanted})")
     else:
         console.print("[bold green]every target met[/]")
