@@ -22,7 +22,7 @@ from partner import payout_body
 from payout131.client import signing
 from payout131.ledger import accounts, book
 from payout131.ledger.accounts import wallet_code
-from payout131.ledger.check import violations
+from payout131.ledger.check import ORPHANS, violations
 from payout131.runtime import Runtime
 from payout131.storage import schema as t
 from payout131.storage.refusals import REFUSED
@@ -190,6 +190,20 @@ def test_ledger_check_finds_a_tampered_balance(bank: Runtime, onboard: Onboard) 
             .where(t.ledger_accounts.c.id == account)
             .values(balance=1_000)
         )
+
+
+def test_ledger_check_never_rescans_the_transactions_per_entry(bank: Runtime) -> None:
+    """The orphan count is an anti join, whatever the memory: as a NOT IN list, PostgreSQL
+    rescanned a list too large for work_mem once for every entry (hours at a million)."""
+    if bank.db.is_sqlite:
+        pytest.skip("SQLite plans NOT EXISTS and NOT IN alike: a lookup in the primary key")
+    with bank.db.read() as conn:
+        conn.exec_driver_sql("SET LOCAL work_mem = '64kB'")
+        conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")  # the plan of a big ledger
+        compiled = ORPHANS.compile(conn)
+        plan = conn.exec_driver_sql(f"EXPLAIN {compiled}").scalars().all()
+    assert any("Anti Join" in line for line in plan), plan
+    assert not any("SubPlan" in line for line in plan), plan
 
 
 @settings(
