@@ -42,7 +42,7 @@ class FpsBanks:
                 )
             conf = self.partner_api
             raw = await read_body(request, conf.max_body_bytes, conf.body_timeout_s)
-            await conf.authenticate(request, raw)
+            await conf.authenticate(request.headers, raw)
             parse_body(raw)  # JSON if anything: ``[]``, ``{}`` or nothing
             return Response(self.answer, media_type=JSON)
         except ApiError as exc:

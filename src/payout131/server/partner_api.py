@@ -10,11 +10,12 @@ read runs in a read transaction (``Database.read_async``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from payout131.clock import Clock
 from payout131.errors import (
@@ -33,7 +34,7 @@ from payout131.protocol.methods import METHODS
 from payout131.protocol.wire import dumps
 from payout131.sandbox import clocks
 from payout131.server import idempotency
-from payout131.server.bodies import BodyRefused, read_body
+from payout131.server.bodies import BodyRefused, read_body, receive_body
 from payout131.server.handlers import Handlers
 from payout131.server.idempotency import KeyedCall, KeyTaken
 from payout131.storage import Database
@@ -79,6 +80,27 @@ def unexpected(request: Request, exc: Exception, *, partner: bool = True) -> Res
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     failure = InternalError("the server failed to process the request; it was logged")
     return error_response(failure)
+
+
+_JSON = JSON.encode("ascii")
+_READ = (
+    b"content-length",
+    b"x-partner-project",
+    b"x-partner-sign",
+    b"x-partner-idempotency-key",
+    b"x-partner-submerchant",
+)
+
+
+class _Headers(dict[str, str]):
+    """The few request headers the partner API reads, each its first occurrence, as
+    Starlette's ``Headers.get`` gives them (names lower-case, values Latin-1)."""
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__()
+        for name, value in scope["headers"]:
+            if name in _READ and (key := name.decode("ascii")) not in self:
+                self[key] = value.decode("latin-1")
 
 
 class PartnerApi:
@@ -128,9 +150,10 @@ class PartnerApi:
             raise NotFound(f"{request.url.path}: no such method in API {version}")
         return version, name
 
-    async def authenticate(self, request: Request, raw: bytes) -> Project:
-        """The calling project, identified, its signature over ``raw`` verified."""
-        project_id = request.headers.get("x-partner-project")
+    async def authenticate(self, headers: Mapping[str, str], raw: bytes) -> Project:
+        """The calling project, identified by the request's ``headers``, its signature over
+        ``raw`` verified."""
+        project_id = headers.get("x-partner-project")
         if not project_id:
             raise IdentificationError("X-PARTNER-PROJECT: header required")
         known, project = self.projects.peek(project_id)  # benchmarks: no thread hop
@@ -140,7 +163,7 @@ class PartnerApi:
             )
         if project is None:
             raise IdentificationError(f"X-PARTNER-PROJECT: unknown project {project_id[:64]!r}")
-        signature = request.headers.get("x-partner-sign")
+        signature = headers.get("x-partner-sign")
         if not signature:
             raise AuthenticationError("X-PARTNER-SIGN: header required")
         if self.projects.verify(project, raw, signature) is None:
@@ -155,16 +178,43 @@ class PartnerApi:
     async def _serve(self, request: Request) -> Response:
         version, name = self._method(request)
         raw = await read_body(request, self.max_body_bytes, self.body_timeout_s)
-        project = await self.authenticate(request, raw)
-        status, out = await self.call(
+        status, out = await self._answer(version, name, request.headers, raw)
+        return Response(out, status_code=status, media_type=JSON)
+
+    async def _answer(
+        self, version: str, name: str, headers: Mapping[str, str], raw: bytes
+    ) -> tuple[int, bytes]:
+        project = await self.authenticate(headers, raw)
+        return await self.call(
             project,
             version,
             name,
             raw,
-            key=request.headers.get("x-partner-idempotency-key"),
-            submerchant=request.headers.get("x-partner-submerchant"),
+            key=headers.get("x-partner-idempotency-key"),
+            submerchant=headers.get("x-partner-submerchant"),
         )
-        return Response(out, status_code=status, media_type=JSON)
+
+    async def asgi(
+        self, scope: Scope, receive: Receive, send: Send, version: str, name: str
+    ) -> None:
+        """Serve a call to method ``name`` (known, and of API ``version``) straight from
+        ASGI, without Starlette's router, middleware, request and response
+        (``server/api_route.py``): the same answers, bytes and headers alike."""
+        headers = _Headers(scope)
+        try:
+            raw = await receive_body(
+                receive, headers.get("content-length"), self.max_body_bytes, self.body_timeout_s
+            )
+            status, out = await self._answer(version, name, headers, raw)
+        except ApiError as exc:
+            await error_response(exc)(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001 (answered as the Starlette route answers)
+            await unexpected(Request(scope), exc)(scope, receive, send)
+        else:
+            length = str(len(out)).encode("ascii")
+            head = [(b"content-length", length), (b"content-type", _JSON)]
+            await send({"type": "http.response.start", "status": status, "headers": head})
+            await send({"type": "http.response.body", "body": out})
 
     async def call(
         self,

@@ -81,7 +81,7 @@ class SandboxApi:
                 raise AuthorizationError(PRODUCTION)
             conf = self.partner_api
             raw = await read_body(request, conf.max_body_bytes, conf.body_timeout_s)
-            project = await conf.authenticate(request, raw)
+            project = await conf.authenticate(request.headers, raw)
             out = await handler(project, parse_body(raw))
             return Response(dumps({"status": "ok", **out}), media_type=JSON)
         except ApiError as exc:

@@ -233,6 +233,13 @@ events = sa.Table(
         "status IN ('pending', 'failed', 'delivered', 'dead')", name="ck_events_status"
     ),
     sa.Index("ix_events_due", "status", "next_attempt_at"),
+    sa.Index(  # the dispatcher's claim, in its order; waiting events only (0019)
+        "ix_events_waiting",
+        "next_attempt_at",
+        "id",
+        postgresql_where=sa.text("status IN ('pending', 'failed')"),
+        sqlite_where=sa.text("status IN ('pending', 'failed')"),
+    ),
     sa.Index("ix_events_session", "session_n"),
     sa.Index("ix_events_project", "project_id", "status"),  # webhooks: operator listings
     sa.Index("ix_events_delivered", "status", "delivered_at"),  # purge
@@ -485,4 +492,5 @@ session_calls = sa.Table(
     sa.Column("error_code", sa.String(64)),
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Index("ix_session_calls_session", "session_n"),
+    sa.Index("ix_session_calls_at", "at"),  # purge (0019)
 )
