@@ -3,6 +3,7 @@ Starlette route behind it does: the same status, headers and bytes, refusals inc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -115,3 +116,36 @@ def test_both_ways_answer_alike(
     assert _same(both, "/api/v3/session/status", *status)["error"]["code"] == "invalid_request"
     wrong_verb = both.get("/api/v1/session/status")
     assert (wrong_verb.status_code, wrong_verb.headers["allow"]) == (405, "POST")
+
+
+def test_a_project_out_of_date_is_read_once_for_every_call_waiting(bank: Runtime) -> None:
+    """When a busy project's cache entry runs out, the calls in flight share one read."""
+    with bank.db.write() as conn:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        projects.add_project(conn, "acme", signing.public_key_pem(key).decode(), 0)
+    app = bank.app(run_worker=False)
+    assert isinstance(app, Starlette)
+    api = next(m.kwargs["api"] for m in app.user_middleware if m.cls is ApiRoute)
+    reads: list[str] = []
+    read = bank.projects.get
+
+    def counted(project_id: str) -> Any:  # the real read, counted
+        reads.append(project_id)
+        if project_id == "broken":
+            raise RuntimeError("the store is out of reach")
+        return read(project_id)
+
+    bank.projects.get = counted  # type: ignore[method-assign]
+
+    async def calls(project_id: str) -> list[Any]:
+        waiting = [api._project(project_id) for _ in range(20)]
+        return await asyncio.gather(*waiting, return_exceptions=True)
+
+    found = asyncio.run(calls("acme"))
+    assert reads == ["acme"]
+    assert {p.id for p in found} == {"acme"}
+    bank.projects.clear()
+    failed = asyncio.run(calls("broken"))
+    assert reads == ["acme", "broken"]  # one read, and its failure for every call
+    assert [str(f) for f in failed] == ["the store is out of reach"] * 20
+    assert api._reading == {}

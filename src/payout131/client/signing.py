@@ -34,6 +34,9 @@ class KeyFormatError(ValueError):
     """A PEM that is not an RSA key of at least 2048 bits."""
 
 
+_PADDING, _DIGEST = padding.PKCS1v15(), hashes.SHA256()  # the bank's scheme, made once
+
+
 def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
     """Load a PKCS#1 or PKCS#8 PEM private key (unencrypted)."""
     try:
@@ -80,7 +83,7 @@ def fingerprint(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
 
 def sign(key: rsa.RSAPrivateKey, body: bytes) -> str:
     """Base64 of the PKCS#1 v1.5 SHA-256 signature over ``body``."""
-    raw = key.sign(body, padding.PKCS1v15(), hashes.SHA256())
+    raw = key.sign(body, _PADDING, _DIGEST)
     return base64.b64encode(raw).decode("ascii")
 
 
@@ -93,7 +96,7 @@ def verify(key: rsa.RSAPublicKey, body: bytes, signature: str | bytes | None) ->
     except (binascii.Error, ValueError):
         return False
     try:
-        key.verify(raw, body, padding.PKCS1v15(), hashes.SHA256())
+        key.verify(raw, body, _PADDING, _DIGEST)
     except InvalidSignature:
         return False
     return True

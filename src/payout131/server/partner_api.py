@@ -9,6 +9,7 @@ read runs in a read transaction (``Database.read_async``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
@@ -133,6 +134,7 @@ class PartnerApi:
         # they get threads of their own (a few: more threads fight over the GIL, and each
         # read is short), on PostgreSQL the same number run at once on the event loop
         self.read_limiter = anyio.CapacityLimiter(READS_AT_ONCE)
+        self._reading: dict[str, asyncio.Future[Project | None]] = {}  # projects being read
 
     async def __call__(self, request: Request) -> Response:
         try:
@@ -156,11 +158,7 @@ class PartnerApi:
         project_id = headers.get("x-partner-project")
         if not project_id:
             raise IdentificationError("X-PARTNER-PROJECT: header required")
-        known, project = self.projects.peek(project_id)  # benchmarks: no thread hop
-        if not known:
-            project = await anyio.to_thread.run_sync(
-                self.projects.get, project_id, limiter=self.limiter
-            )
+        project = await self._project(project_id)
         if project is None:
             raise IdentificationError(f"X-PARTNER-PROJECT: unknown project {project_id[:64]!r}")
         signature = headers.get("x-partner-sign")
@@ -174,6 +172,28 @@ class PartnerApi:
         if project.disabled:
             raise AuthorizationError(f"project {project.id} is disabled")
         return project
+
+    async def _project(self, project_id: str) -> Project | None:
+        """The project, from the cache without a thread hop while it is fresh; else read
+        once, in a thread, for every call that asks meanwhile. (Each call in flight when a
+        busy project's entry ran out used to read it again itself, and they all waited
+        together every two seconds: docs/benchmarks.md, eleventh round.)"""
+        known, project = self.projects.peek(project_id)
+        if known:
+            return project
+        reading = self._reading.get(project_id)
+        if reading is None:
+            reading = asyncio.ensure_future(
+                anyio.to_thread.run_sync(self.projects.get, project_id, limiter=self.limiter)
+            )
+            self._reading[project_id] = reading
+            reading.add_done_callback(lambda done: self._read(project_id, done))
+        return await asyncio.shield(reading)  # a caller that gives up leaves it to the rest
+
+    def _read(self, project_id: str, done: asyncio.Future[Project | None]) -> None:
+        self._reading.pop(project_id, None)
+        if not done.cancelled():
+            done.exception()  # each waiter raised it; none left to, it is not left unseen
 
     async def _serve(self, request: Request) -> Response:
         version, name = self._method(request)
