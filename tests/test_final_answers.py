@@ -14,7 +14,7 @@ from partner import payout_body
 from payout131.payouts import reads
 from payout131.payouts.records import Listed, Payout, Refund, Session
 from payout131.runtime import Runtime
-from payout131.server.final_answers import FinalAnswers
+from payout131.server.final_answers import LARGEST, FinalAnswers
 from payout131.settings import Settings
 from payout131.storage import schema as t
 
@@ -107,14 +107,20 @@ def test_which_sessions_are_final(
     assert reads.final(found, returns_forced=True) is sandbox
 
 
-def test_the_oldest_answers_go_first() -> None:
-    kept = FinalAnswers(returns_forced=False, kept=2)
+def test_the_oldest_answers_go_first_and_none_is_kept_long_or_large() -> None:
+    kept = FinalAnswers(returns_forced=False, kept_bytes=20)
     for n in (1, 2, 3):
         found = _listed("cancelled", "failed", None, False)
         found = Listed(found.session._replace(n=n), found.payouts)
-        kept.keep(found, "v1", b"answer %d" % n)
+        kept.keep(found, "v1", b"answer %d" % n)  # 8 bytes each: two fit in 20
     kept.keep(_listed("in_progress", "pending", "expire", False), "v1", b"open")
     assert len(kept) == 2
     assert kept.get(1, "v1") is None
     assert kept.get(3, "v1") == ("acme", b"answer 3")
     assert kept.get(3, "v2") is None
+    final = _listed("cancelled", "failed", None, False)
+    kept.keep(final, "v1", b"x" * (LARGEST + 1))  # a partner's metadata made it large
+    assert kept.get(1, "v1") is None
+    briefly = FinalAnswers(returns_forced=False, kept_for_s=0.0)
+    briefly.keep(final, "v1", b"answer")
+    assert briefly.get(1, "v1") is None  # read again once it has been kept that long
