@@ -376,3 +376,20 @@ def test_an_event_that_cannot_be_prepared_fails_alone_and_goes_dead(
     errors = {a.error for a in attempt_rows(bank, lost.id)}
     assert len(errors) == 1
     assert errors.pop().startswith("prepare: vault key k-lost is not in the key ring")
+
+
+@pytest.mark.parametrize("clocks", [False, True])
+def test_the_claim_walks_the_waiting_events_in_order(bank: Runtime, clocks: bool) -> None:
+    """PostgreSQL claims through ``ix_events_waiting`` (migration 0019): an ordered scan
+    that stops at its limit and marks the dead index entries it passes, where a bitmap scan
+    of ``ix_events_due`` visited every event delivered since the last vacuum."""
+    if bank.db.is_sqlite:
+        pytest.skip("SQLite updates a row in place: no dead entries; it keeps ix_events_due")
+    statement = outbox.DUE[clocks]
+    with bank.db.read() as conn:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a test's tables are tiny
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        params = {"now": 1, "busy": [], "n": 8}
+        plan = [row[0] for row in driver.execute("EXPLAIN " + statement.rendered(True), params)]
+    assert any("Index Scan using ix_events_waiting on events e" in line for line in plan), plan
