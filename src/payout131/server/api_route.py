@@ -14,16 +14,13 @@ as before. Both give the same answers, bytes and headers alike
 
 from __future__ import annotations
 
-import re
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payout131.protocol.methods import METHODS
 from payout131.server.partner_api import PartnerApi
+from payout131.server.request_log import API_PATH, route_path
 
 __all__ = ["ApiRoute"]
-
-_API = re.compile(r"/api/([^/]+)/(.+)")
 
 
 class ApiRoute:
@@ -35,10 +32,7 @@ class ApiRoute:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            path, root = scope["path"], scope.get("root_path", "")
-            if root and path.startswith(root):  # behind a proxy's prefix (serve --root-path)
-                path = path[len(root) :]
-            found = _API.fullmatch(path)
+            found = API_PATH.fullmatch(route_path(scope["path"], scope.get("root_path", "")))
             if found is not None:
                 version, name = found.groups()
                 method = METHODS.get(name)

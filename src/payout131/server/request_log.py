@@ -25,9 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from payout131 import logs
 from payout131.protocol.methods import METHODS
 
-__all__ = ["RequestLog", "RequestStats"]
+__all__ = ["API_PATH", "RequestLog", "RequestStats", "route_path"]
 
-_API = re.compile(r"^/api/(v\d+)/(.+)$")
+API_PATH = re.compile(r"^/api/(v\d+)/(.+)$")  # a partner API call: its version, its method
 _SESSION = re.compile(rb'"(ps_\d{1,19})"|\b(ps_\d{1,19})\b')
 _PAYOUT = re.compile(rb'"(po_\d{1,19})"|\b(po_\d{1,19})\b')
 _CODE = re.compile(rb'"code"\s*:\s*"([a-z0-9_]{1,64})"')
@@ -69,6 +69,12 @@ class RequestStats:
         if timed is None:
             timed = self._timed[method] = self.latency.labels(method)
         timed.observe(seconds)
+
+
+def route_path(path: str, root: str) -> str:
+    """``path`` as the app's routes see it: behind a proxy's prefix ``root`` (``serve
+    --root-path``), without it."""
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _area(path: str, api: re.Match[str] | None) -> str:
@@ -131,8 +137,8 @@ class RequestLog:
         self, scope: Scope, where: tuple[str, str], status: int, head: bytes, seconds: float
     ) -> None:
         path, root = where  # root: a proxy's prefix (serve --root-path), if any
-        inside = path[len(root) :] if root and path.startswith(root) else path
-        api = _API.search(inside)
+        inside = route_path(path, root)
+        api = API_PATH.search(inside)
         area = _area(inside, api)
         error = _first(_CODE, head) if status >= 400 and area != "console" else None
         self.stats.count(area, status, error, seconds)

@@ -114,12 +114,8 @@ def as_json(
     }
 
 
-def _share(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
+def _shown(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
 
 
 def _costs(report: EngineReport) -> str:
@@ -172,12 +168,12 @@ def print_table(reports: list[EngineReport], found: list[Target], console: Conso
                 str(f["concurrency"]),
                 f"{f['ceiling_payouts_per_s']:.0f}",
                 f"{f['ratio_to_ceiling']:.2f}" if f["ratio_to_ceiling"] is not None else "—",
-                _share(f.get("share_of_attainable")),
+                _shown(f.get("share_of_attainable"), 2),
                 str(f["errors"]),
                 f"{f['cpu_ms_per_payout']:.2f}",
-                _ms(p99.get(INIT)),
-                _ms(p99.get(CONFIRM)),
-                _ms(p99.get(STATUS)),
+                _shown(p99.get(INIT)),
+                _shown(p99.get(CONFIRM)),
+                _shown(p99.get(STATUS)),
                 f"{delay['p50']:.0f}/{delay['p99']:.0f}" if delay else "—",
                 f"{f['peak_rss_mb']:.0f}",
             )

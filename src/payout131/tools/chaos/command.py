@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,8 @@ def _crash(
         report = run(plan, echo=click.echo)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    for name, value in sorted(report.verdict.figures.items()):
-        click.echo(f"  {name:<45} {value}")
-    _finish(report.as_dict(), json_path, report.passed, seed, report.workdir)
+    figures = dict(sorted(report.verdict.figures.items()))
+    _finish(figures, report.as_dict(), json_path, report.passed, seed, report.workdir)
     click.echo(
         f"passed: {report.crashes} crashes ({mode}, {engine}) in {report.seconds:.0f} s, "
         f"seed {seed}"
@@ -171,11 +171,8 @@ def _failover(
         report = run(plan, echo=click.echo)
     except ClusterError as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
-    for name, value in sorted(report.verdict.figures.items()):
-        click.echo(f"  {name:<45} {value}")
-    for name, value in report.figures().items():
-        click.echo(f"  {name:<45} {value}")
-    _finish(report.as_dict(), json_path, report.passed, seed, report.workdir)
+    figures = sorted(report.verdict.figures.items()) + list(report.figures().items())
+    _finish(dict(figures), report.as_dict(), json_path, report.passed, seed, report.workdir)
     click.echo(
         f"passed: {len(report.failovers)} failovers in {report.seconds:.0f} s, longest "
         f"without a write {report.figures()['max_unavailable_s']} s, seed {seed}"
@@ -183,8 +180,17 @@ def _failover(
 
 
 def _finish(
-    summary: dict[str, Any], json_path: Path | None, passed: bool, seed: int, workdir: Path
+    figures: Mapping[str, Any],
+    summary: dict[str, Any],
+    json_path: Path | None,
+    passed: bool,
+    seed: int,
+    workdir: Path,
 ) -> None:
+    """Print the run's ``figures`` (in their order), write ``summary`` as JSON if asked,
+    and fail with its problems if it did not pass."""
+    for name, value in figures.items():
+        click.echo(f"  {name:<45} {value}")
     if json_path is not None:
         json_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if not passed:
