@@ -124,3 +124,21 @@ def test_the_oldest_answers_go_first_and_none_is_kept_long_or_large() -> None:
     briefly = FinalAnswers(returns_forced=False, kept_for_s=0.0)
     briefly.keep(final, "v1", b"answer")
     assert briefly.get(1, "v1") is None  # read again once it has been kept that long
+
+
+def test_answers_kept_together_run_out_spread_over_the_second_half_of_their_time() -> None:
+    now = [1000.0]
+    kept = FinalAnswers(returns_forced=False, kept_for_s=10.0, monotonic=lambda: now[0])
+    final = _listed("cancelled", "failed", None, False)
+    for n in range(1, 201):
+        kept.keep(Listed(final.session._replace(n=n), final.payouts), "v1", b"answer")
+
+    def still_kept() -> int:
+        return sum(kept.get(n, "v1") is not None for n in range(1, 201))
+
+    now[0] += 4.99
+    assert still_kept() == 200  # none before half the time
+    now[0] += 2.5
+    assert 40 < still_kept() < 160  # about half: not all at once
+    now[0] += 2.52
+    assert still_kept() == 0  # none after the whole time

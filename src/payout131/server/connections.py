@@ -19,6 +19,13 @@ half-close (FIN) after the answer and drops what the client still sends for ``_L
 was still sending a refused body gets the ``413`` instead of a reset that would throw the
 answer away. Over TLS the connection is closed at once (no half-close there).
 
+What a connection writes in one turn of the event loop is held and sent at the turn's end
+in one write (an answer's head and body, which uvicorn writes apart: one system call and
+one packet instead of two). Under load the answers of many connections then go out
+together, before the loop next waits for the network, so each wait finds more requests
+ready: measured, a signed status read went from 124 to 83 µs of the loop's CPU and a
+health check from 52 to 41 (docs/benchmarks.md, twelfth round).
+
 ``serve`` runs uvicorn with this protocol (``http=PROTOCOL``); the deadlines come from the
 app's lifespan state (``HEADER_TIMEOUT``, ``BODY_TIMEOUT``), so every process of ``serve
 --processes N`` reads them from its own settings.
@@ -56,11 +63,32 @@ _TIMED_OUT = (
 
 
 class _LingeringTransport:
-    """The connection's transport, whose ``close`` half-closes first (see the module)."""
+    """The connection's transport, whose writes go out at the end of the loop's turn and
+    whose ``close`` half-closes first (see the module)."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport, self._loop = transport, loop
         self._closing = False
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        """Held until the end of the loop's turn (or ``close``), then sent with whatever
+        else this turn wrote."""
+        if self._closing:
+            self._transport.write(data)
+            return
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
+
+    def flush(self) -> None:
+        """Send what is held."""
+        held, self._held = self._held, []
+        if held:
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._held))
 
     def is_closing(self) -> bool:
         return self._closing or self._transport.is_closing()
@@ -68,6 +96,7 @@ class _LingeringTransport:
     def close(self) -> None:
         if self.is_closing():
             return
+        self.flush()
         self._closing = True
         transport = self._transport
         if not transport.can_write_eof():  # TLS: closed at once, as before
