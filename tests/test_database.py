@@ -3,8 +3,12 @@ PostgreSQL connections that died in the pool are found."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
+from psycopg import pq
 
 from banking import Onboard
 from payout131.ledger import accounts, book
@@ -17,8 +21,9 @@ from payout131.storage.database import Database
 def test_a_read_sees_one_snapshot_whatever_commits_meanwhile(
     bank: Runtime, onboard: Onboard
 ) -> None:
-    """A session and its payouts are read by two statements (``session/status``); a commit
-    landing between them must not show in the second (PostgreSQL's READ COMMITTED would)."""
+    """A read of several statements (the console's pages, the CLI's reports) sees one
+    snapshot: a commit landing between two must not show in the second (PostgreSQL's READ
+    COMMITTED would)."""
     onboard("acme", wallet=5_000)
     counted = sa.select(sa.func.count()).select_from(t.ledger_accounts)
     with bank.db.read() as conn:
@@ -33,6 +38,41 @@ def test_a_read_sees_one_snapshot_whatever_commits_meanwhile(
     with bank.db.read() as conn:
         assert conn.execute(counted).scalar_one() == before + 1
         assert accounts.balance(conn, wallet).balance == 6_000
+
+
+def test_a_status_read_is_one_statement_outside_a_transaction(
+    bank: Runtime, onboard: Onboard, tmp_path: Path
+) -> None:
+    """``session/status`` reads its session, payout and refund in one statement, which is a
+    snapshot by itself: on PostgreSQL it travels alone, no ``BEGIN``, no ``COMMIT``
+    (``handlers.ONE_STATEMENT``); what libpq sends is traced."""
+    if bank.db.is_sqlite:
+        pytest.skip("SQLite's transactions are calls in the process: no round trips to save")
+    partner = onboard(account=50_000)
+    sid = partner.ok("session/init/payout/rko", partner.rko_body(10_000))["session"]["id"]
+    partner.ok("session/status", {"session_id": sid})  # the project is in its cache now
+    path = tmp_path / "libpq.trace"
+    with path.open("w") as trace:
+
+        def traced(driver: Any, record: Any, proxy: Any) -> None:
+            driver.pgconn.trace(trace.fileno())
+            driver.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+
+        def untraced(driver: Any, record: Any) -> None:
+            driver.pgconn.untrace()
+
+        sa.event.listen(bank.db.engine, "checkout", traced)
+        sa.event.listen(bank.db.engine, "checkin", untraced)
+        try:
+            read = partner.ok("session/status", {"session_id": sid})
+        finally:
+            sa.event.remove(bank.db.engine, "checkout", traced)
+            sa.event.remove(bank.db.engine, "checkin", untraced)
+    assert read["session"]["id"] == sid
+    sent = [line.split("\t") for line in path.read_text().splitlines() if line.startswith("F\t")]
+    kinds = [fields[2] for fields in sent]
+    assert kinds.count("Bind") == 1, kinds  # one statement
+    assert "Query" not in kinds, sent  # psycopg's BEGIN and COMMIT are simple queries
 
 
 def _backend(db: Database) -> int:

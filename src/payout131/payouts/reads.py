@@ -17,7 +17,8 @@ _ENDED = frozenset({SessionStatus.ACCEPTED, SessionStatus.CANCELLED})
 
 
 def status(conn: Connection, call: PartnerCall[SessionRef]) -> Listed:
-    """The caller's session named by ``session_id``, with its payout and refund."""
+    """The caller's session named by ``session_id``, with its payout and refund, read in
+    one statement (``server/handlers.ONE_STATEMENT``: it runs outside a transaction)."""
     n = access.session_number(call.body.session_id)
     found = store.status_rows(conn, n)
     access.check_owner(found.session.project_id if found else None, n, call.project.id)

@@ -33,7 +33,7 @@ from payout131.server.final_answers import FinalAnswers
 from payout131.server.idempotency import Keyed
 from payout131.tokens import account_tokens, card_tokens, public_tokens
 
-__all__ = ["READS", "WRITES", "Handlers"]
+__all__ = ["ONE_STATEMENT", "READS", "WRITES", "Handlers"]
 
 UseCase = Callable[[Connection, Context, Sequence[PartnerCall[Any]]], list[Any]]
 Read = Callable[[Connection, Context, PartnerCall[Any]], dict[str, Any]]
@@ -136,6 +136,9 @@ WRITES: dict[str, Mutation] = {
     "tokenize": Mutation(_each(_tokenize), sessions=False),
 }
 STATUS = "session/status"  # a read of its own: its answer may be kept (final_answers.py)
+ONE_STATEMENT = frozenset({STATUS})
+"""The reads whose use case runs one statement (``store.status_rows``), a snapshot by itself,
+so they run outside a transaction (``Database.read``); a second statement would need one."""
 READS: dict[str, Read] = {
     "wallet/balance": _wallet_balance,
     "report/account_balance": _account_balance,

@@ -36,7 +36,7 @@ from payout131.protocol.wire import dumps
 from payout131.sandbox import clocks
 from payout131.server import idempotency
 from payout131.server.bodies import BodyRefused, read_body, receive_body
-from payout131.server.handlers import Handlers
+from payout131.server.handlers import ONE_STATEMENT, Handlers
 from payout131.server.idempotency import KeyedCall, KeyTaken
 from payout131.storage import Database
 from payout131.storage.group_commit import GroupCommit
@@ -264,7 +264,9 @@ class PartnerApi:
             if kept is not None:
                 return 200, kept
             out = await self.db.read_async(
-                lambda conn: self.handlers.read(conn, name, call), self.read_limiter
+                lambda conn: self.handlers.read(conn, name, call),
+                self.read_limiter,
+                one_statement=name in ONE_STATEMENT,
             )
             return 200, out
         status = 200

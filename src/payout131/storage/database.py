@@ -164,8 +164,15 @@ class Database:
         has one writer at a time (more would wait in its busy handler); PostgreSQL more."""
         return 1 if self.is_sqlite else 4
 
-    async def read_async(self, fn: Callable[[Connection], T], limiter: anyio.CapacityLimiter) -> T:
-        """``fn`` in a read transaction, from an event loop, at most ``limiter`` at once.
+    async def read_async(
+        self,
+        fn: Callable[[Connection], T],
+        limiter: anyio.CapacityLimiter,
+        *,
+        one_statement: bool = False,
+    ) -> T:
+        """``fn`` in a read transaction, from an event loop, at most ``limiter`` at once
+        (``one_statement``: ``fn`` runs a single statement, see ``read``).
 
         On PostgreSQL it runs on the loop's own thread, its waits for the database handed
         to the loop (``loop_io``: no thread hop, no wait for the GIL when PostgreSQL
@@ -173,7 +180,7 @@ class Database:
         thread. ``limiter`` must stay below the pool's size (see ``loop_io``)."""
 
         def read() -> T:
-            with self.read() as conn:
+            with self.read(one_statement) as conn:
                 return fn(conn)
 
         if self.is_sqlite:
@@ -196,16 +203,21 @@ class Database:
             after_commit.run(conn)  # the log lines and counts of what it changed
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
+    def read(self, one_statement: bool = False) -> Iterator[Connection]:
         """A read-only transaction: one snapshot for all its statements, on both engines.
 
         (PostgreSQL's READ COMMITTED would give each statement its own snapshot, so a
         session and its payouts read one after the other could come from either side of a
         commit; REPEATABLE READ, set on the driver's connection without a round trip, does
-        not. SQLite's read transaction in WAL mode is a snapshot already.)"""
+        not. SQLite's read transaction in WAL mode is a snapshot already.)
+
+        With ``one_statement`` the caller promises to run a single statement, which is a
+        snapshot by itself: on PostgreSQL it then runs outside a transaction, without the
+        ``BEGIN`` and ``COMMIT`` round trips (docs/benchmarks.md, twelfth round)."""
         with self.engine.connect() as conn:
             if not self.is_sqlite:
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                level = "AUTOCOMMIT" if one_statement else "REPEATABLE READ"
+                conn = conn.execution_options(isolation_level=level)
             with conn.begin():
                 try:
                     yield conn

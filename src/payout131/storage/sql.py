@@ -68,7 +68,7 @@ _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 class Sql(Generic[R]):
     """One statement's text, with its rendering for each engine and its row type."""
 
-    __slots__ = ("booleans", "lists", "make", "postgresql", "sqlite", "text")
+    __slots__ = ("booleans", "lists", "make", "names", "postgresql", "sqlite", "text")
 
     @overload
     def __init__(self: Sql[Any], text: str, booleans: Iterable[str] = ()) -> None: ...
@@ -81,6 +81,7 @@ class Sql(Generic[R]):
     ) -> None:
         self.text = " ".join(text.split())
         self.make = make
+        self.names: tuple[str, ...] | None = None  # its columns, once a result has shown them
         self.booleans = frozenset(booleans) | (_boolean_fields(make) if make else frozenset())
         self.lists = frozenset(name for _, name in _LIST.findall(self.text))
         self.postgresql = _PARAM.sub(r"%(\1)s", self.text)
@@ -172,9 +173,17 @@ def _made(sql: Sql[Any], names: tuple[str, ...], found: list[Any], postgresql: b
 
 
 def _rows(sql: Sql[Any], cursor: Any, postgresql: bool) -> list[Any]:
-    if cursor.description is None:
+    if postgresql:  # psycopg makes an object per column for its description: read it once
+        result = cursor.pgresult
+        if result is None or not result.nfields:
+            return []
+        names = sql.names
+        if names is None or len(names) != result.nfields:
+            names = sql.names = tuple(d[0] for d in cursor.description)
+    elif cursor.description is None:
         return []
-    names = tuple(d[0] for d in cursor.description)
+    else:
+        names = tuple(d[0] for d in cursor.description)
     return _made(sql, names, cursor.fetchall(), postgresql)
 
 
