@@ -16,6 +16,7 @@ from starlette.types import Receive
 
 from payout131.errors import InvalidRequest
 from payout131.protocol.validation import whole_number
+from payout131.server.connections import BODY_RECEIVED
 
 __all__ = ["BodyRefused", "read_body", "receive_body"]
 
@@ -31,34 +32,42 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The request's body, or ``InvalidRequest`` if it is larger than ``limit`` bytes or
     takes longer than ``timeout_s`` to arrive."""
     declared = request.headers.get("content-length")
-    return await receive_body(request.receive, declared, limit, timeout_s)
+    received = bool(request.scope.get(BODY_RECEIVED))
+    return await receive_body(request.receive, declared, limit, timeout_s, received)
 
 
 async def receive_body(
-    receive: Receive, declared: str | None, limit: int, timeout_s: float
+    receive: Receive, declared: str | None, limit: int, timeout_s: float, received: bool = False
 ) -> bytes:
     """The body of the request whose ASGI ``receive`` this is (``declared``: its
-    ``Content-Length``, if any), capped and timed as ``read_body``'s."""
+    ``Content-Length``, if any), capped and timed as ``read_body``'s; ``received``: the
+    server has it whole already (``connections.BODY_RECEIVED``), so there is no wait to time
+    (a timer costs a tenth of a kept status read: docs/benchmarks.md, twelfth round)."""
     length = whole_number(declared or "", 20)
     if length is not None and length > limit:
         raise _too_large(limit)
-    chunks, size = [], 0
+    if received:
+        return await _collect(receive, limit)
     try:
         async with asyncio.timeout(timeout_s):  # benchmarks: cheaper than a cancel scope
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnect
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
+            return await _collect(receive, limit)
     except TimeoutError:
         raise BodyRefused(f"body: not received within {timeout_s:g} seconds") from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _collect(receive: Receive, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(limit: int) -> BodyRefused:

@@ -11,7 +11,8 @@ opening or of the request's first byte, else the client is answered ``408`` and
 disconnected; and its body within ``body_timeout_s`` (and a second's grace) of its
 headers, else the connection is closed. A route that reads the body answers the slow one
 itself, ``400``, when that time is up (``server/bodies.py``), so the grace lets its answer
-go out first.
+go out first. A request whose body has come whole before the route reads it (most do: one
+packet) is marked so in its scope (``BODY_RECEIVED``), and its read is not timed at all.
 
 A connection is closed the way a client can read its last answer: the server sends its
 half-close (FIN) after the answer and drops what the client still sends for ``_LINGER_S``
@@ -39,6 +40,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 __all__ = [
+    "BODY_RECEIVED",
     "BODY_TIMEOUT",
     "DEFAULT_BODY_TIMEOUT_S",
     "DEFAULT_HEADER_TIMEOUT_S",
@@ -50,6 +52,7 @@ __all__ = [
 PROTOCOL = "payout131.server.connections:TimedHttpProtocol"
 HEADER_TIMEOUT = "payout131.header_timeout_s"  # the keys in the lifespan state
 BODY_TIMEOUT = "payout131.body_timeout_s"
+BODY_RECEIVED = "payout131.body_received"  # in a request's scope: its whole body is here
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 30.0
 _GRACE_S = 1.0
@@ -170,6 +173,7 @@ class TimedHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self.scope[BODY_RECEIVED] = True  # type: ignore[literal-required]
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
