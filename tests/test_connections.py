@@ -14,8 +14,11 @@ class _Socket:
 
     def __init__(self) -> None:
         self.writes: list[bytes | str] = []
+        self.lost = False
 
     def write(self, data: bytes) -> None:
+        if self.lost:
+            raise RuntimeError("the handler is closed")  # as uvloop's transport does
         self.writes.append(data)
 
     def write_eof(self) -> None:
@@ -25,7 +28,7 @@ class _Socket:
         return True
 
     def is_closing(self) -> bool:
-        return False
+        return self.lost
 
     def resume_reading(self) -> None:
         pass
@@ -35,6 +38,7 @@ class _Socket:
 
     def abort(self) -> None:
         self.writes.append("RST")
+        self.lost = True
 
 
 @pytest.fixture
@@ -66,3 +70,26 @@ async def test_closing_sends_what_is_held_before_the_half_close() -> None:
     assert socket.writes == [b"answer", "FIN"]
     await asyncio.sleep(0)
     assert socket.writes == [b"answer", "FIN"]  # nothing twice
+
+
+@pytest.mark.anyio
+async def test_a_stopping_server_sends_a_held_answer_before_it_aborts() -> None:
+    socket = _Socket()
+    transport = _LingeringTransport(socket, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"answer")
+    transport.close_now()
+    assert socket.writes == [b"answer", "RST"]
+    await asyncio.sleep(0)  # the flush that was due finds nothing held
+
+
+@pytest.mark.anyio
+async def test_what_is_held_for_a_connection_lost_meanwhile_is_dropped_quietly() -> None:
+    socket = _Socket()
+    transport = _LingeringTransport(socket, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"answer")
+    socket.lost = True  # the client reset the connection in the same pass
+    transport.close()  # uvicorn closes on connection_lost
+    await asyncio.sleep(0)  # the flush that was due: no write
+    transport.write(b"late")
+    transport.flush()  # no write, so no error
+    assert socket.writes == []

@@ -20,12 +20,12 @@ half-close (FIN) after the answer and drops what the client still sends for ``_L
 was still sending a refused body gets the ``413`` instead of a reset that would throw the
 answer away. Over TLS the connection is closed at once (no half-close there).
 
-What a connection writes in one turn of the event loop is held and sent at the turn's end
-in one write (an answer's head and body, which uvicorn writes apart: one system call and
-one packet instead of two). Under load the answers of many connections then go out
-together, before the loop next waits for the network, so each wait finds more requests
-ready: measured, a signed status read went from 124 to 83 µs of the loop's CPU and a
-health check from 52 to 41 (docs/benchmarks.md, twelfth round).
+What a connection writes in one pass of the event loop is held and sent in one write early
+in the next pass (an answer's head and body, which uvicorn writes apart: one system call
+and one packet instead of two). Under load the answers of many connections then go out
+together, and each look at the network finds more requests ready: measured, a signed
+status read went from 124 to 83 µs of the loop's CPU and a health check from 52 to 41
+(docs/benchmarks.md, twelfth round).
 
 ``serve`` runs uvicorn with this protocol (``http=PROTOCOL``); the deadlines come from the
 app's lifespan state (``HEADER_TIMEOUT``, ``BODY_TIMEOUT``), so every process of ``serve
@@ -66,7 +66,7 @@ _TIMED_OUT = (
 
 
 class _LingeringTransport:
-    """The connection's transport, whose writes go out at the end of the loop's turn and
+    """The connection's transport, whose writes go out together in the loop's next pass and
     whose ``close`` half-closes first (see the module)."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
@@ -75,8 +75,8 @@ class _LingeringTransport:
         self._held: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        """Held until the end of the loop's turn (or ``close``), then sent with whatever
-        else this turn wrote."""
+        """Held until the loop's next pass (or ``close``), then sent with whatever else was
+        written meanwhile."""
         if self._closing:
             self._transport.write(data)
             return
@@ -85,9 +85,10 @@ class _LingeringTransport:
         self._held.append(data)
 
     def flush(self) -> None:
-        """Send what is held."""
+        """Send what is held (nothing, once the connection is lost or aborted: it could not
+        go, and uvloop's transport raises on a write then)."""
         held, self._held = self._held, []
-        if held:
+        if held and not self._transport.is_closing():
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def get_write_buffer_size(self) -> int:
@@ -98,6 +99,7 @@ class _LingeringTransport:
 
     def close(self) -> None:
         if self.is_closing():
+            self._held = []
             return
         self.flush()
         self._closing = True
@@ -128,7 +130,9 @@ class _LingeringTransport:
             transport.close()
 
     def close_now(self) -> None:
-        """Close without lingering: the server is stopping, and waits for its connections."""
+        """Close without lingering: the server is stopping, and waits for its connections
+        (an answer complete but still held goes first)."""
+        self.flush()
         self._closing = True
         self._transport.abort()
 
