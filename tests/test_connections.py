@@ -46,10 +46,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def _connection() -> tuple[_Socket, _LingeringTransport]:
+    socket = _Socket()
+    return socket, _LingeringTransport(socket, asyncio.get_running_loop())  # type: ignore[arg-type]
+
+
 @pytest.mark.anyio
 async def test_an_answers_head_and_body_go_out_in_one_write() -> None:
-    socket = _Socket()
-    transport = _LingeringTransport(socket, asyncio.get_running_loop())  # type: ignore[arg-type]
+    socket, transport = _connection()
     transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     transport.write(b"{}")
     assert socket.writes == []
@@ -63,8 +67,7 @@ async def test_an_answers_head_and_body_go_out_in_one_write() -> None:
 
 @pytest.mark.anyio
 async def test_closing_sends_what_is_held_before_the_half_close() -> None:
-    socket = _Socket()
-    transport = _LingeringTransport(socket, asyncio.get_running_loop())  # type: ignore[arg-type]
+    socket, transport = _connection()
     transport.write(b"answer")
     transport.close()
     assert socket.writes == [b"answer", "FIN"]
@@ -74,8 +77,7 @@ async def test_closing_sends_what_is_held_before_the_half_close() -> None:
 
 @pytest.mark.anyio
 async def test_a_stopping_server_sends_a_held_answer_before_it_aborts() -> None:
-    socket = _Socket()
-    transport = _LingeringTransport(socket, asyncio.get_running_loop())  # type: ignore[arg-type]
+    socket, transport = _connection()
     transport.write(b"answer")
     transport.close_now()
     assert socket.writes == [b"answer", "RST"]
@@ -84,8 +86,7 @@ async def test_a_stopping_server_sends_a_held_answer_before_it_aborts() -> None:
 
 @pytest.mark.anyio
 async def test_what_is_held_for_a_connection_lost_meanwhile_is_dropped_quietly() -> None:
-    socket = _Socket()
-    transport = _LingeringTransport(socket, asyncio.get_running_loop())  # type: ignore[arg-type]
+    socket, transport = _connection()
     transport.write(b"answer")
     socket.lost = True  # the client reset the connection in the same pass
     transport.close()  # uvicorn closes on connection_lost

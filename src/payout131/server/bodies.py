@@ -12,7 +12,7 @@ import asyncio
 from typing import ClassVar
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from payout131.errors import InvalidRequest
 from payout131.protocol.validation import whole_number
@@ -32,21 +32,20 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The request's body, or ``InvalidRequest`` if it is larger than ``limit`` bytes or
     takes longer than ``timeout_s`` to arrive."""
     declared = request.headers.get("content-length")
-    received = bool(request.scope.get(BODY_RECEIVED))
-    return await receive_body(request.receive, declared, limit, timeout_s, received)
+    return await receive_body(request.scope, request.receive, declared, limit, timeout_s)
 
 
 async def receive_body(
-    receive: Receive, declared: str | None, limit: int, timeout_s: float, received: bool = False
+    scope: Scope, receive: Receive, declared: str | None, limit: int, timeout_s: float
 ) -> bytes:
-    """The body of the request whose ASGI ``receive`` this is (``declared``: its
-    ``Content-Length``, if any), capped and timed as ``read_body``'s; ``received``: the
-    server has it whole already (``connections.BODY_RECEIVED``), so there is no wait to time
+    """The body of the request whose ASGI ``scope`` and ``receive`` these are
+    (``declared``: its ``Content-Length``, if any), capped and timed as ``read_body``'s. A
+    body the server has whole already (``connections.BODY_RECEIVED``) has no wait to time
     (a timer costs a tenth of a kept status read: docs/benchmarks.md, twelfth round)."""
     length = whole_number(declared or "", 20)
     if length is not None and length > limit:
         raise _too_large(limit)
-    if received:
+    if scope.get(BODY_RECEIVED):
         return await _collect(receive, limit)
     try:
         async with asyncio.timeout(timeout_s):  # benchmarks: cheaper than a cancel scope

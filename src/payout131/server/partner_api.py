@@ -36,7 +36,6 @@ from payout131.protocol.wire import dumps
 from payout131.sandbox import clocks
 from payout131.server import idempotency
 from payout131.server.bodies import BodyRefused, read_body, receive_body
-from payout131.server.connections import BODY_RECEIVED
 from payout131.server.handlers import ONE_STATEMENT, Handlers
 from payout131.server.idempotency import KeyedCall, KeyTaken
 from payout131.storage import Database
@@ -224,11 +223,11 @@ class PartnerApi:
         headers = _Headers(scope)
         try:
             raw = await receive_body(
+                scope,
                 receive,
                 headers.get("content-length"),
                 self.max_body_bytes,
                 self.body_timeout_s,
-                bool(scope.get(BODY_RECEIVED)),
             )
             status, out = await self._answer(version, name, headers, raw)
         except ApiError as exc:
